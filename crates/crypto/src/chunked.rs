@@ -1,0 +1,490 @@
+//! C2SP chunked encryption ("Cobblestone"), the streaming AEAD under every confide file.
+//!
+//! The scheme (<https://c2sp.org/chunked-encryption>) turns one input key and a context string
+//! into a message of any length that is authenticated chunk by chunk, so it can be encrypted and
+//! decrypted in constant memory:
+//!
+//! ```text
+//! key ‖ base nonce ‖ commitment = HKDF-Expand-SHA-512(input key,
+//!         "c2sp.org/chunked-encryption@v1+" ‖ AEAD name ‖ 0x00 ‖ salt ‖ context)
+//! ciphertext = salt (24) ‖ commitment (32) ‖ chunk 0 ‖ chunk 1 ‖ … ‖ final chunk
+//! chunk i    = AES-GCM(key, nonce = base nonce XOR big-endian i, aad = "", plaintext)
+//! ```
+//!
+//! Every chunk but the last holds exactly 16 KiB of plaintext; the last holds less (possibly
+//! nothing), which is how truncation at a chunk boundary is detected. The commitment is checked
+//! before any chunk is opened, so a wrong key or a wrong context fails at once, and a ciphertext
+//! opens under exactly one (key, context).
+//!
+//! [`EncryptingWriter`] and [`DecryptingReader`] are the streaming interfaces; a decryptor hands
+//! out plaintext only from chunks that authenticated, and once it has failed it keeps failing.
+
+use std::io::{self, Read, Write};
+
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
+use zeroize::Zeroizing;
+
+use crate::random;
+
+/// Plaintext bytes in every chunk but the last.
+pub const CHUNK_SIZE: usize = 16 * 1024;
+/// Bytes of authentication tag after each chunk.
+pub const TAG_LEN: usize = 16;
+/// Bytes of random salt at the start of a ciphertext.
+pub const SALT_LEN: usize = 24;
+/// Bytes of key commitment after the salt.
+pub const COMMITMENT_LEN: usize = 32;
+/// Bytes before the first chunk: the salt and the commitment.
+pub const HEADER_LEN: usize = SALT_LEN + COMMITMENT_LEN;
+/// Bytes of a full chunk on the wire.
+pub const ENCRYPTED_CHUNK_SIZE: usize = CHUNK_SIZE + TAG_LEN;
+
+const NONCE_LEN: usize = 12;
+const LABEL: &[u8] = b"c2sp.org/chunked-encryption@v1+";
+/// The largest number of chunks one message may have (2^38 chunks of 16 KiB is 4 PiB), far
+/// below where the 96-bit nonce space or AES-GCM's per-key limits would matter.
+const MAX_CHUNKS: u64 = 1 << 38;
+
+/// The two named instantiations of the scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Suite {
+    /// SHA-512 and AES-128-GCM.
+    Cobblestone128,
+    /// SHA-512 and AES-256-GCM; the one confide files use.
+    Cobblestone256,
+}
+
+impl Suite {
+    /// Length of the input key this suite takes.
+    pub const fn key_len(self) -> usize {
+        match self {
+            Suite::Cobblestone128 => 16,
+            Suite::Cobblestone256 => 32,
+        }
+    }
+
+    fn aead(self) -> &'static aead::Algorithm {
+        match self {
+            Suite::Cobblestone128 => &aead::AES_128_GCM,
+            Suite::Cobblestone256 => &aead::AES_256_GCM,
+        }
+    }
+
+    /// The AEAD's name in the IANA registry, which the key derivation binds.
+    fn aead_name(self) -> &'static [u8] {
+        match self {
+            Suite::Cobblestone128 => b"AEAD_AES_128_GCM",
+            Suite::Cobblestone256 => b"AEAD_AES_256_GCM",
+        }
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Suite::Cobblestone128 => "Cobblestone-128",
+            Suite::Cobblestone256 => "Cobblestone-256",
+        })
+    }
+}
+
+/// Why a chunked ciphertext was refused or could not be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkedError {
+    /// The input key has the wrong length for the suite.
+    #[error("the key is {actual} bytes long; {suite} needs {expected}")]
+    KeyLength {
+        /// The suite that was asked for.
+        suite: Suite,
+        /// The length it needs.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// The ciphertext ends before its 56-byte salt and commitment.
+    #[error("the ciphertext is truncated: it ends inside its {HEADER_LEN}-byte header")]
+    TruncatedHeader,
+    /// The key commitment does not match: the key or context is wrong, or the salt or the
+    /// commitment was modified. No chunk was opened.
+    #[error("key commitment mismatch: wrong key or context, or the salt or commitment was modified")]
+    Commitment,
+    /// A chunk does not authenticate at its position.
+    #[error(
+        "chunk {index} does not authenticate: the ciphertext was modified, reordered or \
+         truncated, or has data after its end"
+    )]
+    Chunk {
+        /// Zero-based position of the chunk.
+        index: u64,
+    },
+    /// The ciphertext ends on a chunk boundary without the short final chunk.
+    #[error("the ciphertext is truncated: it ends after {chunks} full chunks with no final chunk")]
+    MissingFinalChunk {
+        /// How many full chunks authenticated before the end.
+        chunks: u64,
+    },
+    /// The message is longer than the scheme allows.
+    #[error("the message is longer than the 4 PiB this format allows")]
+    TooLong,
+    /// The system random generator failed while making a salt.
+    #[error("the system random number generator failed")]
+    RandomUnavailable,
+    /// A decryptor was read again after it had failed.
+    #[error("the ciphertext already failed to decrypt; no more plaintext will be produced")]
+    AlreadyFailed,
+}
+
+impl ChunkedError {
+    /// The chunked-encryption error carried by an I/O error from [`EncryptingWriter`] or
+    /// [`DecryptingReader`], if that is what it carries.
+    pub fn from_io(err: &io::Error) -> Option<&ChunkedError> {
+        err.get_ref().and_then(|inner| inner.downcast_ref::<ChunkedError>())
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// The per-message AEAD key, base nonce and chunk counter.
+struct ChunkKey {
+    key: LessSafeKey,
+    base_nonce: [u8; NONCE_LEN],
+    next_index: u64,
+}
+
+impl ChunkKey {
+    fn nonce(&self) -> Result<Nonce, ChunkedError> {
+        if self.next_index >= MAX_CHUNKS {
+            return Err(ChunkedError::TooLong);
+        }
+        let mut nonce = self.base_nonce;
+        for (n, c) in nonce[NONCE_LEN - 8..].iter_mut().zip(self.next_index.to_be_bytes()) {
+            *n ^= c;
+        }
+        Ok(Nonce::assume_unique_for_key(nonce))
+    }
+
+    /// Seals `chunk` in place and appends its tag.
+    fn seal(&mut self, chunk: &mut Vec<u8>) -> Result<(), ChunkedError> {
+        let nonce = self.nonce()?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), chunk)
+            .map_err(|_| ChunkedError::TooLong)?;
+        chunk.extend_from_slice(tag.as_ref());
+        self.next_index += 1;
+        Ok(())
+    }
+
+    /// Opens `chunk` (ciphertext and tag) in place and returns the plaintext length.
+    fn open(&mut self, chunk: &mut [u8]) -> Result<usize, ChunkedError> {
+        let index = self.next_index;
+        let nonce = self.nonce()?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), chunk)
+            .map_err(|_| ChunkedError::Chunk { index })?;
+        let len = plain.len();
+        self.next_index += 1;
+        Ok(len)
+    }
+}
+
+/// What HKDF-Expand derives for one (input key, salt, context).
+struct Derived {
+    key: ChunkKey,
+    commitment: [u8; COMMITMENT_LEN],
+    #[cfg(test)]
+    raw_key: Zeroizing<Vec<u8>>,
+}
+
+struct OkmLen(usize);
+
+impl hkdf::KeyType for OkmLen {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn derive(
+    suite: Suite,
+    input_key: &[u8],
+    salt: &[u8; SALT_LEN],
+    context: &[u8],
+) -> Result<Derived, ChunkedError> {
+    let key_len = suite.key_len();
+    if input_key.len() != key_len {
+        return Err(ChunkedError::KeyLength {
+            suite,
+            expected: key_len,
+            actual: input_key.len(),
+        });
+    }
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, input_key);
+    let info: [&[u8]; 5] = [LABEL, suite.aead_name(), &[0], salt, context];
+    let len = key_len + NONCE_LEN + COMMITMENT_LEN;
+    let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN + COMMITMENT_LEN]);
+    prk.expand(&info, OkmLen(len))
+        .and_then(|o| o.fill(&mut okm[..len]))
+        .map_err(|_| ChunkedError::KeyLength {
+            suite,
+            expected: key_len,
+            actual: input_key.len(),
+        })?;
+    let (aead_key, rest) = okm[..len].split_at(key_len);
+    let (base, commit) = rest.split_at(NONCE_LEN);
+    let unbound = UnboundKey::new(suite.aead(), aead_key).map_err(|_| ChunkedError::KeyLength {
+        suite,
+        expected: key_len,
+        actual: input_key.len(),
+    })?;
+    let mut base_nonce = [0u8; NONCE_LEN];
+    base_nonce.copy_from_slice(base);
+    let mut commitment = [0u8; COMMITMENT_LEN];
+    commitment.copy_from_slice(commit);
+    Ok(Derived {
+        key: ChunkKey {
+            key: LessSafeKey::new(unbound),
+            base_nonce,
+            next_index: 0,
+        },
+        commitment,
+        #[cfg(test)]
+        raw_key: Zeroizing::new(aead_key.to_vec()),
+    })
+}
+
+/// Encrypts a stream: everything written is sealed in 16 KiB chunks and written to the inner
+/// writer. [`EncryptingWriter::finish`] must be called to write the final chunk; a writer
+/// dropped without it leaves a ciphertext that every decryptor rejects as truncated.
+pub struct EncryptingWriter<W: Write> {
+    inner: W,
+    key: ChunkKey,
+    buf: Vec<u8>,
+    plaintext_len: u64,
+}
+
+impl<W: Write> EncryptingWriter<W> {
+    /// Starts a message under `key` and `context` with a fresh random salt, and writes the
+    /// salt and key commitment to `inner`.
+    pub fn new(suite: Suite, key: &[u8], context: &[u8], inner: W) -> io::Result<Self> {
+        let salt = random::array::<SALT_LEN>().map_err(|_| ChunkedError::RandomUnavailable.into_io())?;
+        Self::with_salt(suite, key, context, &salt, inner)
+    }
+
+    /// Starts a message with a caller-chosen salt. Only the test vectors need this: reusing a
+    /// salt under one key repeats nonces.
+    fn with_salt(
+        suite: Suite,
+        key: &[u8],
+        context: &[u8],
+        salt: &[u8; SALT_LEN],
+        mut inner: W,
+    ) -> io::Result<Self> {
+        let derived = derive(suite, key, salt, context).map_err(ChunkedError::into_io)?;
+        inner.write_all(salt)?;
+        inner.write_all(&derived.commitment)?;
+        Ok(Self {
+            inner,
+            key: derived.key,
+            buf: Vec::with_capacity(ENCRYPTED_CHUNK_SIZE),
+            plaintext_len: 0,
+        })
+    }
+
+    /// Seals and writes the buffered chunk.
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        self.key.seal(&mut self.buf).map_err(ChunkedError::into_io)?;
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the final (short) chunk and returns the inner writer, flushed, and the number of
+    /// plaintext bytes the message holds.
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
+        // A full buffer is never final: the last chunk must be shorter than CHUNK_SIZE.
+        if self.buf.len() == CHUNK_SIZE {
+            self.flush_chunk()?;
+        }
+        self.flush_chunk()?;
+        self.inner.flush()?;
+        Ok((self.inner, self.plaintext_len))
+    }
+}
+
+impl<W: Write> Write for EncryptingWriter<W> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let written = data.len();
+        while !data.is_empty() {
+            if self.buf.len() == CHUNK_SIZE {
+                self.flush_chunk()?;
+            }
+            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        self.plaintext_len += written as u64;
+        Ok(written)
+    }
+
+    /// Flushes the inner writer. A chunk is sealed only once it is full or at
+    /// [`EncryptingWriter::finish`], so up to 16 KiB may stay buffered.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> std::fmt::Debug for EncryptingWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptingWriter")
+            .field("chunks_written", &self.key.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// More chunks are expected.
+    Open,
+    /// The final chunk authenticated; the plaintext in the buffer is the last.
+    Done,
+    /// Something failed; every later read fails too.
+    Failed,
+}
+
+/// Decrypts a stream chunk by chunk. Plaintext is released only from chunks that authenticated;
+/// a consumer that needs the whole message to be genuine must wait for the end of the stream
+/// (a read returning 0, or [`DecryptingReader::next_chunk`] returning `None`) before trusting
+/// or publishing what it read.
+pub struct DecryptingReader<R: Read> {
+    inner: R,
+    key: ChunkKey,
+    /// Holds one encrypted chunk, then its plaintext in `buf[pos..end]`.
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    state: ReadState,
+}
+
+impl<R: Read> DecryptingReader<R> {
+    /// Reads the salt and commitment from `inner` and checks the commitment for `key` and
+    /// `context`. Fails with [`ChunkedError::Commitment`] before opening any chunk if they are
+    /// not the ones the message was made with.
+    pub fn new(suite: Suite, key: &[u8], context: &[u8], mut inner: R) -> io::Result<Self> {
+        let mut header = [0u8; HEADER_LEN];
+        if read_full(&mut inner, &mut header)? < HEADER_LEN {
+            return Err(ChunkedError::TruncatedHeader.into_io());
+        }
+        let (salt, commitment) = header.split_at(SALT_LEN);
+        let mut salt_arr = [0u8; SALT_LEN];
+        salt_arr.copy_from_slice(salt);
+        let derived = derive(suite, key, &salt_arr, context).map_err(ChunkedError::into_io)?;
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, commitment)
+            .is_err()
+        {
+            return Err(ChunkedError::Commitment.into_io());
+        }
+        Ok(Self {
+            inner,
+            key: derived.key,
+            buf: vec![0u8; ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            state: ReadState::Open,
+        })
+    }
+
+    /// Decrypts and returns the next chunk's plaintext, or `None` once the final chunk has been
+    /// returned. An error is sticky: every later call fails too.
+    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let chunk = &self.buf[self.pos..self.end];
+        self.pos = self.end;
+        Ok(Some(chunk))
+    }
+
+    /// Makes `buf[pos..end]` hold unread plaintext; returns false once the message has ended.
+    fn fill(&mut self) -> io::Result<bool> {
+        while self.pos == self.end {
+            match self.state {
+                ReadState::Done => return Ok(false),
+                ReadState::Failed => return Err(ChunkedError::AlreadyFailed.into_io()),
+                ReadState::Open => {
+                    if let Err(e) = self.open_next() {
+                        self.state = ReadState::Failed;
+                        self.pos = 0;
+                        self.end = 0;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads and opens one chunk into `buf`.
+    fn open_next(&mut self) -> io::Result<()> {
+        let n = read_full(&mut self.inner, &mut self.buf)?;
+        let index = self.key.next_index;
+        if n == 0 {
+            return Err(ChunkedError::MissingFinalChunk { chunks: index }.into_io());
+        }
+        if n < TAG_LEN {
+            return Err(ChunkedError::Chunk { index }.into_io());
+        }
+        let len = self.key.open(&mut self.buf[..n]).map_err(ChunkedError::into_io)?;
+        // A short read means the inner reader is at its end, so this was the final chunk, and
+        // it is final only if it is short. A full chunk is never the last one.
+        if n < ENCRYPTED_CHUNK_SIZE {
+            self.state = ReadState::Done;
+        }
+        self.pos = 0;
+        self.end = len;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for DecryptingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || !self.fill()? {
+            return Ok(0);
+        }
+        let n = (self.end - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read> std::fmt::Debug for DecryptingReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptingReader")
+            .field("chunks_read", &self.key.next_index)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns how many bytes were read.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,25 @@
+//! The only place in confide that calls cryptographic primitives.
+//!
+//! Everything else in the workspace reaches AEAD, hashing, key derivation, signatures and HPKE
+//! through this crate, so the choice of backend (aws-lc-rs, plus the `hpke` crate for RFC 9180)
+//! and every parameter lives in one reviewable place. Secret key types zeroize their bytes when
+//! dropped and never print them.
+//!
+//! - [`chunked`]: C2SP chunked encryption (Cobblestone), the streaming AEAD under every file.
+//! - [`envelope`]: the confide encrypted file format: a header that wraps a fresh data key to
+//!   each recipient, then a Cobblestone-256 body bound to that header.
+//! - [`hpke`]: RFC 9180 base mode, used to wrap keys to a recipient's X25519 key.
+//! - [`signing`]: ECDSA P-256 keys that identify members.
+//! - [`digest`] and [`random`]: SHA-2 and the system random generator.
+
+#![forbid(unsafe_code)]
+
+pub mod chunked;
+pub mod digest;
+pub mod envelope;
+mod error;
+pub mod hpke;
+pub mod random;
+pub mod signing;
+
+pub use error::CryptoError;
