@@ -1,1 +1,78 @@
-fn main(){}
+//! `confide`: the command line for every role in a confide consortium.
+//!
+//! Today it manages a member's identity and encrypts and decrypts files in the confide format;
+//! the verifier, key broker, ledger and clean-room commands join it as they are built. Errors
+//! are printed to stderr with their causes, and the exit status is non-zero on any failure.
+
+#![forbid(unsafe_code)]
+// The binary is the edge where results and errors are printed.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod files;
+mod member;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// confide: confidential computing for organisations that must compute on each other's data.
+#[derive(Debug, Parser)]
+#[command(name = "confide", version, about, long_about = None)]
+struct Cli {
+    /// The member's home directory, holding its identity and keys.
+    /// Default: the platform's config directory, e.g. ~/.config/confide.
+    #[arg(long, global = true, env = "CONFIDE_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and show this member's identity.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Encrypt a file so that only the named recipients can read it.
+    Encrypt(files::EncryptArgs),
+    /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
+    /// file authenticates.
+    Decrypt(files::DecryptArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.home_dir() {
+        Ok(home) => match cli.command {
+            Command::Member(cmd) => member::run(cmd, &home),
+            Command::Encrypt(args) => files::encrypt(args),
+            Command::Decrypt(args) => files::decrypt(args, &home),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    fn home_dir(&self) -> anyhow::Result<confide_identity::Home> {
+        let dir = match &self.home {
+            Some(dir) => dir.clone(),
+            None => dirs::config_dir()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no config directory on this platform; pass --home or set CONFIDE_HOME"
+                    )
+                })?
+                .join("confide"),
+        };
+        Ok(confide_identity::Home::new(dir))
+    }
+}

@@ -109,7 +109,9 @@ pub enum ChunkedError {
     TruncatedHeader,
     /// The key commitment does not match: the key or context is wrong, or the salt or the
     /// commitment was modified. No chunk was opened.
-    #[error("key commitment mismatch: wrong key or context, or the salt or commitment was modified")]
+    #[error(
+        "key commitment mismatch: wrong key or context, or the salt or commitment was modified"
+    )]
     Commitment,
     /// A chunk does not authenticate at its position.
     #[error(
@@ -141,7 +143,8 @@ impl ChunkedError {
     /// The chunked-encryption error carried by an I/O error from [`EncryptingWriter`] or
     /// [`DecryptingReader`], if that is what it carries.
     pub fn from_io(err: &io::Error) -> Option<&ChunkedError> {
-        err.get_ref().and_then(|inner| inner.downcast_ref::<ChunkedError>())
+        err.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ChunkedError>())
     }
 
     fn into_io(self) -> io::Error {
@@ -162,7 +165,10 @@ impl ChunkKey {
             return Err(ChunkedError::TooLong);
         }
         let mut nonce = self.base_nonce;
-        for (n, c) in nonce[NONCE_LEN - 8..].iter_mut().zip(self.next_index.to_be_bytes()) {
+        for (n, c) in nonce[NONCE_LEN - 8..]
+            .iter_mut()
+            .zip(self.next_index.to_be_bytes())
+        {
             *n ^= c;
         }
         Ok(Nonce::assume_unique_for_key(nonce))
@@ -272,7 +278,8 @@ impl<W: Write> EncryptingWriter<W> {
     /// Starts a message under `key` and `context` with a fresh random salt, and writes the
     /// salt and key commitment to `inner`.
     pub fn new(suite: Suite, key: &[u8], context: &[u8], inner: W) -> io::Result<Self> {
-        let salt = random::array::<SALT_LEN>().map_err(|_| ChunkedError::RandomUnavailable.into_io())?;
+        let salt =
+            random::array::<SALT_LEN>().map_err(|_| ChunkedError::RandomUnavailable.into_io())?;
         Self::with_salt(suite, key, context, &salt, inner)
     }
 
@@ -298,7 +305,9 @@ impl<W: Write> EncryptingWriter<W> {
 
     /// Seals and writes the buffered chunk.
     fn flush_chunk(&mut self) -> io::Result<()> {
-        self.key.seal(&mut self.buf).map_err(ChunkedError::into_io)?;
+        self.key
+            .seal(&mut self.buf)
+            .map_err(ChunkedError::into_io)?;
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
@@ -439,7 +448,10 @@ impl<R: Read> DecryptingReader<R> {
         if n < TAG_LEN {
             return Err(ChunkedError::Chunk { index }.into_io());
         }
-        let len = self.key.open(&mut self.buf[..n]).map_err(ChunkedError::into_io)?;
+        let len = self
+            .key
+            .open(&mut self.buf[..n])
+            .map_err(ChunkedError::into_io)?;
         // A short read means the inner reader is at its end, so this was the final chunk, and
         // it is final only if it is short. A full chunk is never the last one.
         if n < ENCRYPTED_CHUNK_SIZE {

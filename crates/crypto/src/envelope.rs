@@ -72,7 +72,9 @@ pub enum EnvelopeError {
         id: RecipientId,
     },
     /// The decrypting key is not among the recipients.
-    #[error("this file is not encrypted to your key {id}; it names {recipients} other recipient(s)")]
+    #[error(
+        "this file is not encrypted to your key {id}; it names {recipients} other recipient(s)"
+    )]
     NotARecipient {
         /// The id of the key that tried.
         id: RecipientId,
@@ -217,17 +219,16 @@ impl Header {
     }
 
     /// Unwraps the data key for `key`, if the header names it.
-    fn unwrap_data_key(
-        &self,
-        key: &HpkeSecretKey,
-    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    fn unwrap_data_key(&self, key: &HpkeSecretKey) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
         let id = RecipientId::of(&key.public_key());
-        let stanza = self.stanzas.iter().find(|s| s.id == id).ok_or(
-            EnvelopeError::NotARecipient {
-                id,
-                recipients: self.stanzas.len(),
-            },
-        )?;
+        let stanza =
+            self.stanzas
+                .iter()
+                .find(|s| s.id == id)
+                .ok_or(EnvelopeError::NotARecipient {
+                    id,
+                    recipients: self.stanzas.len(),
+                })?;
         let data_key = hpke::open(key, &stanza.wrapped, WRAP_INFO, id.as_bytes())
             .map_err(|_| EnvelopeError::DataKeyUnwrap)?;
         if data_key.len() != DATA_KEY_LEN {
@@ -245,7 +246,9 @@ fn parse_fixed(input: &[u8]) -> Result<usize, EnvelopeError> {
     if input[..seen] != MAGIC[..seen] {
         return Err(EnvelopeError::NotConfideFile);
     }
-    let fixed = input.get(..FIXED_HEADER_LEN).ok_or(EnvelopeError::TruncatedHeader)?;
+    let fixed = input
+        .get(..FIXED_HEADER_LEN)
+        .ok_or(EnvelopeError::TruncatedHeader)?;
     let version = u16::from_be_bytes([fixed[8], fixed[9]]);
     if version != VERSION {
         return Err(EnvelopeError::UnsupportedVersion { found: version });
@@ -303,7 +306,8 @@ pub fn encrypt<R: Read, W: Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(EnvelopeError::Io(e)),
         };
-        body.write_all(&buf[..n]).map_err(EnvelopeError::from_body_io)?;
+        body.write_all(&buf[..n])
+            .map_err(EnvelopeError::from_body_io)?;
     }
     let (_, plaintext_len) = body.finish().map_err(EnvelopeError::from_body_io)?;
     Ok(plaintext_len)
@@ -341,7 +345,7 @@ impl<R: Read> Decryptor<R> {
 
     /// Decrypts the rest of the file into `output`; returns the number of plaintext bytes.
     /// On error, whatever was written to `output` must be discarded.
-    pub fn decrypt_to<W: Write>(mut self, output: &mut W) -> Result<u64, EnvelopeError> {
+    pub fn decrypt_to<W: Write + ?Sized>(mut self, output: &mut W) -> Result<u64, EnvelopeError> {
         let mut total = 0u64;
         while let Some(chunk) = self.next_chunk()? {
             output.write_all(chunk).map_err(EnvelopeError::Io)?;

@@ -160,8 +160,11 @@ fn seal_with_ephemeral<A: Aead>(
     aad: &[u8],
     plaintexts: &[&[u8]],
 ) -> Result<Vec<Sealed>, CryptoError> {
-    let pk = <Kem as KemTrait>::PublicKey::from_bytes(recipient.as_bytes())
-        .map_err(|_| CryptoError::InvalidKey { what: "X25519 public key" })?;
+    let pk = <Kem as KemTrait>::PublicKey::from_bytes(recipient.as_bytes()).map_err(|_| {
+        CryptoError::InvalidKey {
+            what: "X25519 public key",
+        }
+    })?;
     let mut rng = IkmRng { ikm: Some(*ikm) };
     let (enc, mut ctx) =
         ::hpke::setup_sender_with_rng::<A, HkdfSha256, Kem>(&OpModeS::Base, &pk, info, &mut rng)
@@ -173,9 +176,9 @@ fn seal_with_ephemeral<A: Aead>(
     plaintexts
         .iter()
         .map(|pt| {
-            let ciphertext = ctx
-                .seal(pt, aad)
-                .map_err(|_| CryptoError::Internal { operation: "HPKE seal" })?;
+            let ciphertext = ctx.seal(pt, aad).map_err(|_| CryptoError::Internal {
+                operation: "HPKE seal",
+            })?;
             Ok(Sealed {
                 enc: enc_bytes,
                 ciphertext,
@@ -266,7 +269,10 @@ mod tests {
     }
 
     fn a1() -> A1 {
-        let path = format!("{}/../../testdata/hpke/rfc9180-a1-base.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../testdata/hpke/rfc9180-a1-base.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
@@ -348,10 +354,22 @@ mod tests {
         let bob = HpkeSecretKey::generate().unwrap();
         let sealed = seal(&alice.public_key(), b"info", b"aad", b"data key").unwrap();
         assert_eq!(sealed.ciphertext.len(), 8 + TAG_LEN);
-        assert_eq!(&*open(&alice, &sealed, b"info", b"aad").unwrap(), b"data key");
-        assert_eq!(open(&bob, &sealed, b"info", b"aad"), Err(CryptoError::HpkeOpen));
-        assert_eq!(open(&alice, &sealed, b"other", b"aad"), Err(CryptoError::HpkeOpen));
-        assert_eq!(open(&alice, &sealed, b"info", b"other"), Err(CryptoError::HpkeOpen));
+        assert_eq!(
+            &*open(&alice, &sealed, b"info", b"aad").unwrap(),
+            b"data key"
+        );
+        assert_eq!(
+            open(&bob, &sealed, b"info", b"aad"),
+            Err(CryptoError::HpkeOpen)
+        );
+        assert_eq!(
+            open(&alice, &sealed, b"other", b"aad"),
+            Err(CryptoError::HpkeOpen)
+        );
+        assert_eq!(
+            open(&alice, &sealed, b"info", b"other"),
+            Err(CryptoError::HpkeOpen)
+        );
         let mut flipped = sealed.clone();
         flipped.enc[3] ^= 1;
         assert!(open(&alice, &flipped, b"info", b"aad").is_err());

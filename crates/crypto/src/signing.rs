@@ -32,11 +32,12 @@ impl SigningKey {
 
     /// Loads a key from PKCS#8 (RFC 5208 or 5958) DER.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, CryptoError> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| {
-            CryptoError::InvalidKey {
-                what: "ECDSA P-256 private key (expected PKCS#8 DER)",
-            }
-        })?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| {
+                CryptoError::InvalidKey {
+                    what: "ECDSA P-256 private key (expected PKCS#8 DER)",
+                }
+            })?;
         Ok(Self { pair })
     }
 
@@ -152,12 +153,21 @@ mod tests {
         let public = key.verifying_key();
         let sig = key.sign(b"proposal").unwrap();
         public.verify(b"proposal", &sig).unwrap();
-        assert_eq!(public.verify(b"proposa1", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            public.verify(b"proposa1", &sig),
+            Err(CryptoError::BadSignature)
+        );
         let mut bad = sig;
         bad[10] ^= 1;
-        assert_eq!(public.verify(b"proposal", &bad), Err(CryptoError::BadSignature));
+        assert_eq!(
+            public.verify(b"proposal", &bad),
+            Err(CryptoError::BadSignature)
+        );
         let other = SigningKey::generate().unwrap().verifying_key();
-        assert_eq!(other.verify(b"proposal", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            other.verify(b"proposal", &sig),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]
@@ -166,7 +176,10 @@ mod tests {
         let reloaded = SigningKey::from_pkcs8(&key.to_pkcs8().unwrap()).unwrap();
         assert_eq!(reloaded.verifying_key(), key.verifying_key());
         let public = key.verifying_key();
-        assert_eq!(VerifyingKey::from_coordinates(public.x(), public.y()).unwrap(), public);
+        assert_eq!(
+            VerifyingKey::from_coordinates(public.x(), public.y()).unwrap(),
+            public
+        );
         assert_eq!(VerifyingKey::from_sec1(&public.to_sec1()).unwrap(), public);
     }
 

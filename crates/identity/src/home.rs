@@ -71,9 +71,9 @@ impl Identity {
         let mut text = Zeroizing::new(String::with_capacity(256));
         text.push_str(KEY_FILE_HEADER);
         text.push_str("\nsigning-key-pkcs8 ");
-        B64.encode_string(&*pkcs8, &mut text);
+        B64.encode_string(&pkcs8[..], &mut text);
         text.push_str("\nhpke-x25519 ");
-        B64.encode_string(&*hpke, &mut text);
+        B64.encode_string(&hpke[..], &mut text);
         text.push('\n');
         Ok(text)
     }
@@ -101,7 +101,8 @@ impl Home {
         self.dir.join(PUBLIC_FILE)
     }
 
-    fn key_path(&self) -> PathBuf {
+    /// Where the private keys are.
+    pub fn key_path(&self) -> PathBuf {
         self.dir.join(KEY_FILE)
     }
 
@@ -118,7 +119,11 @@ impl Home {
         let identity = Identity::generate(name)?;
         let key_text = identity.key_file()?;
         write_new(&self.key_path(), key_text.as_bytes(), 0o600)?;
-        if let Err(e) = write_new(&self.public_path(), identity.public.to_json().as_bytes(), 0o644) {
+        if let Err(e) = write_new(
+            &self.public_path(),
+            identity.public.to_json().as_bytes(),
+            0o644,
+        ) {
             // Leave no half-made identity: the key file goes if its public half could not land.
             let _ = fs::remove_file(self.key_path());
             return Err(e);
@@ -138,18 +143,21 @@ impl Home {
         let public = PublicIdentity::load(&public_path)?;
         let key_path = self.key_path();
         check_private(&key_path)?;
-        let text = Zeroizing::new(fs::read_to_string(&key_path).map_err(|source| {
-            IdentityError::Io {
-                path: key_path.clone(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                fs::read_to_string(&key_path).map_err(|source| IdentityError::Io {
+                    path: key_path.clone(),
+                    source,
+                })?,
+            );
         let (signing, hpke) = parse_key_file(&text).map_err(|reason| IdentityError::Malformed {
             path: key_path.clone(),
             what: "confide member key file",
             reason: reason.into(),
         })?;
-        if signing.verifying_key() != *public.signing_key() || hpke.public_key() != *public.hpke_key() {
+        if signing.verifying_key() != *public.signing_key()
+            || hpke.public_key() != *public.hpke_key()
+        {
             return Err(IdentityError::KeysDoNotMatch {
                 home: self.dir.clone(),
             });
@@ -173,7 +181,9 @@ fn parse_key_file(text: &str) -> Result<(SigningKey, HpkeSecretKey), &'static st
             .strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(' '))
             .ok_or("a line is not the field expected there")?;
-        B64.decode(value).map(Zeroizing::new).map_err(|_| "a key is not unpadded base64url")
+        B64.decode(value)
+            .map(Zeroizing::new)
+            .map_err(|_| "a key is not unpadded base64url")
     };
     let pkcs8 = field("signing-key-pkcs8")?;
     let hpke = field("hpke-x25519")?;
@@ -243,7 +253,11 @@ fn set_mode(_file: &fs::File, _mode: u32) -> std::io::Result<()> {
 #[cfg(unix)]
 fn check_private(path: &Path) -> Result<(), IdentityError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).map_err(io_error(path))?.permissions().mode() & 0o777;
+    let mode = fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode & 0o077 != 0 {
         return Err(IdentityError::InsecurePermissions {
             path: path.to_owned(),
@@ -288,7 +302,10 @@ mod tests {
         // The private file holds no trace of the public document and vice versa.
         let public_text = fs::read_to_string(home.public_path()).unwrap();
         assert!(!public_text.contains("pkcs8"));
-        let names: Vec<_> = fs::read_dir(home.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(home.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
     }
 
@@ -298,11 +315,17 @@ mod tests {
         let home = Home::new(tmp.path());
         home.init("bank-a").unwrap();
         let before = fs::read(home.key_path()).unwrap();
-        assert!(matches!(home.init("bank-b"), Err(IdentityError::AlreadyExists { .. })));
+        assert!(matches!(
+            home.init("bank-b"),
+            Err(IdentityError::AlreadyExists { .. })
+        ));
         assert_eq!(fs::read(home.key_path()).unwrap(), before);
         // A lone key file (an init that died half-way) is not overwritten either.
         fs::remove_file(home.public_path()).unwrap();
-        assert!(matches!(home.init("bank-b"), Err(IdentityError::AlreadyExists { .. })));
+        assert!(matches!(
+            home.init("bank-b"),
+            Err(IdentityError::AlreadyExists { .. })
+        ));
         assert_eq!(fs::read(home.key_path()).unwrap(), before);
     }
 
@@ -315,17 +338,27 @@ mod tests {
         home.init("bank-a").unwrap();
 
         fs::set_permissions(home.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(home.load(), Err(IdentityError::InsecurePermissions { mode: 0o644, .. })));
+        assert!(matches!(
+            home.load(),
+            Err(IdentityError::InsecurePermissions { mode: 0o644, .. })
+        ));
         fs::set_permissions(home.key_path(), fs::Permissions::from_mode(0o600)).unwrap();
 
         let other = Home::new(tmp.path().join("b"));
         other.init("bank-b").unwrap();
         fs::copy(other.public_path(), home.public_path()).unwrap();
-        assert!(matches!(home.load(), Err(IdentityError::KeysDoNotMatch { .. })));
+        assert!(matches!(
+            home.load(),
+            Err(IdentityError::KeysDoNotMatch { .. })
+        ));
         fs::copy(other.key_path(), home.key_path()).unwrap();
         home.load().unwrap();
 
-        fs::write(home.key_path(), "confide member key v1\nsigning-key-pkcs8 !!\n").unwrap();
+        fs::write(
+            home.key_path(),
+            "confide member key v1\nsigning-key-pkcs8 !!\n",
+        )
+        .unwrap();
         let err = home.load().unwrap_err();
         assert!(matches!(err, IdentityError::Malformed { .. }), "{err}");
     }
@@ -334,7 +367,10 @@ mod tests {
     fn invalid_names_create_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let home = Home::new(tmp.path().join("h"));
-        assert!(matches!(home.init("no spaces"), Err(IdentityError::InvalidName { .. })));
+        assert!(matches!(
+            home.init("no spaces"),
+            Err(IdentityError::InvalidName { .. })
+        ));
         assert!(!home.dir().exists());
     }
 }

@@ -48,8 +48,13 @@ impl MemberName {
         if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             return Err(invalid("it must start with a letter or a digit"));
         }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return Err(invalid("only letters, digits, '.', '_' and '-' are allowed"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "only letters, digits, '.', '_' and '-' are allowed",
+            ));
         }
         Ok(Self(name.to_owned()))
     }
@@ -222,8 +227,12 @@ impl PublicIdentity {
             )));
         }
         let jwk = &doc.signing_key;
-        if (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str(), jwk.use_.as_str())
-            != ("EC", "P-256", "ES256", "sig")
+        if (
+            jwk.kty.as_str(),
+            jwk.crv.as_str(),
+            jwk.alg.as_str(),
+            jwk.use_.as_str(),
+        ) != ("EC", "P-256", "ES256", "sig")
         {
             return Err(malformed(
                 "signing_key must be an EC P-256 JWK with alg ES256 and use sig".into(),
@@ -283,10 +292,17 @@ mod tests {
     fn document_round_trips() {
         let id = sample();
         let json = id.to_json();
-        assert_eq!(PublicIdentity::from_json(json.as_bytes(), Path::new("x")).unwrap(), id);
+        assert_eq!(
+            PublicIdentity::from_json(json.as_bytes(), Path::new("x")).unwrap(),
+            id
+        );
         let short = id.fingerprint().to_string();
         assert_eq!(short.len(), 19);
-        assert!(id.fingerprint().to_hex().starts_with(&short.replace('-', "")));
+        assert!(
+            id.fingerprint()
+                .to_hex()
+                .starts_with(&short.replace('-', ""))
+        );
     }
 
     #[test]
@@ -295,13 +311,20 @@ mod tests {
         let other = sample();
         let json: serde_json::Value = serde_json::from_str(&id.to_json()).unwrap();
         let mut swapped = json.clone();
-        swapped["hpke_key"] = serde_json::from_str::<serde_json::Value>(&other.to_json()).unwrap()["hpke_key"].clone();
+        swapped["hpke_key"] = serde_json::from_str::<serde_json::Value>(&other.to_json()).unwrap()
+            ["hpke_key"]
+            .clone();
         let err = PublicIdentity::from_json(swapped.to_string().as_bytes(), Path::new("x"));
-        assert!(matches!(err, Err(IdentityError::FingerprintMismatch { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(IdentityError::FingerprintMismatch { .. })),
+            "{err:?}"
+        );
 
         let mut off_curve = json.clone();
         off_curve["signing_key"]["y"] = json["signing_key"]["x"].clone();
-        assert!(PublicIdentity::from_json(off_curve.to_string().as_bytes(), Path::new("x")).is_err());
+        assert!(
+            PublicIdentity::from_json(off_curve.to_string().as_bytes(), Path::new("x")).is_err()
+        );
 
         let mut extra = json.clone();
         extra["admin"] = true.into();
@@ -324,8 +347,20 @@ mod tests {
         for ok in ["a", "bank-a", "Hospital_2", "x.y", &"z".repeat(64)] {
             assert!(MemberName::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".hidden", "a b", "a/b", "ä", &"z".repeat(65), "a\n"] {
-            assert!(matches!(MemberName::new(bad), Err(IdentityError::InvalidName { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "-a",
+            ".hidden",
+            "a b",
+            "a/b",
+            "ä",
+            &"z".repeat(65),
+            "a\n",
+        ] {
+            assert!(
+                matches!(MemberName::new(bad), Err(IdentityError::InvalidName { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

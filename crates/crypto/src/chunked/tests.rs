@@ -88,7 +88,10 @@ fn stream_decrypt(
                 let again = reader.next_chunk();
                 assert!(again.is_err(), "a failed decryptor must keep failing");
                 let mut byte = [0u8; 1];
-                assert!(reader.read(&mut byte).is_err(), "read after failure must fail too");
+                assert!(
+                    reader.read(&mut byte).is_err(),
+                    "read after failure must fail too"
+                );
                 return (out, ChunkedError::from_io(&e).cloned(), false);
             }
         }
@@ -108,7 +111,11 @@ fn check_file(file: &str) -> usize {
             "valid" => {
                 assert!(err.is_none(), "{id}: valid vector failed: {err:?}");
                 assert_eq!(Some(plain.len()), v.msg_length, "{id}: length");
-                assert_eq!(Some(hex::encode(sha512(&plain))), v.msg_sha512, "{id}: digest");
+                assert_eq!(
+                    Some(hex::encode(sha512(&plain))),
+                    v.msg_sha512,
+                    "{id}: digest"
+                );
                 // Encryption with the vector's salt must give the vector's ciphertext exactly.
                 let mut salt = [0u8; SALT_LEN];
                 salt.copy_from_slice(&ct[..SALT_LEN]);
@@ -125,7 +132,10 @@ fn check_file(file: &str) -> usize {
             "invalid" => {
                 let err = err.unwrap_or_else(|| panic!("{id}: invalid vector decrypted"));
                 if v.has("InvalidKeySize") {
-                    assert!(matches!(err, ChunkedError::KeyLength { .. }), "{id}: {err:?}");
+                    assert!(
+                        matches!(err, ChunkedError::KeyLength { .. }),
+                        "{id}: {err:?}"
+                    );
                 }
                 if v.has("HeaderFailure") {
                     assert!(at_header, "{id}: must fail before any chunk is opened");
@@ -135,7 +145,11 @@ fn check_file(file: &str) -> usize {
                 }
                 // A streaming decryptor may release at most the valid prefix, nothing more.
                 let prefix = v.msg_length.unwrap_or(0);
-                assert!(plain.len() <= prefix, "{id}: released {} > {prefix}", plain.len());
+                assert!(
+                    plain.len() <= prefix,
+                    "{id}: released {} > {prefix}",
+                    plain.len()
+                );
                 if v.has("PartialPlaintext") && plain.len() == prefix {
                     assert_eq!(Some(hex::encode(sha512(&plain))), v.msg_sha512, "{id}");
                 }
@@ -147,7 +161,11 @@ fn check_file(file: &str) -> usize {
             salt.copy_from_slice(&ct[..SALT_LEN]);
             let d = derive(suite, &key, &salt, &ctx).unwrap();
             assert_eq!(hex::encode(&*d.raw_key), *aead_key, "{id}: derived key");
-            assert_eq!(hex::encode(d.key.base_nonce), *base_nonce, "{id}: base nonce");
+            assert_eq!(
+                hex::encode(d.key.base_nonce),
+                *base_nonce,
+                "{id}: base nonce"
+            );
         }
         checked += 1;
     }
@@ -156,12 +174,18 @@ fn check_file(file: &str) -> usize {
 
 #[test]
 fn wycheproof_cobblestone_256() {
-    assert_eq!(check_file("c2sp_chunked_encryption_aes_256_gcm_test.json"), 35);
+    assert_eq!(
+        check_file("c2sp_chunked_encryption_aes_256_gcm_test.json"),
+        35
+    );
 }
 
 #[test]
 fn wycheproof_cobblestone_128() {
-    assert_eq!(check_file("c2sp_chunked_encryption_aes_128_gcm_test.json"), 35);
+    assert_eq!(
+        check_file("c2sp_chunked_encryption_aes_128_gcm_test.json"),
+        35
+    );
 }
 
 const KEY: [u8; 32] = [7u8; 32];
@@ -212,12 +236,16 @@ fn round_trip_at_chunk_edges() {
 fn every_truncation_is_rejected() {
     let plain = message(2 * CHUNK_SIZE + 100);
     let ct = encrypt(&plain, b"");
-    let boundaries: Vec<usize> = (0..=2).map(|i| HEADER_LEN + i * ENCRYPTED_CHUNK_SIZE).collect();
+    let boundaries: Vec<usize> = (0..=2)
+        .map(|i| HEADER_LEN + i * ENCRYPTED_CHUNK_SIZE)
+        .collect();
     for &cut in &boundaries {
         let err = decrypt(&ct[..cut], b"").unwrap_err();
         assert_eq!(
             err,
-            ChunkedError::MissingFinalChunk { chunks: ((cut - HEADER_LEN) / ENCRYPTED_CHUNK_SIZE) as u64 }
+            ChunkedError::MissingFinalChunk {
+                chunks: ((cut - HEADER_LEN) / ENCRYPTED_CHUNK_SIZE) as u64
+            }
         );
     }
     // Inside the header, inside every chunk, inside every tag, and one byte short of the end.
@@ -227,7 +255,10 @@ fn every_truncation_is_rejected() {
     }
     cuts.extend([boundaries[1] - 1, boundaries[1] - TAG_LEN]);
     for cut in cuts.into_iter().filter(|&c| c < ct.len()) {
-        assert!(decrypt(&ct[..cut], b"").is_err(), "truncation at {cut} accepted");
+        assert!(
+            decrypt(&ct[..cut], b"").is_err(),
+            "truncation at {cut} accepted"
+        );
     }
 }
 
@@ -247,9 +278,18 @@ fn reordered_duplicated_and_trailing_chunks_are_rejected() {
         out
     };
     assert!(decrypt(&assemble(&[0, 1, 2, 3]), b"").is_ok());
-    assert_eq!(decrypt(&assemble(&[1, 0, 2, 3]), b""), Err(ChunkedError::Chunk { index: 0 }));
-    assert_eq!(decrypt(&assemble(&[0, 0, 1, 2, 3]), b""), Err(ChunkedError::Chunk { index: 1 }));
-    assert_eq!(decrypt(&assemble(&[0, 1, 3]), b""), Err(ChunkedError::Chunk { index: 2 }));
+    assert_eq!(
+        decrypt(&assemble(&[1, 0, 2, 3]), b""),
+        Err(ChunkedError::Chunk { index: 0 })
+    );
+    assert_eq!(
+        decrypt(&assemble(&[0, 0, 1, 2, 3]), b""),
+        Err(ChunkedError::Chunk { index: 1 })
+    );
+    assert_eq!(
+        decrypt(&assemble(&[0, 1, 3]), b""),
+        Err(ChunkedError::Chunk { index: 2 })
+    );
     // Data after the final chunk: a copy of it, and a single stray byte.
     assert!(decrypt(&assemble(&[0, 1, 2, 3, 3]), b"").is_err());
     let mut stray = ct.clone();
@@ -261,18 +301,26 @@ fn reordered_duplicated_and_trailing_chunks_are_rejected() {
 fn wrong_key_and_wrong_context_fail_at_the_commitment() {
     let ct = encrypt(b"hello", b"ctx-a");
     assert_eq!(decrypt(&ct, b"ctx-b"), Err(ChunkedError::Commitment));
-    let err = DecryptingReader::new(Suite::Cobblestone256, &[8u8; 32], b"ctx-a", &ct[..]).unwrap_err();
+    let err =
+        DecryptingReader::new(Suite::Cobblestone256, &[8u8; 32], b"ctx-a", &ct[..]).unwrap_err();
     assert_eq!(ChunkedError::from_io(&err), Some(&ChunkedError::Commitment));
     let err = DecryptingReader::new(Suite::Cobblestone256, &[8u8; 16], b"", &ct[..]).unwrap_err();
     assert!(matches!(
         ChunkedError::from_io(&err),
-        Some(ChunkedError::KeyLength { expected: 32, actual: 16, .. })
+        Some(ChunkedError::KeyLength {
+            expected: 32,
+            actual: 16,
+            ..
+        })
     ));
 }
 
 #[test]
 fn salts_differ_between_messages() {
-    assert_ne!(encrypt(b"same", b"")[..SALT_LEN], encrypt(b"same", b"")[..SALT_LEN]);
+    assert_ne!(
+        encrypt(b"same", b"")[..SALT_LEN],
+        encrypt(b"same", b"")[..SALT_LEN]
+    );
 }
 
 #[test]

@@ -48,16 +48,32 @@ fn every_recipient_can_decrypt_and_no_one_else() {
     let (header, len) = Header::parse(&file).unwrap();
     assert_eq!(len, header_len(3));
     let ids: Vec<_> = header.recipients().copied().collect();
-    assert_eq!(ids, k[..3].iter().map(|k| RecipientId::of(&k.public_key())).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        k[..3]
+            .iter()
+            .map(|k| RecipientId::of(&k.public_key()))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn sizes_at_chunk_edges_round_trip_with_the_documented_length() {
     let k = keys(1);
-    for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE] {
+    for len in [
+        0,
+        1,
+        CHUNK_SIZE - 1,
+        CHUNK_SIZE,
+        CHUNK_SIZE + 1,
+        3 * CHUNK_SIZE,
+    ] {
         let file = seal(&[&k[0]], &message(len));
         let chunks = len / CHUNK_SIZE + 1;
-        assert_eq!(file.len(), header_len(1) + BODY_HEADER_LEN + len + 16 * chunks);
+        assert_eq!(
+            file.len(),
+            header_len(1) + BODY_HEADER_LEN + len + 16 * chunks
+        );
         assert_eq!(open(&k[0], &file).unwrap(), message(len));
     }
 }
@@ -71,7 +87,10 @@ fn every_header_bit_flip_is_caught_before_any_plaintext() {
             let mut bad = file.clone();
             bad[byte] ^= 1 << bit;
             // The header is checked in Decryptor::new, before any chunk is opened.
-            assert!(Decryptor::new(&k[0], &bad[..]).is_err(), "byte {byte} bit {bit}");
+            assert!(
+                Decryptor::new(&k[0], &bad[..]).is_err(),
+                "byte {byte} bit {bit}"
+            );
         }
     }
 }
@@ -84,7 +103,10 @@ fn a_header_from_another_file_is_refused() {
     let h = header_len(1);
     let mut spliced = b[..h].to_vec();
     spliced.extend_from_slice(&a[h..]);
-    assert!(matches!(open(&k[0], &spliced), Err(EnvelopeError::HeaderMismatch)));
+    assert!(matches!(
+        open(&k[0], &spliced),
+        Err(EnvelopeError::HeaderMismatch)
+    ));
 }
 
 #[test]
@@ -93,11 +115,26 @@ fn unknown_version_bad_magic_and_bad_counts_are_named() {
     let file = seal(&[&k[0]], b"x");
     let mut v2 = file.clone();
     v2[9] = 2;
-    assert!(matches!(open(&k[0], &v2), Err(EnvelopeError::UnsupportedVersion { found: 2 })));
-    assert!(matches!(open(&k[0], b"name,amount\n"), Err(EnvelopeError::NotConfideFile)));
-    assert!(matches!(open(&k[0], b"id"), Err(EnvelopeError::NotConfideFile)));
-    assert!(matches!(open(&k[0], b""), Err(EnvelopeError::TruncatedHeader)));
-    assert!(matches!(open(&k[0], &file[..5]), Err(EnvelopeError::TruncatedHeader)));
+    assert!(matches!(
+        open(&k[0], &v2),
+        Err(EnvelopeError::UnsupportedVersion { found: 2 })
+    ));
+    assert!(matches!(
+        open(&k[0], b"name,amount\n"),
+        Err(EnvelopeError::NotConfideFile)
+    ));
+    assert!(matches!(
+        open(&k[0], b"id"),
+        Err(EnvelopeError::NotConfideFile)
+    ));
+    assert!(matches!(
+        open(&k[0], b""),
+        Err(EnvelopeError::TruncatedHeader)
+    ));
+    assert!(matches!(
+        open(&k[0], &file[..5]),
+        Err(EnvelopeError::TruncatedHeader)
+    ));
     for count in [0u16, 1025, u16::MAX] {
         let mut bad = file.clone();
         bad[10..12].copy_from_slice(&count.to_be_bytes());
@@ -109,7 +146,10 @@ fn unknown_version_bad_magic_and_bad_counts_are_named() {
     two[11] = 2;
     two.extend_from_slice(&file[FIXED_HEADER_LEN..header_len(1)]);
     two.extend_from_slice(&file[FIXED_HEADER_LEN..header_len(1)]);
-    assert!(matches!(Header::parse(&two), Err(EnvelopeError::DuplicateRecipient { .. })));
+    assert!(matches!(
+        Header::parse(&two),
+        Err(EnvelopeError::DuplicateRecipient { .. })
+    ));
 }
 
 #[test]
@@ -125,7 +165,10 @@ fn truncation_reordering_and_duplication_of_chunks_are_refused() {
             "cut at chunk {i}: {err:?}"
         );
         // Inside the chunk.
-        assert!(open(&k[0], &file[..boundary(i) + 17]).is_err(), "cut inside chunk {i}");
+        assert!(
+            open(&k[0], &file[..boundary(i) + 17]).is_err(),
+            "cut inside chunk {i}"
+        );
     }
     for cut in [header_len(1) - 1, header_len(1), body - 1, file.len() - 1] {
         assert!(open(&k[0], &file[..cut]).is_err(), "cut at {cut}");
@@ -138,7 +181,10 @@ fn truncation_reordering_and_duplication_of_chunks_are_refused() {
         }
         out
     };
-    assert_eq!(open(&k[0], &with(&[0, 1, 2, 3])).unwrap(), message(3 * CHUNK_SIZE + 7));
+    assert_eq!(
+        open(&k[0], &with(&[0, 1, 2, 3])).unwrap(),
+        message(3 * CHUNK_SIZE + 7)
+    );
     assert!(matches!(
         open(&k[0], &with(&[0, 2, 1, 3])),
         Err(EnvelopeError::Body(ChunkedError::Chunk { index: 1 }))
