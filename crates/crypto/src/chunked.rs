@@ -174,16 +174,16 @@ impl ChunkKey {
         Ok(Nonce::assume_unique_for_key(nonce))
     }
 
-    /// Seals `chunk` in place and appends its tag.
-    fn seal(&mut self, chunk: &mut Vec<u8>) -> Result<(), ChunkedError> {
+    /// Seals `buf[..len]` in place and writes its tag after it; returns the sealed length.
+    fn seal(&mut self, buf: &mut [u8], len: usize) -> Result<usize, ChunkedError> {
         let nonce = self.nonce()?;
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), chunk)
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf[..len])
             .map_err(|_| ChunkedError::TooLong)?;
-        chunk.extend_from_slice(tag.as_ref());
+        buf[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
         self.next_index += 1;
-        Ok(())
+        Ok(len + TAG_LEN)
     }
 
     /// Opens `chunk` (ciphertext and tag) in place and returns the plaintext length.
@@ -270,7 +270,9 @@ fn derive(
 pub struct EncryptingWriter<W: Write> {
     inner: W,
     key: ChunkKey,
-    buf: Vec<u8>,
+    /// Room for one chunk and its tag; `buf[..filled]` is plaintext not yet sealed.
+    buf: Box<[u8]>,
+    filled: usize,
     plaintext_len: u64,
 }
 
@@ -298,26 +300,49 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(Self {
             inner,
             key: derived.key,
-            buf: Vec::with_capacity(ENCRYPTED_CHUNK_SIZE),
+            buf: vec![0u8; ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            filled: 0,
             plaintext_len: 0,
         })
     }
 
     /// Seals and writes the buffered chunk.
     fn flush_chunk(&mut self) -> io::Result<()> {
-        self.key
-            .seal(&mut self.buf)
+        let sealed = self
+            .key
+            .seal(&mut self.buf, self.filled)
             .map_err(ChunkedError::into_io)?;
-        self.inner.write_all(&self.buf)?;
-        self.buf.clear();
+        self.inner.write_all(&self.buf[..sealed])?;
+        self.filled = 0;
         Ok(())
+    }
+
+    /// Encrypts everything `reader` yields, reading straight into the chunk buffer (one copy
+    /// fewer than writing); returns the number of bytes read.
+    pub fn write_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            if self.filled == CHUNK_SIZE {
+                self.flush_chunk()?;
+            }
+            let n = match reader.read(&mut self.buf[self.filled..CHUNK_SIZE]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.filled += n;
+            total += n as u64;
+        }
+        self.plaintext_len += total;
+        Ok(total)
     }
 
     /// Writes the final (short) chunk and returns the inner writer, flushed, and the number of
     /// plaintext bytes the message holds.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
         // A full buffer is never final: the last chunk must be shorter than CHUNK_SIZE.
-        if self.buf.len() == CHUNK_SIZE {
+        if self.filled == CHUNK_SIZE {
             self.flush_chunk()?;
         }
         self.flush_chunk()?;
@@ -330,11 +355,12 @@ impl<W: Write> Write for EncryptingWriter<W> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let written = data.len();
         while !data.is_empty() {
-            if self.buf.len() == CHUNK_SIZE {
+            if self.filled == CHUNK_SIZE {
                 self.flush_chunk()?;
             }
-            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+            let take = (CHUNK_SIZE - self.filled).min(data.len());
+            self.buf[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
             data = &data[take..];
         }
         self.plaintext_len += written as u64;

@@ -298,17 +298,11 @@ pub fn encrypt<R: Read, W: Write>(
     let context = sha256(&bytes);
     let mut body = EncryptingWriter::new(BODY_SUITE, &*data_key, &context, output)
         .map_err(EnvelopeError::from_body_io)?;
-    let mut buf = vec![0u8; 4 * chunked::CHUNK_SIZE];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(EnvelopeError::Io(e)),
-        };
-        body.write_all(&buf[..n])
-            .map_err(EnvelopeError::from_body_io)?;
-    }
+    body.write_from(&mut input)
+        .map_err(|e| match ChunkedError::from_io(&e) {
+            Some(_) => EnvelopeError::from_body_io(e),
+            None => EnvelopeError::Io(e),
+        })?;
     let (_, plaintext_len) = body.finish().map_err(EnvelopeError::from_body_io)?;
     Ok(plaintext_len)
 }

@@ -232,6 +232,40 @@ fn round_trip_at_chunk_edges() {
     }
 }
 
+/// Yields its data a few bytes at a time, as a pipe might.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn write_from_a_reader_equals_writing() {
+    for len in EDGE_SIZES {
+        let plain = message(len);
+        for step in [1000, CHUNK_SIZE, 3 * CHUNK_SIZE] {
+            let mut w =
+                EncryptingWriter::new(Suite::Cobblestone256, &KEY, b"r", Vec::new()).unwrap();
+            assert_eq!(
+                w.write_from(&mut Trickle(&plain, step)).unwrap(),
+                len as u64
+            );
+            let (ct, n) = w.finish().unwrap();
+            assert_eq!(n as usize, len);
+            assert_eq!(
+                ct.len(),
+                HEADER_LEN + len + (len / CHUNK_SIZE + 1) * TAG_LEN
+            );
+            assert_eq!(decrypt(&ct, b"r").unwrap(), plain, "len {len} step {step}");
+        }
+    }
+}
+
 #[test]
 fn every_truncation_is_rejected() {
     let plain = message(2 * CHUNK_SIZE + 100);
