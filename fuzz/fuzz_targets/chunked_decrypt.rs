@@ -6,7 +6,8 @@ use confide_crypto::chunked::{DecryptingReader, Suite};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut reader) = DecryptingReader::new(Suite::Cobblestone256, &[7u8; 32], b"fuzz", data) else {
+    let Ok(mut reader) = DecryptingReader::new(Suite::Cobblestone256, &[7u8; 32], b"fuzz", data)
+    else {
         return;
     };
     loop {

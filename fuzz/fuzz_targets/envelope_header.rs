@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((header, len)) = Header::parse(data) {
         assert_eq!(header.as_bytes(), &data[..len]);
         assert!(header.recipients().count() >= 1);
-        let streamed = Header::read_from(&mut &data[..]).expect("a parsed header reads from a stream");
+        let streamed =
+            Header::read_from(&mut &data[..]).expect("a parsed header reads from a stream");
         assert_eq!(streamed.as_bytes(), header.as_bytes());
     }
 });
