@@ -152,52 +152,61 @@ impl ChunkedError {
     }
 }
 
-/// The per-message AEAD key, base nonce and chunk counter.
+/// The per-message AEAD key and base nonce.
 struct ChunkKey {
     key: LessSafeKey,
     base_nonce: [u8; NONCE_LEN],
-    next_index: u64,
 }
 
 impl ChunkKey {
-    fn nonce(&self) -> Result<Nonce, ChunkedError> {
-        if self.next_index >= MAX_CHUNKS {
-            return Err(ChunkedError::TooLong);
-        }
+    fn nonce(&self, index: u64) -> Nonce {
         let mut nonce = self.base_nonce;
-        for (n, c) in nonce[NONCE_LEN - 8..]
-            .iter_mut()
-            .zip(self.next_index.to_be_bytes())
-        {
+        for (n, c) in nonce[NONCE_LEN - 8..].iter_mut().zip(index.to_be_bytes()) {
             *n ^= c;
         }
-        Ok(Nonce::assume_unique_for_key(nonce))
+        Nonce::assume_unique_for_key(nonce)
     }
 
-    /// Seals `buf[..len]` in place and writes its tag after it; returns the sealed length.
-    fn seal(&mut self, buf: &mut [u8], len: usize) -> Result<usize, ChunkedError> {
-        let nonce = self.nonce()?;
+    /// Seals `slot[..len]` in place as chunk `index` and writes its tag after it.
+    fn seal(&self, index: u64, slot: &mut [u8], len: usize) -> Result<(), ChunkedError> {
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf[..len])
+            .seal_in_place_separate_tag(self.nonce(index), Aad::empty(), &mut slot[..len])
             .map_err(|_| ChunkedError::TooLong)?;
-        buf[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
-        self.next_index += 1;
-        Ok(len + TAG_LEN)
+        slot[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(())
     }
 
-    /// Opens `chunk` (ciphertext and tag) in place and returns the plaintext length.
-    fn open(&mut self, chunk: &mut [u8]) -> Result<usize, ChunkedError> {
-        let index = self.next_index;
-        let nonce = self.nonce()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::empty(), chunk)
-            .map_err(|_| ChunkedError::Chunk { index })?;
-        let len = plain.len();
-        self.next_index += 1;
-        Ok(len)
+    /// Opens `chunk` (ciphertext and tag) in place as chunk `index`; returns the plaintext
+    /// length.
+    fn open(&self, index: u64, chunk: &mut [u8]) -> Result<usize, ChunkedError> {
+        self.key
+            .open_in_place(self.nonce(index), Aad::empty(), chunk)
+            .map(|plain| plain.len())
+            .map_err(|_| ChunkedError::Chunk { index })
     }
+}
+
+/// Chunks handled together: a batch is one read or one write of about 1 MiB, which costs far
+/// fewer system calls than a chunk at a time while memory stays constant and small.
+///
+/// Chunks could be sealed and opened in parallel (their nonces depend only on their index).
+/// Splitting batches across two threads was measured on the 2-vCPU development machine and was
+/// slower (1.49 against 1.80 GiB/s for encryption), so it is not done.
+const BATCH_CHUNKS: usize = 64;
+
+/// Runs `work(index, slot)` on consecutive `ENCRYPTED_CHUNK_SIZE`-byte chunk slots of `slots`
+/// (the last may be shorter), numbered from `first`, and returns the results in order.
+fn for_each_slot<T>(
+    slots: &mut [u8],
+    first: u64,
+    mut work: impl FnMut(u64, &mut [u8]) -> T,
+) -> Vec<T> {
+    slots
+        .chunks_mut(ENCRYPTED_CHUNK_SIZE)
+        .zip(first..)
+        .map(|(slot, index)| work(index, slot))
+        .collect()
 }
 
 /// What HKDF-Expand derives for one (input key, salt, context).
@@ -256,7 +265,6 @@ fn derive(
         key: ChunkKey {
             key: LessSafeKey::new(unbound),
             base_nonce,
-            next_index: 0,
         },
         commitment,
         #[cfg(test)]
@@ -265,16 +273,24 @@ fn derive(
 }
 
 /// Encrypts a stream: everything written is sealed in 16 KiB chunks and written to the inner
-/// writer. [`EncryptingWriter::finish`] must be called to write the final chunk; a writer
-/// dropped without it leaves a ciphertext that every decryptor rejects as truncated.
+/// writer, a batch of chunks at a time.
+/// [`EncryptingWriter::finish`] must be called to write the final chunk; a writer dropped
+/// without it leaves a ciphertext that every decryptor rejects as truncated.
 pub struct EncryptingWriter<W: Write> {
     inner: W,
     key: ChunkKey,
-    /// Room for one chunk and its tag; `buf[..filled]` is plaintext not yet sealed.
+    /// `BATCH_CHUNKS` slots of `ENCRYPTED_CHUNK_SIZE` bytes. Plaintext fills the slots in
+    /// order, leaving room after each chunk for its tag, so a sealed batch is contiguous
+    /// ciphertext.
     buf: Box<[u8]>,
+    /// Plaintext bytes in the batch.
     filled: usize,
+    /// Index of the batch's first chunk.
+    next_index: u64,
     plaintext_len: u64,
 }
+
+const BATCH_PLAINTEXT: usize = BATCH_CHUNKS * CHUNK_SIZE;
 
 impl<W: Write> EncryptingWriter<W> {
     /// Starts a message under `key` and `context` with a fresh random salt, and writes the
@@ -300,19 +316,41 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(Self {
             inner,
             key: derived.key,
-            buf: vec![0u8; ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
             filled: 0,
+            next_index: 0,
             plaintext_len: 0,
         })
     }
 
-    /// Seals and writes the buffered chunk.
-    fn flush_chunk(&mut self) -> io::Result<()> {
-        let sealed = self
-            .key
-            .seal(&mut self.buf, self.filled)
-            .map_err(ChunkedError::into_io)?;
-        self.inner.write_all(&self.buf[..sealed])?;
+    /// The unfilled part of the chunk slot being filled. Empty only when the batch is full.
+    fn space(&mut self) -> &mut [u8] {
+        let slot = (self.filled / CHUNK_SIZE) * ENCRYPTED_CHUNK_SIZE;
+        let start = slot + self.filled % CHUNK_SIZE;
+        let end = (slot + CHUNK_SIZE).min(self.buf.len());
+        &mut self.buf[start.min(end)..end]
+    }
+
+    /// Seals the batch and writes it. Without `final_chunk` the batch must be full; with it,
+    /// the partly filled slot after the full ones (possibly empty) is sealed as the last chunk.
+    fn flush_batch(&mut self, final_chunk: bool) -> io::Result<()> {
+        let full = self.filled / CHUNK_SIZE;
+        let rest = self.filled % CHUNK_SIZE;
+        let count = full + usize::from(final_chunk);
+        if self.next_index + count as u64 > MAX_CHUNKS {
+            return Err(ChunkedError::TooLong.into_io());
+        }
+        let bytes = full * ENCRYPTED_CHUNK_SIZE + if final_chunk { rest + TAG_LEN } else { 0 };
+        let key = &self.key;
+        for_each_slot(&mut self.buf[..bytes], self.next_index, |index, slot| {
+            let len = slot.len() - TAG_LEN;
+            key.seal(index, slot, len)
+        })
+        .into_iter()
+        .collect::<Result<(), _>>()
+        .map_err(ChunkedError::into_io)?;
+        self.inner.write_all(&self.buf[..bytes])?;
+        self.next_index += count as u64;
         self.filled = 0;
         Ok(())
     }
@@ -322,10 +360,10 @@ impl<W: Write> EncryptingWriter<W> {
     pub fn write_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<u64> {
         let mut total = 0u64;
         loop {
-            if self.filled == CHUNK_SIZE {
-                self.flush_chunk()?;
+            if self.filled == BATCH_PLAINTEXT {
+                self.flush_batch(false)?;
             }
-            let n = match reader.read(&mut self.buf[self.filled..CHUNK_SIZE]) {
+            let n = match reader.read(self.space()) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -341,11 +379,12 @@ impl<W: Write> EncryptingWriter<W> {
     /// Writes the final (short) chunk and returns the inner writer, flushed, and the number of
     /// plaintext bytes the message holds.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
-        // A full buffer is never final: the last chunk must be shorter than CHUNK_SIZE.
-        if self.filled == CHUNK_SIZE {
-            self.flush_chunk()?;
+        // A full chunk is never final: the last chunk must be shorter than CHUNK_SIZE, so a
+        // full batch goes out first and the final chunk is then empty.
+        if self.filled == BATCH_PLAINTEXT {
+            self.flush_batch(false)?;
         }
-        self.flush_chunk()?;
+        self.flush_batch(true)?;
         self.inner.flush()?;
         Ok((self.inner, self.plaintext_len))
     }
@@ -355,11 +394,12 @@ impl<W: Write> Write for EncryptingWriter<W> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let written = data.len();
         while !data.is_empty() {
-            if self.filled == CHUNK_SIZE {
-                self.flush_chunk()?;
+            if self.filled == BATCH_PLAINTEXT {
+                self.flush_batch(false)?;
             }
-            let take = (CHUNK_SIZE - self.filled).min(data.len());
-            self.buf[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            let space = self.space();
+            let take = space.len().min(data.len());
+            space[..take].copy_from_slice(&data[..take]);
             self.filled += take;
             data = &data[take..];
         }
@@ -367,8 +407,8 @@ impl<W: Write> Write for EncryptingWriter<W> {
         Ok(written)
     }
 
-    /// Flushes the inner writer. A chunk is sealed only once it is full or at
-    /// [`EncryptingWriter::finish`], so up to 16 KiB may stay buffered.
+    /// Flushes the inner writer. Chunks are sealed a batch at a time or at
+    /// [`EncryptingWriter::finish`], so up to a batch of plaintext may stay buffered.
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
@@ -377,33 +417,42 @@ impl<W: Write> Write for EncryptingWriter<W> {
 impl<W: Write> std::fmt::Debug for EncryptingWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptingWriter")
-            .field("chunks_written", &self.key.next_index)
+            .field("chunks_written", &self.next_index)
             .finish_non_exhaustive()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadState {
-    /// More chunks are expected.
-    Open,
-    /// The final chunk authenticated; the plaintext in the buffer is the last.
-    Done,
-    /// Something failed; every later read fails too.
-    Failed,
+/// What follows the authenticated chunks of the current batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum After {
+    /// Another batch.
+    NextBatch,
+    /// Nothing: the final chunk was in this batch and authenticated.
+    End,
+    /// This error, now and at every later read.
+    Failed(ChunkedError),
 }
 
-/// Decrypts a stream chunk by chunk. Plaintext is released only from chunks that authenticated;
-/// a consumer that needs the whole message to be genuine must wait for the end of the stream
-/// (a read returning 0, or [`DecryptingReader::next_chunk`] returning `None`) before trusting
-/// or publishing what it read.
+/// Decrypts a stream chunk by chunk, reading and opening a batch of chunks at a time but
+/// releasing plaintext strictly in order and only from chunks that
+/// authenticated. A consumer that needs the whole message to be genuine must wait for the end
+/// of the stream (a read returning 0, or [`DecryptingReader::next_chunk`] returning `None`)
+/// before trusting or publishing what it read.
 pub struct DecryptingReader<R: Read> {
     inner: R,
     key: ChunkKey,
-    /// Holds one encrypted chunk, then its plaintext in `buf[pos..end]`.
+    /// One batch of encrypted chunk slots, opened in place.
     buf: Box<[u8]>,
+    /// Plaintext lengths of the chunks of this batch that authenticated, in order.
+    lens: Vec<usize>,
+    /// The next of those to hand out.
+    slot: usize,
+    /// Unread plaintext of the current chunk: `buf[pos..end]`.
     pos: usize,
     end: usize,
-    state: ReadState,
+    /// Index of the next chunk to read from `inner`.
+    next_index: u64,
+    after: After,
 }
 
 impl<R: Read> DecryptingReader<R> {
@@ -427,10 +476,13 @@ impl<R: Read> DecryptingReader<R> {
         Ok(Self {
             inner,
             key: derived.key,
-            buf: vec![0u8; ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            lens: Vec::with_capacity(BATCH_CHUNKS),
+            slot: 0,
             pos: 0,
             end: 0,
-            state: ReadState::Open,
+            next_index: 0,
+            after: After::NextBatch,
         })
     }
 
@@ -448,14 +500,18 @@ impl<R: Read> DecryptingReader<R> {
     /// Makes `buf[pos..end]` hold unread plaintext; returns false once the message has ended.
     fn fill(&mut self) -> io::Result<bool> {
         while self.pos == self.end {
-            match self.state {
-                ReadState::Done => return Ok(false),
-                ReadState::Failed => return Err(ChunkedError::AlreadyFailed.into_io()),
-                ReadState::Open => {
-                    if let Err(e) = self.open_next() {
-                        self.state = ReadState::Failed;
-                        self.pos = 0;
-                        self.end = 0;
+            if self.slot < self.lens.len() {
+                self.pos = self.slot * ENCRYPTED_CHUNK_SIZE;
+                self.end = self.pos + self.lens[self.slot];
+                self.slot += 1;
+                continue;
+            }
+            match &self.after {
+                After::End => return Ok(false),
+                After::Failed(e) => return Err(e.clone().into_io()),
+                After::NextBatch => {
+                    if let Err(e) = self.read_batch() {
+                        self.after = After::Failed(ChunkedError::AlreadyFailed);
                         return Err(e);
                     }
                 }
@@ -464,27 +520,56 @@ impl<R: Read> DecryptingReader<R> {
         Ok(true)
     }
 
-    /// Reads and opens one chunk into `buf`.
-    fn open_next(&mut self) -> io::Result<()> {
-        let n = read_full(&mut self.inner, &mut self.buf)?;
-        let index = self.key.next_index;
-        if n == 0 {
-            return Err(ChunkedError::MissingFinalChunk { chunks: index }.into_io());
-        }
-        if n < TAG_LEN {
-            return Err(ChunkedError::Chunk { index }.into_io());
-        }
-        let len = self
-            .key
-            .open(&mut self.buf[..n])
-            .map_err(ChunkedError::into_io)?;
-        // A short read means the inner reader is at its end, so this was the final chunk, and
-        // it is final only if it is short. A full chunk is never the last one.
-        if n < ENCRYPTED_CHUNK_SIZE {
-            self.state = ReadState::Done;
-        }
+    /// Reads up to a batch of chunks and opens them; records which authenticated and what
+    /// follows them.
+    fn read_batch(&mut self) -> io::Result<()> {
+        self.lens.clear();
+        self.slot = 0;
         self.pos = 0;
-        self.end = len;
+        self.end = 0;
+        let n = read_full(&mut self.inner, &mut self.buf)?;
+        let first = self.next_index;
+        let full = n / ENCRYPTED_CHUNK_SIZE;
+        let rest = n % ENCRYPTED_CHUNK_SIZE;
+        // A short read means the input has ended: whatever follows the full chunks is the
+        // final chunk, which must hold at least a tag.
+        let at_end = n < self.buf.len();
+        let (opened, mut after) = match (at_end, rest) {
+            (false, _) => (n, After::NextBatch),
+            (true, 0) => (
+                n,
+                After::Failed(ChunkedError::MissingFinalChunk {
+                    chunks: first + full as u64,
+                }),
+            ),
+            (true, r) if r < TAG_LEN => (
+                full * ENCRYPTED_CHUNK_SIZE,
+                After::Failed(ChunkedError::Chunk {
+                    index: first + full as u64,
+                }),
+            ),
+            (true, _) => (n, After::End),
+        };
+        let count = opened.div_ceil(ENCRYPTED_CHUNK_SIZE);
+        if first + count as u64 > MAX_CHUNKS {
+            self.after = After::Failed(ChunkedError::TooLong);
+            return Ok(());
+        }
+        let key = &self.key;
+        let results = for_each_slot(&mut self.buf[..opened], first, |index, slot| {
+            key.open(index, slot)
+        });
+        for result in results {
+            match result {
+                Ok(len) => self.lens.push(len),
+                Err(e) => {
+                    after = After::Failed(e);
+                    break;
+                }
+            }
+        }
+        self.next_index += count as u64;
+        self.after = after;
         Ok(())
     }
 }
@@ -504,8 +589,8 @@ impl<R: Read> Read for DecryptingReader<R> {
 impl<R: Read> std::fmt::Debug for DecryptingReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecryptingReader")
-            .field("chunks_read", &self.key.next_index)
-            .field("state", &self.state)
+            .field("chunks_read", &self.next_index)
+            .field("after", &self.after)
             .finish_non_exhaustive()
     }
 }

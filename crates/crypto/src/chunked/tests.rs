@@ -349,6 +349,59 @@ fn wrong_key_and_wrong_context_fail_at_the_commitment() {
     ));
 }
 
+/// Sizes around the batch boundaries.
+#[test]
+fn round_trip_across_batches() {
+    for chunks in [
+        BATCH_CHUNKS - 1,
+        BATCH_CHUNKS,
+        BATCH_CHUNKS + 1,
+        2 * BATCH_CHUNKS + 3,
+    ] {
+        for extra in [0, 1, CHUNK_SIZE - 1] {
+            let len = chunks * CHUNK_SIZE + extra;
+            let plain = message(len);
+            let ct = encrypt(&plain, b"b");
+            assert_eq!(
+                ct.len(),
+                HEADER_LEN + len + (len / CHUNK_SIZE + 1) * TAG_LEN
+            );
+            assert_eq!(decrypt(&ct, b"b").unwrap(), plain, "len {len}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_chunk_in_a_batch_releases_exactly_the_chunks_before_it() {
+    let plain = message(3 * BATCH_CHUNKS * CHUNK_SIZE + 99);
+    let ct = encrypt(&plain, b"");
+    // Chunks at the start, middle and end of the first batch, and inside later batches.
+    for bad in [0usize, 5, 40, BATCH_CHUNKS - 1, BATCH_CHUNKS, 70, 150] {
+        let mut tampered = ct.clone();
+        tampered[HEADER_LEN + bad * ENCRYPTED_CHUNK_SIZE + 100] ^= 0x04;
+        let (released, err, _) = stream_decrypt(Suite::Cobblestone256, &KEY, b"", &tampered);
+        assert_eq!(
+            err,
+            Some(ChunkedError::Chunk { index: bad as u64 }),
+            "chunk {bad}"
+        );
+        assert_eq!(released, plain[..bad * CHUNK_SIZE], "chunk {bad}");
+    }
+    for cut in [BATCH_CHUNKS, BATCH_CHUNKS + 6, 2 * BATCH_CHUNKS] {
+        let (released, err, _) = stream_decrypt(
+            Suite::Cobblestone256,
+            &KEY,
+            b"",
+            &ct[..HEADER_LEN + cut * ENCRYPTED_CHUNK_SIZE],
+        );
+        assert_eq!(
+            err,
+            Some(ChunkedError::MissingFinalChunk { chunks: cut as u64 })
+        );
+        assert_eq!(released, plain[..cut * CHUNK_SIZE]);
+    }
+}
+
 #[test]
 fn salts_differ_between_messages() {
     assert_ne!(
