@@ -49,4 +49,10 @@ impl<R: Read> Read for Progress<R> {
         self.bar.inc(n as u64);
         Ok(n)
     }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        let n = self.inner.read_vectored(bufs)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
 }

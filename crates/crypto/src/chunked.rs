@@ -331,6 +331,18 @@ impl<W: Write> EncryptingWriter<W> {
         &mut self.buf[start.min(end)..end]
     }
 
+    /// The unfilled plaintext room of the batch: the rest of the slot being filled, then the
+    /// plaintext part of every later slot. Empty only when the batch is full.
+    fn spaces(&mut self) -> Vec<io::IoSliceMut<'_>> {
+        let slot = self.filled / CHUNK_SIZE;
+        let offset = self.filled % CHUNK_SIZE;
+        self.buf[slot * ENCRYPTED_CHUNK_SIZE..]
+            .chunks_mut(ENCRYPTED_CHUNK_SIZE)
+            .enumerate()
+            .map(|(i, s)| io::IoSliceMut::new(&mut s[if i == 0 { offset } else { 0 }..CHUNK_SIZE]))
+            .collect()
+    }
+
     /// Seals the batch and writes it. Without `final_chunk` the batch must be full; with it,
     /// the partly filled slot after the full ones (possibly empty) is sealed as the last chunk.
     fn flush_batch(&mut self, final_chunk: bool) -> io::Result<()> {
@@ -355,15 +367,15 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(())
     }
 
-    /// Encrypts everything `reader` yields, reading straight into the chunk buffer (one copy
-    /// fewer than writing); returns the number of bytes read.
+    /// Encrypts everything `reader` yields, reading straight into the chunk slots (one copy
+    /// fewer than writing, and one vectored read per batch); returns the number of bytes read.
     pub fn write_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<u64> {
         let mut total = 0u64;
         loop {
             if self.filled == BATCH_PLAINTEXT {
                 self.flush_batch(false)?;
             }
-            let n = match reader.read(self.space()) {
+            let n = match reader.read_vectored(&mut self.spaces()) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -246,7 +246,10 @@ impl Read for Trickle<'_> {
 
 #[test]
 fn write_from_a_reader_equals_writing() {
-    for len in EDGE_SIZES {
+    let sizes = EDGE_SIZES
+        .into_iter()
+        .chain([BATCH_CHUNKS * CHUNK_SIZE + 5, 3 * BATCH_CHUNKS * CHUNK_SIZE]);
+    for len in sizes {
         let plain = message(len);
         for step in [1000, CHUNK_SIZE, 3 * CHUNK_SIZE] {
             let mut w =
@@ -263,6 +266,15 @@ fn write_from_a_reader_equals_writing() {
             );
             assert_eq!(decrypt(&ct, b"r").unwrap(), plain, "len {len} step {step}");
         }
+        // A slice fills every IoSliceMut of a vectored read at once; so does a file.
+        let mut w = EncryptingWriter::new(Suite::Cobblestone256, &KEY, b"r", Vec::new()).unwrap();
+        w.write_all(&plain[..len / 3]).unwrap();
+        assert_eq!(
+            w.write_from(&mut &plain[len / 3..]).unwrap() as usize,
+            len - len / 3
+        );
+        let (ct, _) = w.finish().unwrap();
+        assert_eq!(decrypt(&ct, b"r").unwrap(), plain, "len {len} vectored");
     }
 }
 
