@@ -3,7 +3,7 @@
 use anyhow::Context;
 use base64::Engine;
 use clap::Subcommand;
-use confide_identity::{Home, PublicIdentity};
+use confide_identity::Home;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MemberCommand {
@@ -49,16 +49,7 @@ pub(crate) fn run(cmd: MemberCommand, home: &Home) -> anyhow::Result<()> {
             }
         }
         MemberCommand::Show { json } => {
-            let public = PublicIdentity::load(&home.public_path()).map_err(|e| match e {
-                confide_identity::IdentityError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    anyhow::Error::new(confide_identity::IdentityError::NotFound {
-                        home: home.dir().to_owned(),
-                    })
-                }
-                other => other.into(),
-            })?;
+            let public = home.load_public()?;
             if json {
                 print!("{}", public.to_json());
             } else {

@@ -299,10 +299,7 @@ pub fn encrypt<R: Read, W: Write>(
     let mut body = EncryptingWriter::new(BODY_SUITE, &*data_key, &context, output)
         .map_err(EnvelopeError::from_body_io)?;
     body.write_from(&mut input)
-        .map_err(|e| match ChunkedError::from_io(&e) {
-            Some(_) => EnvelopeError::from_body_io(e),
-            None => EnvelopeError::Io(e),
-        })?;
+        .map_err(EnvelopeError::from_body_io)?;
     let (_, plaintext_len) = body.finish().map_err(EnvelopeError::from_body_io)?;
     Ok(plaintext_len)
 }

@@ -134,8 +134,7 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<Sealed, CryptoError> {
     let ikm = Zeroizing::new(random::array::<SECRET_KEY_LEN>()?);
-    seal_with_ephemeral::<AesGcm256>(recipient, &ikm, info, aad, &[plaintext])
-        .map(|mut v| v.remove(0))
+    seal_with_ephemeral::<AesGcm256>(recipient, &ikm, info, aad, plaintext)
 }
 
 /// Opens a message sealed to `recipient` by [`seal`].
@@ -151,15 +150,15 @@ pub fn open(
         .map_err(|_| CryptoError::HpkeOpen)
 }
 
-/// Seals each plaintext in turn in one HPKE context whose ephemeral key is DeriveKeyPair(ikm).
-/// Generic over the AEAD so that the RFC's AES-128-GCM vectors run through this same code.
+/// Seals `plaintext` in an HPKE context whose ephemeral key is DeriveKeyPair(ikm). Generic over
+/// the AEAD so that the RFC's AES-128-GCM vectors run through this same code.
 fn seal_with_ephemeral<A: Aead>(
     recipient: &HpkePublicKey,
     ikm: &[u8; SECRET_KEY_LEN],
     info: &[u8],
     aad: &[u8],
-    plaintexts: &[&[u8]],
-) -> Result<Vec<Sealed>, CryptoError> {
+    plaintext: &[u8],
+) -> Result<Sealed, CryptoError> {
     let pk = <Kem as KemTrait>::PublicKey::from_bytes(recipient.as_bytes()).map_err(|_| {
         CryptoError::InvalidKey {
             what: "X25519 public key",
@@ -173,18 +172,15 @@ fn seal_with_ephemeral<A: Aead>(
             })?;
     let mut enc_bytes = [0u8; PUBLIC_KEY_LEN];
     enc_bytes.copy_from_slice(&enc.to_bytes());
-    plaintexts
-        .iter()
-        .map(|pt| {
-            let ciphertext = ctx.seal(pt, aad).map_err(|_| CryptoError::Internal {
-                operation: "HPKE seal",
-            })?;
-            Ok(Sealed {
-                enc: enc_bytes,
-                ciphertext,
-            })
-        })
-        .collect()
+    let ciphertext = ctx
+        .seal(plaintext, aad)
+        .map_err(|_| CryptoError::Internal {
+            operation: "HPKE seal",
+        })?;
+    Ok(Sealed {
+        enc: enc_bytes,
+        ciphertext,
+    })
 }
 
 fn receiver<A: Aead>(
@@ -333,11 +329,11 @@ mod tests {
             &ikm_e,
             &h(&v.info),
             &h(&v.encryptions[0].aad),
-            &[&pt],
+            &pt,
         )
         .unwrap();
-        assert_eq!(hex::encode(ours[0].enc), v.enc);
-        assert_eq!(hex::encode(&ours[0].ciphertext), v.encryptions[0].ct);
+        assert_eq!(hex::encode(ours.enc), v.enc);
+        assert_eq!(hex::encode(&ours.ciphertext), v.encryptions[0].ct);
 
         // The recipient opens every sequence number in order.
         let sk_r = HpkeSecretKey::from_bytes(&h(&v.sk_rm)).unwrap();

@@ -132,15 +132,20 @@ impl Home {
         Ok(identity)
     }
 
-    /// Loads the identity here, checking that the private keys belong to the public document.
-    pub fn load(&self) -> Result<Identity, IdentityError> {
+    /// Loads the public identity document here, without touching the private keys.
+    pub fn load_public(&self) -> Result<PublicIdentity, IdentityError> {
         let public_path = self.public_path();
         if !public_path.exists() {
             return Err(IdentityError::NotFound {
                 home: self.dir.clone(),
             });
         }
-        let public = PublicIdentity::load(&public_path)?;
+        PublicIdentity::load(&public_path)
+    }
+
+    /// Loads the identity here, checking that the private keys belong to the public document.
+    pub fn load(&self) -> Result<Identity, IdentityError> {
+        let public = self.load_public()?;
         let key_path = self.key_path();
         check_private(&key_path)?;
         let text =
