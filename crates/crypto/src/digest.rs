@@ -1,4 +1,4 @@
-//! SHA-256 and SHA-512, one-shot and incremental.
+//! SHA-256, SHA-384 and SHA-512, one-shot, and SHA-256 incremental.
 
 use aws_lc_rs::digest as lc;
 
@@ -9,6 +9,13 @@ pub const SHA256_LEN: usize = 32;
 pub fn sha256(data: &[u8]) -> [u8; SHA256_LEN] {
     let mut out = [0u8; SHA256_LEN];
     out.copy_from_slice(lc::digest(&lc::SHA256, data).as_ref());
+    out
+}
+
+/// SHA-384 of `data`.
+pub fn sha384(data: &[u8]) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out.copy_from_slice(lc::digest(&lc::SHA384, data).as_ref());
     out
 }
 

@@ -10,6 +10,8 @@
 //!   each recipient, then a Cobblestone-256 body bound to that header.
 //! - [`hpke`]: RFC 9180 base mode, used to wrap keys to a recipient's X25519 key.
 //! - [`signing`]: ECDSA P-256 keys that identify members.
+//! - [`verify`]: checking signatures made by others (hardware vendors, CAs, TPMs) in the
+//!   ECDSA and RSA schemes they use.
 //! - [`digest`] and [`random`]: SHA-2 and the system random generator.
 
 #![forbid(unsafe_code)]
@@ -21,5 +23,6 @@ mod error;
 pub mod hpke;
 pub mod random;
 pub mod signing;
+pub mod verify;
 
 pub use error::CryptoError;

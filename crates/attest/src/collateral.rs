@@ -1,0 +1,232 @@
+//! Endorsements: what vouches for evidence (certificates, CRLs, Intel's TCB info and QE
+//! identity), gathered from files in any order and kept byte for byte.
+//!
+//! [`Collateral::add`] works out what a file is, so a caller can hand over whatever it has: PEM
+//! or DER certificates and chains, DER or PEM CRLs (also hex-encoded), Intel PCS response bodies
+//! (`{"tcbInfo": …, "signature": …}`, `{"enclaveIdentity": …}`), and the all-in-one collateral
+//! JSON of dcap-qvl (`QuoteCollateralV3`). Signed JSON keeps the exact bytes Intel signed;
+//! nothing is re-serialised.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::AttestError;
+use crate::x509::{Certificate, Crl};
+
+/// Intel-signed JSON (TCB info or QE identity): the exact signed text and its `r ‖ s` signature.
+#[derive(Debug, Clone)]
+pub(crate) struct SignedJson {
+    pub(crate) signed: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
+}
+
+/// A bag of endorsements for one piece of evidence.
+#[derive(Debug, Clone, Default)]
+pub struct Collateral {
+    pub(crate) certificates: Vec<Certificate>,
+    pub(crate) crls: Vec<Crl>,
+    pub(crate) tcb_info: Option<SignedJson>,
+    pub(crate) qe_identity: Option<SignedJson>,
+}
+
+/// What [`Collateral::add`] recognised a file as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recognised {
+    /// One or more certificates.
+    Certificates(usize),
+    /// A certificate revocation list.
+    Crl,
+    /// Intel TCB info.
+    TcbInfo,
+    /// Intel QE identity.
+    QeIdentity,
+    /// dcap-qvl's all-in-one collateral JSON.
+    AllInOne,
+}
+
+#[derive(Deserialize)]
+struct TcbInfoBody<'a> {
+    #[serde(borrow, rename = "tcbInfo")]
+    tcb_info: &'a RawValue,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct QeIdentityBody<'a> {
+    #[serde(borrow, rename = "enclaveIdentity")]
+    identity: &'a RawValue,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct AllInOne {
+    tcb_info: String,
+    tcb_info_signature: String,
+    qe_identity: String,
+    qe_identity_signature: String,
+    #[serde(default)]
+    tcb_info_issuer_chain: Option<String>,
+    #[serde(default)]
+    qe_identity_issuer_chain: Option<String>,
+    #[serde(default)]
+    pck_crl_issuer_chain: Option<String>,
+    #[serde(default)]
+    root_ca_crl: Option<String>,
+    #[serde(default)]
+    pck_crl: Option<String>,
+}
+
+impl Collateral {
+    /// An empty bag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a certificate.
+    pub fn add_certificate(&mut self, cert: Certificate) {
+        if !self.certificates.iter().any(|c| c.der() == cert.der()) {
+            self.certificates.push(cert);
+        }
+    }
+
+    /// Adds a CRL.
+    pub fn add_crl(&mut self, crl: Crl) {
+        if !self.crls.iter().any(|c| c.der() == crl.der()) {
+            self.crls.push(crl);
+        }
+    }
+
+    /// Works out what `bytes` are and adds them; says what they were recognised as.
+    pub fn add(&mut self, bytes: &[u8]) -> Result<Recognised, AttestError> {
+        let text = trim_ascii(bytes);
+        if text.starts_with(b"-----BEGIN") {
+            return self.add_pem(text);
+        }
+        if text.starts_with(b"{") {
+            return self.add_json(text);
+        }
+        if text.first() == Some(&0x30) {
+            if let Ok(cert) = Certificate::from_der(bytes) {
+                self.add_certificate(cert);
+                return Ok(Recognised::Certificates(1));
+            }
+            let crl = Crl::from_der(bytes)?;
+            self.add_crl(crl);
+            return Ok(Recognised::Crl);
+        }
+        if !text.is_empty() && text.iter().all(u8::is_ascii_hexdigit) {
+            let der = hex::decode(text).map_err(|_| AttestError::malformed("hex collateral"))?;
+            return self.add(&der);
+        }
+        Err(AttestError::malformed(
+            "collateral: not a certificate, CRL, TCB info, QE identity or collateral JSON",
+        ))
+    }
+
+    fn add_pem(&mut self, text: &[u8]) -> Result<Recognised, AttestError> {
+        let mut certs = 0;
+        let mut crl = false;
+        for pem in x509_parser::pem::Pem::iter_from_buffer(text) {
+            let pem = pem.map_err(|e| AttestError::malformed(format!("PEM ({e})")))?;
+            match pem.label.as_str() {
+                "CERTIFICATE" => {
+                    self.add_certificate(Certificate::from_der(&pem.contents)?);
+                    certs += 1;
+                }
+                "X509 CRL" => {
+                    self.add_crl(Crl::from_der(&pem.contents)?);
+                    crl = true;
+                }
+                other => {
+                    return Err(AttestError::unsupported(format!("PEM block {other:?}")));
+                }
+            }
+        }
+        match (certs, crl) {
+            (0, true) => Ok(Recognised::Crl),
+            (0, false) => Err(AttestError::malformed("PEM with no certificate or CRL")),
+            (n, _) => Ok(Recognised::Certificates(n)),
+        }
+    }
+
+    fn add_json(&mut self, text: &[u8]) -> Result<Recognised, AttestError> {
+        let bad =
+            |what: &str, e: serde_json::Error| AttestError::malformed(format!("{what} JSON ({e})"));
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| bad("collateral", e))?;
+        if value.get("tcbInfo").is_some() {
+            let body: TcbInfoBody<'_> =
+                serde_json::from_slice(text).map_err(|e| bad("TCB info", e))?;
+            self.tcb_info = Some(signed_json(
+                body.tcb_info.get(),
+                &body.signature,
+                "TCB info",
+            )?);
+            Ok(Recognised::TcbInfo)
+        } else if value.get("enclaveIdentity").is_some() {
+            let body: QeIdentityBody<'_> =
+                serde_json::from_slice(text).map_err(|e| bad("QE identity", e))?;
+            self.qe_identity = Some(signed_json(
+                body.identity.get(),
+                &body.signature,
+                "QE identity",
+            )?);
+            Ok(Recognised::QeIdentity)
+        } else if value.get("tcb_info").is_some() {
+            let all: AllInOne =
+                serde_json::from_value(value).map_err(|e| bad("all-in-one collateral", e))?;
+            self.tcb_info = Some(signed_json(
+                &all.tcb_info,
+                &all.tcb_info_signature,
+                "TCB info",
+            )?);
+            self.qe_identity = Some(signed_json(
+                &all.qe_identity,
+                &all.qe_identity_signature,
+                "QE identity",
+            )?);
+            for chain in [
+                &all.tcb_info_issuer_chain,
+                &all.qe_identity_issuer_chain,
+                &all.pck_crl_issuer_chain,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.add_pem(chain.as_bytes())?;
+            }
+            for crl in [&all.root_ca_crl, &all.pck_crl].into_iter().flatten() {
+                let der = hex::decode(crl)
+                    .map_err(|_| AttestError::malformed("hex CRL in collateral"))?;
+                self.add_crl(Crl::from_der(&der)?);
+            }
+            Ok(Recognised::AllInOne)
+        } else {
+            Err(AttestError::malformed(
+                "collateral JSON: expected tcbInfo, enclaveIdentity or the all-in-one fields",
+            ))
+        }
+    }
+}
+
+fn signed_json(signed: &str, signature_hex: &str, what: &str) -> Result<SignedJson, AttestError> {
+    let signature = hex::decode(signature_hex)
+        .map_err(|_| AttestError::malformed(format!("{what} signature (expected hex)")))?;
+    Ok(SignedJson {
+        signed: signed.as_bytes().to_vec(),
+        signature,
+    })
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}

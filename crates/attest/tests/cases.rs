@@ -1,0 +1,199 @@
+//! Every recorded case under `testdata/attestation` (real evidence from real hardware, see its
+//! README) reaches the outcome, TCB status and claims its `case.json` gives, at the time it
+//! gives; and is rejected as not valid one second outside its validity window.
+
+use std::path::{Path, PathBuf};
+
+use confide_attest::{
+    AttestError, Collateral, Inputs, ReasonCode, TrustAnchors, UnixTime, VerifiedClaims, baseline,
+};
+use serde_json::Value;
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/attestation")
+}
+
+/// A case folder: its case.json, its evidence and the collateral beside it.
+struct Case {
+    dir: PathBuf,
+    json: Value,
+}
+
+impl Case {
+    fn load(rel: &str) -> Self {
+        let dir = testdata().join(rel);
+        let json = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+        Self { dir, json }
+    }
+
+    fn evidence(&self) -> Vec<u8> {
+        let name = self.json["cases"][0]["evidence"].as_str().unwrap();
+        confide_attest::decode_text(&std::fs::read(self.dir.join(name)).unwrap()).into_owned()
+    }
+
+    fn collateral(&self) -> Collateral {
+        let mut c = Collateral::new();
+        for f in self.json["files"].as_array().unwrap() {
+            let role = f["role"].as_str().unwrap();
+            if role.starts_with("evidence") || role.starts_with("informational") {
+                continue;
+            }
+            let bytes = std::fs::read(self.dir.join(f["name"].as_str().unwrap())).unwrap();
+            c.add(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", self.dir.display(), f["name"]));
+        }
+        c
+    }
+
+    fn time(&self) -> UnixTime {
+        UnixTime::from_secs(self.json["verification_time"]["unix"].as_i64().unwrap())
+    }
+
+    fn expected(&self) -> &Value {
+        &self.json["cases"][0]["expected"]
+    }
+
+    fn verify_at(&self, now: UnixTime) -> Result<VerifiedClaims, AttestError> {
+        let anchors = TrustAnchors::builtin().unwrap();
+        let evidence = self.evidence();
+        let verifier = confide_attest::detect(&evidence).expect("kind detected");
+        let inputs = Inputs {
+            anchors: &anchors,
+            now,
+            insecure_allow_simulated_tee: false,
+        };
+        verifier.verify(&evidence, &self.collateral(), &inputs)
+    }
+}
+
+/// Claims the verifier reports under another name or not at all, with the reason.
+const NOT_COMPARED: &[&str] = &[
+    // A property of the test data's provenance, not of the evidence.
+    "pck_chain_root_is_byte_identical_to_pinned_root",
+];
+
+fn check_case(rel: &str) {
+    let case = Case::load(rel);
+    let expected = case.expected();
+    let claims = case
+        .verify_at(case.time())
+        .unwrap_or_else(|e| panic!("{rel}: expected authentic evidence, got: {e}"));
+    assert_eq!(expected["authentic"], Value::Bool(true), "{rel}");
+    let kind = case.json["tee"].as_str().unwrap();
+    assert_eq!(claims.kind().as_str(), kind, "{rel}");
+
+    // Outcome under the baseline policy.
+    match (expected["outcome"].as_str(), baseline::appraise(&claims)) {
+        (Some("valid"), Ok(())) => {}
+        (Some("rejected"), Err(r)) => {
+            assert_eq!(
+                Some(r.code.as_str()),
+                expected["reason_code"].as_str(),
+                "{rel}"
+            )
+        }
+        (want, got) => panic!("{rel}: expected outcome {want:?}, got {got:?}"),
+    }
+
+    // TCB status and advisories (DCAP), none for SNP.
+    let status = claims.tcb().status.map(|s| s.as_str());
+    assert_eq!(status, expected["tcb_status"].as_str(), "{rel}: TCB status");
+    let advisories: Vec<&str> = expected["advisory_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(claims.tcb().advisory_ids, advisories, "{rel}: advisory ids");
+    for key in [
+        "platform_tcb_status",
+        "qe_tcb_status",
+        "tdx_module_identity",
+        "matched_tcb_level",
+    ] {
+        if let Some(want) = expected.get(key) {
+            assert_eq!(&claims.details()[key], want, "{rel}: {key}");
+        }
+    }
+
+    // Every claim the case lists, by its name.
+    let details = claims.details();
+    for (key, want) in expected["claims"].as_object().unwrap() {
+        if NOT_COMPARED.contains(&key.as_str()) {
+            continue;
+        }
+        let got = details
+            .get(key)
+            .unwrap_or_else(|| panic!("{rel}: claim {key} missing"));
+        assert_eq!(got, want, "{rel}: claim {key}");
+    }
+    assert_eq!(
+        hex::encode(claims.report_data()),
+        expected["claims"]["report_data"].as_str().unwrap(),
+        "{rel}"
+    );
+
+    // One second outside the window: not valid at that time.
+    for boundary in case.json["time_boundary_checks"].as_array().unwrap() {
+        let t = UnixTime::from_secs(boundary["unix"].as_i64().unwrap());
+        let err = case.verify_at(t).expect_err("outside the validity window");
+        assert_eq!(
+            err.reason_code(),
+            ReasonCode::NotValidAtTime,
+            "{rel} at {t}: {err}"
+        );
+    }
+}
+
+#[test]
+fn snp_milan_vcek_report_v2() {
+    check_case("snp/S1-trustee-milan-vcek");
+}
+
+#[test]
+fn snp_milan_vlek_report_v3() {
+    check_case("snp/S2-trustee-milan-vlek");
+}
+
+#[test]
+fn snp_debug_guest_is_authentic_but_rejected() {
+    check_case("snp/S3-go-sev-guest-milan");
+}
+
+#[test]
+fn snp_report_as_hex_text() {
+    check_case("snp/S4-virtee-milan");
+}
+
+#[test]
+fn snp_azure_container_instances() {
+    check_case("snp/S7-aci-milan");
+}
+
+#[test]
+fn tdx_quote_v4_up_to_date() {
+    check_case("tdx/T1-dcap-qvl-v4");
+}
+
+#[test]
+fn tdx_quote_v5_tcb_not_supported() {
+    check_case("tdx/T2-dcap-qvl-v5-tcb-not-supported");
+}
+
+#[test]
+fn tdx_raw_pcs_collateral_tcb_not_supported() {
+    check_case("tdx/T4-go-tdx-guest-spr-e4");
+}
+
+#[test]
+fn tdx_without_crls() {
+    check_case("tdx/T6-go-tdx-qpl");
+}
+
+#[test]
+fn sgx_quote_v3_configuration_and_sw_hardening_needed() {
+    check_case("sgx/G1-dcap-qvl");
+}
+
+#[test]
+fn sgx_raw_pcs_collateral_sw_hardening_needed() {
+    check_case("sgx/G4-automata");
+}
