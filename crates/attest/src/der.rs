@@ -4,6 +4,7 @@
 use crate::AttestError;
 
 pub(crate) const TAG_INTEGER: u8 = 0x02;
+pub(crate) const TAG_BIT_STRING: u8 = 0x03;
 pub(crate) const TAG_OCTET_STRING: u8 = 0x04;
 pub(crate) const TAG_OID: u8 = 0x06;
 pub(crate) const TAG_SEQUENCE: u8 = 0x30;
@@ -58,6 +59,13 @@ impl<'a> Reader<'a> {
         let (value, rest) = rest.split_at(len);
         self.rest = rest;
         Ok(Tlv { tag, value })
+    }
+
+    /// The next element's whole encoding (tag, length and value) and its tag.
+    pub(crate) fn next_raw(&mut self) -> Result<(u8, &'a [u8]), AttestError> {
+        let before = self.rest;
+        let tlv = self.next()?;
+        Ok((tlv.tag, &before[..before.len() - self.rest.len()]))
     }
 
     /// The next element, which must carry `tag`.

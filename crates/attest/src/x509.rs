@@ -10,6 +10,7 @@ use confide_crypto::verify::{self, Scheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use crate::der::{Reader, TAG_BIT_STRING, TAG_INTEGER, TAG_SEQUENCE};
 use crate::{AttestError, UnixTime};
 
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
@@ -126,14 +127,8 @@ impl Certificate {
         let tbs_raw = cert.tbs_certificate.as_ref();
         let tbs_start = offset_in(der, tbs_raw).ok_or_else(|| bad("TBS not in input".into()))?;
         let alg = &cert.signature_algorithm;
-        // RFC 5280 4.1.1.2: the outer algorithm must equal the one inside the signed part, and
-        // the signature BIT STRING has no unused bits; otherwise unsigned bytes could change.
-        if cert.tbs_certificate.signature != *alg {
-            return Err(bad("outer and signed signature algorithms differ".into()));
-        }
-        if cert.signature_value.unused_bits != 0 {
-            return Err(bad("signature has unused bits".into()));
-        }
+        check_signed_envelope(der, tbs_start..tbs_start + tbs_raw.len(), true)
+            .map_err(|e| bad(e.to_string()))?;
         let signed_with = SignedWith::parse(
             &alg.algorithm.to_id_string(),
             alg.parameters.as_ref().map(|p| p.data),
@@ -310,9 +305,8 @@ impl Crl {
         let tbs_raw: &[u8] = crl.tbs_cert_list.as_ref();
         let tbs_start = offset_in(der, tbs_raw).ok_or_else(|| bad("TBS not in input".into()))?;
         let alg = &crl.signature_algorithm;
-        if crl.tbs_cert_list.signature != *alg || crl.signature_value.unused_bits != 0 {
-            return Err(bad("signature algorithm or encoding inconsistent".into()));
-        }
+        check_signed_envelope(der, tbs_start..tbs_start + tbs_raw.len(), false)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             der: der.to_vec(),
             tbs: tbs_start..tbs_start + tbs_raw.len(),
@@ -387,6 +381,52 @@ impl Crl {
         }
         Ok(())
     }
+}
+
+/// Checks, byte for byte, the parts of a certificate or CRL that its signature does not cover:
+/// `SEQUENCE { tbs, algorithm, BIT STRING signature }` with nothing else around them, the outer
+/// algorithm identical to the one inside the signed part (RFC 5280 4.1.1.2) and no unused bits
+/// in the signature. A parser that tolerated a change there would accept unsigned bytes.
+fn check_signed_envelope(
+    der: &[u8],
+    tbs: std::ops::Range<usize>,
+    has_version_tag: bool,
+) -> Result<(), AttestError> {
+    let bad = |what: &str| AttestError::malformed(what.to_owned());
+    let mut outer = Reader::new(der);
+    let body = outer.expect(TAG_SEQUENCE, "signed structure")?;
+    if !outer.is_empty() {
+        return Err(bad("bytes after the signed structure"));
+    }
+    let mut parts = Reader::new(body);
+    let (tag, tbs_raw) = parts.next_raw()?;
+    if tag != TAG_SEQUENCE || tbs_raw != &der[tbs] {
+        return Err(bad("the signed part is not where the parser found it"));
+    }
+    let (tag, outer_alg) = parts.next_raw()?;
+    let signature = parts.expect(TAG_BIT_STRING, "signature")?;
+    if tag != TAG_SEQUENCE || !parts.is_empty() || signature.first() != Some(&0) {
+        return Err(bad("signature algorithm or value is not canonical"));
+    }
+    // Inside the signed part: [0] version (certificates; optional INTEGER for CRLs), serial
+    // (certificates only), then the signature algorithm.
+    let mut inner = Reader::new(Reader::new(tbs_raw).expect(TAG_SEQUENCE, "signed part")?);
+    let mut first = inner.next_raw()?;
+    if has_version_tag {
+        if first.0 == 0xa0 {
+            first = inner.next_raw()?;
+        }
+        if first.0 != TAG_INTEGER {
+            return Err(bad("certificate serial number"));
+        }
+        first = inner.next_raw()?;
+    } else if first.0 == TAG_INTEGER {
+        first = inner.next_raw()?;
+    }
+    if first.1 != outer_alg {
+        return Err(bad("outer and signed signature algorithms differ"));
+    }
+    Ok(())
 }
 
 fn strip_zeros(serial: &[u8]) -> &[u8] {

@@ -2,6 +2,8 @@
 //! README) reaches the outcome, TCB status and claims its `case.json` gives, at the time it
 //! gives; and is rejected as not valid one second outside its validity window.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use confide_attest::{
@@ -196,4 +198,84 @@ fn sgx_quote_v3_configuration_and_sw_hardening_needed() {
 #[test]
 fn sgx_raw_pcs_collateral_sw_hardening_needed() {
     check_case("sgx/G4-automata");
+}
+
+/// Without the vendor's root, the same evidence fails closed.
+#[test]
+fn without_the_vendor_root_nothing_verifies() {
+    for (rel, anchors) in [
+        (
+            "snp/S1-trustee-milan-vcek",
+            TrustAnchors::builtin().unwrap().without_amd(),
+        ),
+        (
+            "tdx/T1-dcap-qvl-v4",
+            TrustAnchors::builtin().unwrap().without_intel(),
+        ),
+        (
+            "sgx/G1-dcap-qvl",
+            TrustAnchors::builtin().unwrap().without_intel(),
+        ),
+    ] {
+        let case = Case::load(rel);
+        let evidence = case.evidence();
+        let inputs = Inputs {
+            anchors: &anchors,
+            now: case.time(),
+            insecure_allow_simulated_tee: false,
+        };
+        let err = confide_attest::detect(&evidence)
+            .unwrap()
+            .verify(&evidence, &case.collateral(), &inputs)
+            .unwrap_err();
+        assert!(
+            matches!(err, AttestError::UntrustedRoot { .. }),
+            "{rel}: {err}"
+        );
+    }
+}
+
+/// Evidence without the collateral that endorses it cannot be decided, so it is refused.
+#[test]
+fn missing_collateral_is_refused_by_name() {
+    for rel in ["snp/S1-trustee-milan-vcek", "tdx/T1-dcap-qvl-v4"] {
+        let case = Case::load(rel);
+        let anchors = TrustAnchors::builtin().unwrap();
+        let evidence = case.evidence();
+        let inputs = Inputs {
+            anchors: &anchors,
+            now: case.time(),
+            insecure_allow_simulated_tee: false,
+        };
+        let err = confide_attest::detect(&evidence)
+            .unwrap()
+            .verify(&evidence, &Collateral::new(), &inputs)
+            .unwrap_err();
+        assert_eq!(err.reason_code(), ReasonCode::Undetermined, "{rel}: {err}");
+    }
+}
+
+/// A quote verified by the wrong kind's verifier, or bytes of no known kind, are refused.
+#[test]
+fn kinds_are_not_confused() {
+    let case = Case::load("tdx/T1-dcap-qvl-v4");
+    let anchors = TrustAnchors::builtin().unwrap();
+    let inputs = Inputs {
+        anchors: &anchors,
+        now: case.time(),
+        insecure_allow_simulated_tee: true,
+    };
+    let evidence = case.evidence();
+    for kind in [
+        confide_attest::TeeKind::Sgx,
+        confide_attest::TeeKind::SevSnp,
+        confide_attest::TeeKind::Sim,
+    ] {
+        let v = confide_attest::verifier(kind).unwrap();
+        assert!(
+            v.verify(&evidence, &case.collateral(), &inputs).is_err(),
+            "{kind}"
+        );
+    }
+    assert!(confide_attest::detect(b"not evidence").is_none());
 }
