@@ -1,6 +1,7 @@
 //! `confide`: the command line for every role in a confide consortium.
 //!
-//! Today it manages a member's identity and encrypts and decrypts files in the confide format;
+//! Today it manages a member's identity, encrypts and decrypts files in the confide format, and
+//! verifies attestation evidence;
 //! the verifier, key broker, ledger and clean-room commands join it as they are built. Errors
 //! are printed to stderr with their causes, and the exit status is non-zero on any failure.
 
@@ -8,6 +9,7 @@
 // The binary is the edge where results and errors are printed.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod attest;
 mod files;
 mod member;
 mod progress;
@@ -37,6 +39,9 @@ enum Command {
     Member(member::MemberCommand),
     /// Encrypt a file so that only the named recipients can read it.
     Encrypt(files::EncryptArgs),
+    /// Verify attestation evidence offline, or produce evidence on this machine.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
             Command::Member(cmd) => member::run(cmd, &home),
             Command::Encrypt(args) => files::encrypt(args),
             Command::Decrypt(args) => files::decrypt(args, &home),
+            Command::Attest(cmd) => attest::run(cmd),
         },
         Err(e) => Err(e),
     };
