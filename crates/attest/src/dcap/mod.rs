@@ -162,7 +162,6 @@ impl PckInfo {
 struct PckChain {
     leaf: Certificate,
     intermediate: Certificate,
-    root: Certificate,
 }
 
 fn check_pck_chain(
@@ -206,11 +205,7 @@ fn check_pck_chain(
         crl.check_not_revoked(&leaf, "the PCK certificate is on the PCK CRL")?;
     }
     revocation.insert("pck_crl", pck_crl.is_some());
-    Ok(PckChain {
-        leaf,
-        intermediate,
-        root,
-    })
+    Ok(PckChain { leaf, intermediate })
 }
 
 fn find_crl<'c>(collateral: &'c Collateral, issuer: &Certificate) -> Option<&'c Crl> {
@@ -268,308 +263,388 @@ fn verify_quote(
     collateral: &Collateral,
     inputs: &Inputs<'_>,
 ) -> Result<VerifiedClaims, AttestError> {
-    let q = Quote::parse(evidence)?;
-    let kind = if q.body_type == BodyType::Sgx {
-        TeeKind::Sgx
-    } else {
-        TeeKind::Tdx
-    };
+    let kind = Quote::parse(evidence)?.body_type.tee_kind();
     if kind != expected {
         return Err(AttestError::mismatch(format!(
             "a {kind} quote was given to the {expected} verifier"
         )));
     }
-    let mut revocation = BTreeMap::new();
-    let chain = check_pck_chain(q.pck_chain_pem, collateral, inputs, &mut revocation)?;
+    PreparedCollateral::new(kind, collateral, inputs)?.verify(evidence)
+}
 
-    // The attestation key signs the quote; the PCK signs the QE report, which binds the key.
-    let mut att_key = [0u8; 65];
-    att_key[0] = 0x04;
-    att_key[1..].copy_from_slice(q.attestation_key);
-    confide_crypto::verify::verify(
-        Scheme::EcdsaP256Sha256Fixed,
-        &att_key,
-        q.signed,
-        q.signature,
-    )
-    .map_err(|_| AttestError::signature("quote signed by its attestation key"))?;
-    chain.leaf.verify_signature(
-        Scheme::EcdsaP256Sha256Fixed,
-        q.qe_report,
-        q.qe_report_signature,
-        "QE report signed by the PCK certificate",
-    )?;
-    let qe = SgxReport(q.qe_report);
-    let mut bound = q.attestation_key.to_vec();
-    bound.extend_from_slice(q.qe_auth_data);
-    let report_data = qe.report_data();
-    if report_data[..32] != sha256(&bound) || report_data[32..].iter().any(|&b| b != 0) {
-        return Err(AttestError::mismatch(
-            "QE report data does not bind the attestation key (SHA-256 of key and auth data)",
-        ));
-    }
-    let pck = PckInfo::parse(&chain.leaf)?;
+/// A PCK chain verified once, with what its leaf says about the platform.
+#[derive(Debug)]
+struct CheckedPck {
+    leaf: Certificate,
+    pck_ca: &'static str,
+    info: PckInfo,
+    revocation: BTreeMap<&'static str, bool>,
+}
 
-    // Collateral: TCB info and QE identity, signed by Intel, current, and for this platform.
-    let tcb_json = collateral
-        .tcb_info
-        .as_ref()
-        .ok_or_else(|| AttestError::missing("Intel TCB info for this platform's FMSPC"))?;
-    let qe_json = collateral
-        .qe_identity
-        .as_ref()
-        .ok_or_else(|| AttestError::missing("Intel QE identity"))?;
-    check_signed_json(tcb_json, "TCB info", &chain.root, collateral, inputs.now)?;
-    check_signed_json(qe_json, "QE identity", &chain.root, collateral, inputs.now)?;
-    let info: TcbInfo = serde_json::from_slice(&tcb_json.signed)
-        .map_err(|e| AttestError::malformed(format!("TCB info JSON ({e})")))?;
-    let identity: QeIdentity = serde_json::from_slice(&qe_json.signed)
-        .map_err(|e| AttestError::malformed(format!("QE identity JSON ({e})")))?;
-    tcb::check_window("TCB info", &info.issue_date, &info.next_update, inputs.now)?;
-    tcb::check_window(
-        "QE identity",
-        &identity.issue_date,
-        &identity.next_update,
-        inputs.now,
-    )?;
-    let (info_id, qe_id) = match kind {
-        TeeKind::Tdx => ("TDX", "TD_QE"),
-        _ => ("SGX", "QE"),
-    };
-    let info_kind_ok = match info.id.as_deref() {
-        Some(id) => id == info_id,
-        None => kind == TeeKind::Sgx, // TCB info v2 has no id and is SGX only
-    };
-    if !info_kind_ok || (kind == TeeKind::Tdx && info.version < 3) {
-        return Err(AttestError::mismatch(format!(
-            "TCB info is for {:?} v{}, the quote is {kind}",
-            info.id, info.version
-        )));
-    }
-    if identity.id != qe_id || identity.version != 2 {
-        return Err(AttestError::mismatch(format!(
-            "QE identity is {} v{}, expected {qe_id} v2",
-            identity.id, identity.version
-        )));
-    }
-    if !info.fmspc.eq_ignore_ascii_case(&hex::encode(&pck.fmspc)) {
-        return Err(AttestError::mismatch(format!(
-            "TCB info is for FMSPC {}, the PCK certificate's is {}",
-            info.fmspc,
-            hex::encode_upper(&pck.fmspc)
-        )));
-    }
-    if !info.pce_id.eq_ignore_ascii_case(&hex::encode(&pck.pce_id)) {
-        return Err(AttestError::mismatch(
-            "TCB info PCE-ID differs from the PCK certificate's",
-        ));
+/// Collateral for one TEE kind, checked once at one time: the TCB info and QE identity
+/// signatures, windows and kinds, and (memoised) the PCK chain of the last platform seen. The
+/// per-quote work is then the quote and QE report signatures and the TCB evaluation; keep one
+/// while the collateral is current.
+#[derive(Debug)]
+pub struct PreparedCollateral<'c> {
+    kind: TeeKind,
+    collateral: &'c Collateral,
+    inputs: Inputs<'c>,
+    info: TcbInfo,
+    identity: QeIdentity,
+    pck: std::sync::Mutex<Option<(Vec<u8>, std::sync::Arc<CheckedPck>)>>,
+}
+
+impl<'c> PreparedCollateral<'c> {
+    /// Checks the TCB info and QE identity in `collateral` for quotes of `kind`.
+    pub fn new(
+        kind: TeeKind,
+        collateral: &'c Collateral,
+        inputs: &Inputs<'c>,
+    ) -> Result<Self, AttestError> {
+        let root =
+            inputs
+                .anchors
+                .intel_root
+                .as_ref()
+                .ok_or_else(|| AttestError::UntrustedRoot {
+                    what: "no Intel root is trusted".into(),
+                })?;
+        let tcb_json = collateral
+            .tcb_info
+            .as_ref()
+            .ok_or_else(|| AttestError::missing("Intel TCB info for this platform's FMSPC"))?;
+        let qe_json = collateral
+            .qe_identity
+            .as_ref()
+            .ok_or_else(|| AttestError::missing("Intel QE identity"))?;
+        check_signed_json(tcb_json, "TCB info", root, collateral, inputs.now)?;
+        check_signed_json(qe_json, "QE identity", root, collateral, inputs.now)?;
+        let info: TcbInfo = serde_json::from_slice(&tcb_json.signed)
+            .map_err(|e| AttestError::malformed(format!("TCB info JSON ({e})")))?;
+        let identity: QeIdentity = serde_json::from_slice(&qe_json.signed)
+            .map_err(|e| AttestError::malformed(format!("QE identity JSON ({e})")))?;
+        tcb::check_window("TCB info", &info.issue_date, &info.next_update, inputs.now)?;
+        tcb::check_window(
+            "QE identity",
+            &identity.issue_date,
+            &identity.next_update,
+            inputs.now,
+        )?;
+        let (info_id, qe_id) = match kind {
+            TeeKind::Tdx => ("TDX", "TD_QE"),
+            _ => ("SGX", "QE"),
+        };
+        let info_kind_ok = match info.id.as_deref() {
+            Some(id) => id == info_id,
+            None => kind == TeeKind::Sgx, // TCB info v2 has no id and is SGX only
+        };
+        if !info_kind_ok || (kind == TeeKind::Tdx && info.version < 3) {
+            return Err(AttestError::mismatch(format!(
+                "TCB info is for {:?} v{}, the quote is {kind}",
+                info.id, info.version
+            )));
+        }
+        if identity.id != qe_id || identity.version != 2 {
+            return Err(AttestError::mismatch(format!(
+                "QE identity is {} v{}, expected {qe_id} v2",
+                identity.id, identity.version
+            )));
+        }
+        Ok(Self {
+            kind,
+            collateral,
+            inputs: *inputs,
+            info,
+            identity,
+            pck: std::sync::Mutex::new(None),
+        })
     }
 
-    // The quoting enclave.
-    if tcb::decode_hex(&identity.mrsigner, "QE identity mrsigner")? != qe.mr_signer() {
-        return Err(AttestError::mismatch(
-            "QE MRSIGNER differs from the QE identity",
-        ));
+    /// The PCK chain carried in a quote, checked (or found already checked).
+    fn pck(&self, pem: &[u8]) -> Result<std::sync::Arc<CheckedPck>, AttestError> {
+        if let Ok(memo) = self.pck.lock()
+            && let Some((known, checked)) = memo.as_ref()
+            && known.as_slice() == pem
+        {
+            return Ok(checked.clone());
+        }
+        let mut revocation = BTreeMap::new();
+        let chain = check_pck_chain(pem, self.collateral, &self.inputs, &mut revocation)?;
+        let info = PckInfo::parse(&chain.leaf)?;
+        let pck_ca = match chain.intermediate.common_name() {
+            cn if cn.contains("Processor") => "Processor",
+            cn if cn.contains("Platform") => "Platform",
+            _ => "unknown",
+        };
+        let checked = std::sync::Arc::new(CheckedPck {
+            leaf: chain.leaf,
+            pck_ca,
+            info,
+            revocation,
+        });
+        if let Ok(mut memo) = self.pck.lock() {
+            *memo = Some((pem.to_vec(), checked.clone()));
+        }
+        Ok(checked)
     }
-    if identity.isvprodid != qe.isv_prod_id() {
-        return Err(AttestError::mismatch(
-            "QE ISVPRODID differs from the QE identity",
-        ));
-    }
-    if !tcb::masked_equal(
-        &qe.misc_select().to_le_bytes(),
-        &identity.miscselect,
-        &identity.miscselect_mask,
-        "QE MISCSELECT",
-    )? {
-        return Err(AttestError::mismatch(
-            "QE MISCSELECT differs from the QE identity",
-        ));
-    }
-    if !tcb::masked_equal(
-        qe.attributes(),
-        &identity.attributes,
-        &identity.attributes_mask,
-        "QE ATTRIBUTES",
-    )? {
-        return Err(AttestError::mismatch(
-            "QE ATTRIBUTES differ from the QE identity",
-        ));
-    }
-    let qe_level = identity
-        .tcb_levels
-        .iter()
-        .find(|l| l.tcb.isvsvn <= qe.isv_svn())
-        .ok_or_else(|| AttestError::TcbUnknown {
-            what: format!(
-                "QE ISVSVN {} matches no level of the QE identity",
-                qe.isv_svn()
-            ),
-            code: ReasonCode::QeTcbNotSupported,
-        })?;
-    let qe_status = tcb::parse_status(&qe_level.tcb_status, "QE identity level")?;
 
-    // The platform, the TDX module, and the converged status.
-    let td = (kind == TeeKind::Tdx).then_some(TdReport(q.body));
-    let platform = PlatformTcb {
-        sgx_components: pck.components,
-        pce_svn: pck.pce_svn,
-        tdx_components: td.map(|t| t.tee_tcb_svn()),
-    };
-    let matched = tcb::match_platform(&info, &platform)?;
-    let module = match td {
-        Some(t) if matched.is_some() => Some(tcb::appraise_module(
-            &info,
-            t.tee_tcb_svn(),
-            t.mr_signer_seam(),
-            t.seam_attributes(),
-        )?),
-        _ => None,
-    };
-    let (status, advisory_ids) = match &matched {
-        None => (TcbStatus::NotSupported, Vec::new()),
-        Some(m) => {
-            let mut status = m.status;
-            let mut advisories = m.advisory_ids.clone();
-            if let Some(mm) = module.as_ref().and_then(|m| m.matched.as_ref()) {
-                status = tcb::converge(status, mm.status);
-                push_unique(&mut advisories, &mm.advisory_ids);
+    /// Verifies one quote against the prepared collateral.
+    pub fn verify(&self, evidence: &[u8]) -> Result<VerifiedClaims, AttestError> {
+        let q = Quote::parse(evidence)?;
+        let kind = q.body_type.tee_kind();
+        if kind != self.kind {
+            return Err(AttestError::mismatch(format!(
+                "a {kind} quote against {} collateral",
+                self.kind
+            )));
+        }
+        let pck_checked = self.pck(q.pck_chain_pem)?;
+        let pck = &pck_checked.info;
+
+        // The attestation key signs the quote; the PCK signs the QE report, which binds the key.
+        let mut att_key = [0u8; 65];
+        att_key[0] = 0x04;
+        att_key[1..].copy_from_slice(q.attestation_key);
+        confide_crypto::verify::verify(
+            Scheme::EcdsaP256Sha256Fixed,
+            &att_key,
+            q.signed,
+            q.signature,
+        )
+        .map_err(|_| AttestError::signature("quote signed by its attestation key"))?;
+        pck_checked.leaf.verify_signature(
+            Scheme::EcdsaP256Sha256Fixed,
+            q.qe_report,
+            q.qe_report_signature,
+            "QE report signed by the PCK certificate",
+        )?;
+        let qe = SgxReport(q.qe_report);
+        let mut bound = q.attestation_key.to_vec();
+        bound.extend_from_slice(q.qe_auth_data);
+        let report_data = qe.report_data();
+        if report_data[..32] != sha256(&bound) || report_data[32..].iter().any(|&b| b != 0) {
+            return Err(AttestError::mismatch(
+                "QE report data does not bind the attestation key (SHA-256 of key and auth data)",
+            ));
+        }
+        let (info, identity) = (&self.info, &self.identity);
+        if !info.fmspc.eq_ignore_ascii_case(&hex::encode(&pck.fmspc)) {
+            return Err(AttestError::mismatch(format!(
+                "TCB info is for FMSPC {}, the PCK certificate's is {}",
+                info.fmspc,
+                hex::encode_upper(&pck.fmspc)
+            )));
+        }
+        if !info.pce_id.eq_ignore_ascii_case(&hex::encode(&pck.pce_id)) {
+            return Err(AttestError::mismatch(
+                "TCB info PCE-ID differs from the PCK certificate's",
+            ));
+        }
+        let revocation = &pck_checked.revocation;
+        let pck_ca = pck_checked.pck_ca;
+
+        // The quoting enclave.
+        if tcb::decode_hex(&identity.mrsigner, "QE identity mrsigner")? != qe.mr_signer() {
+            return Err(AttestError::mismatch(
+                "QE MRSIGNER differs from the QE identity",
+            ));
+        }
+        if identity.isvprodid != qe.isv_prod_id() {
+            return Err(AttestError::mismatch(
+                "QE ISVPRODID differs from the QE identity",
+            ));
+        }
+        if !tcb::masked_equal(
+            &qe.misc_select().to_le_bytes(),
+            &identity.miscselect,
+            &identity.miscselect_mask,
+            "QE MISCSELECT",
+        )? {
+            return Err(AttestError::mismatch(
+                "QE MISCSELECT differs from the QE identity",
+            ));
+        }
+        if !tcb::masked_equal(
+            qe.attributes(),
+            &identity.attributes,
+            &identity.attributes_mask,
+            "QE ATTRIBUTES",
+        )? {
+            return Err(AttestError::mismatch(
+                "QE ATTRIBUTES differ from the QE identity",
+            ));
+        }
+        let qe_level = identity
+            .tcb_levels
+            .iter()
+            .find(|l| l.tcb.isvsvn <= qe.isv_svn())
+            .ok_or_else(|| AttestError::TcbUnknown {
+                what: format!(
+                    "QE ISVSVN {} matches no level of the QE identity",
+                    qe.isv_svn()
+                ),
+                code: ReasonCode::QeTcbNotSupported,
+            })?;
+        let qe_status = tcb::parse_status(&qe_level.tcb_status, "QE identity level")?;
+
+        // The platform, the TDX module, and the converged status.
+        let td = (kind == TeeKind::Tdx).then_some(TdReport(q.body));
+        let platform = PlatformTcb {
+            sgx_components: pck.components,
+            pce_svn: pck.pce_svn,
+            tdx_components: td.map(|t| t.tee_tcb_svn()),
+        };
+        let matched = tcb::match_platform(&info, &platform)?;
+        let module = match td {
+            Some(t) if matched.is_some() => Some(tcb::appraise_module(
+                &info,
+                t.tee_tcb_svn(),
+                t.mr_signer_seam(),
+                t.seam_attributes(),
+            )?),
+            _ => None,
+        };
+        let (status, advisory_ids) = match &matched {
+            None => (TcbStatus::NotSupported, Vec::new()),
+            Some(m) => {
+                let mut status = m.status;
+                let mut advisories = m.advisory_ids.clone();
+                if let Some(mm) = module.as_ref().and_then(|m| m.matched.as_ref()) {
+                    status = tcb::converge(status, mm.status);
+                    push_unique(&mut advisories, &mm.advisory_ids);
+                }
+                status = tcb::converge(status, qe_status);
+                push_unique(&mut advisories, &qe_level.advisory_ids);
+                (status, advisories)
             }
-            status = tcb::converge(status, qe_status);
-            push_unique(&mut advisories, &qe_level.advisory_ids);
-            (status, advisories)
-        }
-    };
+        };
 
-    // Claims.
-    let pck_ca = match chain.intermediate.common_name() {
-        cn if cn.contains("Processor") => "Processor",
-        cn if cn.contains("Platform") => "Platform",
-        _ => "unknown",
-    };
-    let mut details = json!({
-        "quote_version": q.version,
-        "tee_type": if kind == TeeKind::Tdx { "TDX" } else { "SGX" },
-        "body_type": q.body_type.number(),
-        "qe_svn": q.qe_svn,
-        "pce_svn": q.pce_svn,
-        "fmspc": hex::encode_upper(&pck.fmspc),
-        "pck_ca": pck_ca,
-        "pck_tcb_components": pck.components.to_vec(),
-        "pck_pcesvn": pck.pce_svn,
-        "pck_cpusvn": hex::encode(&pck.cpu_svn),
-        "pceid": hex::encode(&pck.pce_id),
-        "sgx_type": pck.sgx_type,
-        "qe_isv_svn": qe.isv_svn(),
-        "qe_mr_signer": hex::encode(qe.mr_signer()),
-        "qe_isv_prod_id": qe.isv_prod_id(),
-        "quote_signed_length": q.signed.len(),
-        "trailing_bytes_after_quote": q.trailing,
-        "tcb_status": status.as_str(),
-        "advisory_ids": advisory_ids.clone(),
-        "platform_tcb_status": matched.as_ref().map_or(TcbStatus::NotSupported, |m| m.status).as_str(),
-        "matched_tcb_level": matched.as_ref().map(|m| json!({
-            "tcbDate": m.tcb_date, "tcbStatus": m.status.as_str(), "advisoryIDs": m.advisory_ids,
-        })),
-        "qe_tcb_status": qe_status.as_str(),
-        "qe_advisory_ids": qe_level.advisory_ids.clone(),
-        "tdx_module_identity": module.as_ref().and_then(|m| Some(json!({
-            "id": m.id.clone(),
-            "status": m.matched.as_ref()?.status.as_str(),
-            "advisoryIDs": m.matched.as_ref()?.advisory_ids.clone(),
-        }))),
-        "tcb_evaluation_data_number": info.tcb_evaluation_data_number,
-        "qe_identity_tcb_evaluation_data_number": identity.tcb_evaluation_data_number,
-        "revocation_checked": revocation,
-    });
-    let mut measurements = BTreeMap::new();
-    let mut svns = BTreeMap::new();
-    svns.insert("qe_isv_svn".to_owned(), u64::from(qe.isv_svn()));
-    svns.insert("pce_svn".to_owned(), u64::from(pck.pce_svn));
-    let (debug, report_data, host_data) = if let Some(t) = td {
-        measurements.insert("mr_td", Hex::from(t.mr_td()));
-        measurements.insert("mr_seam", Hex::from(t.mr_seam()));
-        for (i, name) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"].into_iter().enumerate() {
-            measurements.insert(name, Hex::from(t.rtmr(i)));
-        }
-        svns.insert("tdx_module_svn".to_owned(), u64::from(t.tee_tcb_svn()[0]));
-        svns.insert(
-            "tdx_module_version".to_owned(),
-            u64::from(t.tee_tcb_svn()[1]),
-        );
-        if let Some(map) = details.as_object_mut() {
-            let mut put = |k: &str, v: &[u8]| {
-                map.insert(k.into(), Value::from(hex::encode(v)));
-            };
-            put("tee_tcb_svn", t.tee_tcb_svn());
-            put("mr_seam", t.mr_seam());
-            put("mr_signer_seam", t.mr_signer_seam());
-            put("seam_attributes", t.seam_attributes());
-            put("td_attributes", t.td_attributes());
-            put("xfam", t.xfam());
-            put("mr_td", t.mr_td());
-            put("mr_config_id", t.mr_config_id());
-            put("mr_owner", t.mr_owner());
-            put("mr_owner_config", t.mr_owner_config());
-            put("rtmr0", t.rtmr(0));
-            put("rtmr1", t.rtmr(1));
-            put("rtmr2", t.rtmr(2));
-            put("rtmr3", t.rtmr(3));
-            put("report_data", t.report_data());
-            if let (Some(svn2), Some(service)) = (t.tee_tcb_svn2(), t.mr_service_td()) {
-                put("tee_tcb_svn2", svn2);
-                put("mr_service_td", service);
+        // Claims.
+        let mut details = json!({
+            "quote_version": q.version,
+            "tee_type": if kind == TeeKind::Tdx { "TDX" } else { "SGX" },
+            "body_type": q.body_type.number(),
+            "qe_svn": q.qe_svn,
+            "pce_svn": q.pce_svn,
+            "fmspc": hex::encode_upper(&pck.fmspc),
+            "pck_ca": pck_ca,
+            "pck_tcb_components": pck.components.to_vec(),
+            "pck_pcesvn": pck.pce_svn,
+            "pck_cpusvn": hex::encode(&pck.cpu_svn),
+            "pceid": hex::encode(&pck.pce_id),
+            "sgx_type": pck.sgx_type,
+            "qe_isv_svn": qe.isv_svn(),
+            "qe_mr_signer": hex::encode(qe.mr_signer()),
+            "qe_isv_prod_id": qe.isv_prod_id(),
+            "quote_signed_length": q.signed.len(),
+            "trailing_bytes_after_quote": q.trailing,
+            "tcb_status": status.as_str(),
+            "advisory_ids": advisory_ids.clone(),
+            "platform_tcb_status": matched.as_ref().map_or(TcbStatus::NotSupported, |m| m.status).as_str(),
+            "matched_tcb_level": matched.as_ref().map(|m| json!({
+                "tcbDate": m.tcb_date, "tcbStatus": m.status.as_str(), "advisoryIDs": m.advisory_ids,
+            })),
+            "qe_tcb_status": qe_status.as_str(),
+            "qe_advisory_ids": qe_level.advisory_ids.clone(),
+            "tdx_module_identity": module.as_ref().and_then(|m| Some(json!({
+                "id": m.id.clone(),
+                "status": m.matched.as_ref()?.status.as_str(),
+                "advisoryIDs": m.matched.as_ref()?.advisory_ids.clone(),
+            }))),
+            "tcb_evaluation_data_number": info.tcb_evaluation_data_number,
+            "qe_identity_tcb_evaluation_data_number": identity.tcb_evaluation_data_number,
+            "revocation_checked": revocation,
+        });
+        let mut measurements = BTreeMap::new();
+        let mut svns = BTreeMap::new();
+        svns.insert("qe_isv_svn".to_owned(), u64::from(qe.isv_svn()));
+        svns.insert("pce_svn".to_owned(), u64::from(pck.pce_svn));
+        let (debug, report_data, host_data) = if let Some(t) = td {
+            measurements.insert("mr_td", Hex::from(t.mr_td()));
+            measurements.insert("mr_seam", Hex::from(t.mr_seam()));
+            for (i, name) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"].into_iter().enumerate() {
+                measurements.insert(name, Hex::from(t.rtmr(i)));
             }
-            map.insert("debug".into(), Value::from(t.debug()));
-            map.insert("sept_ve_disable".into(), Value::from(t.sept_ve_disable()));
-        }
-        (t.debug(), t.report_data(), t.mr_config_id())
-    } else {
-        let e = SgxReport(q.body);
-        measurements.insert("mr_enclave", Hex::from(e.mr_enclave()));
-        measurements.insert("mr_signer", Hex::from(e.mr_signer()));
-        svns.insert("isv_svn".to_owned(), u64::from(e.isv_svn()));
-        svns.insert("isv_prod_id".to_owned(), u64::from(e.isv_prod_id()));
-        svns.insert("config_svn".to_owned(), u64::from(e.config_svn()));
-        if let Some(map) = details.as_object_mut() {
-            map.insert("cpu_svn".into(), Value::from(hex::encode(e.cpu_svn())));
-            map.insert("misc_select".into(), Value::from(e.misc_select()));
-            map.insert(
-                "attributes".into(),
-                Value::from(hex::encode(e.attributes())),
+            svns.insert("tdx_module_svn".to_owned(), u64::from(t.tee_tcb_svn()[0]));
+            svns.insert(
+                "tdx_module_version".to_owned(),
+                u64::from(t.tee_tcb_svn()[1]),
             );
-            map.insert(
-                "mr_enclave".into(),
-                Value::from(hex::encode(e.mr_enclave())),
-            );
-            map.insert("mr_signer".into(), Value::from(hex::encode(e.mr_signer())));
-            map.insert("isv_prod_id".into(), Value::from(e.isv_prod_id()));
-            map.insert("isv_svn".into(), Value::from(e.isv_svn()));
-            map.insert("config_id".into(), Value::from(hex::encode(e.config_id())));
-            map.insert(
-                "report_data".into(),
-                Value::from(hex::encode(e.report_data())),
-            );
-            map.insert("debug".into(), Value::from(e.debug()));
-        }
-        (e.debug(), e.report_data(), e.config_id())
-    };
-    Ok(VerifiedClaims {
-        kind,
-        simulated: false,
-        debug,
-        measurements,
-        report_data: Hex::from(report_data),
-        host_data: Some(Hex::from(host_data)),
-        platform_id: Some(Hex(pck.fmspc.clone())),
-        tcb: Tcb {
-            status: Some(status),
-            advisory_ids,
-            svns,
-        },
-        details,
-        report: Hex::from(q.signed),
-    })
+            if let Some(map) = details.as_object_mut() {
+                let mut put = |k: &str, v: &[u8]| {
+                    map.insert(k.into(), Value::from(hex::encode(v)));
+                };
+                put("tee_tcb_svn", t.tee_tcb_svn());
+                put("mr_seam", t.mr_seam());
+                put("mr_signer_seam", t.mr_signer_seam());
+                put("seam_attributes", t.seam_attributes());
+                put("td_attributes", t.td_attributes());
+                put("xfam", t.xfam());
+                put("mr_td", t.mr_td());
+                put("mr_config_id", t.mr_config_id());
+                put("mr_owner", t.mr_owner());
+                put("mr_owner_config", t.mr_owner_config());
+                put("rtmr0", t.rtmr(0));
+                put("rtmr1", t.rtmr(1));
+                put("rtmr2", t.rtmr(2));
+                put("rtmr3", t.rtmr(3));
+                put("report_data", t.report_data());
+                if let (Some(svn2), Some(service)) = (t.tee_tcb_svn2(), t.mr_service_td()) {
+                    put("tee_tcb_svn2", svn2);
+                    put("mr_service_td", service);
+                }
+                map.insert("debug".into(), Value::from(t.debug()));
+                map.insert("sept_ve_disable".into(), Value::from(t.sept_ve_disable()));
+            }
+            (t.debug(), t.report_data(), t.mr_config_id())
+        } else {
+            let e = SgxReport(q.body);
+            measurements.insert("mr_enclave", Hex::from(e.mr_enclave()));
+            measurements.insert("mr_signer", Hex::from(e.mr_signer()));
+            svns.insert("isv_svn".to_owned(), u64::from(e.isv_svn()));
+            svns.insert("isv_prod_id".to_owned(), u64::from(e.isv_prod_id()));
+            svns.insert("config_svn".to_owned(), u64::from(e.config_svn()));
+            if let Some(map) = details.as_object_mut() {
+                map.insert("cpu_svn".into(), Value::from(hex::encode(e.cpu_svn())));
+                map.insert("misc_select".into(), Value::from(e.misc_select()));
+                map.insert(
+                    "attributes".into(),
+                    Value::from(hex::encode(e.attributes())),
+                );
+                map.insert(
+                    "mr_enclave".into(),
+                    Value::from(hex::encode(e.mr_enclave())),
+                );
+                map.insert("mr_signer".into(), Value::from(hex::encode(e.mr_signer())));
+                map.insert("isv_prod_id".into(), Value::from(e.isv_prod_id()));
+                map.insert("isv_svn".into(), Value::from(e.isv_svn()));
+                map.insert("config_id".into(), Value::from(hex::encode(e.config_id())));
+                map.insert(
+                    "report_data".into(),
+                    Value::from(hex::encode(e.report_data())),
+                );
+                map.insert("debug".into(), Value::from(e.debug()));
+            }
+            (e.debug(), e.report_data(), e.config_id())
+        };
+        Ok(VerifiedClaims {
+            kind,
+            simulated: false,
+            debug,
+            measurements,
+            report_data: Hex::from(report_data),
+            host_data: Some(Hex::from(host_data)),
+            platform_id: Some(Hex(pck.fmspc.clone())),
+            tcb: Tcb {
+                status: Some(status),
+                advisory_ids,
+                svns,
+            },
+            details,
+            report: Hex::from(q.signed),
+        })
+    }
 }
 
 fn push_unique(into: &mut Vec<String>, from: &[String]) {

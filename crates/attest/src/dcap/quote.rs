@@ -28,6 +28,13 @@ pub(crate) enum BodyType {
 }
 
 impl BodyType {
+    pub(crate) fn tee_kind(self) -> crate::TeeKind {
+        match self {
+            Self::Sgx => crate::TeeKind::Sgx,
+            Self::Td10 | Self::Td15 => crate::TeeKind::Tdx,
+        }
+    }
+
     pub(crate) fn number(self) -> u16 {
         match self {
             Self::Sgx => 1,
