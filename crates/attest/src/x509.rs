@@ -216,6 +216,11 @@ impl Certificate {
         &self.subject_cn
     }
 
+    /// The subject public key: an uncompressed EC point or a DER `RSAPublicKey`.
+    pub fn public_key_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
     pub(crate) fn key_kind(&self) -> KeyKind {
         self.key_kind
     }
