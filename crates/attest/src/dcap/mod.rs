@@ -495,10 +495,10 @@ impl<'c> PreparedCollateral<'c> {
             pce_svn: pck.pce_svn,
             tdx_components: td.map(|t| t.tee_tcb_svn()),
         };
-        let matched = tcb::match_platform(&info, &platform)?;
+        let matched = tcb::match_platform(info, &platform)?;
         let module = match td {
             Some(t) if matched.is_some() => Some(tcb::appraise_module(
-                &info,
+                info,
                 t.tee_tcb_svn(),
                 t.mr_signer_seam(),
                 t.seam_attributes(),
