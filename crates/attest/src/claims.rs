@@ -21,6 +21,8 @@ pub enum TeeKind {
     Tdx,
     /// An Intel SGX quote (DCAP, v3).
     Sgx,
+    /// An NVIDIA GPU's signed SPDM measurements (Hopper).
+    NvidiaGpu,
     /// Simulated evidence signed by a development key; proves nothing about hardware.
     Sim,
 }
@@ -32,6 +34,7 @@ impl TeeKind {
             Self::SevSnp => "sev-snp",
             Self::Tdx => "tdx",
             Self::Sgx => "sgx",
+            Self::NvidiaGpu => "nvidia-gpu",
             Self::Sim => "sim",
         }
     }

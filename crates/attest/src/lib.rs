@@ -1,7 +1,8 @@
 //! Attestation verification: deciding, offline, whether evidence from a trusted execution
 //! environment is authentic, and what it says.
 //!
-//! One module per kind of evidence ([`snp`], [`dcap`] for TDX and SGX, [`sim`]), each behind the
+//! One module per kind of evidence ([`snp`], [`dcap`] for TDX and SGX, [`nvidia`], [`sim`]), each
+//! behind the
 //! [`Verifier`] trait. A verifier takes the evidence bytes, the [`Collateral`] that endorses
 //! them, the [`TrustAnchors`] (vendor roots pinned by key) and the time of verification, and
 //! does no I/O and reads no clock. It returns [`VerifiedClaims`], which only a verifier can
@@ -17,6 +18,7 @@ mod collateral;
 pub mod dcap;
 mod der;
 mod error;
+pub mod nvidia;
 mod roots;
 pub mod sim;
 pub mod snp;
@@ -59,11 +61,12 @@ pub trait Verifier: std::fmt::Debug + Send + Sync {
 }
 
 /// Every verifier this crate has.
-pub fn verifiers() -> [&'static dyn Verifier; 4] {
+pub fn verifiers() -> [&'static dyn Verifier; 5] {
     [
         &snp::SnpVerifier,
         &dcap::TdxVerifier,
         &dcap::SgxVerifier,
+        &nvidia::NvidiaVerifier,
         &sim::SimVerifier,
     ]
 }

@@ -24,7 +24,7 @@ fn fixture(rel: &str) -> Fixture {
         .join(rel);
     let case: Value =
         serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
-    let name = case["cases"][0]["evidence"].as_str().unwrap();
+    let name = evidence_name(&case);
     let evidence =
         confide_attest::decode_text(&std::fs::read(dir.join(name)).unwrap()).into_owned();
     let collateral_files = case["files"]
@@ -240,4 +240,57 @@ fn sgx_g1_v3() {
 #[test]
 fn sgx_g4_raw_pcs() {
     dcap("sgx/G4-automata", false);
+}
+
+/// The evidence file of a case: named by the case, or the file whose role is evidence.
+fn evidence_name(case: &Value) -> &str {
+    case["cases"][0]["evidence"].as_str().unwrap_or_else(|| {
+        case["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["role"].as_str().unwrap().starts_with("evidence"))
+            .and_then(|f| f["name"].as_str())
+            .unwrap()
+    })
+}
+
+#[test]
+fn nvidia_n1_hopper() {
+    let f = fixture("nvidia/N1-nvtrust-hopper");
+    let anchors = TrustAnchors::builtin().unwrap();
+    let inputs = Inputs {
+        anchors: &anchors,
+        now: f.now,
+        insecure_allow_simulated_tee: false,
+    };
+    let collateral = f.collateral();
+    let verifier = f.verifier();
+    let claims = verifier.verify(&f.evidence, &collateral, &inputs).unwrap();
+    let signed = usize::try_from(claims.details()["signed_length"].as_u64().unwrap()).unwrap();
+
+    // The whole signed transcript and its signature.
+    sweep(&f.evidence, 0..signed + 96, "SPDM transcript", |t| {
+        verifier.verify(t, &collateral, &inputs).is_ok()
+    });
+
+    // The attestation key's certificate.
+    let chain = chain_certs(&f.collateral_files[0]);
+    sweep(
+        &chain[0],
+        0..chain[0].len(),
+        "GPU attestation certificate",
+        |leaf| {
+            let mut c = Collateral::new();
+            if c.add(leaf).is_err() {
+                return false;
+            }
+            for cert in &chain[1..] {
+                c.add(cert).unwrap();
+            }
+            verifier.verify(&f.evidence, &c, &inputs).is_ok()
+        },
+    );
+
+    truncations(&f, &collateral, &inputs, signed + 96);
 }
