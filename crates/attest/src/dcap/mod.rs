@@ -372,14 +372,9 @@ impl<'c> PreparedCollateral<'c> {
         let mut revocation = BTreeMap::new();
         let chain = check_pck_chain(pem, self.collateral, &self.inputs, &mut revocation)?;
         let info = PckInfo::parse(&chain.leaf)?;
-        let pck_ca = match chain.intermediate.common_name() {
-            cn if cn.contains("Processor") => "Processor",
-            cn if cn.contains("Platform") => "Platform",
-            _ => "unknown",
-        };
         let checked = std::sync::Arc::new(CheckedPck {
+            pck_ca: ca_type(&chain.intermediate),
             leaf: chain.leaf,
-            pck_ca,
             info,
             revocation,
         });
@@ -399,36 +394,16 @@ impl<'c> PreparedCollateral<'c> {
                 self.kind
             )));
         }
-        let pck_checked = self.pck(q.pck_chain_pem)?;
-        let pck = &pck_checked.info;
+        let pck = self.pck(q.pck_chain_pem)?;
+        authenticate(&q, &pck)?;
+        let appraisal = self.appraise(&q, &pck)?;
+        Ok(claims(&q, &pck, Some(appraisal)))
+    }
 
-        // The attestation key signs the quote; the PCK signs the QE report, which binds the key.
-        let mut att_key = [0u8; 65];
-        att_key[0] = 0x04;
-        att_key[1..].copy_from_slice(q.attestation_key);
-        confide_crypto::verify::verify(
-            Scheme::EcdsaP256Sha256Fixed,
-            &att_key,
-            q.signed,
-            q.signature,
-        )
-        .map_err(|_| AttestError::signature("quote signed by its attestation key"))?;
-        pck_checked.leaf.verify_signature(
-            Scheme::EcdsaP256Sha256Fixed,
-            q.qe_report,
-            q.qe_report_signature,
-            "QE report signed by the PCK certificate",
-        )?;
-        let qe = SgxReport(q.qe_report);
-        let mut bound = q.attestation_key.to_vec();
-        bound.extend_from_slice(q.qe_auth_data);
-        let report_data = qe.report_data();
-        if report_data[..32] != sha256(&bound) || report_data[32..].iter().any(|&b| b != 0) {
-            return Err(AttestError::mismatch(
-                "QE report data does not bind the attestation key (SHA-256 of key and auth data)",
-            ));
-        }
-        let (info, identity) = (&self.info, &self.identity);
+    /// Appraises an authentic quote's TCB: the platform against the TCB levels, the TDX module
+    /// against its identity, the QE against its identity, and the converged status.
+    fn appraise(&self, q: &Quote<'_>, checked: &CheckedPck) -> Result<Appraisal, AttestError> {
+        let (info, identity, pck) = (&self.info, &self.identity, &checked.info);
         if !info.fmspc.eq_ignore_ascii_case(&hex::encode(&pck.fmspc)) {
             return Err(AttestError::mismatch(format!(
                 "TCB info is for FMSPC {}, the PCK certificate's is {}",
@@ -441,10 +416,9 @@ impl<'c> PreparedCollateral<'c> {
                 "TCB info PCE-ID differs from the PCK certificate's",
             ));
         }
-        let revocation = &pck_checked.revocation;
-        let pck_ca = pck_checked.pck_ca;
 
         // The quoting enclave.
+        let qe = SgxReport(q.qe_report);
         if tcb::decode_hex(&identity.mrsigner, "QE identity mrsigner")? != qe.mr_signer() {
             return Err(AttestError::mismatch(
                 "QE MRSIGNER differs from the QE identity",
@@ -489,7 +463,7 @@ impl<'c> PreparedCollateral<'c> {
         let qe_status = tcb::parse_status(&qe_level.tcb_status, "QE identity level")?;
 
         // The platform, the TDX module, and the converged status.
-        let td = (kind == TeeKind::Tdx).then_some(TdReport(q.body));
+        let td = (q.body_type != BodyType::Sgx).then_some(TdReport(q.body));
         let platform = PlatformTcb {
             sgx_components: pck.components,
             pce_svn: pck.pce_svn,
@@ -519,26 +493,7 @@ impl<'c> PreparedCollateral<'c> {
                 (status, advisories)
             }
         };
-
-        // Claims.
-        let mut details = json!({
-            "quote_version": q.version,
-            "tee_type": if kind == TeeKind::Tdx { "TDX" } else { "SGX" },
-            "body_type": q.body_type.number(),
-            "qe_svn": q.qe_svn,
-            "pce_svn": q.pce_svn,
-            "fmspc": hex::encode_upper(&pck.fmspc),
-            "pck_ca": pck_ca,
-            "pck_tcb_components": pck.components.to_vec(),
-            "pck_pcesvn": pck.pce_svn,
-            "pck_cpusvn": hex::encode(&pck.cpu_svn),
-            "pceid": hex::encode(&pck.pce_id),
-            "sgx_type": pck.sgx_type,
-            "qe_isv_svn": qe.isv_svn(),
-            "qe_mr_signer": hex::encode(qe.mr_signer()),
-            "qe_isv_prod_id": qe.isv_prod_id(),
-            "quote_signed_length": q.signed.len(),
-            "trailing_bytes_after_quote": q.trailing,
+        let details = json!({
             "tcb_status": status.as_str(),
             "advisory_ids": advisory_ids.clone(),
             "platform_tcb_status": matched.as_ref().map_or(TcbStatus::NotSupported, |m| m.status).as_str(),
@@ -554,96 +509,215 @@ impl<'c> PreparedCollateral<'c> {
             }))),
             "tcb_evaluation_data_number": info.tcb_evaluation_data_number,
             "qe_identity_tcb_evaluation_data_number": identity.tcb_evaluation_data_number,
-            "revocation_checked": revocation,
         });
-        let mut measurements = BTreeMap::new();
-        let mut svns = BTreeMap::new();
-        svns.insert("qe_isv_svn".to_owned(), u64::from(qe.isv_svn()));
-        svns.insert("pce_svn".to_owned(), u64::from(pck.pce_svn));
-        let (debug, report_data, host_data) = if let Some(t) = td {
-            measurements.insert("mr_td", Hex::from(t.mr_td()));
-            measurements.insert("mr_seam", Hex::from(t.mr_seam()));
-            for (i, name) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"].into_iter().enumerate() {
-                measurements.insert(name, Hex::from(t.rtmr(i)));
-            }
-            svns.insert("tdx_module_svn".to_owned(), u64::from(t.tee_tcb_svn()[0]));
-            svns.insert(
-                "tdx_module_version".to_owned(),
-                u64::from(t.tee_tcb_svn()[1]),
-            );
-            if let Some(map) = details.as_object_mut() {
-                let mut put = |k: &str, v: &[u8]| {
-                    map.insert(k.into(), Value::from(hex::encode(v)));
-                };
-                put("tee_tcb_svn", t.tee_tcb_svn());
-                put("mr_seam", t.mr_seam());
-                put("mr_signer_seam", t.mr_signer_seam());
-                put("seam_attributes", t.seam_attributes());
-                put("td_attributes", t.td_attributes());
-                put("xfam", t.xfam());
-                put("mr_td", t.mr_td());
-                put("mr_config_id", t.mr_config_id());
-                put("mr_owner", t.mr_owner());
-                put("mr_owner_config", t.mr_owner_config());
-                put("rtmr0", t.rtmr(0));
-                put("rtmr1", t.rtmr(1));
-                put("rtmr2", t.rtmr(2));
-                put("rtmr3", t.rtmr(3));
-                put("report_data", t.report_data());
-                if let (Some(svn2), Some(service)) = (t.tee_tcb_svn2(), t.mr_service_td()) {
-                    put("tee_tcb_svn2", svn2);
-                    put("mr_service_td", service);
-                }
-                map.insert("debug".into(), Value::from(t.debug()));
-                map.insert("sept_ve_disable".into(), Value::from(t.sept_ve_disable()));
-            }
-            (t.debug(), t.report_data(), t.mr_config_id())
-        } else {
-            let e = SgxReport(q.body);
-            measurements.insert("mr_enclave", Hex::from(e.mr_enclave()));
-            measurements.insert("mr_signer", Hex::from(e.mr_signer()));
-            svns.insert("isv_svn".to_owned(), u64::from(e.isv_svn()));
-            svns.insert("isv_prod_id".to_owned(), u64::from(e.isv_prod_id()));
-            svns.insert("config_svn".to_owned(), u64::from(e.config_svn()));
-            if let Some(map) = details.as_object_mut() {
-                map.insert("cpu_svn".into(), Value::from(hex::encode(e.cpu_svn())));
-                map.insert("misc_select".into(), Value::from(e.misc_select()));
-                map.insert(
-                    "attributes".into(),
-                    Value::from(hex::encode(e.attributes())),
-                );
-                map.insert(
-                    "mr_enclave".into(),
-                    Value::from(hex::encode(e.mr_enclave())),
-                );
-                map.insert("mr_signer".into(), Value::from(hex::encode(e.mr_signer())));
-                map.insert("isv_prod_id".into(), Value::from(e.isv_prod_id()));
-                map.insert("isv_svn".into(), Value::from(e.isv_svn()));
-                map.insert("config_id".into(), Value::from(hex::encode(e.config_id())));
-                map.insert(
-                    "report_data".into(),
-                    Value::from(hex::encode(e.report_data())),
-                );
-                map.insert("debug".into(), Value::from(e.debug()));
-            }
-            (e.debug(), e.report_data(), e.config_id())
-        };
-        Ok(VerifiedClaims {
-            kind,
-            simulated: false,
-            debug,
-            measurements,
-            report_data: Hex::from(report_data),
-            host_data: Some(Hex::from(host_data)),
-            platform_id: Some(Hex(pck.fmspc.clone())),
-            tcb: Tcb {
-                status: Some(status),
-                advisory_ids,
-                svns,
-            },
+        Ok(Appraisal {
+            status,
+            advisory_ids,
             details,
-            report: Hex::from(q.signed),
         })
+    }
+}
+
+/// The result of appraising a platform's TCB with Intel's collateral.
+#[derive(Debug)]
+struct Appraisal {
+    status: TcbStatus,
+    advisory_ids: Vec<String>,
+    details: Value,
+}
+
+/// Checks that a quote is authentic: signed by its attestation key, which the QE report binds,
+/// which the (already checked) PCK certificate signed.
+fn authenticate(q: &Quote<'_>, pck: &CheckedPck) -> Result<(), AttestError> {
+    let mut att_key = [0u8; 65];
+    att_key[0] = 0x04;
+    att_key[1..].copy_from_slice(q.attestation_key);
+    confide_crypto::verify::verify(
+        Scheme::EcdsaP256Sha256Fixed,
+        &att_key,
+        q.signed,
+        q.signature,
+    )
+    .map_err(|_| AttestError::signature("quote signed by its attestation key"))?;
+    pck.leaf.verify_signature(
+        Scheme::EcdsaP256Sha256Fixed,
+        q.qe_report,
+        q.qe_report_signature,
+        "QE report signed by the PCK certificate",
+    )?;
+    let qe = SgxReport(q.qe_report);
+    let mut bound = q.attestation_key.to_vec();
+    bound.extend_from_slice(q.qe_auth_data);
+    let report_data = qe.report_data();
+    if report_data[..32] != sha256(&bound) || report_data[32..].iter().any(|&b| b != 0) {
+        return Err(AttestError::mismatch(
+            "QE report data does not bind the attestation key (SHA-256 of key and auth data)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a TDX quote's authenticity only (signatures, QE binding, PCK chain to the pinned root,
+/// CRLs when given), without appraising its TCB: for evidence whose TCB collateral is not at
+/// hand, such as an Azure TDX VM's. The claims say `tcb_status: null`; a policy that needs the
+/// TCB status must refuse them.
+pub(crate) fn authenticate_only(
+    evidence: &[u8],
+    collateral: &Collateral,
+    inputs: &Inputs<'_>,
+) -> Result<VerifiedClaims, AttestError> {
+    let q = Quote::parse(evidence)?;
+    let mut revocation = BTreeMap::new();
+    let chain = check_pck_chain(q.pck_chain_pem, collateral, inputs, &mut revocation)?;
+    let pck = CheckedPck {
+        info: PckInfo::parse(&chain.leaf)?,
+        pck_ca: ca_type(&chain.intermediate),
+        leaf: chain.leaf,
+        revocation,
+    };
+    authenticate(&q, &pck)?;
+    Ok(claims(&q, &pck, None))
+}
+
+fn ca_type(intermediate: &Certificate) -> &'static str {
+    match intermediate.common_name() {
+        cn if cn.contains("Processor") => "Processor",
+        cn if cn.contains("Platform") => "Platform",
+        _ => "unknown",
+    }
+}
+
+/// The claims of an authentic quote, with its TCB appraisal if there was one.
+fn claims(q: &Quote<'_>, checked: &CheckedPck, appraisal: Option<Appraisal>) -> VerifiedClaims {
+    let pck = &checked.info;
+    let qe = SgxReport(q.qe_report);
+    let kind = q.body_type.tee_kind();
+    let mut details = json!({
+        "quote_version": q.version,
+        "tee_type": if kind == TeeKind::Tdx { "TDX" } else { "SGX" },
+        "body_type": q.body_type.number(),
+        "qe_svn": q.qe_svn,
+        "pce_svn": q.pce_svn,
+        "fmspc": hex::encode_upper(&pck.fmspc),
+        "pck_ca": checked.pck_ca,
+        "pck_tcb_components": pck.components.to_vec(),
+        "pck_pcesvn": pck.pce_svn,
+        "pck_cpusvn": hex::encode(&pck.cpu_svn),
+        "pceid": hex::encode(&pck.pce_id),
+        "sgx_type": pck.sgx_type,
+        "qe_isv_svn": qe.isv_svn(),
+        "qe_mr_signer": hex::encode(qe.mr_signer()),
+        "qe_isv_prod_id": qe.isv_prod_id(),
+        "quote_signed_length": q.signed.len(),
+        "trailing_bytes_after_quote": q.trailing,
+        "revocation_checked": checked.revocation,
+        "tcb_status": null,
+    });
+    let (status, advisory_ids) = match appraisal {
+        Some(a) => {
+            if let (Some(map), Value::Object(more)) = (details.as_object_mut(), a.details) {
+                map.extend(more);
+            }
+            (Some(a.status), a.advisory_ids)
+        }
+        None => {
+            if let Some(map) = details.as_object_mut() {
+                map.insert(
+                    "tcb_status_note".into(),
+                    Value::from("not appraised: no TCB info and QE identity were given"),
+                );
+            }
+            (None, Vec::new())
+        }
+    };
+    let mut measurements = BTreeMap::new();
+    let mut svns = BTreeMap::new();
+    svns.insert("qe_isv_svn".to_owned(), u64::from(qe.isv_svn()));
+    svns.insert("pce_svn".to_owned(), u64::from(pck.pce_svn));
+    let td = (kind == TeeKind::Tdx).then_some(TdReport(q.body));
+    let (debug, report_data, host_data) = if let Some(t) = td {
+        measurements.insert("mr_td", Hex::from(t.mr_td()));
+        measurements.insert("mr_seam", Hex::from(t.mr_seam()));
+        for (i, name) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"].into_iter().enumerate() {
+            measurements.insert(name, Hex::from(t.rtmr(i)));
+        }
+        svns.insert("tdx_module_svn".to_owned(), u64::from(t.tee_tcb_svn()[0]));
+        svns.insert(
+            "tdx_module_version".to_owned(),
+            u64::from(t.tee_tcb_svn()[1]),
+        );
+        if let Some(map) = details.as_object_mut() {
+            let mut put = |k: &str, v: &[u8]| {
+                map.insert(k.into(), Value::from(hex::encode(v)));
+            };
+            put("tee_tcb_svn", t.tee_tcb_svn());
+            put("mr_seam", t.mr_seam());
+            put("mr_signer_seam", t.mr_signer_seam());
+            put("seam_attributes", t.seam_attributes());
+            put("td_attributes", t.td_attributes());
+            put("xfam", t.xfam());
+            put("mr_td", t.mr_td());
+            put("mr_config_id", t.mr_config_id());
+            put("mr_owner", t.mr_owner());
+            put("mr_owner_config", t.mr_owner_config());
+            put("rtmr0", t.rtmr(0));
+            put("rtmr1", t.rtmr(1));
+            put("rtmr2", t.rtmr(2));
+            put("rtmr3", t.rtmr(3));
+            put("report_data", t.report_data());
+            if let (Some(svn2), Some(service)) = (t.tee_tcb_svn2(), t.mr_service_td()) {
+                put("tee_tcb_svn2", svn2);
+                put("mr_service_td", service);
+            }
+            map.insert("debug".into(), Value::from(t.debug()));
+            map.insert("sept_ve_disable".into(), Value::from(t.sept_ve_disable()));
+        }
+        (t.debug(), t.report_data(), t.mr_config_id())
+    } else {
+        let e = SgxReport(q.body);
+        measurements.insert("mr_enclave", Hex::from(e.mr_enclave()));
+        measurements.insert("mr_signer", Hex::from(e.mr_signer()));
+        svns.insert("isv_svn".to_owned(), u64::from(e.isv_svn()));
+        svns.insert("isv_prod_id".to_owned(), u64::from(e.isv_prod_id()));
+        svns.insert("config_svn".to_owned(), u64::from(e.config_svn()));
+        if let Some(map) = details.as_object_mut() {
+            map.insert("cpu_svn".into(), Value::from(hex::encode(e.cpu_svn())));
+            map.insert("misc_select".into(), Value::from(e.misc_select()));
+            map.insert(
+                "attributes".into(),
+                Value::from(hex::encode(e.attributes())),
+            );
+            map.insert(
+                "mr_enclave".into(),
+                Value::from(hex::encode(e.mr_enclave())),
+            );
+            map.insert("mr_signer".into(), Value::from(hex::encode(e.mr_signer())));
+            map.insert("isv_prod_id".into(), Value::from(e.isv_prod_id()));
+            map.insert("isv_svn".into(), Value::from(e.isv_svn()));
+            map.insert("config_id".into(), Value::from(hex::encode(e.config_id())));
+            map.insert(
+                "report_data".into(),
+                Value::from(hex::encode(e.report_data())),
+            );
+            map.insert("debug".into(), Value::from(e.debug()));
+        }
+        (e.debug(), e.report_data(), e.config_id())
+    };
+    VerifiedClaims {
+        kind,
+        simulated: false,
+        debug,
+        measurements,
+        report_data: Hex::from(report_data),
+        host_data: Some(Hex::from(host_data)),
+        platform_id: Some(Hex(pck.fmspc.clone())),
+        tcb: Tcb {
+            status,
+            advisory_ids,
+            svns,
+        },
+        details,
+        report: Hex::from(q.signed),
     }
 }
 
