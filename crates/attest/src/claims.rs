@@ -23,11 +23,31 @@ pub enum TeeKind {
     Sgx,
     /// An NVIDIA GPU's signed SPDM measurements (Hopper).
     NvidiaGpu,
+    /// An Azure confidential VM on SEV-SNP: vTPM quote bound to an SNP report by the HCL.
+    AzureSnpVtpm,
+    /// An Azure confidential VM on TDX: vTPM quote bound to a TD report and its quote.
+    AzureTdxVtpm,
     /// Simulated evidence signed by a development key; proves nothing about hardware.
     Sim,
 }
 
 impl TeeKind {
+    /// Every kind, in the order verifiers are tried.
+    pub const ALL: [TeeKind; 7] = [
+        Self::SevSnp,
+        Self::Tdx,
+        Self::Sgx,
+        Self::AzureSnpVtpm,
+        Self::AzureTdxVtpm,
+        Self::NvidiaGpu,
+        Self::Sim,
+    ];
+
+    /// The kind named `name` (as [`TeeKind::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The kind's name as the command line and the service spell it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +55,8 @@ impl TeeKind {
             Self::Tdx => "tdx",
             Self::Sgx => "sgx",
             Self::NvidiaGpu => "nvidia-gpu",
+            Self::AzureSnpVtpm => "azure-snp-vtpm",
+            Self::AzureTdxVtpm => "azure-tdx-vtpm",
             Self::Sim => "sim",
         }
     }

@@ -81,6 +81,45 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// DER of `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017),
+/// from the unsigned big-endian modulus and exponent a JWK carries.
+pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn tlv(tag: u8, value: &[u8], out: &mut Vec<u8>) {
+        out.push(tag);
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|&b| b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(value);
+    }
+    fn integer(magnitude: &[u8], out: &mut Vec<u8>) {
+        let start = magnitude
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(magnitude.len());
+        let mut value = Vec::with_capacity(magnitude.len() + 1);
+        if magnitude.get(start).is_none_or(|&b| b & 0x80 != 0) {
+            value.push(0);
+        }
+        value.extend_from_slice(&magnitude[start..]);
+        tlv(TAG_INTEGER, &value, out);
+    }
+    let mut body = Vec::new();
+    integer(n, &mut body);
+    integer(e, &mut body);
+    let mut out = Vec::new();
+    tlv(TAG_SEQUENCE, &body, &mut out);
+    out
+}
+
 /// A non-negative INTEGER (or ENUMERATED) value that fits in 64 bits.
 pub(crate) fn unsigned(value: &[u8], what: &str) -> Result<u64, AttestError> {
     let bad = || AttestError::malformed(format!("{what}: not a small non-negative integer"));
@@ -152,6 +191,22 @@ mod tests {
             11
         );
         assert!(seq.next().is_err());
+    }
+
+    #[test]
+    fn encodes_rsa_public_keys() {
+        // n = 0x80 needs a leading zero; e = 65537.
+        assert_eq!(
+            rsa_public_key(&[0x80], &[0x01, 0x00, 0x01]),
+            [
+                0x30, 0x09, 0x02, 0x02, 0x00, 0x80, 0x02, 0x03, 0x01, 0x00, 0x01
+            ]
+        );
+        let long = rsa_public_key(&[0x7f; 256], &[3]);
+        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x06]);
+        let mut r = Reader::new(&long);
+        let mut seq = Reader::new(r.expect(TAG_SEQUENCE, "t").unwrap());
+        assert_eq!(seq.expect(TAG_INTEGER, "t").unwrap().len(), 256);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Attestation verification: deciding, offline, whether evidence from a trusted execution
 //! environment is authentic, and what it says.
 //!
-//! One module per kind of evidence ([`snp`], [`dcap`] for TDX and SGX, [`nvidia`], [`sim`]), each
-//! behind the
+//! One module per kind of evidence ([`snp`], [`dcap`] for TDX and SGX, [`azure`] for Azure
+//! confidential VMs with a vTPM, [`nvidia`], [`sim`]), each behind the
 //! [`Verifier`] trait. A verifier takes the evidence bytes, the [`Collateral`] that endorses
 //! them, the [`TrustAnchors`] (vendor roots pinned by key) and the time of verification, and
 //! does no I/O and reads no clock. It returns [`VerifiedClaims`], which only a verifier can
@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod azure;
 pub mod baseline;
 mod claims;
 mod collateral;
@@ -61,11 +62,13 @@ pub trait Verifier: std::fmt::Debug + Send + Sync {
 }
 
 /// Every verifier this crate has.
-pub fn verifiers() -> [&'static dyn Verifier; 5] {
+pub fn verifiers() -> [&'static dyn Verifier; 7] {
     [
         &snp::SnpVerifier,
         &dcap::TdxVerifier,
         &dcap::SgxVerifier,
+        &azure::AzureSnpVerifier,
+        &azure::AzureTdxVerifier,
         &nvidia::NvidiaVerifier,
         &sim::SimVerifier,
     ]

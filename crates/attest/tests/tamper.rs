@@ -294,3 +294,108 @@ fn nvidia_n1_hopper() {
 
     truncations(&f, &collateral, &inputs, signed + 96);
 }
+
+/// Azure vTPM evidence built from the case's separate files, as Trustee's v1 JSON, with
+/// `edit` applied to the HCL report, the TPM quote message or the TPM signature.
+fn azure_evidence(dir: &Path, part: &str, at: usize, bit: u8) -> Vec<u8> {
+    use base64::Engine as _;
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let mut hcl = read("hcl-report.bin");
+    let tpm: Value = serde_json::from_slice(&read("tpm-quote-v1.json")).unwrap();
+    let mut message = hex::decode(tpm["message"].as_str().unwrap()).unwrap();
+    let mut signature = hex::decode(tpm["signature"].as_str().unwrap()).unwrap();
+    let mut td_quote = std::fs::read(dir.join("td-quote.bin")).ok();
+    match part {
+        "hcl" => hcl[at] ^= 1 << bit,
+        "message" => message[at] ^= 1 << bit,
+        "signature" => signature[at] ^= 1 << bit,
+        "td_quote" => td_quote.as_mut().unwrap()[at] ^= 1 << bit,
+        _ => {}
+    }
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let mut doc = serde_json::json!({
+        "version": 1,
+        "hcl_report": b64(&hcl),
+        "tpm_quote": {"message": hex::encode(&message), "signature": hex::encode(&signature), "pcrs": tpm["pcrs"]},
+    });
+    if let Some(q) = td_quote {
+        doc["td_quote"] = Value::from(b64(&q));
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
+fn azure(rel: &str, hardware_signed: std::ops::Range<usize>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/attestation")
+        .join(rel);
+    let case: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let now = UnixTime::from_secs(case["verification_time"]["unix"].as_i64().unwrap());
+    let anchors = TrustAnchors::builtin().unwrap();
+    let inputs = Inputs {
+        anchors: &anchors,
+        now,
+        insecure_allow_simulated_tee: false,
+    };
+    let mut collateral = Collateral::new();
+    if dir.join("vcek.pem").exists() {
+        collateral
+            .add(&std::fs::read(dir.join("vcek.pem")).unwrap())
+            .unwrap();
+    }
+    let genuine = azure_evidence(&dir, "", 0, 0);
+    let verifier = confide_attest::detect(&genuine).unwrap();
+    let claims = verifier.verify(&genuine, &collateral, &inputs).unwrap();
+    let var_len = claims.details()["hcl"]["var_data_len"].as_u64().unwrap() as usize;
+    let tpm: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tpm-quote-v1.json")).unwrap()).unwrap();
+    let message_len = tpm["message"].as_str().unwrap().len() / 2;
+    let signature_len = tpm["signature"].as_str().unwrap().len() / 2;
+    let mut accepted = Vec::new();
+    let mut parts: Vec<(&str, std::ops::Range<usize>)> = vec![
+        ("hcl", 1236..1236 + var_len),
+        ("message", 0..message_len),
+        ("signature", 0..signature_len),
+    ];
+    if dir.join("td-quote.bin").exists() {
+        parts.push(("td_quote", hardware_signed));
+    } else {
+        parts.push(("hcl", 32 + hardware_signed.start..32 + hardware_signed.end));
+    }
+    let mut flips = 0;
+    for (part, range) in parts {
+        for at in range {
+            for bit in 0..8 {
+                flips += 1;
+                let evidence = azure_evidence(&dir, part, at, bit);
+                if verifier.verify(&evidence, &collateral, &inputs).is_ok() {
+                    accepted.push((part, at, bit));
+                }
+            }
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "{} of {flips} flips accepted: {:?}",
+        accepted.len(),
+        &accepted[..accepted.len().min(5)]
+    );
+}
+
+#[test]
+fn azure_snp_vtpm() {
+    // The SNP report's signed bytes and signature inside the HCL report.
+    azure("azure-snp-vtpm", 0..0x330);
+}
+
+#[test]
+fn azure_tdx_vtpm() {
+    // The TD quote's header, body, signature, QE report and binding (before its PCK chain).
+    let quote = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/attestation/azure-tdx-vtpm/td-quote.bin"),
+    )
+    .unwrap();
+    let pem = find(&quote, b"-----BEGIN").unwrap();
+    azure("azure-tdx-vtpm", 0..pem);
+}

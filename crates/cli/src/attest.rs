@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use confide_attest::{
     Collateral, Inputs, Recognised, TeeKind, TrustAnchors, UnixTime, VerifiedClaims, baseline,
 };
@@ -23,17 +23,18 @@ pub(crate) enum AttestCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The evidence: an SNP report, a TDX or SGX quote, or simulated evidence; binary, hex or
-    /// base64.
+    /// The evidence: an SNP report, a TDX or SGX quote, Trustee's Azure vTPM evidence JSON, an
+    /// NVIDIA GPU's SPDM transcript, or simulated evidence; binary, hex or base64.
     #[arg(long, value_name = "FILE")]
     evidence: PathBuf,
     /// Whatever endorses the evidence, in any order: certificates and chains (PEM or DER),
     /// CRLs, Intel TCB info and QE identity, dcap-qvl's all-in-one collateral JSON.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     collateral: Vec<PathBuf>,
-    /// The kind of evidence; detected when not given.
-    #[arg(long, value_enum)]
-    kind: Option<Kind>,
+    /// The kind of evidence, detected when not given: sev-snp, tdx, sgx, azure-snp-vtpm,
+    /// azure-tdx-vtpm, nvidia-gpu or sim.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<TeeKind>,
     /// The time of verification (RFC 3339); default: now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
@@ -55,23 +56,11 @@ pub(crate) struct CollectArgs {
     sim: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Kind {
-    SevSnp,
-    Tdx,
-    Sgx,
-    Sim,
-}
-
-impl From<Kind> for TeeKind {
-    fn from(k: Kind) -> Self {
-        match k {
-            Kind::SevSnp => TeeKind::SevSnp,
-            Kind::Tdx => TeeKind::Tdx,
-            Kind::Sgx => TeeKind::Sgx,
-            Kind::Sim => TeeKind::Sim,
-        }
-    }
+fn parse_kind(name: &str) -> Result<TeeKind, String> {
+    TeeKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = TeeKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown kind {name:?}; one of {}", names.join(", "))
+    })
 }
 
 pub(crate) fn run(cmd: AttestCommand) -> anyhow::Result<()> {
@@ -108,11 +97,12 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         ),
     };
     let verifier = match args.kind {
-        Some(kind) => confide_attest::verifier(kind.into())
-            .with_context(|| format!("no verifier for {kind:?}"))?,
+        Some(kind) => {
+            confide_attest::verifier(kind).with_context(|| format!("no verifier for {kind}"))?
+        }
         None => confide_attest::detect(&evidence).context(
-            "could not tell what kind of evidence this is (not an SNP report, a DCAP quote or \
-             simulated evidence); name it with --kind",
+            "could not tell what kind of evidence this is (not an SNP report, a DCAP quote, Azure \
+             vTPM evidence, an NVIDIA SPDM transcript or simulated evidence); name it with --kind",
         )?,
     };
     let anchors = TrustAnchors::builtin().context("loading the built-in vendor roots")?;
@@ -195,12 +185,16 @@ fn print_claims(claims: &VerifiedClaims, now: UnixTime) {
     let tcb = claims.tcb();
     if let Some(status) = tcb.status {
         println!("  {:<12} {}", "tcb_status", status.as_str());
+    } else if let Some(note) = claims.details()["tcb_status_note"].as_str() {
+        println!("  {:<12} {note}", "tcb_status");
     }
     if !tcb.advisory_ids.is_empty() {
         println!("  {:<12} {}", "advisories", tcb.advisory_ids.join(", "));
     }
-    let svns: Vec<String> = tcb.svns.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("  {:<12} {}", "svns", svns.join(" "));
+    if !tcb.svns.is_empty() {
+        let svns: Vec<String> = tcb.svns.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  {:<12} {}", "svns", svns.join(" "));
+    }
 }
 
 fn collect(args: CollectArgs) -> anyhow::Result<()> {
