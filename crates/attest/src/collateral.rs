@@ -13,6 +13,21 @@ use serde_json::value::RawValue;
 use crate::AttestError;
 use crate::x509::{Certificate, Crl};
 
+const SNP_TABLE_ENTRY: usize = 24;
+
+/// The GUIDs of an SEV-SNP certificate table, as bytes in the order the text writes them.
+const SNP_CERT_GUIDS: [([u8; 16], &str); 5] = [
+    (guid(0x63da758d_e664_4564_adc5_f4b93be8accd), "VCEK"),
+    (guid(0xa8074bc2_a25a_483e_aae6_39c045a0b8a1), "VLEK"),
+    (guid(0x4ab7b379_bbac_4fe4_a02f_05aef327c782), "ASK"),
+    (guid(0xc0b406a4_a803_4952_9743_3fb6014cd0ae), "ARK"),
+    (guid(0x92f81bc3_5811_4d3d_97ff_d19f88dc67ea), "CRL"),
+];
+
+const fn guid(value: u128) -> [u8; 16] {
+    value.to_be_bytes()
+}
+
 /// Intel-signed JSON (TCB info or QE identity): the exact signed text and its `r ‖ s` signature.
 #[derive(Debug, Clone)]
 pub(crate) struct SignedJson {
@@ -99,6 +114,11 @@ impl Collateral {
 
     /// Works out what `bytes` are and adds them; says what they were recognised as.
     pub fn add(&mut self, bytes: &[u8]) -> Result<Recognised, AttestError> {
+        if bytes.len() >= SNP_TABLE_ENTRY
+            && SNP_CERT_GUIDS.iter().any(|(guid, _)| bytes[..16] == *guid)
+        {
+            return self.add_snp_cert_table(bytes);
+        }
         let text = trim_ascii(bytes);
         if text.starts_with(b"-----BEGIN") {
             return self.add_pem(text);
@@ -122,6 +142,41 @@ impl Collateral {
         Err(AttestError::malformed(
             "collateral: not a certificate, CRL, TCB info, QE identity or collateral JSON",
         ))
+    }
+
+    /// The certificate table an SEV-SNP host returns with an extended report (configfs-tsm
+    /// `auxblob`): 24-byte entries (GUID, offset, length; little-endian) ending with an
+    /// all-zero entry, then the DER certificates (and CRL) they point at. GUIDs from the GHCB
+    /// specification, written in the order their hex digits appear.
+    fn add_snp_cert_table(&mut self, table: &[u8]) -> Result<Recognised, AttestError> {
+        let bad = |what: &str| AttestError::malformed(format!("SEV-SNP certificate table: {what}"));
+        let mut certificates = 0;
+        let mut entries = table.chunks(SNP_TABLE_ENTRY);
+        loop {
+            let entry = entries.next().ok_or_else(|| bad("no terminating entry"))?;
+            if entry.len() < SNP_TABLE_ENTRY {
+                return Err(bad("truncated entry"));
+            }
+            if entry.iter().all(|&b| b == 0) {
+                break;
+            }
+            let at =
+                |i: usize| u32::from_le_bytes([entry[i], entry[i + 1], entry[i + 2], entry[i + 3]]);
+            let (offset, len) = (at(16) as usize, at(20) as usize);
+            let body = offset
+                .checked_add(len)
+                .and_then(|end| table.get(offset..end))
+                .ok_or_else(|| bad("an entry points past the table"))?;
+            match SNP_CERT_GUIDS.iter().find(|(guid, _)| entry[..16] == *guid) {
+                Some((_, "CRL")) => self.add_crl(Crl::from_der(body)?),
+                Some(_) => {
+                    self.add_certificate(Certificate::from_der(body)?);
+                    certificates += 1;
+                }
+                None => {} // another vendor's entry: not an endorsement this verifier uses
+            }
+        }
+        Ok(Recognised::Certificates(certificates))
     }
 
     fn add_pem(&mut self, text: &[u8]) -> Result<Recognised, AttestError> {

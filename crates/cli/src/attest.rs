@@ -11,13 +11,15 @@ use clap::Subcommand;
 use confide_attest::{
     Collateral, Inputs, Recognised, TeeKind, TrustAnchors, UnixTime, VerifiedClaims, baseline,
 };
+use confide_attester::Attester;
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AttestCommand {
     /// Verify evidence against its collateral and the built-in vendor roots.
     Verify(VerifyArgs),
-    /// Print evidence from this machine's TEE whose report data carries a nonce.
+    /// Print evidence from this machine's TEE (configfs-tsm) whose report data carries a nonce:
+    /// hex for hardware evidence, JSON for simulated evidence.
     Collect(CollectArgs),
 }
 
@@ -54,6 +56,10 @@ pub(crate) struct CollectArgs {
     /// Produce simulated evidence signed by the development key (no TEE needed; insecure).
     #[arg(long)]
     sim: bool,
+    /// Where to write the certificates the platform gives with the report (SEV-SNP: the host's
+    /// certificate table), for `attest verify --collateral`.
+    #[arg(long, value_name = "FILE")]
+    auxblob: Option<PathBuf>,
 }
 
 fn parse_kind(name: &str) -> Result<TeeKind, String> {
@@ -207,29 +213,21 @@ fn collect(args: CollectArgs) -> anyhow::Result<()> {
     }
     let mut report_data = [0u8; 64];
     report_data[..nonce.len()].copy_from_slice(&nonce);
-    if args.sim {
-        let evidence = confide_attest::sim::simulate(
-            &confide_attest::sim::default_measurement(),
-            &report_data,
-        )
-        .context("making simulated evidence")?;
+    let attester = if args.sim {
+        Attester::Sim
+    } else {
+        Attester::detect()?
+    };
+    let collected = attester.collect(&report_data)?;
+    if let (Some(path), Some(aux)) = (&args.auxblob, &collected.auxblob) {
+        std::fs::write(path, aux).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if collected.kind == TeeKind::Sim {
         eprintln!("SIMULATED TEE: this evidence proves nothing about hardware");
-        println!("{}", String::from_utf8_lossy(&evidence));
-        return Ok(());
+        println!("{}", String::from_utf8_lossy(&collected.evidence));
+    } else {
+        eprintln!("{} evidence from this machine", collected.kind);
+        println!("{}", hex::encode(&collected.evidence));
     }
-    let interfaces = [
-        "/sys/kernel/config/tsm/report",
-        "/dev/sev-guest",
-        "/dev/tdx_guest",
-    ];
-    match interfaces.iter().find(|p| std::path::Path::new(p).exists()) {
-        Some(found) => bail!(
-            "this machine has a TEE interface ({found}), but collecting evidence from it is not \
-             built yet; nothing was produced"
-        ),
-        None => bail!(
-            "no TEE found on this machine (none of {}); pass --sim for simulated evidence",
-            interfaces.join(", ")
-        ),
-    }
+    Ok(())
 }
