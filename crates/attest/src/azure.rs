@@ -554,3 +554,34 @@ impl Verifier for AzureTdxVerifier {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The orphan TPM quote of the Azure SNP folder: no published key verifies it, but its
+    /// structure parses to what the case records.
+    #[test]
+    fn parses_a_recorded_tpms_attest() {
+        let msg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/attestation/azure-snp-vtpm/tpm-quote.msg"
+        ))
+        .unwrap();
+        let q = TpmQuote::parse(&msg).unwrap();
+        assert_eq!(q.extra_data, b"challenge");
+        assert_eq!(q.firmware_version, 0x2020_0312_0012_0003);
+        assert_eq!(q.sha256_pcrs().unwrap(), [0, 1, 2, 3, 4, 5, 6, 7, 14]);
+        assert_eq!(
+            hex::encode(&q.pcr_digest),
+            "9d608cf40eb5bc7454c6cbc0985c17c2efa45d5e5b28004aa7d77c1285d2fa5d"
+        );
+        assert_eq!(
+            hex::encode(&q.qualified_signer),
+            "000bcb7db80a611e921d7f0be5393e5a84d23f40a2d4dfc3bb1efa7a388b9ee401c5"
+        );
+        for len in 0..msg.len() {
+            assert!(TpmQuote::parse(&msg[..len]).is_err());
+        }
+    }
+}

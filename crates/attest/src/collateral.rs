@@ -123,6 +123,10 @@ impl Collateral {
         if text.starts_with(b"-----BEGIN") {
             return self.add_pem(text);
         }
+        // Intel's PCS sends issuer chains URL-encoded in a response header.
+        if text.starts_with(b"%2D%2D%2D%2D%2DBEGIN") || text.starts_with(b"-----BEGIN%20") {
+            return self.add_pem(&percent_decode(text)?);
+        }
         if text.starts_with(b"{") {
             return self.add_json(text);
         }
@@ -274,6 +278,27 @@ fn signed_json(signed: &str, signature_hex: &str, what: &str) -> Result<SignedJs
     })
 }
 
+/// Decodes `%XX` escapes (as in Intel PCS's `*-Issuer-Chain` headers).
+fn percent_decode(text: &[u8]) -> Result<Vec<u8>, AttestError> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| AttestError::malformed("URL-encoded certificate chain"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
@@ -284,4 +309,40 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoded_issuer_chains_are_read() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/attestation/tdx/T6-go-tdx-qpl/tcbSigningChain.pem"
+        ))
+        .unwrap();
+        let encoded: String = pem
+            .iter()
+            .map(|&b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => char::from(b).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        let mut c = Collateral::new();
+        assert_eq!(
+            c.add(encoded.as_bytes()).unwrap(),
+            Recognised::Certificates(2)
+        );
+        let mut plain = Collateral::new();
+        plain.add(&pem).unwrap();
+        assert_eq!(c.certificates.len(), plain.certificates.len());
+        assert!(Collateral::new().add(b"%2D%2D%2D%2D%2DBEGIN%ZZ").is_err());
+    }
+
+    #[test]
+    fn unknown_bytes_are_refused_by_name() {
+        let err = Collateral::new().add(b"hello").unwrap_err();
+        assert!(err.to_string().contains("not a certificate, CRL"), "{err}");
+    }
 }

@@ -203,7 +203,7 @@ mod tests {
             ]
         );
         let long = rsa_public_key(&[0x7f; 256], &[3]);
-        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x06]);
+        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x07]); // 4 + 256 + 3 bytes
         let mut r = Reader::new(&long);
         let mut seq = Reader::new(r.expect(TAG_SEQUENCE, "t").unwrap());
         assert_eq!(seq.expect(TAG_INTEGER, "t").unwrap().len(), 256);
