@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # confide's main job today, on a fresh machine: two banks create identities, one encrypts a
 # dataset so that only both of them can read it, the other decrypts it, and an outsider and a
-# tampered copy are refused. Everything happens in a temporary directory.
+# tampered copy are refused. Then the check that decides whether a TEE may get the key: real
+# AMD SEV-SNP and Intel TDX evidence verified against the pinned vendor roots, a one-bit change
+# and simulated evidence refused. Everything happens in a temporary directory.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml" -p confide-cli
@@ -44,3 +46,24 @@ if "$confide" --home bank-a decrypt --in tampered.cfd --out tampered.csv; then
   echo "BUG: a tampered file decrypted" >&2; exit 1
 fi
 [ ! -e tampered.csv ] && echo "refused, and nothing was written"
+
+# Attestation: evidence recorded from real hardware (testdata/attestation, with provenance).
+att="$root/testdata/attestation"
+run "$confide" attest verify --evidence "$att/snp/S1-trustee-milan-vcek/test-report.bin" \
+  --collateral "$att/snp/S1-trustee-milan-vcek/test-vcek.der" --at 2025-06-01T00:00:00Z
+run "$confide" attest verify --evidence "$att/tdx/T1-dcap-qvl-v4/tdx_quote" \
+  --collateral "$att/tdx/T1-dcap-qvl-v4/tdx_quote_collateral.json" --at 2025-06-20T10:32:27Z
+
+cp "$att/snp/S1-trustee-milan-vcek/test-report.bin" tampered-report.bin
+printf '\x01' | dd of=tampered-report.bin bs=1 seek=144 conv=notrunc status=none
+say "$confide attest verify --evidence tampered-report.bin …   (one bit of the measurement changed)"
+if "$confide" attest verify --evidence tampered-report.bin \
+  --collateral "$att/snp/S1-trustee-milan-vcek/test-vcek.der" --at 2025-06-01T00:00:00Z; then
+  echo "BUG: a tampered report verified" >&2; exit 1
+fi
+
+"$confide" attest collect --nonce 00112233 --sim > sim.json 2>/dev/null
+say "$confide attest verify --evidence sim.json   (simulated evidence, no insecure switch)"
+if "$confide" attest verify --evidence sim.json; then
+  echo "BUG: simulated evidence verified without the insecure switch" >&2; exit 1
+fi

@@ -60,6 +60,19 @@ pub enum Recognised {
     AllInOne,
 }
 
+impl std::fmt::Display for Recognised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Certificates(1) => f.write_str("1 certificate"),
+            Self::Certificates(n) => write!(f, "{n} certificates"),
+            Self::Crl => f.write_str("a CRL"),
+            Self::TcbInfo => f.write_str("Intel TCB info"),
+            Self::QeIdentity => f.write_str("Intel QE identity"),
+            Self::AllInOne => f.write_str("all-in-one DCAP collateral"),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct TcbInfoBody<'a> {
     #[serde(borrow, rename = "tcbInfo")]

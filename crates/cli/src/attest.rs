@@ -88,7 +88,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             .add(&bytes)
             .with_context(|| format!("collateral {}", path.display()))?;
         if !args.json {
-            eprintln!("collateral {}: {what:?}", path.display());
+            eprintln!("collateral {}: {what}", path.display());
         }
     }
     let now = match &args.at {
