@@ -36,6 +36,8 @@ use quote::{BodyType, Quote, SgxReport, TdReport};
 use tcb::{PlatformTcb, QeIdentity, TcbInfo};
 
 const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
+const TCB_SIGNING_CN: &str = "Intel SGX TCB Signing";
+const PCK_LEAF_CN: &str = "Intel SGX PCK Certificate";
 
 /// The TDX verifier.
 #[derive(Debug, Clone, Copy, Default)]
@@ -187,6 +189,13 @@ fn check_pck_chain(
         INTEL_ROOT_SPKI,
         "PCK chain root is not the Intel SGX Root CA key",
     )?;
+    if leaf.common_name() != PCK_LEAF_CN || ca_type(&intermediate) == "unknown" {
+        return Err(AttestError::mismatch(format!(
+            "PCK chain names {:?} issued by {:?}, not an Intel SGX PCK certificate and CA",
+            leaf.common_name(),
+            intermediate.common_name()
+        )));
+    }
     root.check_signed_by(&root, "Intel root self-signature")?;
     intermediate.check_signed_by(&root, "PCK CA signed by the Intel root")?;
     leaf.check_signed_by(&intermediate, "PCK certificate signed by the PCK CA")?;
@@ -221,9 +230,10 @@ fn check_signed_json(
     collateral: &Collateral,
     now: UnixTime,
 ) -> Result<(), AttestError> {
+    // Intel signs TCB info and QE identity with the "Intel SGX TCB Signing" key only.
     let mut signers = collateral.certificates.iter().filter(|c| {
         c.key_kind() == KeyKind::P256
-            && !c.is_self_issued()
+            && c.common_name() == TCB_SIGNING_CN
             && c.verify_signature(
                 Scheme::EcdsaP256Sha256Fixed,
                 &json.signed,
@@ -236,7 +246,7 @@ fn check_signed_json(
         let any_signing_cert = collateral
             .certificates
             .iter()
-            .any(|c| c.key_kind() == KeyKind::P256 && !c.is_self_issued());
+            .any(|c| c.common_name() == TCB_SIGNING_CN);
         return Err(if any_signing_cert {
             AttestError::signature(format!("{what} signed by the TCB signing key"))
         } else {
@@ -579,10 +589,11 @@ pub(crate) fn authenticate_only(
     Ok(claims(&q, &pck, None))
 }
 
+/// Which PCK CA issued the PCK certificate; it selects the PCK CRL.
 fn ca_type(intermediate: &Certificate) -> &'static str {
     match intermediate.common_name() {
-        cn if cn.contains("Processor") => "Processor",
-        cn if cn.contains("Platform") => "Platform",
+        "Intel SGX PCK Processor CA" => "Processor",
+        "Intel SGX PCK Platform CA" => "Platform",
         _ => "unknown",
     }
 }
