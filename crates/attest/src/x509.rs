@@ -206,6 +206,15 @@ impl Certificate {
         &self.der
     }
 
+    /// Whether the key is ECDSA P-256, P-384 or RSA.
+    pub fn key_type(&self) -> &'static str {
+        match self.key_kind {
+            KeyKind::P256 => "P-256",
+            KeyKind::P384 => "P-384",
+            KeyKind::Rsa => "RSA",
+        }
+    }
+
     /// SHA-256 of the DER SubjectPublicKeyInfo: what roots are pinned by.
     pub fn spki_sha256(&self) -> [u8; 32] {
         self.spki_sha256
@@ -247,11 +256,7 @@ impl Certificate {
 
     /// Checks that `issuer` signed this certificate and is named as its issuer. `what` names
     /// the link for the error, e.g. "VCEK signed by ASK".
-    pub(crate) fn check_signed_by(
-        &self,
-        issuer: &Certificate,
-        what: &str,
-    ) -> Result<(), AttestError> {
+    pub fn check_signed_by(&self, issuer: &Certificate, what: &str) -> Result<(), AttestError> {
         if self.issuer != issuer.subject {
             return Err(AttestError::mismatch(format!(
                 "{what}: the certificate names another issuer"
@@ -268,12 +273,12 @@ impl Certificate {
     }
 
     /// Checks `not_before <= now <= not_after`.
-    pub(crate) fn check_valid_at(&self, now: UnixTime, what: &str) -> Result<(), AttestError> {
+    pub fn check_valid_at(&self, now: UnixTime, what: &str) -> Result<(), AttestError> {
         now.check_within(what, self.not_before, self.not_after)
     }
 
     /// Checks a signature made with this certificate's key under `scheme`.
-    pub(crate) fn verify_signature(
+    pub fn verify_signature(
         &self,
         scheme: Scheme,
         message: &[u8],

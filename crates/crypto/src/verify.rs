@@ -66,6 +66,29 @@ pub fn verify(
         .map_err(|_| CryptoError::BadSignature)
 }
 
+/// Checks an ECDSA `signature` over a message of which only the `digest` is given (the message
+/// was hashed by someone else, as CCF signs its Merkle roots). `scheme` must be an ECDSA scheme;
+/// the digest must have its hash's length.
+pub fn verify_prehashed(
+    scheme: Scheme,
+    public_key: &[u8],
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<(), CryptoError> {
+    let hash = match scheme {
+        Scheme::EcdsaP256Sha256Der | Scheme::EcdsaP256Sha256Fixed | Scheme::EcdsaP384Sha256Der => {
+            &aws_lc_rs::digest::SHA256
+        }
+        Scheme::EcdsaP384Sha384Der | Scheme::EcdsaP384Sha384Fixed => &aws_lc_rs::digest::SHA384,
+        _ => return Err(CryptoError::BadSignature),
+    };
+    let digest = aws_lc_rs::digest::Digest::import_less_safe(digest, hash)
+        .map_err(|_| CryptoError::BadSignature)?;
+    signature::UnparsedPublicKey::new(scheme.algorithm(), public_key)
+        .verify_digest(&digest, signature)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
 /// A public key parsed once and checked many times, for keys that sign a stream of evidence
 /// (an SNP chip's VCEK, a cached PCK certificate).
 #[derive(Debug)]
@@ -124,5 +147,29 @@ mod tests {
             Err(CryptoError::BadSignature)
         );
         assert!(PreparedKey::new(Scheme::EcdsaP256Sha256Fixed, public).is_err());
+    }
+
+    #[test]
+    fn prehashed_equals_hashing_the_message() {
+        let rng = SystemRandom::new();
+        let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        let sig = pair.sign(&rng, b"root").unwrap();
+        let public = pair.public_key().as_ref();
+        let digest = crate::digest::sha384(b"root");
+        verify_prehashed(Scheme::EcdsaP384Sha384Fixed, public, &digest, sig.as_ref()).unwrap();
+        let other = crate::digest::sha384(b"r00t");
+        assert!(
+            verify_prehashed(Scheme::EcdsaP384Sha384Fixed, public, &other, sig.as_ref()).is_err()
+        );
+        assert!(
+            verify_prehashed(
+                Scheme::EcdsaP384Sha384Fixed,
+                public,
+                &digest[..32],
+                sig.as_ref()
+            )
+            .is_err()
+        );
+        assert!(verify_prehashed(Scheme::RsaPssSha256, public, &digest, sig.as_ref()).is_err());
     }
 }

@@ -2,7 +2,11 @@
 //! anyone can verify without trusting the server that keeps it.
 //!
 //! - [`merkle`]: the RFC 9162 Merkle tree, its inclusion and consistency proofs.
+//! - [`cose`]: COSE_Sign1 and the COSE receipt header labels (RFC 9052, RFC 9942).
+//! - [`ccf`]: verification of CCF's JSON and COSE receipts against a service certificate.
 
 #![forbid(unsafe_code)]
 
+pub mod ccf;
+pub mod cose;
 pub mod merkle;

@@ -253,7 +253,9 @@ pub fn verify_consistency<P: AsRef<[u8]>>(
         // The same tree: nothing to prove but that the roots are equal (whatever their form,
         // as the reference implementation decides).
         if !proof.is_empty() {
-            return Err(ProofError::Malformed("a proof between equal sizes must be empty"));
+            return Err(ProofError::Malformed(
+                "a proof between equal sizes must be empty",
+            ));
         }
         return if root1 == root2 {
             Ok(())
