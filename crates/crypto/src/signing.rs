@@ -17,6 +17,13 @@ pub const SIGNATURE_LEN: usize = 64;
 /// Length of an uncompressed SEC1 point: `0x04 ‖ x ‖ y`.
 pub const PUBLIC_KEY_LEN: usize = 65;
 
+/// DER of `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) … }`
+/// up to the point (RFC 5480).
+const SPKI_P256_PREFIX: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
 /// A member's ECDSA P-256 private key. Its bytes are never printed.
 pub struct SigningKey {
     pair: EcdsaKeyPair,
@@ -125,6 +132,51 @@ impl VerifyingKey {
         &self.point[33..]
     }
 
+    /// The DER SubjectPublicKeyInfo (RFC 5480): the form X.509 and PEM `PUBLIC KEY` files use.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        [SPKI_P256_PREFIX, &self.point[..]].concat()
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo holding a P-256 key.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        der.strip_prefix(SPKI_P256_PREFIX)
+            .ok_or(CryptoError::InvalidKey {
+                what: "ECDSA P-256 SubjectPublicKeyInfo",
+            })
+            .and_then(Self::from_sec1)
+    }
+
+    /// The key as a PEM `PUBLIC KEY` document.
+    pub fn to_spki_pem(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.to_spki_der());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
+    /// Parses a PEM `PUBLIC KEY` document holding a P-256 key.
+    pub fn from_spki_pem(text: &str) -> Result<Self, CryptoError> {
+        use base64::Engine as _;
+        let invalid = CryptoError::InvalidKey {
+            what: "PEM PUBLIC KEY (ECDSA P-256)",
+        };
+        let body = text
+            .trim()
+            .strip_prefix("-----BEGIN PUBLIC KEY-----")
+            .and_then(|t| t.strip_suffix("-----END PUBLIC KEY-----"))
+            .ok_or(invalid.clone())?;
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| invalid)?;
+        Self::from_spki_der(&der)
+    }
+
     /// Checks a fixed-form (`r ‖ s`) signature over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
         signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
@@ -181,6 +233,18 @@ mod tests {
             public
         );
         assert_eq!(VerifyingKey::from_sec1(&public.to_sec1()).unwrap(), public);
+    }
+
+    #[test]
+    fn spki_pem_round_trip() {
+        let public = SigningKey::generate().unwrap().verifying_key();
+        let pem = public.to_spki_pem();
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")
+        );
+        assert_eq!(VerifyingKey::from_spki_pem(&pem).unwrap(), public);
+        assert!(VerifyingKey::from_spki_pem(&pem.replace("MFkw", "MFkx")).is_err());
+        assert!(VerifyingKey::from_spki_der(&public.to_sec1()).is_err());
     }
 
     #[test]

@@ -74,6 +74,16 @@ impl Tree {
         self.len() == 0
     }
 
+    /// Forgets every leaf from `size` on (and every node built on them).
+    pub fn truncate(&mut self, size: u64) {
+        for (height, level) in self.levels.iter_mut().enumerate() {
+            level.truncate(usize::try_from(size >> height).unwrap_or(usize::MAX));
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
+        }
+    }
+
     /// Appends a leaf hash.
     pub fn push(&mut self, leaf: Hash) {
         let mut hash = leaf;
@@ -199,7 +209,23 @@ pub fn verify_inclusion<P: AsRef<[u8]>>(
     proof: &[P],
     root: &[u8],
 ) -> Result<(), ProofError> {
-    let (leaf, root) = (as_hash(leaf)?, as_hash(root)?);
+    let root = as_hash(root)?;
+    if root_from_inclusion(leaf, index, size, proof)? == root {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch)
+    }
+}
+
+/// The root that the audit path `proof` of `leaf` at `index` leads to in a tree of `size`
+/// leaves, if the proof has the right shape (RFC 9162 2.1.3.2, without the final comparison).
+pub fn root_from_inclusion<P: AsRef<[u8]>>(
+    leaf: &[u8],
+    index: u64,
+    size: u64,
+    proof: &[P],
+) -> Result<Hash, ProofError> {
+    let leaf = as_hash(leaf)?;
     if index >= size {
         return Err(ProofError::Malformed("leaf index beyond the tree"));
     }
@@ -227,11 +253,7 @@ pub fn verify_inclusion<P: AsRef<[u8]>>(
     if s != 0 {
         return Err(ProofError::Malformed("proof shorter than the path"));
     }
-    if r == root {
-        Ok(())
-    } else {
-        Err(ProofError::RootMismatch)
-    }
+    Ok(r)
 }
 
 /// Checks that the tree of `size1` leaves with root `root1` is a prefix of the tree of `size2`
@@ -346,6 +368,20 @@ mod tests {
             );
         }
         assert_eq!(t.root_at(71), None);
+    }
+
+    #[test]
+    fn truncating_gives_the_smaller_tree() {
+        let mut t = tree(37);
+        t.truncate(21);
+        let fresh = tree(21);
+        assert_eq!(t.len(), 21);
+        assert_eq!(t.root(), fresh.root());
+        t.push(leaf_hash(&21u64.to_le_bytes()));
+        assert_eq!(t.root(), tree(22).root());
+        t.truncate(0);
+        assert!(t.is_empty());
+        assert_eq!(t.root(), empty_root());
     }
 
     #[test]
