@@ -11,6 +11,7 @@
 
 mod attest;
 mod files;
+mod ledger;
 mod member;
 mod progress;
 
@@ -42,6 +43,9 @@ enum Command {
     /// Verify attestation evidence offline, or produce evidence on this machine.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Verify ledgers and receipts offline (confide's own and CCF services').
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
             Command::Encrypt(args) => files::encrypt(args),
             Command::Decrypt(args) => files::decrypt(args, &home),
             Command::Attest(cmd) => attest::run(cmd),
+            Command::Ledger(cmd) => ledger::run(cmd),
         },
         Err(e) => Err(e),
     };
