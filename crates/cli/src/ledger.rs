@@ -151,7 +151,12 @@ fn append(dir: &std::path::Path, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn get(dir: &std::path::Path, seq: u64, receipt: bool, out: &std::path::Path) -> anyhow::Result<()> {
+fn get(
+    dir: &std::path::Path,
+    seq: u64,
+    receipt: bool,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     let (ledger, _) = Ledger::audit(dir, None)
         .with_context(|| format!("the ledger in {} does not verify", dir.display()))?;
     let bytes = if receipt {
