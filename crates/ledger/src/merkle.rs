@@ -26,6 +26,11 @@ pub enum ProofError {
 
 /// `SHA-256(0x00 ‖ data)`: the hash of a leaf.
 pub fn leaf_hash(data: &[u8]) -> Hash {
+    if data.len() < 1024 {
+        let mut buf = [0u8; 1025];
+        buf[1..=data.len()].copy_from_slice(data);
+        return confide_crypto::digest::sha256(&buf[..=data.len()]);
+    }
     let mut h = Sha256::new();
     h.update(&[0x00]);
     h.update(data);
@@ -34,11 +39,12 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 
 /// `SHA-256(0x01 ‖ left ‖ right)`: the hash of an interior node.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update(&[0x01]);
-    h.update(left);
-    h.update(right);
-    h.finish()
+    // One contiguous input hashes faster than three updates.
+    let mut buf = [0u8; 65];
+    buf[0] = 0x01;
+    buf[1..33].copy_from_slice(left);
+    buf[33..].copy_from_slice(right);
+    confide_crypto::digest::sha256(&buf)
 }
 
 /// The hash of the empty tree: SHA-256 of nothing.

@@ -16,12 +16,15 @@
 //!          | SHA-256(the 28 bytes before)[0..8]
 //! body     count × (len u32 | entry bytes)
 //! cp       the checkpoint: COSE_Sign1 over the root of entries 0..first_seq+count
-//! trailer  SHA-256(header ‖ body ‖ cp)
 //! ```
 //!
+//! The header carries its own checksum; the entries and the checkpoint need none, because the
+//! checkpoint's signature covers the Merkle root of every entry up to it: a changed entry, a
+//! changed length or a changed checkpoint all make that signature fail.
+//!
 //! A batch is written with one write and made durable with fsync before [`Ledger::append`]
-//! returns. On open every batch is checked (trailer, header, sequence, entry lengths, the
-//! checkpoint's signature over the recomputed root and its tree size). A batch cut short at the
+//! returns. On open every batch is checked (header, sequence, entry lengths, the checkpoint's
+//! signature over the recomputed root, and its tree size). A batch cut short at the
 //! very end of the last segment — by a crash while it was written, so never acknowledged — is
 //! dropped; anything else that does not verify is an error that names the segment and offset.
 //! The in-memory index maps sequence numbers to their place on disk; all state is what
@@ -32,7 +35,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use confide_crypto::digest::{Sha256, sha256};
+use confide_crypto::digest::sha256;
 use confide_crypto::signing::{SigningKey, VerifyingKey};
 
 use crate::merkle::{self, Hash, Tree};
@@ -41,7 +44,6 @@ use crate::receipt::{Checkpoint, ReceiptError};
 const MAGIC: &[u8; 4] = b"CFDL";
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 36;
-const TRAILER_LEN: usize = 32;
 /// A new segment is started once the current one reaches this size.
 pub const SEGMENT_TARGET: u64 = 64 << 20;
 /// The largest entry accepted.
@@ -305,7 +307,7 @@ impl Ledger {
             let count = u32_at(header, 16) as usize;
             let body_len = u32_at(header, 20) as usize;
             let cp_len = u32_at(header, 24) as usize;
-            let total = HEADER_LEN + body_len + cp_len + TRAILER_LEN;
+            let total = HEADER_LEN + body_len + cp_len;
             if rest.len() < total {
                 if last {
                     return Ok(off as u64);
@@ -313,11 +315,6 @@ impl Ledger {
                 return Err(corrupt("the segment ends inside a batch".into()));
             }
             let frame = &rest[..total];
-            if sha256(&frame[..total - TRAILER_LEN]) != frame[total - TRAILER_LEN..] {
-                return Err(corrupt(
-                    "the batch's checksum does not match its bytes".into(),
-                ));
-            }
             if first_seq != self.index.len() as u64 {
                 return Err(corrupt(format!(
                     "the batch starts at entry {first_seq}, expected {}",
@@ -349,8 +346,17 @@ impl Ledger {
             }
             let cp = &frame[HEADER_LEN + body_len..HEADER_LEN + body_len + cp_len];
             let root = self.tree.root();
-            let checkpoint = Checkpoint::verify(cp, &root, &self.public)
-                .map_err(|e| corrupt(format!("checkpoint: {e}")))?;
+            let checkpoint = Checkpoint::verify(cp, &root, &self.public).map_err(|e| {
+                self.tree.truncate(before);
+                match e {
+                    ReceiptError::BadSignature => corrupt(
+                        "the checkpoint's signature does not verify over the Merkle root of the \
+                         entries: an entry or the checkpoint was changed"
+                            .into(),
+                    ),
+                    e => corrupt(format!("checkpoint: {e}")),
+                }
+            })?;
             if checkpoint.tree_size != self.tree.len() {
                 return Err(corrupt(format!(
                     "the checkpoint is for {} entries, the ledger has {}",
@@ -388,8 +394,10 @@ impl Ledger {
             )));
         }
         let first_seq = self.tree.len();
-        for e in entries {
-            self.tree.push(merkle::leaf_hash(e));
+        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let mut frame = encode_body(first_seq, entries);
+        for leaf in leaves {
+            self.tree.push(leaf);
         }
         let checkpoint = match Checkpoint::sign(key, self.tree.len(), self.tree.root(), time) {
             Ok(c) => c,
@@ -398,7 +406,7 @@ impl Ledger {
                 return Err(e.into());
             }
         };
-        let frame = encode_frame(first_seq, entries, &checkpoint.cose);
+        finish_frame(&mut frame, &checkpoint.cose);
         match self.write_frame(first_seq, &frame) {
             Ok((segment, offset)) => {
                 let mut at = offset + HEADER_LEN as u64;
@@ -539,26 +547,30 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn encode_frame(first_seq: u64, entries: &[Vec<u8>], cp: &[u8]) -> Vec<u8> {
+/// A batch frame's header (checkpoint length and checksum still to fill in) and body.
+fn encode_body(first_seq: u64, entries: &[Vec<u8>]) -> Vec<u8> {
     let body_len: usize = entries.iter().map(|e| 4 + e.len()).sum();
-    let mut frame = Vec::with_capacity(HEADER_LEN + body_len + cp.len() + TRAILER_LEN);
+    let mut frame = Vec::with_capacity(HEADER_LEN + body_len + 256);
     frame.extend_from_slice(MAGIC);
     frame.extend_from_slice(&[VERSION, 0, 0, 0]);
     frame.extend_from_slice(&first_seq.to_le_bytes());
     frame.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     frame.extend_from_slice(&(body_len as u32).to_le_bytes());
-    frame.extend_from_slice(&(cp.len() as u32).to_le_bytes());
-    let check = sha256(&frame[..28]);
-    frame.extend_from_slice(&check[..8]);
+    frame.extend_from_slice(&[0u8; 12]);
     for e in entries {
         frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
         frame.extend_from_slice(e);
     }
-    frame.extend_from_slice(cp);
-    let mut h = Sha256::new();
-    h.update(&frame);
-    frame.extend_from_slice(&h.finish());
     frame
+}
+
+/// Completes a frame with its checkpoint: the length and checksum in the header, the bytes at
+/// the end.
+fn finish_frame(frame: &mut Vec<u8>, cp: &[u8]) {
+    frame[24..28].copy_from_slice(&(cp.len() as u32).to_le_bytes());
+    let check = sha256(&frame[..28]);
+    frame[28..36].copy_from_slice(&check[..8]);
+    frame.extend_from_slice(cp);
 }
 
 /// Writes a small file so that it exists whole or not at all: temporary file, sync, rename,
