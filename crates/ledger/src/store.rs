@@ -394,11 +394,10 @@ impl Ledger {
             )));
         }
         let first_seq = self.tree.len();
-        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
-        let mut frame = encode_body(first_seq, entries);
-        for leaf in leaves {
-            self.tree.push(leaf);
+        for e in entries {
+            self.tree.push(merkle::leaf_hash(e));
         }
+        let mut frame = encode_body(first_seq, entries);
         let checkpoint = match Checkpoint::sign(key, self.tree.len(), self.tree.root(), time) {
             Ok(c) => c,
             Err(e) => {
