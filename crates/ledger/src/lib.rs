@@ -6,12 +6,15 @@
 //! - [`receipt`]: signed checkpoints and COSE receipts (RFC 9942) for confide's own ledger.
 //! - [`store`]: the ledger on disk: durable batches in append-only segments, recovery after a
 //!   crash, the index, receipts and consistency proofs.
+//! - [`gov`]: governance: member-signed proposals and ballots, the Rego constitution, and the
+//!   state folded over the log.
 //! - [`ccf`]: verification of CCF's JSON and COSE receipts against a service certificate.
 
 #![forbid(unsafe_code)]
 
 pub mod ccf;
 pub mod cose;
+pub mod gov;
 pub mod merkle;
 pub mod receipt;
 pub mod store;

@@ -1,0 +1,252 @@
+//! Governance as members use it: found, propose, vote, with the default constitution; and the
+//! requests that must be refused (a non-member's ballot, a replayed ballot, a proposal whose
+//! signature does not match its body, a stale request), each changing nothing. Replaying the
+//! accepted requests gives the same state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use confide_identity::{Identity, MemberName};
+use confide_ledger::gov::{GovError, Governance, ProposalState, sign_request};
+use serde_json::{Value, json};
+
+const NOW: i64 = 1_795_500_000;
+
+struct Member(Identity);
+
+impl Member {
+    fn new(name: &str) -> Self {
+        Self(Identity::generate(MemberName::new(name).unwrap()).unwrap())
+    }
+    fn fp(&self) -> String {
+        self.0.public().fingerprint().to_hex()
+    }
+    fn doc(&self) -> Value {
+        serde_json::from_str(&self.0.public().to_json()).unwrap()
+    }
+    fn sign(&self, body: Value, nonce: u8) -> Vec<u8> {
+        sign_request(self.0.signing_key(), &self.fp(), &body, NOW, &[nonce; 16]).unwrap()
+    }
+}
+
+/// The governance state and every request it accepted, in order.
+struct Consortium {
+    gov: Governance,
+    log: Vec<Vec<u8>>,
+}
+
+impl Consortium {
+    fn submit(&mut self, cose: Vec<u8>) -> Result<Option<ProposalState>, GovError> {
+        let request = self.gov.check(&cose, Some(NOW))?;
+        self.log.push(cose);
+        let applied = self.gov.apply(request, self.log.len() as u64 - 1)?;
+        Ok(applied.state)
+    }
+
+    fn propose(&mut self, by: &Member, actions: Value, nonce: u8) -> String {
+        let cose = by.sign(json!({"type": "propose", "actions": actions}), nonce);
+        let id = hex::encode(confide_crypto::digest::sha256(&cose));
+        self.submit(cose).unwrap();
+        id
+    }
+
+    fn vote(
+        &mut self,
+        by: &Member,
+        id: &str,
+        vote: bool,
+        nonce: u8,
+    ) -> Result<Option<ProposalState>, GovError> {
+        self.submit(by.sign(
+            json!({"type": "ballot", "proposal": id, "vote": vote}),
+            nonce,
+        ))
+    }
+
+    fn snapshot(&self) -> String {
+        format!(
+            "{:?}{:?}{:?}",
+            self.gov.members().keys().collect::<Vec<_>>(),
+            self.gov
+                .proposals()
+                .values()
+                .map(|p| (&p.id, &p.ballots, p.state))
+                .collect::<Vec<_>>(),
+            self.gov.contracts()
+        )
+    }
+}
+
+fn founded(a: &Member) -> Consortium {
+    let mut c = Consortium {
+        gov: Governance::new().unwrap(),
+        log: Vec::new(),
+    };
+    c.submit(a.sign(json!({"type": "found", "member": a.doc()}), 0))
+        .unwrap();
+    c
+}
+
+#[test]
+fn membership_needs_a_majority_and_data_needs_its_owners() {
+    let (a, b, c) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("bank-c"),
+    );
+    let mut k = founded(&a);
+
+    let add_b = k.propose(&a, json!([{"action": "add_member", "member": b.doc()}]), 1);
+    assert_eq!(
+        k.vote(&a, &add_b, true, 2).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert!(k.gov.members().contains_key(&b.fp()));
+
+    // Two members: one vote is not a majority.
+    let add_c = k.propose(&b, json!([{"action": "add_member", "member": c.doc()}]), 3);
+    assert_eq!(
+        k.vote(&b, &add_c, true, 4).unwrap(),
+        Some(ProposalState::Open)
+    );
+    assert_eq!(
+        k.vote(&a, &add_c, true, 5).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert_eq!(k.gov.members().len(), 3);
+
+    // Each owner registers a dataset with their own approval.
+    for (m, id, n) in [(&a, "tx-a", 6u8), (&b, "tx-b", 8)] {
+        let p = k.propose(
+            m,
+            json!([{"action": "register_dataset", "id": id, "owner": m.fp(), "digest": "00"}]),
+            n,
+        );
+        assert_eq!(
+            k.vote(m, &p, true, n + 1).unwrap(),
+            Some(ProposalState::Accepted)
+        );
+    }
+
+    // A contract over both datasets needs both owners; the third member's vote is not enough.
+    let contract = json!([{"action": "approve_contract", "id": "aml-1", "datasets": ["tx-a", "tx-b"], "sql": "select 1"}]);
+    let p = k.propose(&c, contract.clone(), 10);
+    assert_eq!(k.vote(&c, &p, true, 11).unwrap(), Some(ProposalState::Open));
+    assert_eq!(k.vote(&a, &p, true, 12).unwrap(), Some(ProposalState::Open));
+    assert_eq!(
+        k.vote(&b, &p, true, 13).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert_eq!(k.gov.contracts()["aml-1"]["state"], "approved");
+
+    // A changed contract is a new contract; one owner's refusal rejects it.
+    let p2 = k.propose(&c, json!([{"action": "approve_contract", "id": "aml-2", "datasets": ["tx-a", "tx-b"], "sql": "select *"}]), 14);
+    assert_eq!(
+        k.vote(&b, &p2, false, 15).unwrap(),
+        Some(ProposalState::Rejected)
+    );
+    assert!(!k.gov.contracts().contains_key("aml-2"));
+
+    // Any one owner revokes.
+    let r = k.propose(
+        &b,
+        json!([{"action": "revoke_contract", "id": "aml-1"}]),
+        16,
+    );
+    assert_eq!(
+        k.vote(&b, &r, true, 17).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert_eq!(k.gov.contracts()["aml-1"]["state"], "revoked");
+
+    // Replaying what was accepted gives the same state.
+    let mut replayed = Governance::new().unwrap();
+    for (seq, entry) in k.log.iter().enumerate() {
+        let r = replayed.check(entry, None).unwrap();
+        replayed.apply(r, seq as u64).unwrap();
+    }
+    let again = Consortium {
+        gov: replayed,
+        log: Vec::new(),
+    };
+    assert_eq!(again.snapshot(), k.snapshot());
+}
+
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let (a, b, outsider) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("mallory"),
+    );
+    let mut k = founded(&a);
+    let add_b = k.propose(&a, json!([{"action": "add_member", "member": b.doc()}]), 1);
+    let before = k.snapshot();
+
+    // A ballot signed by someone who is not a member.
+    let err = k.vote(&outsider, &add_b, true, 2).unwrap_err();
+    assert!(matches!(err, GovError::NotAMember(_)), "{err}");
+    assert_eq!(k.snapshot(), before);
+
+    // A proposal whose signature does not match its body: the payload changed after signing.
+    let mut forged = a.sign(
+        json!({"type": "propose", "actions": [{"action": "add_member", "member": outsider.doc()}]}),
+        3,
+    );
+    let at = forged.windows(7).position(|w| w == b"propose").unwrap();
+    forged[at] = b'P';
+    let err = k.submit(forged).unwrap_err();
+    assert!(
+        matches!(err, GovError::BadSignature | GovError::Malformed(_)),
+        "{err}"
+    );
+    assert_eq!(k.snapshot(), before);
+
+    // A replayed ballot: the same request twice, and the same nonce in a new request.
+    let ballot = a.sign(
+        json!({"type": "ballot", "proposal": add_b, "vote": false}),
+        4,
+    );
+    let add_c = k.propose(
+        &a,
+        json!([{"action": "set_policy", "name": "p", "rego": "package p"}]),
+        5,
+    );
+    k.submit(ballot.clone()).unwrap();
+    let after_ballot = k.snapshot();
+    assert_eq!(k.submit(ballot).unwrap_err(), GovError::Replay);
+    let reused = a.sign(
+        json!({"type": "ballot", "proposal": add_c, "vote": true}),
+        4,
+    );
+    assert_eq!(k.submit(reused).unwrap_err(), GovError::Replay);
+    assert_eq!(k.snapshot(), after_ballot);
+
+    // A stale request.
+    let stale = sign_request(
+        a.0.signing_key(),
+        &a.fp(),
+        &json!({"type": "ballot", "proposal": add_c, "vote": true}),
+        NOW - 3600,
+        &[9; 16],
+    )
+    .unwrap();
+    assert!(matches!(
+        k.submit(stale).unwrap_err(),
+        GovError::Stale { .. }
+    ));
+
+    // A second founding, an unknown action, a vote on an unknown proposal.
+    assert!(
+        k.submit(a.sign(json!({"type": "found", "member": a.doc()}), 10))
+            .is_err()
+    );
+    let err = k
+        .submit(a.sign(
+            json!({"type": "propose", "actions": [{"action": "format_disk"}]}),
+            11,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown action"), "{err}");
+    assert!(k.vote(&a, &"00".repeat(32), true, 12).is_err());
+    assert_eq!(k.snapshot(), after_ballot);
+}
