@@ -39,6 +39,15 @@ pub(crate) enum LedgerCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the server's ledger entries (from --server or CONFIDE_SERVER).
+    Tail {
+        /// The first entry to print.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write entry SEQ of a local ledger, or its receipt.
     Get {
         /// The ledger directory.
@@ -87,6 +96,7 @@ pub(crate) fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
             None => verify_own(&args),
         },
         LedgerCommand::Append { dir, files } => append(&dir, &files),
+        LedgerCommand::Tail { .. } => bail!("`ledger tail` talks to a server"),
         LedgerCommand::Get {
             dir,
             seq,

@@ -14,6 +14,7 @@ mod files;
 mod ledger;
 mod member;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,16 @@ struct Cli {
     #[arg(long, global = true, env = "CONFIDE_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
+    /// The confide server, for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFIDE_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7780"
+    )]
+    server: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -43,9 +54,15 @@ enum Command {
     /// Verify attestation evidence offline, or produce evidence on this machine.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
-    /// Verify ledgers and receipts offline (confide's own and CCF services').
+    /// Verify ledgers and receipts offline (confide's own and CCF services'), or follow the
+    /// server's ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Run the services (today: the ledger and governance) over HTTP.
+    Serve(serve::ServeArgs),
+    /// Govern the consortium: found it, propose, vote, list.
+    #[command(subcommand)]
+    Gov(serve::GovCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
@@ -59,7 +76,12 @@ fn main() -> ExitCode {
             Command::Encrypt(args) => files::encrypt(args),
             Command::Decrypt(args) => files::decrypt(args, &home),
             Command::Attest(cmd) => attest::run(cmd),
+            Command::Ledger(ledger::LedgerCommand::Tail { from, json }) => {
+                serve::tail(&cli.server, from, json)
+            }
             Command::Ledger(cmd) => ledger::run(cmd),
+            Command::Serve(args) => serve::serve(args),
+            Command::Gov(cmd) => serve::gov(cmd, &home, &cli.server),
         },
         Err(e) => Err(e),
     };

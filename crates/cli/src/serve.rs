@@ -1,0 +1,319 @@
+//! `confide serve`, and the client commands that talk to it: `confide gov …`, `confide ledger
+//! tail`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use confide_identity::Home;
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The data directory (ledger, keys).
+    #[arg(long, value_name = "DIR", default_value = "confide-data")]
+    data: PathBuf,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7780")]
+    listen: SocketAddr,
+    /// The development profile: keys in local files (said at every start).
+    #[arg(long)]
+    dev: bool,
+    /// Only the member with this identity fingerprint (hex) may found the consortium.
+    #[arg(long, value_name = "FINGERPRINT")]
+    founder: Option<String>,
+}
+
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = confide_server::Config {
+        data: args.data.clone(),
+        dev: args.dev,
+        founder: args.founder,
+    };
+    let (state, opened) = confide_server::open(&config)?;
+    eprintln!(
+        "DEVELOPMENT PROFILE: the ledger's signing key is kept unencrypted in {}; do not use \
+         this for real data",
+        opened.dev_key.display()
+    );
+    if opened.dropped_bytes > 0 {
+        eprintln!(
+            "recovered after a crash: dropped {} bytes of a batch that was never acknowledged",
+            opened.dropped_bytes
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = confide_server::bind(args.listen).await?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        // The one line on stdout: scripts and tests read the address from it.
+        println!("listening on http://{addr}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        eprintln!(
+            "ledger: {} entries in {}",
+            opened.entries,
+            args.data.join("ledger").display()
+        );
+        confide_server::serve(listener, state).await?;
+        anyhow::Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GovCommand {
+    /// Found the consortium, as its first member.
+    Found,
+    /// Propose actions: a JSON file holding a list of actions, and/or the shortcuts below.
+    Propose {
+        /// A JSON file with a list of actions.
+        actions: Option<PathBuf>,
+        /// Add the member whose public identity (JSON) is in FILE.
+        #[arg(long, value_name = "FILE")]
+        add_member: Vec<PathBuf>,
+        /// Remove the member with this fingerprint.
+        #[arg(long, value_name = "FINGERPRINT")]
+        remove_member: Vec<String>,
+    },
+    /// Vote on a proposal.
+    Vote {
+        /// The proposal's id.
+        id: String,
+        /// Vote for it.
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        /// Vote against it.
+        #[arg(long)]
+        reject: bool,
+    },
+    /// List the proposals.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the members.
+    Members {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A client of one server.
+struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(server: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: server.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
+        let status = response.status();
+        let body: Value = response
+            .body_mut()
+            .read_json()
+            .unwrap_or_else(|_| json!({"detail": "the server's answer is not JSON"}));
+        if status.is_success() {
+            return Ok(body);
+        }
+        bail!(
+            "the server refused ({}): {}",
+            status.as_u16(),
+            body.get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or("no detail")
+        )
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .with_context(|| format!("reaching {}", self.base))?;
+        Self::answer(response)
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/cose")
+            .send(body)
+            .with_context(|| format!("reaching {}", self.base))?;
+        Self::answer(response)
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Signs `body` as this member, with a fresh nonce and the current time.
+fn signed(home: &Home, body: &Value) -> anyhow::Result<Vec<u8>> {
+    let identity = home.load().context("loading this member's identity")?;
+    let nonce = confide_crypto::random::array::<16>()?;
+    Ok(confide_ledger::gov::sign_request(
+        identity.signing_key(),
+        &identity.public().fingerprint().to_hex(),
+        body,
+        now(),
+        &nonce,
+    )?)
+}
+
+pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<()> {
+    let client = Client::new(server);
+    match cmd {
+        GovCommand::Found => {
+            let member: Value = serde_json::from_str(&home.load_public()?.to_json())?;
+            let r = client.post(
+                "/gov/found",
+                &signed(home, &json!({"type": "found", "member": member}))?,
+            )?;
+            println!("founded the consortium (ledger entry {})", r["seq"]);
+        }
+        GovCommand::Propose {
+            actions,
+            add_member,
+            remove_member,
+        } => {
+            let mut list: Vec<Value> = match actions {
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )
+                .with_context(|| format!("{} is not a JSON list of actions", path.display()))?,
+                None => Vec::new(),
+            };
+            for path in add_member {
+                let member: Value = serde_json::from_slice(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )
+                .with_context(|| format!("{} is not an identity document", path.display()))?;
+                list.push(json!({"action": "add_member", "member": member}));
+            }
+            for fp in remove_member {
+                list.push(json!({"action": "remove_member", "fingerprint": fp}));
+            }
+            if list.is_empty() {
+                bail!("nothing to propose: give a file of actions or --add-member/--remove-member");
+            }
+            let r = client.post(
+                "/gov/proposals",
+                &signed(home, &json!({"type": "propose", "actions": list}))?,
+            )?;
+            println!(
+                "proposal {} ({}), ledger entry {}",
+                r["proposal"].as_str().unwrap_or("?"),
+                r["state"].as_str().unwrap_or("?"),
+                r["seq"]
+            );
+        }
+        GovCommand::Vote { id, approve, .. } => {
+            let r = client.post(
+                &format!("/gov/proposals/{id}/ballots"),
+                &signed(
+                    home,
+                    &json!({"type": "ballot", "proposal": id, "vote": approve}),
+                )?,
+            )?;
+            println!(
+                "voted; the proposal is now {} (ledger entry {})",
+                r["state"].as_str().unwrap_or("?"),
+                r["seq"]
+            );
+        }
+        GovCommand::List { json } => {
+            let r = client.get("/gov/proposals")?;
+            if json {
+                println!("{r:#}");
+            } else {
+                for p in r["proposals"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<8}  {} action(s), {} ballot(s), entry {}",
+                        p["id"].as_str().unwrap_or("?"),
+                        p["state"].as_str().unwrap_or("?"),
+                        p["actions"].as_array().map_or(0, Vec::len),
+                        p["ballots"].as_object().map_or(0, |b| b.len()),
+                        p["seq"]
+                    );
+                }
+            }
+        }
+        GovCommand::Members { json } => {
+            let r = client.get("/gov/members")?;
+            if json {
+                println!("{r:#}");
+            } else {
+                for m in r["members"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}",
+                        m["fingerprint"].as_str().unwrap_or("?"),
+                        m["name"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `confide ledger tail`: the server's entries from `from` on.
+pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let r = Client::new(server).get(&format!("/ledger/entries?from={from}"))?;
+    if json {
+        println!("{r:#}");
+        return Ok(());
+    }
+    for e in r["entries"].as_array().into_iter().flatten() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(e["entry"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let summary = confide_ledger::cose::Sign1::parse(&bytes)
+            .ok()
+            .and_then(|s| s.payload)
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .map(|v| match v["type"].as_str() {
+                Some("propose") => format!(
+                    "propose {}",
+                    v["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["action"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("ballot") => format!(
+                    "ballot {} on {}",
+                    if v["vote"] == true { "for" } else { "against" },
+                    v["proposal"].as_str().unwrap_or("?")
+                ),
+                Some(t) => t.to_owned(),
+                None => "entry".to_owned(),
+            })
+            .unwrap_or_else(|| format!("{} bytes", bytes.len()));
+        println!("{:>8}  {summary}", e["seq"]);
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! `confide serve`: the services over HTTP. Today: the ledger (`/ledger`) and governance
+//! (`/gov`); the verifier, key broker and clean rooms join them.
+//!
+//! One writer thread owns appends. Requests that change the ledger are queued to it; it takes
+//! every request waiting (up to a batch limit), checks each against the governance state as it
+//! will be after the ones before it, appends the accepted ones as one batch, waits for the batch
+//! to be durable (fsync) and signed, and only then answers each request and publishes the new
+//! state. A request that is refused is answered at once and changes nothing; if the append
+//! fails, every request of the batch gets the error and the state stays as it was.
+//!
+//! Errors are RFC 7807 problem documents with a stable `type` per error.
+
+#![forbid(unsafe_code)]
+
+mod problem;
+mod routes;
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use confide_crypto::signing::SigningKey;
+use confide_ledger::Ledger;
+use confide_ledger::gov::Governance;
+
+pub use problem::{Problem, TYPE_BASE};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is refused.
+    #[error("{0}")]
+    Config(String),
+    /// The ledger could not be opened or does not verify.
+    #[error("the ledger: {0}")]
+    Ledger(#[from] confide_ledger::LedgerError),
+    /// Replaying the ledger's governance requests failed.
+    #[error("replaying governance entry {seq}: {error}")]
+    Replay {
+        /// The entry.
+        seq: u64,
+        /// What failed.
+        error: confide_ledger::gov::GovError,
+    },
+    /// The operating system refused.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory.
+    pub data: PathBuf,
+    /// The development profile: keys in local files, said loudly at start.
+    pub dev: bool,
+    /// If set, only this member (identity fingerprint, hex) may found the consortium.
+    pub founder: Option<String>,
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) ledger: Arc<RwLock<Ledger>>,
+    pub(crate) gov: Arc<RwLock<Governance>>,
+    pub(crate) writer: writer::Handle,
+    pub(crate) founder: Option<String>,
+}
+
+/// What opening the data directory found, for the operator.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// Entries on the ledger.
+    pub entries: u64,
+    /// Bytes of an incomplete batch dropped (never acknowledged).
+    pub dropped_bytes: u64,
+    /// Where the development key lives.
+    pub dev_key: PathBuf,
+}
+
+/// Opens the data directory: the ledger (recovering from a crash) and the governance state
+/// replayed from it; starts the writer thread.
+pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
+    if !config.dev {
+        return Err(ServeError::Config(
+            "only the development profile exists yet: the sealed profile (master key in \
+             recovery shares) arrives with the key broker; run with --dev"
+                .into(),
+        ));
+    }
+    std::fs::create_dir_all(&config.data).map_err(|source| ServeError::Io {
+        what: format!("creating {}", config.data.display()),
+        source,
+    })?;
+    let key_path = config.data.join("ledger.key");
+    let key = dev_key(&key_path)?;
+    let (ledger, recovery) = Ledger::open(&config.data.join("ledger"), key)?;
+    let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
+    for seq in 0..ledger.len() {
+        let entry = ledger.entry(seq)?.unwrap_or_default();
+        if confide_ledger::gov::is_governance(&entry) {
+            let request = gov
+                .check(&entry, None)
+                .map_err(|error| ServeError::Replay { seq, error })?;
+            gov.apply(request, seq)
+                .map_err(|error| ServeError::Replay { seq, error })?;
+        }
+    }
+    let opened = Opened {
+        entries: ledger.len(),
+        dropped_bytes: recovery.dropped_bytes,
+        dev_key: key_path,
+    };
+    let ledger = Arc::new(RwLock::new(ledger));
+    let gov = Arc::new(RwLock::new(gov));
+    let writer = writer::start(ledger.clone(), gov.clone());
+    Ok((
+        AppState {
+            ledger,
+            gov,
+            writer,
+            founder: config.founder.clone(),
+        },
+        opened,
+    ))
+}
+
+/// The HTTP routes over `state`.
+pub fn router(state: AppState) -> axum::Router {
+    routes::router(state)
+}
+
+/// Serves `state` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ServeError> {
+    axum::serve(listener, router(state))
+        .await
+        .map_err(|source| ServeError::Io {
+            what: "serving HTTP".into(),
+            source,
+        })
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            what: format!("listening on {addr}"),
+            source,
+        })
+}
+
+/// The development profile's checkpoint key, in a local file (0600), created on first start.
+fn dev_key(path: &Path) -> Result<SigningKey, ServeError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |what: String| move |source| ServeError::Io { what, source };
+    match std::fs::read(path) {
+        Ok(der) => SigningKey::from_pkcs8(&der).map_err(|_| {
+            ServeError::Config(format!("{} is not a P-256 PKCS#8 key", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate()
+                .map_err(|_| ServeError::Config("the random generator failed".into()))?;
+            let der = key
+                .to_pkcs8()
+                .map_err(|_| ServeError::Config("encoding the key failed".into()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io(format!("creating {}", path.display())))?;
+            f.write_all(&der)
+                .and_then(|()| f.sync_all())
+                .map_err(io(format!("writing {}", path.display())))?;
+            Ok(key)
+        }
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}

@@ -1,0 +1,116 @@
+//! RFC 7807 problem documents: every error a client sees, with a stable `type` to act on.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error as an HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable problem type, the last segment of its URI (e.g. `replayed-request`).
+    pub kind: &'static str,
+    /// A short summary of the type.
+    pub title: &'static str,
+    /// This occurrence, in words; never anything secret.
+    pub detail: String,
+}
+
+/// The URI prefix of every problem type.
+pub const TYPE_BASE: &str = "https://confide.dev/problems/";
+
+impl Problem {
+    pub(crate) fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such resource",
+            detail,
+        )
+    }
+
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger-unavailable",
+            "The ledger could not complete the request; nothing was recorded",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("{TYPE_BASE}{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<confide_ledger::gov::GovError> for Problem {
+    fn from(e: confide_ledger::gov::GovError) -> Self {
+        use confide_ledger::gov::GovError as G;
+        let (status, kind, title) = match &e {
+            G::Malformed(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed governance request",
+            ),
+            G::NotAMember(_) => (
+                StatusCode::FORBIDDEN,
+                "not-a-member",
+                "Not signed by a member",
+            ),
+            G::BadSignature => (
+                StatusCode::FORBIDDEN,
+                "bad-signature",
+                "The signature does not match the request",
+            ),
+            G::Replay => (StatusCode::CONFLICT, "replayed-request", "Replayed request"),
+            G::Stale { .. } => (
+                StatusCode::BAD_REQUEST,
+                "stale-request",
+                "The request's time is out of range",
+            ),
+            _ => (
+                StatusCode::CONFLICT,
+                "refused",
+                "Refused by the current state",
+            ),
+        };
+        Self::new(status, kind, title, e.to_string())
+    }
+}

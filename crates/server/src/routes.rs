@@ -1,0 +1,250 @@
+//! The HTTP routes of the ledger and governance.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::problem::Problem;
+use crate::writer::Outcome;
+
+/// Requests larger than this are refused before they are read.
+const BODY_LIMIT: usize = 1 << 20;
+/// The most entries one listing returns.
+const PAGE: u64 = 1000;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ledger/entries", get(entries))
+        .route("/ledger/entries/{seq}", get(entry))
+        .route("/ledger/entries/{seq}/receipt", get(receipt))
+        .route("/ledger/checkpoints/latest", get(latest_checkpoint))
+        .route("/ledger/consistency", get(consistency))
+        .route("/gov/found", post(found))
+        .route("/gov/proposals", get(proposals).post(propose))
+        .route("/gov/proposals/{id}", get(proposal))
+        .route("/gov/proposals/{id}/ballots", post(ballot))
+        .route("/gov/members", get(members))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn cose(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/cose")], bytes).into_response()
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> Problem {
+    Problem::internal(e.to_string())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn entries(State(s): State<AppState>, Query(p): Query<Page>) -> Result<Json<Value>, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    let from = p.from.unwrap_or(0);
+    let limit = p.limit.unwrap_or(PAGE).min(PAGE);
+    let mut out = Vec::new();
+    for seq in from..ledger.len().min(from.saturating_add(limit)) {
+        let entry = ledger.entry(seq).map_err(unavailable)?.unwrap_or_default();
+        out.push(json!({
+            "seq": seq,
+            "governance": confide_ledger::gov::is_governance(&entry),
+            "entry": b64(&entry),
+        }));
+    }
+    Ok(Json(
+        json!({"size": ledger.len(), "from": from, "entries": out}),
+    ))
+}
+
+async fn entry(State(s): State<AppState>, Path(seq): Path<u64>) -> Result<Response, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    match ledger.entry(seq).map_err(unavailable)? {
+        Some(bytes) => Ok(cose(bytes)),
+        None => Err(Problem::not_found(format!(
+            "the ledger has {} entries; there is no entry {seq}",
+            ledger.len()
+        ))),
+    }
+}
+
+async fn receipt(State(s): State<AppState>, Path(seq): Path<u64>) -> Result<Response, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    match ledger.receipt(seq).map_err(unavailable)? {
+        Some(bytes) => Ok(cose(bytes)),
+        None => Err(Problem::not_found(format!(
+            "no receipt for entry {seq}: the ledger has {} entries",
+            ledger.len()
+        ))),
+    }
+}
+
+async fn latest_checkpoint(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    let cp = ledger
+        .latest_checkpoint()
+        .ok_or_else(|| Problem::not_found("the ledger is empty"))?;
+    Ok(Json(json!({
+        "tree_size": cp.tree_size,
+        "root": hex::encode(cp.root),
+        "time": cp.time,
+        "cose": b64(&cp.cose),
+    })))
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: u64,
+    to: u64,
+}
+
+async fn consistency(
+    State(s): State<AppState>,
+    Query(r): Query<Range>,
+) -> Result<Json<Value>, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    let proof = ledger.consistency(r.from, r.to).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "no consistency proof from {} to {}: sizes must satisfy 0 < from <= to <= {}",
+            r.from,
+            r.to,
+            ledger.len()
+        ))
+    })?;
+    Ok(Json(json!({
+        "from": r.from,
+        "to": r.to,
+        "root_from": ledger.root_at(r.from).map(hex::encode),
+        "root_to": ledger.root_at(r.to).map(hex::encode),
+        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
+}
+
+/// Submits a governance request and answers when it is durable.
+async fn submit(s: &AppState, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
+    match s.writer.submit(body.to_vec()).await {
+        Outcome::Appended { seq, applied } => Ok((
+            StatusCode::CREATED,
+            Json(json!({"seq": seq, "proposal": applied.proposal, "state": applied.state})),
+        )),
+        Outcome::Refused(e) => Err(e.into()),
+        Outcome::Failed(m) => Err(Problem::internal(m)),
+    }
+}
+
+fn body_type(body: &[u8], expected: &str) -> Result<Value, Problem> {
+    let sign1 = confide_ledger::cose::Sign1::parse(body)
+        .map_err(|e| Problem::bad_request(format!("the body is not a COSE_Sign1: {e}")))?;
+    let payload: Value = sign1
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_slice(p).ok())
+        .ok_or_else(|| Problem::bad_request("the request has no JSON payload"))?;
+    if payload.get("type").and_then(Value::as_str) != Some(expected) {
+        return Err(Problem::bad_request(format!(
+            "this endpoint takes requests of type {expected:?}"
+        )));
+    }
+    Ok(payload)
+}
+
+async fn found(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    body_type(&body, "found")?;
+    if let Some(founder) = &s.founder {
+        // The request's kid is checked to be the founding identity's fingerprint when the
+        // request itself is checked; here it must also be the one the operator named.
+        let kid_ok = confide_ledger::cose::Sign1::parse(&body)
+            .ok()
+            .and_then(|s1| {
+                match confide_ledger::cose::get(&s1.protected_map, confide_ledger::cose::KID) {
+                    Some(ciborium::value::Value::Bytes(k)) => Some(hex::encode(k)),
+                    _ => None,
+                }
+            })
+            .is_some_and(|kid| kid.eq_ignore_ascii_case(founder));
+        if !kid_ok {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "not-the-founder",
+                "Only the configured founder may found this consortium",
+                "the server was started with --founder naming another member",
+            ));
+        }
+    }
+    submit(&s, body).await
+}
+
+async fn propose(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    body_type(&body, "propose")?;
+    submit(&s, body).await
+}
+
+async fn ballot(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let payload = body_type(&body, "ballot")?;
+    if payload.get("proposal").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(Problem::bad_request(
+            "the ballot is for another proposal than the one in the path",
+        ));
+    }
+    submit(&s, body).await
+}
+
+async fn proposals(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let gov = s.gov.read().map_err(unavailable)?;
+    Ok(Json(
+        json!({"proposals": gov.proposals().values().collect::<Vec<_>>()}),
+    ))
+}
+
+async fn proposal(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let gov = s.gov.read().map_err(unavailable)?;
+    let p = gov
+        .proposals()
+        .get(&id)
+        .ok_or_else(|| Problem::not_found(format!("no proposal {id}")))?;
+    Ok(Json(json!(p)))
+}
+
+async fn members(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let gov = s.gov.read().map_err(unavailable)?;
+    let members: Vec<Value> = gov
+        .members()
+        .iter()
+        .map(|(fp, m)| {
+            json!({
+                "fingerprint": fp,
+                "name": m.name().to_string(),
+                "identity": serde_json::from_str::<Value>(&m.to_json()).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"members": members})))
+}

@@ -1,0 +1,134 @@
+//! The writer: the one thread that appends to the ledger, in batches (group commit).
+
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use confide_ledger::Ledger;
+use confide_ledger::gov::{Applied, GovError, Governance};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most requests appended as one batch.
+const MAX_BATCH: usize = 4096;
+
+/// What the writer answers for one request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Durable at `seq`, with what it did.
+    Appended { seq: u64, applied: Applied },
+    /// Refused; nothing changed.
+    Refused(GovError),
+    /// The batch could not be made durable; nothing changed.
+    Failed(String),
+}
+
+#[derive(Debug)]
+struct Job {
+    cose: Vec<u8>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// Queues requests to the writer.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Handle {
+    /// Submits a governance request and waits until it is durable or refused.
+    pub(crate) async fn submit(&self, cose: Vec<u8>) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Job { cose, reply }).await.is_err() {
+            return Outcome::Failed("the ledger writer has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Outcome::Failed("the ledger writer has stopped".into()))
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn start(ledger: Arc<RwLock<Ledger>>, gov: Arc<RwLock<Governance>>) -> Handle {
+    let (tx, mut rx) = mpsc::channel::<Job>(MAX_BATCH);
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                commit(&ledger, &gov, jobs);
+            }
+        })
+        .map(|_| ())
+        .unwrap_or(());
+    Handle { tx }
+}
+
+/// Checks each job against the state the ones before it leave, appends the accepted ones as
+/// one durable batch, then answers and publishes the new state.
+fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
+    let Ok(mut next) = gov.read().map(|g| g.clone()) else {
+        for job in jobs {
+            let _ = job
+                .reply
+                .send(Outcome::Failed("governance state unavailable".into()));
+        }
+        return;
+    };
+    let Ok(mut ledger) = ledger.write() else {
+        for job in jobs {
+            let _ = job
+                .reply
+                .send(Outcome::Failed("the ledger is unavailable".into()));
+        }
+        return;
+    };
+    let base = ledger.len();
+    let now = now();
+    let mut entries = Vec::new();
+    let mut waiting = Vec::new();
+    for job in jobs {
+        let seq = base + entries.len() as u64;
+        let checked = next
+            .check(&job.cose, Some(now))
+            .and_then(|request| next.apply(request, seq));
+        match checked {
+            Ok(applied) => {
+                entries.push(job.cose);
+                waiting.push((job.reply, seq, applied));
+            }
+            Err(e) => {
+                let _ = job.reply.send(Outcome::Refused(e));
+            }
+        }
+    }
+    if entries.is_empty() {
+        return;
+    }
+    match ledger.append(&entries, now) {
+        Ok(_) => {
+            if let Ok(mut g) = gov.write() {
+                *g = next;
+            }
+            drop(ledger);
+            for (reply, seq, applied) in waiting {
+                let _ = reply.send(Outcome::Appended { seq, applied });
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (reply, _, _) in waiting {
+                let _ = reply.send(Outcome::Failed(message.clone()));
+            }
+        }
+    }
+}
