@@ -237,7 +237,8 @@ fn every_acknowledged_entry_survives_sigkill() {
     s.kill();
 
     // (seq, bytes) of every acknowledged request.
-    let acked: Arc<Mutex<Vec<(u64, Vec<u8>)>>> = Arc::new(Mutex::new(Vec::new()));
+    type Acked = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let started = Instant::now();
     for round in 0..50 {
