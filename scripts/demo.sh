@@ -3,13 +3,16 @@
 # dataset so that only both of them can read it, the other decrypts it, and an outsider and a
 # tampered copy are refused. Then the check that decides whether a TEE may get the key: real
 # AMD SEV-SNP and Intel TDX evidence verified against the pinned vendor roots, a one-bit change
-# and simulated evidence refused. Everything happens in a temporary directory.
+# and simulated evidence refused. Last, the ledger: the banks found a consortium on a server,
+# admit each other by vote, and audit the ledger and a receipt offline. Everything happens in a
+# temporary directory.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml" -p confide-cli
 confide="${CARGO_TARGET_DIR:-$root/target}/release/confide"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
@@ -67,3 +70,22 @@ say "$confide attest verify --evidence sim.json   (simulated evidence, no insecu
 if "$confide" attest verify --evidence sim.json; then
   echo "BUG: simulated evidence verified without the insecure switch" >&2; exit 1
 fi
+
+# The ledger and governance, on a server on loopback.
+say "$confide serve --dev --data data --listen 127.0.0.1:0 &"
+"$confide" serve --dev --data data --listen 127.0.0.1:0 > serve.out 2> serve.err &
+server_pid=$!
+for _ in $(seq 50); do grep -q listening serve.out 2>/dev/null && break; sleep 0.1; done
+cat serve.err
+export CONFIDE_SERVER="$(sed -n 's/^listening on //p' serve.out)"
+run "$confide" --home bank-a gov found
+run "$confide" --home bank-a gov propose --add-member bank-b.id.json
+proposal="$("$confide" gov list --json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)"
+run "$confide" --home bank-a gov vote "$proposal" --approve
+run "$confide" gov members
+run "$confide" ledger tail
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+run "$confide" ledger verify data/ledger --key data/ledger/ledger.pub
+"$confide" ledger get data/ledger 2 --out ballot.cose
+"$confide" ledger get data/ledger 2 --receipt --out ballot.receipt
+run "$confide" ledger verify-receipt ballot.receipt --entry ballot.cose --key data/ledger/ledger.pub
