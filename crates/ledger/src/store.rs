@@ -554,7 +554,12 @@ fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
     }
     let (first, second) = entries.split_at(entries.len() / 2);
     std::thread::scope(|s| {
-        let other = s.spawn(|| first.iter().map(|e| merkle::leaf_hash(e)).collect::<Vec<_>>());
+        let other = s.spawn(|| {
+            first
+                .iter()
+                .map(|e| merkle::leaf_hash(e))
+                .collect::<Vec<_>>()
+        });
         let mut tail: Vec<Hash> = second.iter().map(|e| merkle::leaf_hash(e)).collect();
         match other.join() {
             Ok(mut head) => {
