@@ -2,12 +2,16 @@
 //!
 //! A workload asks for evidence whose report data binds what it wants to prove (a hash of a
 //! nonce and its ephemeral key). On Linux guests with TDX or SEV-SNP the kernel's configfs-tsm
-//! interface produces it ([`tsm`]); elsewhere only simulated evidence exists ([`Attester::Sim`]).
+//! interface produces it ([`tsm`]); SEV-SNP guests on older kernels have `/dev/sev-guest`
+//! ([`sev_guest`], the one place with unsafe code: an ioctl); elsewhere only simulated evidence
+//! exists ([`Attester::Sim`]).
 //! Detection is explicit: [`Attester::detect`] fails when no TEE is found, and simulated
 //! evidence is produced only when the caller asks for it. There is no fallback.
 
-#![forbid(unsafe_code)]
+// Unsafe code is denied, and allowed only on the `/dev/sev-guest` ioctl.
+#![deny(unsafe_code)]
 
+pub mod sev_guest;
 pub mod tsm;
 
 use std::path::PathBuf;
@@ -56,6 +60,8 @@ pub struct Collected {
 pub enum Attester {
     /// The kernel's configfs-tsm report interface at this directory.
     ConfigfsTsm(PathBuf),
+    /// The SEV guest device (SEV-SNP on kernels before configfs-tsm).
+    SevGuest(PathBuf),
     /// Simulated evidence signed by the development key. Insecure.
     Sim,
 }
@@ -64,13 +70,20 @@ pub enum Attester {
 pub const TSM_REPORT_DIR: &str = "/sys/kernel/config/tsm/report";
 
 impl Attester {
-    /// The TEE interface of this machine, or [`AttesterError::NoTee`].
+    /// The TEE interface of this machine (configfs-tsm, else `/dev/sev-guest`), or
+    /// [`AttesterError::NoTee`].
     pub fn detect() -> Result<Self, AttesterError> {
         let dir = PathBuf::from(TSM_REPORT_DIR);
+        let device = PathBuf::from(sev_guest::DEVICE);
         if dir.is_dir() {
             Ok(Self::ConfigfsTsm(dir))
+        } else if device.exists() {
+            Ok(Self::SevGuest(device))
         } else {
-            Err(AttesterError::NoTee(TSM_REPORT_DIR.to_owned()))
+            Err(AttesterError::NoTee(format!(
+                "{TSM_REPORT_DIR} or {}",
+                sev_guest::DEVICE
+            )))
         }
     }
 
@@ -78,6 +91,7 @@ impl Attester {
     pub fn collect(&self, report_data: &[u8; 64]) -> Result<Collected, AttesterError> {
         match self {
             Self::ConfigfsTsm(dir) => tsm::Tsm::new(tsm::RealFs, dir.clone()).collect(report_data),
+            Self::SevGuest(device) => sev_guest::collect(device, report_data),
             Self::Sim => Ok(Collected {
                 kind: TeeKind::Sim,
                 evidence: confide_attest::sim::simulate(
