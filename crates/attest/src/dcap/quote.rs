@@ -172,67 +172,51 @@ impl<'a> Quote<'a> {
         };
         let signature = s.take(64, "quote signature")?;
         let attestation_key = s.take(64, "attestation key")?;
-        if version == 3 {
-            // v3: the QE report and the PCK chain follow directly.
-            let (qe_report, qe_report_signature, qe_auth_data, pck_chain_pem) =
-                Self::qe_certification(&mut s)?;
-            return Self::finish(
-                s,
-                Self {
-                    version,
-                    qe_svn,
-                    pce_svn,
-                    body_type,
-                    body,
-                    signed,
-                    signature,
-                    attestation_key,
-                    qe_report,
-                    qe_report_signature,
-                    qe_auth_data,
-                    pck_chain_pem,
-                    trailing,
-                },
-            );
-        }
-        // v4/v5: certification data of type 6 wraps the QE report and the PCK chain.
-        let outer_type = s.u16("certification data type")?;
-        if outer_type != CERT_DATA_QE_REPORT {
-            return Err(AttestError::unsupported(format!(
-                "DCAP certification data type {outer_type} (expected 6, QE report)"
-            )));
-        }
-        let outer_len = s.u32("certification data size")?;
-        let inner = s.take(
-            usize::try_from(outer_len).map_err(|_| AttestError::malformed("size"))?,
-            "QE report certification data",
-        )?;
-        if s.at != sig_data.len() {
+        // v3: the QE report and the PCK chain follow directly. v4/v5: certification data of
+        // type 6 wraps them.
+        let mut certification = if version == 3 {
+            s
+        } else {
+            let outer_type = s.u16("certification data type")?;
+            if outer_type != CERT_DATA_QE_REPORT {
+                return Err(AttestError::unsupported(format!(
+                    "DCAP certification data type {outer_type} (expected 6, QE report)"
+                )));
+            }
+            let outer_len = s.u32("certification data size")?;
+            let inner = s.take(
+                usize::try_from(outer_len).map_err(|_| AttestError::malformed("size"))?,
+                "QE report certification data",
+            )?;
+            if s.at != sig_data.len() {
+                return Err(AttestError::malformed(
+                    "DCAP quote: bytes after certification data",
+                ));
+            }
+            Cursor { data: inner, at: 0 }
+        };
+        let (qe_report, qe_report_signature, qe_auth_data, pck_chain_pem) =
+            Self::qe_certification(&mut certification)?;
+        if certification.at != certification.data.len() {
             return Err(AttestError::malformed(
-                "DCAP quote: bytes after certification data",
+                "DCAP quote: bytes after the PCK certificate chain inside the signature data",
             ));
         }
-        let mut q = Cursor { data: inner, at: 0 };
-        let (qe_report, qe_report_signature, qe_auth_data, pck_chain_pem) =
-            Self::qe_certification(&mut q)?;
-        Self::finish(
-            q,
-            Self {
-                version,
-                qe_svn,
-                pce_svn,
-                body_type,
-                body,
-                signed,
-                signature,
-                attestation_key,
-                qe_report,
-                qe_report_signature,
-                qe_auth_data,
-                pck_chain_pem,
-                trailing,
-            },
-        )
+        Ok(Self {
+            version,
+            qe_svn,
+            pce_svn,
+            body_type,
+            body,
+            signed,
+            signature,
+            attestation_key,
+            qe_report,
+            qe_report_signature,
+            qe_auth_data,
+            pck_chain_pem,
+            trailing,
+        })
     }
 
     /// QE report, its signature, the QE authentication data and the PCK chain (type 5).
@@ -256,15 +240,6 @@ impl<'a> Quote<'a> {
             "PCK certificate chain",
         )?;
         Ok((qe_report, qe_report_signature, qe_auth_data, chain))
-    }
-
-    fn finish(c: Cursor<'a>, quote: Self) -> Result<Self, AttestError> {
-        if c.at != c.data.len() {
-            return Err(AttestError::malformed(
-                "DCAP quote: bytes after the PCK certificate chain inside the signature data",
-            ));
-        }
-        Ok(quote)
     }
 }
 
