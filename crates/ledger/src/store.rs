@@ -394,8 +394,8 @@ impl Ledger {
             )));
         }
         let first_seq = self.tree.len();
-        for leaf in leaf_hashes(entries) {
-            self.tree.push(leaf);
+        for e in entries {
+            self.tree.push(merkle::leaf_hash(e));
         }
         let mut frame = encode_body(first_seq, entries);
         let checkpoint = match Checkpoint::sign(key, self.tree.len(), self.tree.root(), time) {
@@ -544,36 +544,6 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
-}
-
-/// The leaf hashes of a batch; a large batch is hashed on two threads.
-fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
-    const SPLIT_FROM: usize = 2048;
-    if entries.len() < SPLIT_FROM {
-        return entries.iter().map(|e| merkle::leaf_hash(e)).collect();
-    }
-    let (first, second) = entries.split_at(entries.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            first
-                .iter()
-                .map(|e| merkle::leaf_hash(e))
-                .collect::<Vec<_>>()
-        });
-        let mut tail: Vec<Hash> = second.iter().map(|e| merkle::leaf_hash(e)).collect();
-        match other.join() {
-            Ok(mut head) => {
-                head.append(&mut tail);
-                head
-            }
-            // The thread cannot panic on this input; if it did, hash its half here.
-            Err(_) => {
-                let mut head: Vec<Hash> = first.iter().map(|e| merkle::leaf_hash(e)).collect();
-                head.append(&mut tail);
-                head
-            }
-        }
-    })
 }
 
 /// A batch frame's header (checkpoint length and checksum still to fill in) and body.
