@@ -177,14 +177,23 @@ pub struct Proposal {
 /// The consortium's state, derived from the ledger.
 #[derive(Debug, Clone)]
 pub struct Governance {
-    members: BTreeMap<String, PublicIdentity>,
+    registry: Registry,
     proposals: BTreeMap<String, Proposal>,
+    /// Nonces seen, by signer, with their request's time; pruned once a request that old could
+    /// no longer pass the time check anyway.
+    nonces: BTreeMap<(String, Vec<u8>), i64>,
+}
+
+/// What accepted actions change: members, rules, reference values, datasets and contracts.
+/// Small, so that a proposal's actions can be tried on a copy.
+#[derive(Debug, Clone)]
+struct Registry {
+    members: BTreeMap<String, PublicIdentity>,
     constitution: Policy,
     policies: BTreeMap<String, String>,
     measurements: BTreeSet<(String, String)>,
     datasets: BTreeMap<String, Value>,
     contracts: BTreeMap<String, Value>,
-    nonces: BTreeSet<(String, Vec<u8>)>,
 }
 
 /// What applying a request did.
@@ -200,15 +209,17 @@ impl Governance {
     /// The state before any request: no members, the default constitution.
     pub fn new() -> Result<Self, GovError> {
         Ok(Self {
-            members: BTreeMap::new(),
+            registry: Registry {
+                members: BTreeMap::new(),
+                constitution: Policy::new("constitution.rego", DEFAULT_CONSTITUTION)
+                    .map_err(|e| refused(e.to_string()))?,
+                policies: BTreeMap::new(),
+                measurements: BTreeSet::new(),
+                datasets: BTreeMap::new(),
+                contracts: BTreeMap::new(),
+            },
             proposals: BTreeMap::new(),
-            constitution: Policy::new("constitution.rego", DEFAULT_CONSTITUTION)
-                .map_err(|e| refused(e.to_string()))?,
-            policies: BTreeMap::new(),
-            measurements: BTreeSet::new(),
-            datasets: BTreeMap::new(),
-            contracts: BTreeMap::new(),
-            nonces: BTreeSet::new(),
+            nonces: BTreeMap::new(),
         })
     }
 
@@ -258,23 +269,23 @@ impl Governance {
             other => return Err(malformed(format!("unknown request type {other:?}"))),
         };
         // The signer: a member, or for `found` the identity being founded.
-        let signer = if kind == Kind::Found {
-            if !self.members.is_empty() {
-                return Err(refused("the consortium is already founded"));
-            }
-            let member = identity(body.get("member"))?;
-            if member.fingerprint().to_hex() != kid {
-                return Err(GovError::NotAMember(
-                    "the founding request's kid is not the founder's fingerprint".into(),
-                ));
-            }
-            member
-        } else {
-            self.members
-                .get(&kid)
-                .cloned()
-                .ok_or_else(|| GovError::NotAMember(format!("no member has fingerprint {kid}")))?
-        };
+        let signer =
+            if kind == Kind::Found {
+                if !self.registry.members.is_empty() {
+                    return Err(refused("the consortium is already founded"));
+                }
+                let member = identity(body.get("member"))?;
+                if member.fingerprint().to_hex() != kid {
+                    return Err(GovError::NotAMember(
+                        "the founding request's kid is not the founder's fingerprint".into(),
+                    ));
+                }
+                member
+            } else {
+                self.registry.members.get(&kid).cloned().ok_or_else(|| {
+                    GovError::NotAMember(format!("no member has fingerprint {kid}"))
+                })?
+            };
         signer
             .signing_key()
             .verify(
@@ -282,7 +293,7 @@ impl Governance {
                 &sign1.signature,
             )
             .map_err(|_| GovError::BadSignature)?;
-        if self.nonces.contains(&(kid.clone(), nonce.clone())) {
+        if self.nonces.contains_key(&(kid.clone(), nonce.clone())) {
             return Err(GovError::Replay);
         }
         if let Some(now) = now
@@ -311,7 +322,7 @@ impl Governance {
                     .and_then(Value::as_array)
                     .filter(|a| !a.is_empty())
                     .ok_or_else(|| malformed("a proposal needs a non-empty list of actions"))?;
-                self.clone().apply_actions(actions)?;
+                self.registry.clone().apply_actions(actions)?;
             }
             Kind::Ballot => {
                 let id = request
@@ -337,6 +348,155 @@ impl Governance {
         Ok(request)
     }
 
+    /// Applies a checked request that is now at ledger position `seq`.
+    pub fn apply(&mut self, request: Request, seq: u64) -> Result<Applied, GovError> {
+        // A request older than this one by twice the allowed skew can no longer pass the time
+        // check, so its nonce need not be remembered.
+        let horizon = request.ts - 2 * MAX_SKEW;
+        self.nonces.retain(|_, ts| *ts >= horizon);
+        self.nonces
+            .insert((request.signer.clone(), request.nonce.clone()), request.ts);
+        match request.kind {
+            Kind::Found => {
+                let member = identity(request.body.get("member"))?;
+                if let Some(rego) = request.body.get("constitution") {
+                    self.registry.constitution = compile_constitution(rego)?;
+                }
+                self.registry
+                    .members
+                    .insert(member.fingerprint().to_hex(), member);
+                Ok(Applied {
+                    proposal: None,
+                    state: None,
+                })
+            }
+            Kind::Propose => {
+                let id = request.id();
+                let actions = request
+                    .body
+                    .get("actions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                self.proposals.insert(
+                    id.clone(),
+                    Proposal {
+                        id: id.clone(),
+                        proposer: request.signer,
+                        actions,
+                        ballots: BTreeMap::new(),
+                        state: ProposalState::Open,
+                        seq,
+                    },
+                );
+                let state = self.decide(&id)?;
+                Ok(Applied {
+                    proposal: Some(id),
+                    state: Some(state),
+                })
+            }
+            Kind::Ballot => {
+                let id = request
+                    .body
+                    .get("proposal")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let vote = request.body.get("vote").and_then(Value::as_bool) == Some(true);
+                if let Some(p) = self.proposals.get_mut(&id) {
+                    p.ballots.insert(request.signer, vote);
+                }
+                let state = self.decide(&id)?;
+                Ok(Applied {
+                    proposal: Some(id),
+                    state: Some(state),
+                })
+            }
+        }
+    }
+
+    /// Asks the constitution about proposal `id`, and applies its actions if accepted.
+    fn decide(&mut self, id: &str) -> Result<ProposalState, GovError> {
+        let Some(p) = self.proposals.get(id) else {
+            return Err(refused(format!("no proposal {id}")));
+        };
+        let input = json!({
+            "proposal": {"id": p.id, "proposer": p.proposer, "actions": p.actions},
+            "ballots": p.ballots,
+            "members": self.registry.members.keys().collect::<Vec<_>>(),
+            "datasets": self.registry.datasets,
+            "contracts": self.registry.contracts,
+        });
+        // A constitution that fails to evaluate decides nothing: the proposal stays open.
+        let decision = self
+            .registry
+            .constitution
+            .eval(DECISION, &input)
+            .unwrap_or(Value::Null);
+        let state = match decision.as_str() {
+            Some("accepted") => ProposalState::Accepted,
+            Some("rejected") => ProposalState::Rejected,
+            _ => ProposalState::Open,
+        };
+        let state = if state == ProposalState::Accepted {
+            // Actions were checked when proposed, but the state may have moved since: they are
+            // applied all together or, if one no longer fits, not at all and the proposal
+            // fails.
+            let actions = p.actions.clone();
+            let mut next = self.registry.clone();
+            match next.apply_actions(&actions) {
+                Ok(()) => {
+                    self.registry = next;
+                    ProposalState::Accepted
+                }
+                Err(_) => ProposalState::Rejected,
+            }
+        } else {
+            state
+        };
+        if let Some(p) = self.proposals.get_mut(id) {
+            p.state = state;
+        }
+        Ok(state)
+    }
+
+    /// The members, by fingerprint.
+    pub fn members(&self) -> &BTreeMap<String, PublicIdentity> {
+        &self.registry.members
+    }
+
+    /// The proposals, by id.
+    pub fn proposals(&self) -> &BTreeMap<String, Proposal> {
+        &self.proposals
+    }
+
+    /// The registered datasets, by id.
+    pub fn datasets(&self) -> &BTreeMap<String, Value> {
+        &self.registry.datasets
+    }
+
+    /// The contracts, by id, with their state (`approved`, `revoked`).
+    pub fn contracts(&self) -> &BTreeMap<String, Value> {
+        &self.registry.contracts
+    }
+
+    /// The trusted measurements, as (TEE kind, hex value).
+    pub fn measurements(&self) -> &BTreeSet<(String, String)> {
+        &self.registry.measurements
+    }
+
+    /// The named policies (Rego text).
+    pub fn policies(&self) -> &BTreeMap<String, String> {
+        &self.registry.policies
+    }
+
+    /// The constitution's text.
+    pub fn constitution(&self) -> &str {
+        self.registry.constitution.source()
+    }
+}
+
+impl Registry {
     fn check_action(&self, a: &Value) -> Result<(), GovError> {
         let s = |name: &str| a.get(name).and_then(Value::as_str);
         let need =
@@ -409,111 +569,6 @@ impl Governance {
         Ok(())
     }
 
-    /// Applies a checked request that is now at ledger position `seq`.
-    pub fn apply(&mut self, request: Request, seq: u64) -> Result<Applied, GovError> {
-        self.nonces
-            .insert((request.signer.clone(), request.nonce.clone()));
-        match request.kind {
-            Kind::Found => {
-                let member = identity(request.body.get("member"))?;
-                if let Some(rego) = request.body.get("constitution") {
-                    self.constitution = compile_constitution(rego)?;
-                }
-                self.members.insert(member.fingerprint().to_hex(), member);
-                Ok(Applied {
-                    proposal: None,
-                    state: None,
-                })
-            }
-            Kind::Propose => {
-                let id = request.id();
-                let actions = request
-                    .body
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                self.proposals.insert(
-                    id.clone(),
-                    Proposal {
-                        id: id.clone(),
-                        proposer: request.signer,
-                        actions,
-                        ballots: BTreeMap::new(),
-                        state: ProposalState::Open,
-                        seq,
-                    },
-                );
-                let state = self.decide(&id)?;
-                Ok(Applied {
-                    proposal: Some(id),
-                    state: Some(state),
-                })
-            }
-            Kind::Ballot => {
-                let id = request
-                    .body
-                    .get("proposal")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let vote = request.body.get("vote").and_then(Value::as_bool) == Some(true);
-                if let Some(p) = self.proposals.get_mut(&id) {
-                    p.ballots.insert(request.signer, vote);
-                }
-                let state = self.decide(&id)?;
-                Ok(Applied {
-                    proposal: Some(id),
-                    state: Some(state),
-                })
-            }
-        }
-    }
-
-    /// Asks the constitution about proposal `id`, and applies its actions if accepted.
-    fn decide(&mut self, id: &str) -> Result<ProposalState, GovError> {
-        let Some(p) = self.proposals.get(id) else {
-            return Err(refused(format!("no proposal {id}")));
-        };
-        let input = json!({
-            "proposal": {"id": p.id, "proposer": p.proposer, "actions": p.actions},
-            "ballots": p.ballots,
-            "members": self.members.keys().collect::<Vec<_>>(),
-            "datasets": self.datasets,
-            "contracts": self.contracts,
-        });
-        // A constitution that fails to evaluate decides nothing: the proposal stays open.
-        let decision = self
-            .constitution
-            .eval(DECISION, &input)
-            .unwrap_or(Value::Null);
-        let state = match decision.as_str() {
-            Some("accepted") => ProposalState::Accepted,
-            Some("rejected") => ProposalState::Rejected,
-            _ => ProposalState::Open,
-        };
-        let state = if state == ProposalState::Accepted {
-            // Actions were checked when proposed, but the state may have moved since: they are
-            // applied all together or, if one no longer fits, not at all and the proposal
-            // fails.
-            let actions = p.actions.clone();
-            let mut next = self.clone();
-            match next.apply_actions(&actions) {
-                Ok(()) => {
-                    *self = next;
-                    ProposalState::Accepted
-                }
-                Err(_) => ProposalState::Rejected,
-            }
-        } else {
-            state
-        };
-        if let Some(p) = self.proposals.get_mut(id) {
-            p.state = state;
-        }
-        Ok(state)
-    }
-
     /// Checks and applies `actions` in order; on error the state is left part-way, so call it
     /// on a copy.
     fn apply_actions(&mut self, actions: &[Value]) -> Result<(), GovError> {
@@ -575,41 +630,6 @@ impl Governance {
             _ => {}
         }
         Ok(())
-    }
-
-    /// The members, by fingerprint.
-    pub fn members(&self) -> &BTreeMap<String, PublicIdentity> {
-        &self.members
-    }
-
-    /// The proposals, by id.
-    pub fn proposals(&self) -> &BTreeMap<String, Proposal> {
-        &self.proposals
-    }
-
-    /// The registered datasets, by id.
-    pub fn datasets(&self) -> &BTreeMap<String, Value> {
-        &self.datasets
-    }
-
-    /// The contracts, by id, with their state (`approved`, `revoked`).
-    pub fn contracts(&self) -> &BTreeMap<String, Value> {
-        &self.contracts
-    }
-
-    /// The trusted measurements, as (TEE kind, hex value).
-    pub fn measurements(&self) -> &BTreeSet<(String, String)> {
-        &self.measurements
-    }
-
-    /// The named policies (Rego text).
-    pub fn policies(&self) -> &BTreeMap<String, String> {
-        &self.policies
-    }
-
-    /// The constitution's text.
-    pub fn constitution(&self) -> &str {
-        self.constitution.source()
     }
 }
 

@@ -102,17 +102,7 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
     let key_path = config.data.join("ledger.key");
     let key = dev_key(&key_path)?;
     let (ledger, recovery) = Ledger::open(&config.data.join("ledger"), key)?;
-    let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
-    for seq in 0..ledger.len() {
-        let entry = ledger.entry(seq)?.unwrap_or_default();
-        if confide_ledger::gov::is_governance(&entry) {
-            let request = gov
-                .check(&entry, None)
-                .map_err(|error| ServeError::Replay { seq, error })?;
-            gov.apply(request, seq)
-                .map_err(|error| ServeError::Replay { seq, error })?;
-        }
-    }
+    let gov = replay(&ledger)?;
     let opened = Opened {
         entries: ledger.len(),
         dropped_bytes: recovery.dropped_bytes,
@@ -130,6 +120,22 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
         },
         opened,
     ))
+}
+
+/// The governance state that replaying the ledger's governance requests gives.
+pub(crate) fn replay(ledger: &Ledger) -> Result<Governance, ServeError> {
+    let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
+    for seq in 0..ledger.len() {
+        let entry = ledger.entry(seq)?.unwrap_or_default();
+        if confide_ledger::gov::is_governance(&entry) {
+            let request = gov
+                .check(&entry, None)
+                .map_err(|error| ServeError::Replay { seq, error })?;
+            gov.apply(request, seq)
+                .map_err(|error| ServeError::Replay { seq, error })?;
+        }
+    }
+    Ok(gov)
 }
 
 /// The HTTP routes over `state`.

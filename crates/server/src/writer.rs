@@ -73,18 +73,12 @@ pub(crate) fn start(ledger: Arc<RwLock<Ledger>>, gov: Arc<RwLock<Governance>>) -
     Handle { tx }
 }
 
-/// Checks each job against the state the ones before it leave, appends the accepted ones as
-/// one durable batch, then answers and publishes the new state.
+/// Checks each job against the state the ones before it leave and applies it, appends the
+/// accepted ones as one durable batch, then answers. Both locks are held for the whole batch,
+/// so no reader sees a state that is not yet durable; if the append fails, the state is
+/// rebuilt from the ledger (which the failed append left as it was).
 fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
-    let Ok(mut next) = gov.read().map(|g| g.clone()) else {
-        for job in jobs {
-            let _ = job
-                .reply
-                .send(Outcome::Failed("governance state unavailable".into()));
-        }
-        return;
-    };
-    let Ok(mut ledger) = ledger.write() else {
+    let (Ok(mut gov), Ok(mut ledger)) = (gov.write(), ledger.write()) else {
         for job in jobs {
             let _ = job
                 .reply
@@ -98,9 +92,9 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
     let mut waiting = Vec::new();
     for job in jobs {
         let seq = base + entries.len() as u64;
-        let checked = next
+        let checked = gov
             .check(&job.cose, Some(now))
-            .and_then(|request| next.apply(request, seq));
+            .and_then(|request| gov.apply(request, seq));
         match checked {
             Ok(applied) => {
                 entries.push(job.cose);
@@ -116,16 +110,20 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
     }
     match ledger.append(&entries, now) {
         Ok(_) => {
-            if let Ok(mut g) = gov.write() {
-                *g = next;
-            }
             drop(ledger);
+            drop(gov);
             for (reply, seq, applied) in waiting {
                 let _ = reply.send(Outcome::Appended { seq, applied });
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            let message = match crate::replay(&ledger) {
+                Ok(state) => {
+                    *gov = state;
+                    e.to_string()
+                }
+                Err(replay) => format!("{e}; and the state could not be rebuilt: {replay}"),
+            };
             for (reply, _, _) in waiting {
                 let _ = reply.send(Outcome::Failed(message.clone()));
             }
