@@ -24,26 +24,15 @@ pub(crate) struct ServeArgs {
     /// Only the member with this identity fingerprint (hex) may found the consortium.
     #[arg(long, value_name = "FINGERPRINT")]
     founder: Option<String>,
+    /// The URL clients reach this server at, the issuer of its tokens (default: http://ADDR).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Sign attestation tokens with a new key from now on (older keys stay published).
+    #[arg(long)]
+    rotate_token_key: bool,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = confide_server::Config {
-        data: args.data.clone(),
-        dev: args.dev,
-        founder: args.founder,
-    };
-    let (state, opened) = confide_server::open(&config)?;
-    eprintln!(
-        "DEVELOPMENT PROFILE: the ledger's signing key is kept unencrypted in {}; do not use \
-         this for real data",
-        opened.dev_key.display()
-    );
-    if opened.dropped_bytes > 0 {
-        eprintln!(
-            "recovered after a crash: dropped {} bytes of a batch that was never acknowledged",
-            opened.dropped_bytes
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,6 +40,25 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = confide_server::bind(args.listen).await?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let config = confide_server::Config {
+            data: args.data.clone(),
+            dev: args.dev,
+            founder: args.founder,
+            issuer: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
+            rotate_token_key: args.rotate_token_key,
+        };
+        let (state, opened) = confide_server::open(&config)?;
+        eprintln!(
+            "DEVELOPMENT PROFILE: signing keys are kept unencrypted under {}, and simulated TEE \
+             evidence is accepted (insecure_allow_simulated_tee); do not use this for real data",
+            args.data.display()
+        );
+        if opened.dropped_bytes > 0 {
+            eprintln!(
+                "recovered after a crash: dropped {} bytes of a batch that was never acknowledged",
+                opened.dropped_bytes
+            );
+        }
         // The one line on stdout: scripts and tests read the address from it.
         println!("listening on http://{addr}");
         use std::io::Write as _;

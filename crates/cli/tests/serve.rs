@@ -22,9 +22,14 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -310,4 +315,208 @@ fn every_acknowledged_entry_survives_sigkill() {
         "crash test: {total} acknowledged entries over 50 SIGKILLs in {:?}",
         started.elapsed()
     );
+}
+
+fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn testdata(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/attestation")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// Simulated evidence whose report data is SHA-256(runtime) padded with zeros.
+fn sim_evidence(measurement: &[u8; 48], runtime: &[u8]) -> Vec<u8> {
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(runtime));
+    confide_attest::sim::simulate(measurement, &report_data).unwrap()
+}
+
+#[test]
+fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let openid = get_json(&format!("{u}/.well-known/openid-configuration"));
+    assert_eq!(openid["issuer"], u.as_str());
+    let jwks_uri = openid["jwks_uri"].as_str().unwrap().to_owned();
+
+    // Simulated evidence binding a workload key: accepted in the development profile, marked.
+    let workload_key = b"an ephemeral public key";
+    let m = confide_attest::sim::default_measurement();
+    let request = json!({"evidence": b64(&sim_evidence(&m, workload_key)), "runtime_data": b64(workload_key)});
+    let (status, r) = post_json(&format!("{u}/attest/sim"), &request);
+    assert_eq!(status, 200, "{r}");
+    let token = r["token"].as_str().unwrap().to_owned();
+    let claims = confide_server::verify_jwt(&token, &get_json(&jwks_uri)).expect("token verifies");
+    assert_eq!(claims["iss"], u.as_str());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+    assert_eq!(claims["eat_profile"], "tag:github.com,2023:veraison/ear");
+    assert_eq!(claims["submods"]["sim"]["ear.status"], "warning");
+    assert_eq!(claims["confide.simulated"], true);
+    let mut forged = token.clone();
+    forged.insert(
+        forged.len() - 5,
+        if forged.ends_with('A') { 'B' } else { 'A' },
+    );
+    assert!(
+        confide_server::verify_jwt(&forged.replacen('.', ".e", 1), &get_json(&jwks_uri)).is_none()
+    );
+
+    // The same evidence for another key: not bound.
+    let (status, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": request["evidence"], "runtime_data": b64(b"another key")}),
+    );
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (
+            403,
+            Some("https://confide.dev/problems/runtime-data-not-bound")
+        )
+    );
+
+    // Real SEV-SNP evidence (its VCEK is valid until 2030): authentic, affirming.
+    let (status, r) = post_json(
+        &format!("{u}/attest/sev-snp"),
+        &json!({
+            "evidence": b64(&testdata("snp/S1-trustee-milan-vcek/test-report.bin")),
+            "collateral": [b64(&testdata("snp/S1-trustee-milan-vcek/test-vcek.der"))],
+        }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let claims =
+        confide_server::verify_jwt(r["token"].as_str().unwrap(), &get_json(&jwks_uri)).unwrap();
+    assert_eq!(claims["submods"]["sev-snp"]["ear.status"], "affirming");
+    assert_eq!(
+        claims["submods"]["sev-snp"]["confide.claims"]["measurements"]["measurement"],
+        "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"
+    );
+
+    // A debug guest: denied by the policy, naming the rule and the claim.
+    let (status, r) = post_json(
+        &format!("{u}/attest/sev-snp"),
+        &json!({
+            "evidence": b64(&testdata("snp/S3-go-sev-guest-milan/attestation.bin")),
+            "collateral": [b64(&testdata("snp/S3-go-sev-guest-milan/vcek.testcer"))],
+        }),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(r["type"], "https://confide.dev/problems/appraisal-denied");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rule debug on claim debug"),
+        "{r}"
+    );
+
+    // A changed byte in the report: the evidence is rejected, with its reason code.
+    let mut report = testdata("snp/S1-trustee-milan-vcek/test-report.bin");
+    report[0x90] ^= 1;
+    let (status, r) = post_json(
+        &format!("{u}/attest/sev-snp"),
+        &json!({
+            "evidence": b64(&report),
+            "collateral": [b64(&testdata("snp/S1-trustee-milan-vcek/test-vcek.der"))],
+        }),
+    );
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/evidence-rejected"))
+    );
+    assert!(r["detail"].as_str().unwrap().contains("INVALID_EVIDENCE"));
+
+    // Malformed requests and unknown kinds.
+    let (status, _) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": "not base64!"}),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = post_json(&format!("{u}/attest/sim"), &json!({"evidance": "typo"}));
+    assert_eq!(status, 400);
+    let (status, _) = post_json(&format!("{u}/attest/quantum"), &request);
+    assert_eq!(status, 404);
+
+    // Trusted measurements, set by governance, are enforced.
+    let a = Member::new("bank-a");
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    let trusted = hex::encode(m);
+    let (_, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(&json!({"type": "propose", "actions": [
+            {"action": "add_measurement", "kind": "sim", "value": trusted}
+        ]})),
+    );
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &format!("{u}/gov/proposals/{id}/ballots"),
+        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+    );
+    assert_eq!(status, 201);
+    let other = [7u8; 48];
+    let (status, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&other, workload_key))}),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(
+        r["detail"].as_str().unwrap().contains("rule measurement"),
+        "{r}"
+    );
+    let (status, r) = post_json(&format!("{u}/attest/sim"), &request);
+    assert_eq!(status, 200, "{r}");
+    let claims =
+        confide_server::verify_jwt(r["token"].as_str().unwrap(), &get_json(&jwks_uri)).unwrap();
+    assert_eq!(
+        claims["submods"]["sim"]["ear.trustworthiness-vector"]["executables"],
+        2
+    );
+    s.kill();
+
+    // Rotating the signing key: new tokens use the new key, old tokens still verify.
+    let s = Server::start_with(dir.path(), &["--rotate-token-key"]);
+    let jwks = get_json(&format!("{}/.well-known/jwks.json", s.url));
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let (status, r) = post_json(&format!("{}/attest/sim", s.url), &request);
+    assert_eq!(status, 200);
+    let header = |t: &str| -> Value {
+        use base64::Engine as _;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_ne!(
+        header(r["token"].as_str().unwrap())["kid"],
+        header(&token)["kid"]
+    );
+    assert!(confide_server::verify_jwt(&token, &jwks).is_some());
+    s.kill();
 }

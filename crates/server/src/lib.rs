@@ -1,5 +1,6 @@
-//! `confide serve`: the services over HTTP. Today: the ledger (`/ledger`) and governance
-//! (`/gov`); the verifier, key broker and clean rooms join them.
+//! `confide serve`: the services over HTTP. Today: the attestation service (`/attest`, tokens
+//! and their keys under `/.well-known`), the ledger (`/ledger`) and governance (`/gov`); the key
+//! broker and clean rooms join them.
 //!
 //! One writer thread owns appends. Requests that change the ledger are queued to it; it takes
 //! every request waiting (up to a batch limit), checks each against the governance state as it
@@ -12,8 +13,10 @@
 
 #![forbid(unsafe_code)]
 
+mod attest;
 mod problem;
 mod routes;
+mod token;
 mod writer;
 
 use std::net::SocketAddr;
@@ -24,7 +27,9 @@ use confide_crypto::signing::SigningKey;
 use confide_ledger::Ledger;
 use confide_ledger::gov::Governance;
 
+pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
 pub use problem::{Problem, TYPE_BASE};
+pub use token::{kid, verify_jwt};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,10 @@ pub struct Config {
     pub dev: bool,
     /// If set, only this member (identity fingerprint, hex) may found the consortium.
     pub founder: Option<String>,
+    /// The token issuer: the server's base URL as clients reach it.
+    pub issuer: String,
+    /// Start signing tokens with a new key (the old ones stay published).
+    pub rotate_token_key: bool,
 }
 
 /// What every handler shares.
@@ -72,6 +81,9 @@ pub struct AppState {
     pub(crate) gov: Arc<RwLock<Governance>>,
     pub(crate) writer: writer::Handle,
     pub(crate) founder: Option<String>,
+    pub(crate) issuer: String,
+    pub(crate) appraisal: String,
+    pub(crate) tokens: Arc<RwLock<token::KeySet>>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -111,12 +123,23 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
     let ledger = Arc::new(RwLock::new(ledger));
     let gov = Arc::new(RwLock::new(gov));
     let writer = writer::start(ledger.clone(), gov.clone());
+    let mut tokens = token::KeySet::open(&config.data.join("token-keys"))?;
+    if config.rotate_token_key {
+        tokens.rotate()?;
+    }
     Ok((
         AppState {
             ledger,
             gov,
             writer,
             founder: config.founder.clone(),
+            issuer: config.issuer.trim_end_matches('/').to_owned(),
+            appraisal: if config.dev {
+                attest::dev_appraisal()
+            } else {
+                DEFAULT_APPRAISAL.to_owned()
+            },
+            tokens: Arc::new(RwLock::new(tokens)),
         },
         opened,
     ))
@@ -164,7 +187,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeErro
 }
 
 /// The development profile's checkpoint key, in a local file (0600), created on first start.
-fn dev_key(path: &Path) -> Result<SigningKey, ServeError> {
+pub(crate) fn dev_key(path: &Path) -> Result<SigningKey, ServeError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |what: String| move |source| ServeError::Io { what, source };

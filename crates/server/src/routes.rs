@@ -31,6 +31,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/proposals/{id}", get(proposal))
         .route("/gov/proposals/{id}/ballots", post(ballot))
         .route("/gov/members", get(members))
+        .route("/attest/{kind}", post(crate::attest::attest))
+        .route("/.well-known/jwks.json", get(crate::attest::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(crate::attest::openid_configuration),
+        )
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -1,0 +1,42 @@
+# confide's default appraisal policy: what verified evidence must show before the attestation
+# service issues a token. Every refusal is a {rule, claim, detail} in `deny`.
+#
+# input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}]}}
+package confide.appraisal
+
+import rego.v1
+
+# Simulated evidence proves nothing about hardware. The development profile replaces this line
+# with `insecure_allow_simulated_tee := true`.
+insecure_allow_simulated_tee := false
+
+claims := input.claims
+
+deny contains {"rule": "simulated_tee", "claim": "kind", "detail": "simulated evidence; the policy does not name insecure_allow_simulated_tee"} if {
+	claims.simulated
+	not insecure_allow_simulated_tee
+}
+
+deny contains {"rule": "debug", "claim": "debug", "detail": "the TEE runs with debugging enabled"} if {
+	claims.debug
+	not claims.simulated
+}
+
+deny contains {"rule": "tcb_status", "claim": "tcb.status", "detail": sprintf("TCB status %v", [claims.tcb.status])} if {
+	claims.tcb.status in {"Revoked", "TCB_NOT_SUPPORTED"}
+}
+
+# When the consortium trusts measurements for this kind of TEE, the evidence's primary
+# measurement must be one of them.
+primary := {"sev-snp": "measurement", "azure-snp-vtpm": "measurement", "sim": "measurement", "tdx": "mr_td", "azure-tdx-vtpm": "mr_td", "sgx": "mr_enclave", "nvidia-gpu": "measurements_sha256"}
+
+trusted := {m.value | some m in input.reference.measurements; m.kind == claims.kind}
+
+deny contains {"rule": "measurement", "claim": name, "detail": sprintf("%v %v is not a trusted measurement", [name, value])} if {
+	count(trusted) > 0
+	name := primary[claims.kind]
+	value := lower(claims.measurements[name])
+	not value in trusted
+}
+
+allow if count(deny) == 0

@@ -1,0 +1,264 @@
+//! The attestation service: `POST /attest/{kind}` verifies evidence with `confide-attest`,
+//! checks that it binds the runtime data it came with, appraises the claims with a Rego policy,
+//! and answers with a signed token (a JWT carrying an EAR attestation result). Its keys are at
+//! `/.well-known/jwks.json`, named by `/.well-known/openid-configuration`.
+//!
+//! The appraisal policy is the consortium's policy named `appraisal` (set by governance) or the
+//! built-in one (`appraisal.rego`); the development profile's built-in one names
+//! `insecure_allow_simulated_tee`, so that simulated evidence is accepted there and only there.
+//! Trusted measurements come from governance (`add_measurement`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use confide_attest::{Collateral, Inputs, TeeKind, TrustAnchors, UnixTime};
+use confide_policy::Policy;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The built-in appraisal policy.
+pub const DEFAULT_APPRAISAL: &str = include_str!("appraisal.rego");
+/// How long a token is valid.
+pub const TOKEN_LIFETIME: i64 = 300;
+const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
+
+/// The built-in policy of the development profile: the default, allowing simulated evidence.
+pub(crate) fn dev_appraisal() -> String {
+    DEFAULT_APPRAISAL.replace(
+        "insecure_allow_simulated_tee := false",
+        "insecure_allow_simulated_tee := true",
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    /// The evidence, base64.
+    evidence: String,
+    /// Endorsements, each base64.
+    #[serde(default)]
+    collateral: Vec<String>,
+    /// What the evidence's report data binds, base64 (e.g. the workload's public key).
+    #[serde(default)]
+    runtime_data: Option<String>,
+    /// How: `sha256` (default), `sha384` or `sha512`; the report data starts with the digest.
+    #[serde(default)]
+    runtime_data_hash: Option<String>,
+}
+
+fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
+        .map_err(|_| Problem::bad_request(format!("{what} is not base64")))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) async fn attest(
+    State(s): State<AppState>,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let kind = TeeKind::from_name(&kind)
+        .ok_or_else(|| Problem::not_found(format!("no TEE kind {kind:?}")))?;
+    let req: Request = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the request is not the expected JSON: {e}")))?;
+    let evidence = b64(&req.evidence, "evidence")?;
+    let mut collateral = Collateral::new();
+    for (i, c) in req.collateral.iter().enumerate() {
+        collateral
+            .add(&b64(c, "collateral")?)
+            .map_err(|e| Problem::bad_request(format!("collateral {i}: {e}")))?;
+    }
+    let runtime_data = req
+        .runtime_data
+        .as_deref()
+        .map(|r| b64(r, "runtime_data"))
+        .transpose()?;
+
+    // The policy: the consortium's, or the built-in one.
+    let (policy_text, trusted) = {
+        let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+        let text = gov
+            .policies()
+            .get("appraisal")
+            .cloned()
+            .unwrap_or_else(|| s.appraisal.clone());
+        let trusted: Vec<Value> = gov
+            .measurements()
+            .iter()
+            .map(|(k, v)| json!({"kind": k, "value": v}))
+            .collect();
+        (text, trusted)
+    };
+    let policy = Policy::new("appraisal.rego", &policy_text)
+        .map_err(|e| Problem::internal(format!("the appraisal policy: {e}")))?;
+    let allow_sim = policy
+        .eval(
+            "data.confide.appraisal.insecure_allow_simulated_tee",
+            &json!({}),
+        )
+        .map_err(|e| Problem::internal(e.to_string()))?
+        == json!(true);
+
+    // Verification.
+    let now = now();
+    let anchors = TrustAnchors::builtin().map_err(|e| Problem::internal(e.to_string()))?;
+    let inputs = Inputs {
+        anchors: &anchors,
+        now: UnixTime::from_secs(now),
+        insecure_allow_simulated_tee: allow_sim,
+    };
+    let verifier = confide_attest::verifier(kind)
+        .ok_or_else(|| Problem::not_found(format!("no verifier for {kind}")))?;
+    let evidence = confide_attest::decode_text(&evidence).into_owned();
+    let claims = verifier
+        .verify(&evidence, &collateral, &inputs)
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "evidence-rejected",
+                "The evidence did not verify",
+                format!("{} ({})", e, e.reason_code()),
+            )
+        })?;
+
+    // The binding of the runtime data.
+    if let Some(data) = &runtime_data {
+        let digest = match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
+            "sha256" => confide_crypto::digest::sha256(data).to_vec(),
+            "sha384" => confide_crypto::digest::sha384(data).to_vec(),
+            "sha512" => confide_crypto::digest::sha512(data).to_vec(),
+            other => {
+                return Err(Problem::bad_request(format!(
+                    "unknown runtime_data_hash {other:?}"
+                )));
+            }
+        };
+        let report_data = claims.report_data();
+        let bound = report_data.len() >= digest.len()
+            && report_data[..digest.len()] == digest[..]
+            && report_data[digest.len()..].iter().all(|&b| b == 0);
+        if !bound {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "runtime-data-not-bound",
+                "The evidence does not bind the runtime data",
+                "the report data is not the hash of the runtime data given",
+            ));
+        }
+    }
+
+    // Appraisal.
+    let mut claims_json =
+        serde_json::to_value(&claims).map_err(|e| Problem::internal(e.to_string()))?;
+    if let Some(m) = claims_json.as_object_mut() {
+        m.remove("report");
+    }
+    let input = json!({"claims": claims_json, "reference": {"measurements": trusted}});
+    let denials = policy
+        .eval("data.confide.appraisal.deny", &input)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let denials: Vec<Value> = denials.as_array().cloned().unwrap_or_default();
+    if !denials.is_empty() {
+        let detail = denials
+            .iter()
+            .map(|d| {
+                format!(
+                    "rule {} on claim {}: {}",
+                    d["rule"].as_str().unwrap_or("?"),
+                    d["claim"].as_str().unwrap_or("?"),
+                    d["detail"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "appraisal-denied",
+            "The appraisal policy denied the evidence",
+            detail,
+        ));
+    }
+
+    // The token: an EAR attestation result.
+    let matched = !trusted.is_empty();
+    let tcb_ok = matches!(
+        claims.tcb().status,
+        None | Some(confide_attest::TcbStatus::UpToDate)
+    );
+    let status = if claims.simulated() || !tcb_ok {
+        "warning"
+    } else {
+        "affirming"
+    };
+    let tier = |good: bool| if good { 2 } else { 32 };
+    let policy_id = format!(
+        "confide/appraisal/{}",
+        hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])
+    );
+    let token_claims = json!({
+        "iss": s.issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + TOKEN_LIFETIME,
+        "eat_profile": EAR_PROFILE,
+        "ear.verifier-id": {"developer": "confide", "build": env!("CARGO_PKG_VERSION")},
+        "submods": {
+            kind.as_str(): {
+                "ear.status": status,
+                "ear.trustworthiness-vector": {
+                    "instance-identity": 2,
+                    "hardware": tier(tcb_ok && !claims.simulated()),
+                    "executables": if matched { 2 } else { 0 },
+                },
+                "ear.appraisal-policy-id": policy_id,
+                "confide.claims": claims_json,
+            }
+        },
+        "confide.simulated": claims.simulated(),
+        "confide.runtime_data": runtime_data.as_deref().map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)),
+    });
+    let token = s
+        .tokens
+        .read()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .sign(&token_claims)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"token": token, "expires_at": now + TOKEN_LIFETIME, "status": status})),
+    ))
+}
+
+pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let keys = s
+        .tokens
+        .read()
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Json(keys.jwks()))
+}
+
+pub(crate) async fn openid_configuration(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "issuer": s.issuer,
+        "jwks_uri": format!("{}/.well-known/jwks.json", s.issuer),
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["iss", "iat", "nbf", "exp", "eat_profile", "submods"],
+    }))
+}

@@ -1,0 +1,124 @@
+//! Attestation tokens: JWTs (RFC 7519) signed with ES256 (RFC 7518), whose keys are published as
+//! a JWKS so that any JWT library can check them. Keys rotate: the newest signs, every key is
+//! published, so tokens issued before a rotation still verify until they expire.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use confide_crypto::signing::{SigningKey, VerifyingKey};
+use serde_json::{Value, json};
+
+use crate::ServeError;
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The key id of a public key: the first 16 bytes of the SHA-256 of its SPKI, hex.
+pub fn kid(key: &VerifyingKey) -> String {
+    hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
+}
+
+/// The token signing keys, oldest first.
+#[derive(Debug)]
+pub(crate) struct KeySet {
+    dir: PathBuf,
+    keys: Vec<SigningKey>,
+}
+
+impl KeySet {
+    /// Loads the keys in `dir` (development profile: PKCS #8 files, 0600), making the first if
+    /// there is none.
+    pub(crate) fn open(dir: &Path) -> Result<Self, ServeError> {
+        let io = |what: String| move |source| ServeError::Io { what, source };
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(format!("listing {}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "key"))
+            .collect();
+        names.sort();
+        let mut keys = Vec::new();
+        for path in names {
+            keys.push(crate::dev_key(&path)?);
+        }
+        let mut set = Self {
+            dir: dir.to_owned(),
+            keys,
+        };
+        if set.keys.is_empty() {
+            set.rotate()?;
+        }
+        Ok(set)
+    }
+
+    /// Adds a new newest key, which signs from now on.
+    pub(crate) fn rotate(&mut self) -> Result<(), ServeError> {
+        let path = self.dir.join(format!("{:06}.key", self.keys.len()));
+        self.keys.push(crate::dev_key(&path)?);
+        Ok(())
+    }
+
+    /// The JWKS of every key.
+    pub(crate) fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let public = k.verifying_key();
+                json!({
+                    "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+                    "kid": kid(&public), "x": b64url(public.x()), "y": b64url(public.y()),
+                })
+            })
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Signs `claims` as a compact JWT with the newest key.
+    pub(crate) fn sign(&self, claims: &Value) -> Result<String, ServeError> {
+        let key = self
+            .keys
+            .last()
+            .ok_or_else(|| ServeError::Config("no token signing key".into()))?;
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid(&key.verifying_key())});
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signature = key
+            .sign(signing_input.as_bytes())
+            .map_err(|_| ServeError::Config("signing the token failed".into()))?;
+        Ok(format!("{signing_input}.{}", b64url(&signature)))
+    }
+}
+
+/// Checks a compact ES256 JWT against a JWKS document and returns its claims; expiry is the
+/// caller's to check. For clients and tests: it uses only the published keys.
+pub fn verify_jwt(token: &str, jwks: &Value) -> Option<Value> {
+    let mut parts = token.split('.');
+    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let decode = |x: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(x)
+            .ok()
+    };
+    let header: Value = serde_json::from_slice(&decode(h)?).ok()?;
+    if header["alg"] != "ES256" {
+        return None;
+    }
+    let jwk = jwks["keys"]
+        .as_array()?
+        .iter()
+        .find(|k| k["kid"] == header["kid"])?;
+    let key =
+        VerifyingKey::from_coordinates(&decode(jwk["x"].as_str()?)?, &decode(jwk["y"].as_str()?)?)
+            .ok()?;
+    key.verify(format!("{h}.{p}").as_bytes(), &decode(s)?)
+        .ok()?;
+    serde_json::from_slice(&decode(p)?).ok()
+}
