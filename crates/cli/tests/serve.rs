@@ -520,3 +520,235 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
     assert!(confide_server::verify_jwt(&token, &jwks).is_some());
     s.kill();
 }
+
+/// A workload's attestation token for its X25519 runtime key (simulated evidence, development
+/// profile).
+fn workload_token(url: &str, runtime_public: &[u8]) -> String {
+    let m = confide_attest::sim::default_measurement();
+    let (status, r) = post_json(
+        &format!("{url}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&m, runtime_public)), "runtime_data": b64(runtime_public)}),
+    );
+    assert_eq!(status, 200, "{r}");
+    r["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
+    use confide_crypto::hpke::{self, HpkeSecretKey, Sealed};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let (a, b, mallory) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("mallory"),
+    );
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    let (_, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(
+            &json!({"type": "propose", "actions": [{"action": "add_member", "member": b.doc()}]}),
+        ),
+    );
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    post(
+        &format!("{u}/gov/proposals/{id}/ballots"),
+        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+    );
+
+    // Creating: a member may; a non-member, a tampered request or a replay may not.
+    let create = a.sign(&json!({"type": "kms.create", "name": "dek-1"}));
+    let (status, r) = post(&format!("{u}/keys"), &create);
+    assert_eq!(status, 201, "{r}");
+    let (status, r) = post(&format!("{u}/keys"), &create);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (409, Some("https://confide.dev/problems/replayed-request"))
+    );
+    let (status, _) = post(
+        &format!("{u}/keys"),
+        &mallory.sign(&json!({"type": "kms.create", "name": "evil"})),
+    );
+    assert_eq!(status, 403);
+    let mut tampered = a.sign(&json!({"type": "kms.create", "name": "dek-2"}));
+    let at = tampered.windows(5).position(|w| w == b"dek-2").unwrap();
+    tampered[at + 4] = b'3';
+    let (status, r) = post(&format!("{u}/keys"), &tampered);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/bad-signature"))
+    );
+    let (status, _) = post(
+        &format!("{u}/keys"),
+        b"{\"type\": \"kms.create\", \"name\": \"no-credentials\"}",
+    );
+    assert_eq!(status, 400);
+
+    // Release to an attested workload: the key comes sealed to its runtime key.
+    let workload = HpkeSecretKey::generate().unwrap();
+    let runtime = workload.public_key();
+    let token = workload_token(u, runtime.as_bytes());
+    let release =
+        |token: &str| post_json(&format!("{u}/keys/dek-1/release"), &json!({"token": token}));
+    let open = |r: &Value| -> Vec<u8> {
+        use base64::Engine as _;
+        let d = |k: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(r[k].as_str().unwrap())
+                .unwrap()
+        };
+        let sealed = Sealed {
+            enc: d("enc").try_into().unwrap(),
+            ciphertext: d("ciphertext"),
+        };
+        hpke::open(
+            &workload,
+            &sealed,
+            confide_server::RELEASE_INFO,
+            format!("dek-1/{}", r["version"]).as_bytes(),
+        )
+        .unwrap()
+        .to_vec()
+    };
+    let (status, r1) = release(&token);
+    assert_eq!(status, 200, "{r1}");
+    let key = open(&r1);
+    assert_eq!(key.len(), 32);
+    let (_, r2) = release(&token);
+    assert_eq!(open(&r2), key, "the same key version is released again");
+
+    // Tokens that must not work: forged, for no runtime key, from another server.
+    let (status, r) = release(&format!("{token}x"));
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (401, Some("https://confide.dev/problems/invalid-token"))
+    );
+    let (status, _) = post_json(&format!("{u}/keys/dek-1/release"), &json!({"no": "token"}));
+    assert_eq!(status, 400);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Server::start(other_dir.path());
+    let foreign = workload_token(&other.url, runtime.as_bytes());
+    other.kill();
+    let (status, _) = release(&foreign);
+    assert_eq!(status, 401);
+
+    // Renewal needs a fresh token for the same runtime key.
+    let lease = r1["lease"].as_str().unwrap().to_owned();
+    let (status, r) = post_json(
+        &format!("{u}/keys/dek-1/renew"),
+        &json!({"token": token, "lease": lease}),
+    );
+    assert_eq!(status, 200, "{r}");
+    let intruder = HpkeSecretKey::generate().unwrap();
+    let intruder_token = workload_token(u, intruder.public_key().as_bytes());
+    let (status, _) = post_json(
+        &format!("{u}/keys/dek-1/renew"),
+        &json!({"token": intruder_token, "lease": lease}),
+    );
+    assert_eq!(status, 400);
+
+    // Only the owner lists leases, rotates, revokes.
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/leases"),
+        &b.sign(&json!({"type": "kms.leases", "name": "dek-1"})),
+    );
+    assert_eq!(status, 403);
+    let (status, r) = post(
+        &format!("{u}/keys/dek-1/leases"),
+        &a.sign(&json!({"type": "kms.leases", "name": "dek-1"})),
+    );
+    assert_eq!(status, 200);
+    let leases = r["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 2);
+    assert!(
+        leases
+            .iter()
+            .all(|l| l["lapsed"] == false && l["last_heartbeat"].as_i64().is_some())
+    );
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/revoke"),
+        &b.sign(&json!({"type": "kms.revoke", "name": "dek-1"})),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/rotate"),
+        &a.sign(&json!({"type": "kms.rotate", "name": "dek-1"})),
+    );
+    assert_eq!(status, 200);
+    let (_, r3) = release(&token);
+    assert_eq!(r3["version"], 2);
+    assert_ne!(open(&r3), key);
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/revoke"),
+        &a.sign(&json!({"type": "kms.revoke", "name": "dek-1"})),
+    );
+    assert_eq!(status, 200);
+    let (status, r) = release(&token);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/key-revoked"))
+    );
+    let (status, _) = post_json(
+        &format!("{u}/keys/dek-1/renew"),
+        &json!({"token": token, "lease": lease}),
+    );
+    assert_eq!(status, 403);
+
+    // Every event is on the ledger; no key byte is on disk in the clear.
+    let entries = get_json(&format!("{u}/ledger/entries"));
+    let kinds: Vec<String> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(e["entry"].as_str()?)
+                .ok()?;
+            serde_json::from_slice::<Value>(&bytes).ok()?["type"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for kind in [
+        "kms.create",
+        "kms.release",
+        "kms.renew",
+        "kms.rotate",
+        "kms.revoke",
+        "kms.deny",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no {kind} event in {kinds:?}"
+        );
+    }
+    s.kill();
+    let released = [key, open(&r3)];
+    let mut files = vec![dir.path().to_owned()];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += 1;
+        for k in &released {
+            use base64::Engine as _;
+            assert!(
+                !bytes.windows(32).any(|w| w == &k[..]),
+                "{} holds a key in the clear",
+                path.display()
+            );
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(&base64::engine::general_purpose::STANDARD.encode(k)));
+            assert!(!text.contains(&hex::encode(k)));
+        }
+    }
+    assert!(scanned > 5);
+}

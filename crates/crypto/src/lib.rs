@@ -5,6 +5,7 @@
 //! and every parameter lives in one reviewable place. Secret key types zeroize their bytes when
 //! dropped and never print them.
 //!
+//! - [`aead`]: AES-256-GCM sealing of small secrets at rest, under a master key.
 //! - [`chunked`]: C2SP chunked encryption (Cobblestone), the streaming AEAD under every file.
 //! - [`envelope`]: the confide encrypted file format: a header that wraps a fresh data key to
 //!   each recipient, then a Cobblestone-256 body bound to that header.
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aead;
 pub mod chunked;
 pub mod digest;
 pub mod envelope;

@@ -145,6 +145,19 @@ pub fn is_governance(entry: &[u8]) -> bool {
     })
 }
 
+/// A member's authenticated request to another service.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The member's fingerprint (hex).
+    pub signer: String,
+    /// The request's time.
+    pub ts: i64,
+    /// Its nonce, to remember against replays.
+    pub nonce: Vec<u8>,
+    /// Its JSON body.
+    pub body: Value,
+}
+
 /// Where a proposal stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -223,45 +236,44 @@ impl Governance {
         })
     }
 
+    /// Authenticates a member's request to another service (the key broker): the signer must
+    /// be a member, the signature must match, and the time must be within [`MAX_SKEW`] of `now`.
+    /// Remembering the nonce against replays is the caller's.
+    pub fn authenticate(&self, cose: &[u8], now: i64) -> Result<Authenticated, GovError> {
+        let signed = parse_signed(cose)?;
+        let member = self.registry.members.get(&signed.kid).ok_or_else(|| {
+            GovError::NotAMember(format!("no member has fingerprint {}", signed.kid))
+        })?;
+        let payload = signed.sign1.payload.as_deref().unwrap_or_default();
+        member
+            .signing_key()
+            .verify(
+                &cose::sig_structure(&signed.sign1.protected, payload),
+                &signed.sign1.signature,
+            )
+            .map_err(|_| GovError::BadSignature)?;
+        if (signed.ts - now).abs() > MAX_SKEW {
+            return Err(GovError::Stale { ts: signed.ts, now });
+        }
+        Ok(Authenticated {
+            signer: signed.kid,
+            ts: signed.ts,
+            nonce: signed.nonce,
+            body: signed.body,
+        })
+    }
+
     /// Checks `cose` against the current state; `now` (the server's clock) is given when the
     /// request is submitted, and not when the ledger is replayed.
     pub fn check(&self, cose: &[u8], now: Option<i64>) -> Result<Request, GovError> {
-        let sign1 = Sign1::parse(cose).map_err(|e| malformed(e.to_string()))?;
-        if sign1.to_bytes() != cose {
-            return Err(malformed("not in canonical encoding"));
-        }
-        if sign1.alg() != Some(cose::ES256) {
-            return Err(malformed("algorithm is not ES256"));
-        }
-        let kid = match cose::get(&sign1.protected_map, cose::KID) {
-            Some(Cbor::Bytes(k)) if k.len() == 32 => hex::encode(k),
-            _ => return Err(malformed("no 32-byte kid (the signer's fingerprint)")),
-        };
-        let gov = sign1
-            .protected_map
-            .iter()
-            .find(|(k, _)| k.as_text() == Some(GOV_LABEL))
-            .and_then(|(_, v)| v.as_map())
-            .ok_or_else(|| malformed("no confide.gov header"))?;
-        let field = |name: &str| {
-            gov.iter()
-                .find(|(k, _)| k.as_text() == Some(name))
-                .map(|(_, v)| v)
-        };
-        let ts = field("ts")
-            .and_then(Cbor::as_integer)
-            .and_then(|i| i64::try_from(i).ok())
-            .ok_or_else(|| malformed("no timestamp"))?;
-        let nonce = match field("nonce") {
-            Some(Cbor::Bytes(n)) if (8..=64).contains(&n.len()) => n.clone(),
-            _ => return Err(malformed("no nonce of 8 to 64 bytes")),
-        };
-        let payload = sign1
-            .payload
-            .as_deref()
-            .ok_or_else(|| malformed("no payload"))?;
-        let body: Value =
-            serde_json::from_slice(payload).map_err(|e| malformed(format!("JSON ({e})")))?;
+        let Signed {
+            sign1,
+            kid,
+            ts,
+            nonce,
+            body,
+        } = parse_signed(cose)?;
+        let payload = sign1.payload.as_deref().unwrap_or_default();
         let kind = match body.get("type").and_then(Value::as_str) {
             Some("found") => Kind::Found,
             Some("propose") => Kind::Propose,
@@ -631,6 +643,63 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// A signed request, parsed but not yet checked against the consortium.
+struct Signed {
+    sign1: Sign1,
+    kid: String,
+    ts: i64,
+    nonce: Vec<u8>,
+    body: Value,
+}
+
+/// Parses a member-signed request: canonical COSE_Sign1, ES256, a 32-byte kid, the
+/// `confide.gov` header with time and nonce, a JSON payload.
+fn parse_signed(cose: &[u8]) -> Result<Signed, GovError> {
+    let sign1 = Sign1::parse(cose).map_err(|e| malformed(e.to_string()))?;
+    if sign1.to_bytes() != cose {
+        return Err(malformed("not in canonical encoding"));
+    }
+    if sign1.alg() != Some(cose::ES256) {
+        return Err(malformed("algorithm is not ES256"));
+    }
+    let kid = match cose::get(&sign1.protected_map, cose::KID) {
+        Some(Cbor::Bytes(k)) if k.len() == 32 => hex::encode(k),
+        _ => return Err(malformed("no 32-byte kid (the signer's fingerprint)")),
+    };
+    let gov = sign1
+        .protected_map
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(GOV_LABEL))
+        .and_then(|(_, v)| v.as_map())
+        .ok_or_else(|| malformed("no confide.gov header"))?;
+    let field = |name: &str| {
+        gov.iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v)
+    };
+    let ts = field("ts")
+        .and_then(Cbor::as_integer)
+        .and_then(|i| i64::try_from(i).ok())
+        .ok_or_else(|| malformed("no timestamp"))?;
+    let nonce = match field("nonce") {
+        Some(Cbor::Bytes(n)) if (8..=64).contains(&n.len()) => n.clone(),
+        _ => return Err(malformed("no nonce of 8 to 64 bytes")),
+    };
+    let payload = sign1
+        .payload
+        .as_deref()
+        .ok_or_else(|| malformed("no payload"))?;
+    let body: Value =
+        serde_json::from_slice(payload).map_err(|e| malformed(format!("JSON ({e})")))?;
+    Ok(Signed {
+        sign1,
+        kid,
+        ts,
+        nonce,
+        body,
+    })
 }
 
 fn identity(value: Option<&Value>) -> Result<PublicIdentity, GovError> {

@@ -1,6 +1,6 @@
 //! `confide serve`: the services over HTTP. Today: the attestation service (`/attest`, tokens
-//! and their keys under `/.well-known`), the ledger (`/ledger`) and governance (`/gov`); the key
-//! broker and clean rooms join them.
+//! and their keys under `/.well-known`), the key broker (`/keys`), the ledger (`/ledger`) and
+//! governance (`/gov`); clean rooms join them.
 //!
 //! One writer thread owns appends. Requests that change the ledger are queued to it; it takes
 //! every request waiting (up to a batch limit), checks each against the governance state as it
@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod keys;
 mod problem;
 mod routes;
 mod token;
@@ -28,6 +29,7 @@ use confide_ledger::Ledger;
 use confide_ledger::gov::Governance;
 
 pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
+pub use keys::{LEASE_SECONDS, RELEASE_INFO};
 pub use problem::{Problem, TYPE_BASE};
 pub use token::{kid, verify_jwt};
 
@@ -74,6 +76,9 @@ pub struct Config {
     pub rotate_token_key: bool,
 }
 
+/// Nonces seen per signer, with their requests' times.
+pub(crate) type SeenNonces = std::collections::BTreeMap<(String, Vec<u8>), i64>;
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -84,6 +89,10 @@ pub struct AppState {
     pub(crate) issuer: String,
     pub(crate) appraisal: String,
     pub(crate) tokens: Arc<RwLock<token::KeySet>>,
+    pub(crate) kms: Arc<confide_kms::KeyStore>,
+    pub(crate) leases: Arc<std::sync::Mutex<confide_kms::Leases>>,
+    /// Nonces of members' key-management requests, with their times (for replays).
+    pub(crate) nonces: Arc<std::sync::Mutex<SeenNonces>>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -140,6 +149,12 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
                 DEFAULT_APPRAISAL.to_owned()
             },
             tokens: Arc::new(RwLock::new(tokens)),
+            kms: Arc::new(
+                confide_kms::KeyStore::open_dev(&config.data.join("kms"))
+                    .map_err(|e| ServeError::Config(format!("the key store: {e}")))?,
+            ),
+            leases: Arc::default(),
+            nonces: Arc::default(),
         },
         opened,
     ))

@@ -32,6 +32,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/proposals/{id}/ballots", post(ballot))
         .route("/gov/members", get(members))
         .route("/attest/{kind}", post(crate::attest::attest))
+        .route("/keys", post(crate::keys::create))
+        .route("/keys/{name}/rotate", post(crate::keys::rotate))
+        .route("/keys/{name}/revoke", post(crate::keys::revoke))
+        .route("/keys/{name}/leases", post(crate::keys::leases))
+        .route("/keys/{name}/release", post(crate::keys::release))
+        .route("/keys/{name}/renew", post(crate::keys::renew))
         .route("/.well-known/jwks.json", get(crate::attest::jwks))
         .route(
             "/.well-known/openid-configuration",

@@ -21,9 +21,16 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
+/// What to append: a governance request (checked and applied first) or an audit event.
+#[derive(Debug)]
+enum Entry {
+    Governance(Vec<u8>),
+    Audit(Vec<u8>),
+}
+
 #[derive(Debug)]
 struct Job {
-    cose: Vec<u8>,
+    entry: Entry,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -36,8 +43,18 @@ pub(crate) struct Handle {
 impl Handle {
     /// Submits a governance request and waits until it is durable or refused.
     pub(crate) async fn submit(&self, cose: Vec<u8>) -> Outcome {
+        self.send(Entry::Governance(cose)).await
+    }
+
+    /// Appends an audit event (JSON) and waits until it is durable.
+    pub(crate) async fn audit(&self, event: &serde_json::Value) -> Outcome {
+        self.send(Entry::Audit(event.to_string().into_bytes()))
+            .await
+    }
+
+    async fn send(&self, entry: Entry) -> Outcome {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Job { cose, reply }).await.is_err() {
+        if self.tx.send(Job { entry, reply }).await.is_err() {
             return Outcome::Failed("the ledger writer has stopped".into());
         }
         rx.await
@@ -92,12 +109,24 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
     let mut waiting = Vec::new();
     for job in jobs {
         let seq = base + entries.len() as u64;
-        let checked = gov
-            .check(&job.cose, Some(now))
-            .and_then(|request| gov.apply(request, seq));
+        let (bytes, checked) = match job.entry {
+            Entry::Governance(cose) => {
+                let checked = gov
+                    .check(&cose, Some(now))
+                    .and_then(|request| gov.apply(request, seq));
+                (cose, checked)
+            }
+            Entry::Audit(event) => (
+                event,
+                Ok(Applied {
+                    proposal: None,
+                    state: None,
+                }),
+            ),
+        };
         match checked {
             Ok(applied) => {
-                entries.push(job.cose);
+                entries.push(bytes);
                 waiting.push((job.reply, seq, applied));
             }
             Err(e) => {

@@ -1,0 +1,455 @@
+//! The key broker's key store: keys sealed at rest under a master key, each with an owner, a
+//! release policy in Rego and versions; and the leases under which released keys are held.
+//!
+//! A key's file (`keys/NAME.json`) holds its metadata and each version sealed with AES-256-GCM
+//! under the master key, bound to `NAME/VERSION`; no key byte is ever written in the clear.
+//! Files are replaced whole (temporary file, sync, rename), so a failed change leaves the old
+//! file. Only a key's owner changes it. The development profile keeps the master key in a file
+//! (`master.key`, 0600); recovery shares and sealed start-up come next.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use confide_crypto::aead::SealingKey;
+use confide_policy::Policy;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+/// The release policy a key gets unless its owner gives one: the token's attestation result
+/// must be affirming, or a warning (an out-of-date TCB, or simulated evidence where the
+/// appraisal policy allowed it).
+pub const DEFAULT_RELEASE_POLICY: &str = r#"package confide.release
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	some _, sub in input.token.submods
+	sub["ear.status"] in {"affirming", "warning"}
+}
+"#;
+const RELEASE_RULE: &str = "data.confide.release.allow";
+
+/// Why the key store refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsError {
+    /// No such key.
+    #[error("no key named {0:?}")]
+    NotFound(String),
+    /// A key of that name exists.
+    #[error("a key named {0:?} exists")]
+    Exists(String),
+    /// The requester is not the key's owner.
+    #[error("only the key's owner may do this")]
+    NotOwner,
+    /// The key is revoked.
+    #[error("the key {0:?} is revoked")]
+    Revoked(String),
+    /// The request is malformed (name, policy).
+    #[error("{0}")]
+    Invalid(String),
+    /// The release policy said no.
+    #[error("the key's release policy denies this token")]
+    Denied,
+    /// Stored data does not open or parse: damaged, or another master key.
+    #[error("the stored key {0:?} does not open under this master key")]
+    Corrupt(String),
+    /// The operating system refused.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KmsError {
+    let what = what.into();
+    move |source| KmsError::Io { what, source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Version {
+    version: u32,
+    created: i64,
+    sealed: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyFile {
+    name: String,
+    owner: String,
+    policy: String,
+    revoked: bool,
+    created: i64,
+    versions: Vec<Version>,
+}
+
+/// What anyone may know about a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// Its name.
+    pub name: String,
+    /// The owning member's fingerprint.
+    pub owner: String,
+    /// Whether it is revoked.
+    pub revoked: bool,
+    /// The newest version.
+    pub version: u32,
+}
+
+/// The key store in a directory.
+#[derive(Debug)]
+pub struct KeyStore {
+    dir: PathBuf,
+    master: SealingKey,
+}
+
+fn check_name(name: &str) -> Result<(), KmsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(KmsError::Invalid(format!(
+            "key name {name:?}: 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+impl KeyStore {
+    /// The development profile: the master key in `dir/master.key` (0600), made on first use.
+    pub fn open_dev(dir: &Path) -> Result<Self, KmsError> {
+        std::fs::create_dir_all(dir.join("keys")).map_err(io("creating the key store"))?;
+        let path = dir.join("master.key");
+        let master = match std::fs::read(&path) {
+            Ok(bytes) => SealingKey::from_bytes(&bytes).map_err(|_| {
+                KmsError::Invalid(format!("{} is not a 32-byte key", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = SealingKey::generate()
+                    .map_err(|_| KmsError::Invalid("the random generator failed".into()))?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io(format!("creating {}", path.display())))?;
+                f.write_all(key.expose())
+                    .and_then(|()| f.sync_all())
+                    .map_err(io(format!("writing {}", path.display())))?;
+                key
+            }
+            Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            master,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{name}.json"))
+    }
+
+    fn load(&self, name: &str) -> Result<KeyFile, KmsError> {
+        check_name(name)?;
+        let bytes = match std::fs::read(self.path(name)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KmsError::NotFound(name.to_owned()));
+            }
+            Err(e) => return Err(io(format!("reading key {name}"))(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|_| KmsError::Corrupt(name.to_owned()))
+    }
+
+    fn store(&self, file: &KeyFile) -> Result<(), KmsError> {
+        let path = self.path(&file.name);
+        let tmp = path.with_extension("tmp");
+        let bytes =
+            serde_json::to_vec_pretty(file).map_err(|e| KmsError::Invalid(e.to_string()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("writing a key file"))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(io("writing a key file"))?;
+        std::fs::rename(&tmp, &path).map_err(io("replacing a key file"))?;
+        std::fs::File::open(self.dir.join("keys"))
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing the key store"))
+    }
+
+    fn seal_version(&self, name: &str, version: u32, now: i64) -> Result<Version, KmsError> {
+        let material = Zeroizing::new(
+            confide_crypto::random::array::<32>()
+                .map_err(|_| KmsError::Invalid("the random generator failed".into()))?,
+        );
+        let sealed = self
+            .master
+            .seal(&material[..], format!("{name}/{version}").as_bytes())
+            .map_err(|_| KmsError::Invalid("sealing failed".into()))?;
+        Ok(Version {
+            version,
+            created: now,
+            sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
+        })
+    }
+
+    /// Creates a fresh 256-bit key `name` owned by `owner`, with `policy` (Rego, package
+    /// `confide.release`, rule `allow`) or the default.
+    pub fn create(
+        &self,
+        name: &str,
+        owner: &str,
+        policy: Option<&str>,
+        now: i64,
+    ) -> Result<KeyInfo, KmsError> {
+        check_name(name)?;
+        if self.path(name).exists() {
+            return Err(KmsError::Exists(name.to_owned()));
+        }
+        let policy = policy.unwrap_or(DEFAULT_RELEASE_POLICY);
+        Policy::new("release.rego", policy).map_err(|e| KmsError::Invalid(e.to_string()))?;
+        let file = KeyFile {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            policy: policy.to_owned(),
+            revoked: false,
+            created: now,
+            versions: vec![self.seal_version(name, 1, now)?],
+        };
+        self.store(&file)?;
+        Ok(info(&file))
+    }
+
+    /// Adds a new version of `name`; releases use it from now on.
+    pub fn rotate(&self, name: &str, by: &str, now: i64) -> Result<KeyInfo, KmsError> {
+        let mut file = self.load(name)?;
+        if file.owner != by {
+            return Err(KmsError::NotOwner);
+        }
+        if file.revoked {
+            return Err(KmsError::Revoked(name.to_owned()));
+        }
+        let next = file.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        file.versions.push(self.seal_version(name, next, now)?);
+        self.store(&file)?;
+        Ok(info(&file))
+    }
+
+    /// Revokes `name`: it is released no more.
+    pub fn revoke(&self, name: &str, by: &str) -> Result<KeyInfo, KmsError> {
+        let mut file = self.load(name)?;
+        if file.owner != by {
+            return Err(KmsError::NotOwner);
+        }
+        file.revoked = true;
+        self.store(&file)?;
+        Ok(info(&file))
+    }
+
+    /// What anyone may know about `name`.
+    pub fn info(&self, name: &str) -> Result<KeyInfo, KmsError> {
+        Ok(info(&self.load(name)?))
+    }
+
+    /// The newest version of `name`, if the key's release policy allows `token` (the verified
+    /// token's claims).
+    pub fn release(
+        &self,
+        name: &str,
+        token: &Value,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>), KmsError> {
+        let file = self.load(name)?;
+        if file.revoked {
+            return Err(KmsError::Revoked(name.to_owned()));
+        }
+        let policy = Policy::new("release.rego", &file.policy)
+            .map_err(|_| KmsError::Corrupt(name.to_owned()))?;
+        let input = json!({"token": token, "key": {"name": file.name, "owner": file.owner}});
+        if policy.eval(RELEASE_RULE, &input).ok() != Some(json!(true)) {
+            return Err(KmsError::Denied);
+        }
+        let latest = file
+            .versions
+            .iter()
+            .max_by_key(|v| v.version)
+            .ok_or_else(|| KmsError::Corrupt(name.to_owned()))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&latest.sealed)
+            .map_err(|_| KmsError::Corrupt(name.to_owned()))?;
+        let material = self
+            .master
+            .open(&sealed, format!("{name}/{}", latest.version).as_bytes())
+            .map_err(|_| KmsError::Corrupt(name.to_owned()))?;
+        Ok((latest.version, material))
+    }
+}
+
+fn info(file: &KeyFile) -> KeyInfo {
+    KeyInfo {
+        name: file.name.clone(),
+        owner: file.owner.clone(),
+        revoked: file.revoked,
+        version: file.versions.iter().map(|v| v.version).max().unwrap_or(0),
+    }
+}
+
+/// A released key held by a workload: until `expires`, renewed by presenting a fresh token for
+/// the same runtime key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The lease's id.
+    pub id: String,
+    /// The key and version released.
+    pub key: String,
+    /// The version.
+    pub version: u32,
+    /// SHA-256 of the workload's runtime public key, hex.
+    pub runtime_key: String,
+    /// When it was granted.
+    pub granted: i64,
+    /// The last renewal (heartbeat).
+    pub last_heartbeat: i64,
+    /// Until when the workload may hold the key.
+    pub expires: i64,
+}
+
+/// The leases granted, by id.
+#[derive(Debug, Default)]
+pub struct Leases {
+    leases: BTreeMap<String, Lease>,
+}
+
+impl Leases {
+    /// Records a lease.
+    pub fn grant(&mut self, lease: Lease) {
+        self.leases.insert(lease.id.clone(), lease);
+    }
+
+    /// Renews lease `id` of `key` for the same runtime key, until `expires`.
+    pub fn renew(
+        &mut self,
+        id: &str,
+        key: &str,
+        runtime_key: &str,
+        now: i64,
+        expires: i64,
+    ) -> Result<Lease, KmsError> {
+        let lease = self
+            .leases
+            .get_mut(id)
+            .filter(|l| l.key == key)
+            .ok_or_else(|| KmsError::NotFound(format!("lease {id}")))?;
+        if lease.runtime_key != runtime_key {
+            return Err(KmsError::Invalid(
+                "the token is for another workload key than the lease".into(),
+            ));
+        }
+        if now > lease.expires {
+            return Err(KmsError::Invalid(
+                "the lease lapsed; release the key again".into(),
+            ));
+        }
+        lease.last_heartbeat = now;
+        lease.expires = expires;
+        Ok(lease.clone())
+    }
+
+    /// Every lease of `key`, with whether it has lapsed at `now`.
+    pub fn of_key(&self, key: &str, now: i64) -> Vec<Value> {
+        self.leases
+            .values()
+            .filter(|l| l.key == key)
+            .map(|l| {
+                let mut v = serde_json::to_value(l).unwrap_or(Value::Null);
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("lapsed".into(), Value::Bool(now > l.expires));
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sealed_owned_versioned_and_revocable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open_dev(dir.path()).unwrap();
+        let token = json!({"submods": {"sim": {"ear.status": "warning"}}});
+        store.create("k1", "alice", None, 1).unwrap();
+        assert!(matches!(
+            store.create("k1", "bob", None, 1),
+            Err(KmsError::Exists(_))
+        ));
+        assert!(store.create("../x", "alice", None, 1).is_err());
+        assert!(
+            store
+                .create("k2", "alice", Some("package nope {"), 1)
+                .is_err()
+        );
+        let (v1, m1) = store.release("k1", &token).unwrap();
+        assert_eq!((v1, m1.len()), (1, 32));
+        assert!(matches!(
+            store.release(
+                "k1",
+                &json!({"submods": {"sev-snp": {"ear.status": "contraindicated"}}})
+            ),
+            Err(KmsError::Denied)
+        ));
+        assert!(matches!(
+            store.rotate("k1", "bob", 2),
+            Err(KmsError::NotOwner)
+        ));
+        store.rotate("k1", "alice", 2).unwrap();
+        let (v2, m2) = store.release("k1", &token).unwrap();
+        assert_eq!(v2, 2);
+        assert_ne!(m1, m2);
+        // No key byte is stored in the clear.
+        for entry in std::fs::read_dir(dir.path().join("keys")).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for m in [&m1, &m2] {
+                assert!(!bytes.windows(32).any(|w| w == &m[..]));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&m[..]);
+                assert!(!String::from_utf8_lossy(&bytes).contains(&b64));
+            }
+        }
+        assert!(matches!(store.revoke("k1", "bob"), Err(KmsError::NotOwner)));
+        store.revoke("k1", "alice").unwrap();
+        assert!(matches!(
+            store.release("k1", &token),
+            Err(KmsError::Revoked(_))
+        ));
+        // Another master key opens nothing.
+        std::fs::write(dir.path().join("master.key"), [9u8; 32]).unwrap();
+        let other = KeyStore::open_dev(dir.path()).unwrap();
+        store.create("k3", "alice", None, 3).unwrap();
+        assert!(matches!(
+            other.release("k3", &token),
+            Err(KmsError::Corrupt(_))
+        ));
+    }
+}

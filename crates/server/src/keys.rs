@@ -1,0 +1,322 @@
+//! The key broker's endpoints: secure key release against attestation tokens, and key
+//! management by members.
+//!
+//! - Members manage keys with requests signed like governance requests (COSE_Sign1 by their
+//!   key, with time and nonce): `POST /keys` (`kms.create`), `POST /keys/{name}/rotate`,
+//!   `/revoke`, `/leases`. Only a key's owner changes it or lists its leases.
+//! - A workload presents a token from this service's attestation endpoint to
+//!   `POST /keys/{name}/release`; the token must verify with this service's keys, be
+//!   unexpired and carry the workload's runtime key (an X25519 public key) as its runtime data;
+//!   the key's release policy must allow it. The key comes back sealed with HPKE to that runtime
+//!   key, under a lease the workload renews with a fresh token (`/renew`).
+//! - Every creation, rotation, revocation, release, renewal and denial is an audit event on the
+//!   ledger, durable before the answer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use confide_crypto::hpke::{self, HpkePublicKey};
+use confide_kms::{KmsError, Lease};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::problem::Problem;
+use crate::writer::Outcome;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_SECONDS: i64 = 600;
+/// The HPKE `info` of released keys.
+pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl From<KmsError> for Problem {
+    fn from(e: KmsError) -> Self {
+        let (status, kind, title) = match &e {
+            KmsError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "No such resource"),
+            KmsError::Exists(_) => (StatusCode::CONFLICT, "key-exists", "The key exists"),
+            KmsError::NotOwner => (
+                StatusCode::FORBIDDEN,
+                "not-the-owner",
+                "Only the key's owner may do this",
+            ),
+            KmsError::Revoked(_) => (StatusCode::FORBIDDEN, "key-revoked", "The key is revoked"),
+            KmsError::Denied => (
+                StatusCode::FORBIDDEN,
+                "release-denied",
+                "The key's release policy denies this token",
+            ),
+            KmsError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key-store-unavailable",
+                "The key store failed",
+            ),
+        };
+        Problem::new(status, kind, title, e.to_string())
+    }
+}
+
+/// Appends an audit event; the answer waits for it to be durable.
+async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
+    match s.writer.audit(&event).await {
+        Outcome::Appended { seq, .. } => Ok(seq),
+        Outcome::Refused(e) => Err(e.into()),
+        Outcome::Failed(m) => Err(Problem::internal(m)),
+    }
+}
+
+/// Authenticates a member's signed request of `expected` type, refusing replays.
+fn member_request(s: &AppState, body: &[u8], expected: &str) -> Result<(String, Value), Problem> {
+    let now = now();
+    let request = {
+        let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+        gov.authenticate(body, now)?
+    };
+    if request.body.get("type").and_then(Value::as_str) != Some(expected) {
+        return Err(Problem::bad_request(format!(
+            "this endpoint takes requests of type {expected:?}"
+        )));
+    }
+    let mut nonces = s
+        .nonces
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let horizon = now - 2 * confide_ledger::gov::MAX_SKEW;
+    nonces.retain(|_, ts| *ts >= horizon);
+    if nonces
+        .insert((request.signer.clone(), request.nonce.clone()), request.ts)
+        .is_some()
+    {
+        return Err(confide_ledger::gov::GovError::Replay.into());
+    }
+    Ok((request.signer, request.body))
+}
+
+fn name_in(body: &Value, path: &str) -> Result<(), Problem> {
+    if body.get("name").and_then(Value::as_str) == Some(path) {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "the request names another key than the path",
+        ))
+    }
+}
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.create")?;
+    let name = req
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let info = s.kms.create(
+        &name,
+        &signer,
+        req.get("policy").and_then(Value::as_str),
+        now(),
+    )?;
+    let seq = audit(&s, json!({"type": "kms.create", "key": name, "owner": signer, "version": info.version, "at": now()})).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"key": info, "audit_seq": seq})),
+    ))
+}
+
+pub(crate) async fn rotate(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.rotate")?;
+    name_in(&req, &name)?;
+    let info = s.kms.rotate(&name, &signer, now())?;
+    let seq = audit(&s, json!({"type": "kms.rotate", "key": name, "by": signer, "version": info.version, "at": now()})).await?;
+    Ok(Json(json!({"key": info, "audit_seq": seq})))
+}
+
+pub(crate) async fn revoke(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.revoke")?;
+    name_in(&req, &name)?;
+    let info = s.kms.revoke(&name, &signer)?;
+    let seq = audit(
+        &s,
+        json!({"type": "kms.revoke", "key": name, "by": signer, "at": now()}),
+    )
+    .await?;
+    Ok(Json(json!({"key": info, "audit_seq": seq})))
+}
+
+pub(crate) async fn leases(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.leases")?;
+    name_in(&req, &name)?;
+    if s.kms.info(&name)?.owner != signer {
+        return Err(KmsError::NotOwner.into());
+    }
+    let leases = s
+        .leases
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Json(
+        json!({"key": name, "leases": leases.of_key(&name, now())}),
+    ))
+}
+
+/// The verified claims of a token this service issued, and the workload's runtime key in it.
+fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, HpkePublicKey, Value), Problem> {
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
+    let token = req
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::bad_request("no token"))?;
+    let invalid = |detail: &str| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "The attestation token is not acceptable",
+            detail,
+        )
+    };
+    let jwks = s
+        .tokens
+        .read()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .jwks();
+    let claims = crate::token::verify_jwt(token, &jwks)
+        .ok_or_else(|| invalid("the token does not verify with this service's keys"))?;
+    if claims.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
+        return Err(invalid("the token is from another issuer"));
+    }
+    if claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_none_or(|exp| exp <= now())
+    {
+        return Err(invalid("the token has expired"));
+    }
+    let runtime = claims
+        .get("confide.runtime_data")
+        .and_then(Value::as_str)
+        .and_then(|r| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(r)
+                .ok()
+        })
+        .and_then(|r| HpkePublicKey::from_bytes(&r).ok())
+        .ok_or_else(|| invalid("the token carries no runtime key (a 32-byte X25519 public key)"))?;
+    Ok((claims, runtime, req))
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(confide_crypto::digest::sha256(bytes))
+}
+
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (claims, runtime, req) = token_claims(&s, &body)?;
+    let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
+    let runtime_digest = digest(runtime.as_bytes());
+    let (version, material) = match s.kms.release(&name, &claims) {
+        Ok(v) => v,
+        Err(e) => {
+            audit(&s, json!({"type": "kms.deny", "key": name, "token": token_digest, "reason": e.to_string(), "at": now()})).await?;
+            return Err(e.into());
+        }
+    };
+    let sealed = hpke::seal(
+        &runtime,
+        RELEASE_INFO,
+        format!("{name}/{version}").as_bytes(),
+        &material,
+    )
+    .map_err(|e| Problem::internal(e.to_string()))?;
+    let now = now();
+    let lease = Lease {
+        id: hex::encode(
+            confide_crypto::random::array::<16>().map_err(|e| Problem::internal(e.to_string()))?,
+        ),
+        key: name.clone(),
+        version,
+        runtime_key: runtime_digest.clone(),
+        granted: now,
+        last_heartbeat: now,
+        expires: now + LEASE_SECONDS,
+    };
+    let seq = audit(&s, json!({
+        "type": "kms.release", "key": name, "version": version, "lease": lease.id,
+        "token": token_digest, "runtime_key": runtime_digest, "simulated": claims["confide.simulated"], "at": now,
+    })).await?;
+    s.leases
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .grant(lease.clone());
+    Ok(Json(json!({
+        "key": name, "version": version,
+        "enc": b64(&sealed.enc), "ciphertext": b64(&sealed.ciphertext),
+        "lease": lease.id, "expires_at": lease.expires, "audit_seq": seq,
+    })))
+}
+
+pub(crate) async fn renew(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (_, runtime, req) = token_claims(&s, &body)?;
+    let id = req
+        .get("lease")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if s.kms.info(&name)?.revoked {
+        return Err(KmsError::Revoked(name).into());
+    }
+    let now = now();
+    let lease = s
+        .leases
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .renew(
+            &id,
+            &name,
+            &digest(runtime.as_bytes()),
+            now,
+            now + LEASE_SECONDS,
+        )?;
+    let seq = audit(
+        &s,
+        json!({"type": "kms.renew", "key": name, "lease": id, "at": now}),
+    )
+    .await?;
+    Ok(Json(
+        json!({"lease": lease.id, "expires_at": lease.expires, "audit_seq": seq}),
+    ))
+}
