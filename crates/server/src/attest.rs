@@ -8,8 +8,6 @@
 //! `insecure_allow_simulated_tee`, so that simulated evidence is accepted there and only there.
 //! Trusted measurements come from governance (`add_measurement`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::now;
 use crate::problem::Problem;
 
 /// The built-in appraisal policy.
@@ -58,13 +57,6 @@ fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
         .decode(text.trim())
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
         .map_err(|_| Problem::bad_request(format!("{what} is not base64")))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) async fn attest(

@@ -12,8 +12,6 @@
 //! - Every creation, rotation, revocation, release, renewal and denial is an audit event on the
 //!   ledger, durable before the answer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -24,6 +22,7 @@ use confide_kms::{KmsError, Lease};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::now;
 use crate::problem::Problem;
 use crate::writer::Outcome;
 
@@ -31,13 +30,6 @@ use crate::writer::Outcome;
 pub const LEASE_SECONDS: i64 = 600;
 /// The HPKE `info` of released keys.
 pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

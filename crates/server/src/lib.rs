@@ -76,6 +76,14 @@ pub struct Config {
     pub rotate_token_key: bool,
 }
 
+/// The server's clock, in seconds since the epoch: the one place the services read it.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Nonces seen per signer, with their requests' times.
 pub(crate) type SeenNonces = std::collections::BTreeMap<(String, Vec<u8>), i64>;
 

@@ -1,11 +1,12 @@
 //! The writer: the one thread that appends to the ledger, in batches (group commit).
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use confide_ledger::Ledger;
 use confide_ledger::gov::{Applied, GovError, Governance};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::now;
 
 /// The most requests appended as one batch.
 const MAX_BATCH: usize = 4096;
@@ -60,13 +61,6 @@ impl Handle {
         rx.await
             .unwrap_or_else(|_| Outcome::Failed("the ledger writer has stopped".into()))
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) fn start(ledger: Arc<RwLock<Ledger>>, gov: Arc<RwLock<Governance>>) -> Handle {
