@@ -3,7 +3,10 @@
 //! - Appends: batches of 256-byte entries, each batch written, fsynced and checkpointed (one
 //!   ECDSA P-256 signature over the new root) before the next; against writing and fsyncing the
 //!   same number of bytes in the same batch sizes to a plain file. Target: at least 50,000
-//!   entries per second and at least 0.5 × the raw rate.
+//!   entries per second and at least 0.5 × the raw rate. Measured twice: `append` hashing on
+//!   the commit path, and as `confide serve` runs it, entries hashed as they arrive (here by a
+//!   producer thread, in the server by the request handlers) while the writer commits the
+//!   batch before (`append_prepared`).
 //! - Receipts: making a COSE receipt for a random entry of a 1,000,000-entry ledger, and
 //!   verifying one.
 //!
@@ -18,8 +21,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use confide_crypto::signing::SigningKey;
-use confide_ledger::Ledger;
 use confide_ledger::receipt::verify_receipt;
+use confide_ledger::{Ledger, Prepared};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const ENTRY: usize = 256;
@@ -41,8 +44,9 @@ fn batch(n: usize, tag: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Entries per second appending `batches` batches of `size`, and the raw peer's.
-fn appends(size: usize, batches: u64) -> (f64, f64) {
+/// Entries per second appending `batches` batches of `size` (hashing on the commit path, and
+/// hashed on arrival), and the raw peer's.
+fn appends(size: usize, batches: u64) -> (f64, f64, f64) {
     let dir = bench_dir();
     let (mut ledger, _) = Ledger::open(dir.path(), SigningKey::generate().unwrap()).unwrap();
     let data: Vec<Vec<Vec<u8>>> = (0..batches).map(|b| batch(size, b)).collect();
@@ -51,6 +55,25 @@ fn appends(size: usize, batches: u64) -> (f64, f64) {
         ledger.append(entries, b as i64).unwrap();
     }
     let ledger_rate = (batches as f64 * size as f64) / start.elapsed().as_secs_f64();
+
+    // The server's way: a producer hashes batch n+1 while the writer commits batch n.
+    let dir2 = bench_dir();
+    let (mut pipelined, _) = Ledger::open(dir2.path(), SigningKey::generate().unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
+    let start = Instant::now();
+    let producer = std::thread::spawn(move || {
+        for b in 0..batches {
+            let prepared = batch(size, b).into_iter().map(Prepared::new).collect();
+            if tx.send(prepared).is_err() {
+                return;
+            }
+        }
+    });
+    for (b, prepared) in rx.iter().enumerate() {
+        pipelined.append_prepared(&prepared, b as i64).unwrap();
+    }
+    producer.join().unwrap();
+    let pipelined_rate = (batches as f64 * size as f64) / start.elapsed().as_secs_f64();
 
     // The physical limit: the same bytes per batch (entries with their length prefixes and a
     // checkpoint's worth), written and made durable the same way.
@@ -68,7 +91,7 @@ fn appends(size: usize, batches: u64) -> (f64, f64) {
         raw.sync_data().unwrap();
     }
     let raw_rate = (batches as f64 * size as f64) / start.elapsed().as_secs_f64();
-    (ledger_rate, raw_rate)
+    (ledger_rate, pipelined_rate, raw_rate)
 }
 
 fn append_figures(c: &mut Criterion) {
@@ -82,10 +105,11 @@ fn append_figures(c: &mut Criterion) {
     });
     g.finish();
     for (size, batches) in [(100usize, 300u64), (1000, 100), (10_000, 20)] {
-        let (ledger, raw) = appends(size, batches);
+        let (ledger, pipelined, raw) = appends(size, batches);
         println!(
-            "FIGURE ledger append, batches of {size}: {ledger:.0} entries/s vs raw write+fsync {raw:.0} entries/s = {:.2} x (targets: >= 50000/s and >= 0.5 x)",
-            ledger / raw
+            "FIGURE ledger append, batches of {size}: hashing on the commit path {ledger:.0} entries/s = {:.2} x; hashed on arrival (as the server does) {pipelined:.0} entries/s = {:.2} x; raw write+fsync {raw:.0} entries/s (targets: >= 50000/s and >= 0.5 x)",
+            ledger / raw,
+            pipelined / raw
         );
     }
 }

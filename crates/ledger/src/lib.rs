@@ -19,4 +19,4 @@ pub mod merkle;
 pub mod receipt;
 pub mod store;
 
-pub use store::{Ledger, LedgerError, Recovery};
+pub use store::{Ledger, LedgerError, Prepared, Recovery};

@@ -93,6 +93,27 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LedgerError {
     move |source| LedgerError::Io { what, source }
 }
 
+/// An entry with its leaf hash, computed when the entry arrives (in a request handler), off the
+/// commit path. The hash can only be the entry's own.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    entry: Vec<u8>,
+    leaf: Hash,
+}
+
+impl Prepared {
+    /// Hashes `entry` for appending.
+    pub fn new(entry: Vec<u8>) -> Self {
+        let leaf = merkle::leaf_hash(&entry);
+        Self { entry, leaf }
+    }
+
+    /// The entry's bytes.
+    pub fn entry(&self) -> &[u8] {
+        &self.entry
+    }
+}
+
 /// Where an entry lives.
 #[derive(Debug, Clone, Copy)]
 struct Location {
@@ -375,6 +396,29 @@ impl Ledger {
     /// When this returns `Ok`, every entry is on disk; when it returns `Err`, none is part of
     /// the ledger.
     pub fn append(&mut self, entries: &[Vec<u8>], time: i64) -> Result<Checkpoint, LedgerError> {
+        let batch: Vec<(&[u8], Hash)> = entries
+            .iter()
+            .map(|e| (e.as_slice(), merkle::leaf_hash(e)))
+            .collect();
+        self.append_leaves(&batch, time)
+    }
+
+    /// [`Ledger::append`] for entries hashed when they arrived ([`Prepared`]), so that only the
+    /// tree, the write and the sync are left on the commit path.
+    pub fn append_prepared(
+        &mut self,
+        entries: &[Prepared],
+        time: i64,
+    ) -> Result<Checkpoint, LedgerError> {
+        let batch: Vec<(&[u8], Hash)> = entries.iter().map(|p| (p.entry(), p.leaf)).collect();
+        self.append_leaves(&batch, time)
+    }
+
+    fn append_leaves(
+        &mut self,
+        entries: &[(&[u8], Hash)],
+        time: i64,
+    ) -> Result<Checkpoint, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
         }
@@ -387,15 +431,15 @@ impl Ledger {
                 entries.len()
             )));
         }
-        if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY) {
+        if let Some((big, _)) = entries.iter().find(|(e, _)| e.len() > MAX_ENTRY) {
             return Err(LedgerError::Refused(format!(
                 "an entry of {} bytes; the limit is {MAX_ENTRY}",
                 big.len()
             )));
         }
         let first_seq = self.tree.len();
-        for e in entries {
-            self.tree.push(merkle::leaf_hash(e));
+        for (_, leaf) in entries {
+            self.tree.push(*leaf);
         }
         let mut frame = encode_body(first_seq, entries);
         let checkpoint = match Checkpoint::sign(key, self.tree.len(), self.tree.root(), time) {
@@ -409,7 +453,7 @@ impl Ledger {
         match self.write_frame(first_seq, &frame) {
             Ok((segment, offset)) => {
                 let mut at = offset + HEADER_LEN as u64;
-                for e in entries {
+                for (e, _) in entries {
                     self.index.push(Location {
                         segment,
                         offset: at + 4,
@@ -547,8 +591,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// A batch frame's header (checkpoint length and checksum still to fill in) and body.
-fn encode_body(first_seq: u64, entries: &[Vec<u8>]) -> Vec<u8> {
-    let body_len: usize = entries.iter().map(|e| 4 + e.len()).sum();
+fn encode_body(first_seq: u64, entries: &[(&[u8], Hash)]) -> Vec<u8> {
+    let body_len: usize = entries.iter().map(|(e, _)| 4 + e.len()).sum();
     let mut frame = Vec::with_capacity(HEADER_LEN + body_len + 256);
     frame.extend_from_slice(MAGIC);
     frame.extend_from_slice(&[VERSION, 0, 0, 0]);
@@ -556,7 +600,7 @@ fn encode_body(first_seq: u64, entries: &[Vec<u8>]) -> Vec<u8> {
     frame.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     frame.extend_from_slice(&(body_len as u32).to_le_bytes());
     frame.extend_from_slice(&[0u8; 12]);
-    for e in entries {
+    for (e, _) in entries {
         frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
         frame.extend_from_slice(e);
     }

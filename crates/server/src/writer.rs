@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use confide_ledger::Ledger;
 use confide_ledger::gov::{Applied, GovError, Governance};
+use confide_ledger::{Ledger, Prepared};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::now;
@@ -25,8 +25,8 @@ pub(crate) enum Outcome {
 /// What to append: a governance request (checked and applied first) or an audit event.
 #[derive(Debug)]
 enum Entry {
-    Governance(Vec<u8>),
-    Audit(Vec<u8>),
+    Governance(Prepared),
+    Audit(Prepared),
 }
 
 #[derive(Debug)]
@@ -42,14 +42,15 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Submits a governance request and waits until it is durable or refused.
+    /// Submits a governance request and waits until it is durable or refused. The entry is
+    /// hashed here, on the caller's thread, not on the writer's.
     pub(crate) async fn submit(&self, cose: Vec<u8>) -> Outcome {
-        self.send(Entry::Governance(cose)).await
+        self.send(Entry::Governance(Prepared::new(cose))).await
     }
 
     /// Appends an audit event (JSON) and waits until it is durable.
     pub(crate) async fn audit(&self, event: &serde_json::Value) -> Outcome {
-        self.send(Entry::Audit(event.to_string().into_bytes()))
+        self.send(Entry::Audit(Prepared::new(event.to_string().into_bytes())))
             .await
     }
 
@@ -106,7 +107,7 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
         let (bytes, checked) = match job.entry {
             Entry::Governance(cose) => {
                 let checked = gov
-                    .check(&cose, Some(now))
+                    .check(cose.entry(), Some(now))
                     .and_then(|request| gov.apply(request, seq));
                 (cose, checked)
             }
@@ -131,7 +132,7 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
     if entries.is_empty() {
         return;
     }
-    match ledger.append(&entries, now) {
+    match ledger.append_prepared(&entries, now) {
         Ok(_) => {
             drop(ledger);
             drop(gov);
