@@ -440,6 +440,29 @@ pub struct AzureSnpVerifier;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AzureTdxVerifier;
 
+/// The HCL report of `ev`, which must be of `kind`, with its checked vTPM half and the hash of
+/// its runtime data (and the hash's name): what both Azure verifiers start from.
+fn open_hcl(
+    ev: &Evidence,
+    kind: TeeKind,
+) -> Result<(HclReport<'_>, Vtpm, Vec<u8>, &'static str), AttestError> {
+    let hcl = HclReport::parse(&ev.hcl_report)?;
+    if hcl.kind()? != kind {
+        return Err(AttestError::mismatch(format!(
+            "the HCL report is not for {kind}"
+        )));
+    }
+    let vtpm = check_vtpm(ev, &hcl)?;
+    let (hash, name) = hcl.var_data_hash()?;
+    Ok((hcl, vtpm, hash, name))
+}
+
+/// Whether hardware report data starts with the runtime data's hash.
+fn binds(report_data: &[u8], hash: &[u8]) -> bool {
+    let n = hash.len().min(report_data.len());
+    report_data[..n] == hash[..n]
+}
+
 fn recognise(evidence: &[u8], kind: TeeKind) -> bool {
     Evidence::parse(evidence)
         .ok()
@@ -463,14 +486,9 @@ impl Verifier for AzureSnpVerifier {
         inputs: &Inputs<'_>,
     ) -> Result<VerifiedClaims, AttestError> {
         let ev = Evidence::parse(evidence)?;
-        let hcl = HclReport::parse(&ev.hcl_report)?;
-        if hcl.kind()? != TeeKind::AzureSnpVtpm {
-            return Err(AttestError::mismatch("the HCL report is not an SNP report"));
-        }
-        let vtpm = check_vtpm(&ev, &hcl)?;
+        let (hcl, vtpm, hash, hash_name) = open_hcl(&ev, TeeKind::AzureSnpVtpm)?;
         let report = &hcl.hardware[..snp::REPORT_LEN];
-        let (hash, hash_name) = hcl.var_data_hash()?;
-        if report[0x50..0x50 + hash.len().min(64)] != hash[..hash.len().min(64)] {
+        if !binds(&report[0x50..0x90], &hash) {
             return Err(AttestError::mismatch(
                 "the SNP report's REPORT_DATA does not bind the HCL runtime data",
             ));
@@ -507,16 +525,11 @@ impl Verifier for AzureTdxVerifier {
         inputs: &Inputs<'_>,
     ) -> Result<VerifiedClaims, AttestError> {
         let ev = Evidence::parse(evidence)?;
-        let hcl = HclReport::parse(&ev.hcl_report)?;
-        if hcl.kind()? != TeeKind::AzureTdxVtpm {
-            return Err(AttestError::mismatch("the HCL report is not a TDX report"));
-        }
-        let vtpm = check_vtpm(&ev, &hcl)?;
+        let (hcl, vtpm, hash, hash_name) = open_hcl(&ev, TeeKind::AzureTdxVtpm)?;
         // TDREPORT: REPORTMACSTRUCT (256 B; report data at 128), TEE_TCB_INFO, TDINFO at 512.
         let td_report = &hcl.hardware[..TD_REPORT_LEN];
         let report_data = &td_report[128..192];
-        let (hash, hash_name) = hcl.var_data_hash()?;
-        if report_data[..hash.len().min(64)] != hash[..hash.len().min(64)] {
+        if !binds(report_data, &hash) {
             return Err(AttestError::mismatch(
                 "the TD report's REPORTDATA does not bind the HCL runtime data",
             ));

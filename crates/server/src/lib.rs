@@ -110,8 +110,6 @@ pub struct Opened {
     pub entries: u64,
     /// Bytes of an incomplete batch dropped (never acknowledged).
     pub dropped_bytes: u64,
-    /// Where the development key lives.
-    pub dev_key: PathBuf,
 }
 
 /// Opens the data directory: the ledger (recovering from a crash) and the governance state
@@ -135,7 +133,6 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
     let opened = Opened {
         entries: ledger.len(),
         dropped_bytes: recovery.dropped_bytes,
-        dev_key: key_path,
     };
     let ledger = Arc::new(RwLock::new(ledger));
     let gov = Arc::new(RwLock::new(gov));
