@@ -29,11 +29,13 @@ pub enum TeeKind {
     AzureTdxVtpm,
     /// Simulated evidence signed by a development key; proves nothing about hardware.
     Sim,
+    /// Trustee's `sample` evidence: unsigned JSON for testing KBS clients; proves nothing.
+    Sample,
 }
 
 impl TeeKind {
     /// Every kind, in the order verifiers are tried.
-    pub const ALL: [TeeKind; 7] = [
+    pub const ALL: [TeeKind; 8] = [
         Self::SevSnp,
         Self::Tdx,
         Self::Sgx,
@@ -41,6 +43,7 @@ impl TeeKind {
         Self::AzureTdxVtpm,
         Self::NvidiaGpu,
         Self::Sim,
+        Self::Sample,
     ];
 
     /// The kind named `name` (as [`TeeKind::as_str`] spells it).
@@ -58,6 +61,7 @@ impl TeeKind {
             Self::AzureSnpVtpm => "azure-snp-vtpm",
             Self::AzureTdxVtpm => "azure-tdx-vtpm",
             Self::Sim => "sim",
+            Self::Sample => "sample",
         }
     }
 }

@@ -62,7 +62,7 @@ pub trait Verifier: std::fmt::Debug + Send + Sync {
 }
 
 /// Every verifier this crate has.
-pub fn verifiers() -> [&'static dyn Verifier; 7] {
+pub fn verifiers() -> [&'static dyn Verifier; 8] {
     [
         &snp::SnpVerifier,
         &dcap::TdxVerifier,
@@ -71,6 +71,7 @@ pub fn verifiers() -> [&'static dyn Verifier; 7] {
         &azure::AzureTdxVerifier,
         &nvidia::NvidiaVerifier,
         &sim::SimVerifier,
+        &sim::SampleVerifier,
     ]
 }
 

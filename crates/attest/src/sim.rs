@@ -1,5 +1,7 @@
 //! Simulated evidence, for machines without a TEE: a JSON document signed by a development key
-//! whose private half is published here, so it proves nothing about hardware.
+//! whose private half is published here, so it proves nothing about hardware. Trustee's
+//! `sample` evidence (unsigned) is accepted under the same switch, so that unmodified KBS
+//! clients can be tested against confide; see [`SampleVerifier`].
 //!
 //! It is its own kind (`sim`), always says `debug: true`, and verifies only when the caller
 //! sets [`Inputs::insecure_allow_simulated_tee`]; claims made from it are marked simulated.
@@ -148,6 +150,77 @@ impl Verifier for SimVerifier {
     }
 }
 
+/// Trustee's `sample` evidence, as its sample attester makes it:
+/// `{"svn": STRING, "report_data": BASE64}` (standard base64, at most 64 bytes). Nothing signs
+/// it, so it is verified only under [`Inputs::insecure_allow_simulated_tee`], and its claims
+/// are simulated and debug, like [`SimVerifier`]'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SampleVerifier;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sample {
+    svn: String,
+    report_data: String,
+}
+
+fn parse_sample(evidence: &[u8]) -> Result<(String, Vec<u8>), AttestError> {
+    use base64::Engine as _;
+    let doc: Sample = serde_json::from_slice(evidence)
+        .map_err(|e| AttestError::malformed(format!("sample evidence ({e})")))?;
+    let report_data = base64::engine::general_purpose::STANDARD
+        .decode(&doc.report_data)
+        .ok()
+        .filter(|d| d.len() <= 64)
+        .ok_or_else(|| {
+            AttestError::malformed("sample evidence report_data (standard base64, up to 64 bytes)")
+        })?;
+    Ok((doc.svn, report_data))
+}
+
+impl Verifier for SampleVerifier {
+    fn kind(&self) -> TeeKind {
+        TeeKind::Sample
+    }
+
+    fn recognises(&self, evidence: &[u8]) -> bool {
+        parse_sample(evidence).is_ok()
+    }
+
+    fn verify(
+        &self,
+        evidence: &[u8],
+        _collateral: &Collateral,
+        inputs: &Inputs<'_>,
+    ) -> Result<VerifiedClaims, AttestError> {
+        if !inputs.insecure_allow_simulated_tee {
+            return Err(AttestError::SimulatedNotAllowed);
+        }
+        let (svn, report_data) = parse_sample(evidence)?;
+        Ok(VerifiedClaims {
+            kind: TeeKind::Sample,
+            simulated: true,
+            debug: true,
+            measurements: BTreeMap::new(),
+            report_data: Hex(report_data.clone()),
+            host_data: None,
+            platform_id: None,
+            tcb: Tcb {
+                status: None,
+                advisory_ids: Vec::new(),
+                svns: BTreeMap::new(),
+            },
+            details: json!({
+                "simulated": true,
+                "warning": "Trustee sample evidence: unsigned, proves nothing about hardware",
+                "svn": svn,
+                "report_data": hex::encode(&report_data),
+            }),
+            report: Hex(evidence.to_vec()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +278,40 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sample_evidence_from_the_trustee_capture() {
+        // The evidence of ../shared/testdata/kbs/trustee-kbs-exchange.txt, message [5].
+        let evidence = br#"{"report_data":"VnPkuwpfU2OZB1rYAvpU67eZj0d1dyhPNVtYe4OlFKpuvCyQG4FtRkxUK8VzpXVG","svn":"1"}"#;
+        let anchors = TrustAnchors::builtin().unwrap();
+        let none = Collateral::new();
+        assert_eq!(
+            SampleVerifier
+                .verify(evidence, &none, &inputs(&anchors, false))
+                .unwrap_err(),
+            AttestError::SimulatedNotAllowed
+        );
+        let claims = SampleVerifier
+            .verify(evidence, &none, &inputs(&anchors, true))
+            .unwrap();
+        assert!(claims.simulated());
+        assert_eq!(claims.kind(), TeeKind::Sample);
+        assert_eq!(claims.report_data().len(), 48);
+        assert_eq!(
+            crate::detect(evidence).map(|v| v.kind()),
+            Some(TeeKind::Sample)
+        );
+        for bad in [
+            &br#"{"report_data":"not base64!","svn":"1"}"#[..],
+            br#"{"report_data":"AAAA","svn":"1","debug":false}"#,
+            br#"{"report_data":"AAAA"}"#,
+        ] {
+            assert!(
+                SampleVerifier
+                    .verify(bad, &none, &inputs(&anchors, true))
+                    .is_err()
+            );
+        }
     }
 }

@@ -21,6 +21,12 @@ pub enum CryptoError {
     /// An HPKE ciphertext does not open with the given key, info and associated data.
     #[error("HPKE decryption failed: wrong key, or the ciphertext or its context was modified")]
     HpkeOpen,
+    /// A JSON Web Encryption object or key is unusable; `what` says which part.
+    #[error("JWE: {what}")]
+    Jwe {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A primitive failed on input it should have accepted; this is a bug, not bad input.
     #[error("internal cryptographic failure in {operation}")]
     Internal {

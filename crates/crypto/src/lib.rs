@@ -10,6 +10,7 @@
 //! - [`envelope`]: the confide encrypted file format: a header that wraps a fresh data key to
 //!   each recipient, then a Cobblestone-256 body bound to that header.
 //! - [`hpke`]: RFC 9180 base mode, used to wrap keys to a recipient's X25519 key.
+//! - [`jwe`]: JSON Web Encryption (flattened) to a JWK, for the KBS protocol.
 //! - [`signing`]: ECDSA P-256 keys that identify members.
 //! - [`verify`]: checking signatures made by others (hardware vendors, CAs, TPMs) in the
 //!   ECDSA and RSA schemes they use.
@@ -23,6 +24,7 @@ pub mod digest;
 pub mod envelope;
 mod error;
 pub mod hpke;
+pub mod jwe;
 pub mod random;
 pub mod signing;
 pub mod verify;
