@@ -282,8 +282,16 @@ mod tests {
 
     #[test]
     fn sample_evidence_from_the_trustee_capture() {
-        // The evidence of ../shared/testdata/kbs/trustee-kbs-exchange.txt, message [5].
-        let evidence = br#"{"report_data":"VnPkuwpfU2OZB1rYAvpU67eZj0d1dyhPNVtYe4OlFKpuvCyQG4FtRkxUK8VzpXVG","svn":"1"}"#;
+        // The evidence a Trustee client sent in testdata/kbs/trustee-kbs-exchange.txt ([5]).
+        let capture = include_str!("../../../testdata/kbs/trustee-kbs-exchange.txt");
+        let attestation: serde_json::Value = capture
+            .lines()
+            .find(|l| l.starts_with(r#"{"init-data""#))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap();
+        let evidence =
+            serde_json::to_vec(&attestation["tee-evidence"]["primary_evidence"]).unwrap();
+        let evidence = &evidence[..];
         let anchors = TrustAnchors::builtin().unwrap();
         let none = Collateral::new();
         assert_eq!(

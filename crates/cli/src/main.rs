@@ -11,6 +11,7 @@
 
 mod attest;
 mod files;
+mod kbs;
 mod ledger;
 mod member;
 mod progress;
@@ -58,11 +59,14 @@ enum Command {
     /// server's ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
-    /// Run the services (today: the ledger and governance) over HTTP.
+    /// Run the services over HTTP: attestation, key broker (and KBS), ledger, governance.
     Serve(serve::ServeArgs),
     /// Govern the consortium: found it, propose, vote, list.
     #[command(subcommand)]
     Gov(serve::GovCommand),
+    /// Resources served to attested workloads over the Trustee KBS protocol.
+    #[command(subcommand)]
+    Kbs(kbs::KbsCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             Command::Ledger(cmd) => ledger::run(cmd),
             Command::Serve(args) => serve::serve(args),
             Command::Gov(cmd) => serve::gov(cmd, &home, &cli.server),
+            Command::Kbs(cmd) => kbs::run(cmd, &home, &cli.server),
         },
         Err(e) => Err(e),
     };

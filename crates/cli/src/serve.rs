@@ -114,13 +114,13 @@ pub(crate) enum GovCommand {
 }
 
 /// A client of one server.
-struct Client {
+pub(crate) struct Client {
     base: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(server: &str) -> Self {
+    pub(crate) fn new(server: &str) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -158,7 +158,7 @@ impl Client {
         Self::answer(response)
     }
 
-    fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+    pub(crate) fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
         let response = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -177,7 +177,7 @@ fn now() -> i64 {
 }
 
 /// Signs `body` as this member, with a fresh nonce and the current time.
-fn signed(home: &Home, body: &Value) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn signed(home: &Home, body: &Value) -> anyhow::Result<Vec<u8>> {
     let identity = home.load().context("loading this member's identity")?;
     let nonce = confide_crypto::random::array::<16>()?;
     Ok(confide_ledger::gov::sign_request(

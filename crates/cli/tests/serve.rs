@@ -5,118 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use confide_identity::{Identity, MemberName};
-use confide_ledger::gov::sign_request;
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    url: String,
-}
+mod common;
 
-impl Server {
-    fn start(data: &Path) -> Self {
-        Self::start_with(data, &[])
-    }
-
-    fn start_with(data: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Self { child, url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn post(url: &str, body: &[u8]) -> (u16, Value) {
-    match agent()
-        .post(url)
-        .header("content-type", "application/cose")
-        .send(body)
-    {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_json().unwrap_or(Value::Null),
-        ),
-        Err(_) => (0, Value::Null), // connection refused or reset: the server is gone
-    }
-}
-
-fn get_json(url: &str) -> Value {
-    agent()
-        .get(url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap()
-}
-
-fn get_bytes(url: &str) -> (u16, Vec<u8>) {
-    let mut r = agent().get(url).call().unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_vec().unwrap())
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-struct Member(Identity);
-
-impl Member {
-    fn new(name: &str) -> Self {
-        Self(Identity::generate(MemberName::new(name).unwrap()).unwrap())
-    }
-    fn doc(&self) -> Value {
-        serde_json::from_str(&self.0.public().to_json()).unwrap()
-    }
-    fn sign(&self, body: &Value) -> Vec<u8> {
-        let nonce = confide_crypto::random::array::<16>().unwrap();
-        sign_request(
-            self.0.signing_key(),
-            &self.0.public().fingerprint().to_hex(),
-            body,
-            now(),
-            &nonce,
-        )
-        .unwrap()
-    }
-}
+use common::*;
 
 fn size(url: &str) -> u64 {
     get_json(&format!("{url}/ledger/entries?limit=0"))["size"]

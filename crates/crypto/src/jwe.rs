@@ -90,9 +90,12 @@ impl Recipient {
                 }
                 let n = b64_member(jwk, "n", "the RSA key's modulus")?;
                 let e = b64_member(jwk, "e", "the RSA key's exponent")?;
-                let key: PublicEncryptingKey = PublicKeyComponents { n: &n[..], e: &e[..] }
-                    .try_into()
-                    .map_err(|_| bad("the RSA key is not acceptable"))?;
+                let key: PublicEncryptingKey = PublicKeyComponents {
+                    n: &n[..],
+                    e: &e[..],
+                }
+                .try_into()
+                .map_err(|_| bad("the RSA key is not acceptable"))?;
                 if key.key_size_bytes() < MIN_RSA_BYTES {
                     return Err(bad("the RSA key is shorter than 2048 bits"));
                 }
@@ -142,6 +145,11 @@ fn gcm(key: &[u8]) -> Result<LessSafeKey, CryptoError> {
     Ok(LessSafeKey::new(
         UnboundKey::new(&AES_256_GCM, key).map_err(internal("AES-256-GCM key setup"))?,
     ))
+}
+
+/// Checks that `jwk` is a public key [`encrypt`] can encrypt to, saying what is wrong if not.
+pub fn check_recipient(jwk: &Value) -> Result<(), CryptoError> {
+    Recipient::from_jwk(jwk).map(|_| ())
 }
 
 /// Encrypts `plaintext` to the public key `jwk`, as a flattened JWE JSON object with the
@@ -244,11 +252,12 @@ impl DecryptionKey {
                     .public_key()
                     .as_der()
                     .map_err(internal("RSA public key encoding"))?;
-                let (n, e) = rsa_spki_components(der.as_ref())
-                    .ok_or(CryptoError::Internal {
-                        operation: "RSA public key decoding",
-                    })?;
-                Ok(json!({"kty": "RSA", "alg": RSA_OAEP_256, "n": B64.encode(n), "e": B64.encode(e)}))
+                let (n, e) = rsa_spki_components(der.as_ref()).ok_or(CryptoError::Internal {
+                    operation: "RSA public key decoding",
+                })?;
+                Ok(
+                    json!({"kty": "RSA", "alg": RSA_OAEP_256, "n": B64.encode(n), "e": B64.encode(e)}),
+                )
             }
         }
     }
@@ -384,7 +393,10 @@ mod tests {
         ] {
             let jwk = key.public_jwk().unwrap();
             let jwe = encrypt(&jwk, b"a resource of some length").unwrap();
-            assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"a resource of some length");
+            assert_eq!(
+                &key.decrypt(&jwe).unwrap()[..],
+                b"a resource of some length"
+            );
             for m in ["protected", "encrypted_key", "iv", "ciphertext", "tag"] {
                 assert!(key.decrypt(&flip(&jwe, m)).is_err(), "{m} changed");
             }
@@ -407,14 +419,22 @@ mod tests {
         assert_eq!(header["alg"], "ECDH-ES+A256KW");
         assert_eq!(header["enc"], "A256GCM");
         assert_eq!(header["epk"]["crv"], "P-256");
-        assert_eq!(B64.decode(jwe["encrypted_key"].as_str().unwrap()).unwrap().len(), 40);
+        assert_eq!(
+            B64.decode(jwe["encrypted_key"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            40
+        );
         assert_eq!(B64.decode(jwe["iv"].as_str().unwrap()).unwrap().len(), 12);
         assert_eq!(B64.decode(jwe["tag"].as_str().unwrap()).unwrap().len(), 16);
     }
 
     #[test]
     fn refuses_unusable_keys() {
-        let p256 = DecryptionKey::generate_p256().unwrap().public_jwk().unwrap();
+        let p256 = DecryptionKey::generate_p256()
+            .unwrap()
+            .public_jwk()
+            .unwrap();
         let mut wrong_alg = p256.clone();
         wrong_alg["alg"] = json!("ECDH-ES");
         assert!(encrypt(&wrong_alg, b"x").is_err());

@@ -9,6 +9,10 @@
 
 #![forbid(unsafe_code)]
 
+mod resources;
+
+pub use resources::{DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo, ResourcePath};
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -72,7 +76,7 @@ pub enum KmsError {
     },
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KmsError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KmsError {
     let what = what.into();
     move |source| KmsError::Io { what, source }
 }
@@ -110,11 +114,11 @@ pub struct KeyInfo {
 /// The key store in a directory.
 #[derive(Debug)]
 pub struct KeyStore {
-    dir: PathBuf,
-    master: SealingKey,
+    pub(crate) dir: PathBuf,
+    pub(crate) master: SealingKey,
 }
 
-fn check_name(name: &str) -> Result<(), KmsError> {
+pub(crate) fn check_name(name: &str) -> Result<(), KmsError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -178,24 +182,9 @@ impl KeyStore {
     }
 
     fn store(&self, file: &KeyFile) -> Result<(), KmsError> {
-        let path = self.path(&file.name);
-        let tmp = path.with_extension("tmp");
         let bytes =
             serde_json::to_vec_pretty(file).map_err(|e| KmsError::Invalid(e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("writing a key file"))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io("writing a key file"))?;
-        std::fs::rename(&tmp, &path).map_err(io("replacing a key file"))?;
-        std::fs::File::open(self.dir.join("keys"))
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing the key store"))
+        replace_file(&self.path(&file.name), &bytes)
     }
 
     fn seal_version(&self, name: &str, version: u32, now: i64) -> Result<Version, KmsError> {
@@ -303,6 +292,29 @@ impl KeyStore {
             .map_err(|_| KmsError::Corrupt(name.to_owned()))?;
         Ok((latest.version, material))
     }
+}
+
+/// Replaces `path` whole: a temporary file (0600), synced, renamed over it, the directory
+/// synced. A failure leaves the old file.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", dir.display())))?;
+    }
+    Ok(())
 }
 
 fn info(file: &KeyFile) -> KeyInfo {

@@ -80,7 +80,52 @@ pub(crate) async fn attest(
         .as_deref()
         .map(|r| b64(r, "runtime_data"))
         .transpose()?;
+    let binding = match &runtime_data {
+        None => None,
+        Some(data) => Some(match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
+            "sha256" => confide_crypto::digest::sha256(data).to_vec(),
+            "sha384" => confide_crypto::digest::sha384(data).to_vec(),
+            "sha512" => confide_crypto::digest::sha512(data).to_vec(),
+            other => {
+                return Err(Problem::bad_request(format!(
+                    "unknown runtime_data_hash {other:?}"
+                )));
+            }
+        }),
+    };
+    let evidence = confide_attest::decode_text(&evidence).into_owned();
+    let appraised = appraise(&s, kind, &evidence, &collateral, binding.as_deref())?;
+    let runtime = runtime_data
+        .as_deref()
+        .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d));
+    let (token, expires, _) = issue(&s, &appraised, json!({"confide.runtime_data": runtime}))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"token": token, "expires_at": expires, "status": appraised.status})),
+    ))
+}
 
+/// Evidence that verified and passed the appraisal policy.
+pub(crate) struct Appraised {
+    kind: TeeKind,
+    simulated: bool,
+    claims: Value,
+    pub(crate) status: &'static str,
+    tcb_ok: bool,
+    matched: bool,
+    policy_id: String,
+}
+
+/// Verifies `evidence` of `kind`, checks that its report data starts with `binding` (then
+/// zeros), and appraises its claims with the consortium's policy. A refusal names the check,
+/// or the rule and claim, that failed.
+pub(crate) fn appraise(
+    s: &AppState,
+    kind: TeeKind,
+    evidence: &[u8],
+    collateral: &Collateral,
+    binding: Option<&[u8]>,
+) -> Result<Appraised, Problem> {
     // The policy: the consortium's, or the built-in one.
     let (policy_text, trusted) = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
@@ -107,18 +152,16 @@ pub(crate) async fn attest(
         == json!(true);
 
     // Verification.
-    let now = now();
     let anchors = TrustAnchors::builtin().map_err(|e| Problem::internal(e.to_string()))?;
     let inputs = Inputs {
         anchors: &anchors,
-        now: UnixTime::from_secs(now),
+        now: UnixTime::from_secs(now()),
         insecure_allow_simulated_tee: allow_sim,
     };
     let verifier = confide_attest::verifier(kind)
         .ok_or_else(|| Problem::not_found(format!("no verifier for {kind}")))?;
-    let evidence = confide_attest::decode_text(&evidence).into_owned();
     let claims = verifier
-        .verify(&evidence, &collateral, &inputs)
+        .verify(evidence, collateral, &inputs)
         .map_err(|e| {
             Problem::new(
                 StatusCode::FORBIDDEN,
@@ -129,17 +172,7 @@ pub(crate) async fn attest(
         })?;
 
     // The binding of the runtime data.
-    if let Some(data) = &runtime_data {
-        let digest = match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
-            "sha256" => confide_crypto::digest::sha256(data).to_vec(),
-            "sha384" => confide_crypto::digest::sha384(data).to_vec(),
-            "sha512" => confide_crypto::digest::sha512(data).to_vec(),
-            other => {
-                return Err(Problem::bad_request(format!(
-                    "unknown runtime_data_hash {other:?}"
-                )));
-            }
-        };
+    if let Some(digest) = binding {
         let report_data = claims.report_data();
         let bound = report_data.len() >= digest.len()
             && report_data[..digest.len()] == digest[..]
@@ -185,24 +218,38 @@ pub(crate) async fn attest(
             detail,
         ));
     }
-
-    // The token: an EAR attestation result.
-    let matched = !trusted.is_empty();
     let tcb_ok = matches!(
         claims.tcb().status,
         None | Some(confide_attest::TcbStatus::UpToDate)
     );
-    let status = if claims.simulated() || !tcb_ok {
-        "warning"
-    } else {
-        "affirming"
-    };
+    Ok(Appraised {
+        kind,
+        simulated: claims.simulated(),
+        claims: claims_json,
+        status: if claims.simulated() || !tcb_ok {
+            "warning"
+        } else {
+            "affirming"
+        },
+        tcb_ok,
+        matched: !trusted.is_empty(),
+        policy_id: format!(
+            "confide/appraisal/{}",
+            hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])
+        ),
+    })
+}
+
+/// Signs a token (a JWT carrying an EAR attestation result) for `appraised`, with the claims
+/// of `extra` (an object) added; returns it, its expiry and its claims.
+pub(crate) fn issue(
+    s: &AppState,
+    appraised: &Appraised,
+    extra: Value,
+) -> Result<(String, i64, Value), Problem> {
+    let now = now();
     let tier = |good: bool| if good { 2 } else { 32 };
-    let policy_id = format!(
-        "confide/appraisal/{}",
-        hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])
-    );
-    let token_claims = json!({
+    let mut claims = json!({
         "iss": s.issuer,
         "iat": now,
         "nbf": now,
@@ -210,30 +257,29 @@ pub(crate) async fn attest(
         "eat_profile": EAR_PROFILE,
         "ear.verifier-id": {"developer": "confide", "build": env!("CARGO_PKG_VERSION")},
         "submods": {
-            kind.as_str(): {
-                "ear.status": status,
+            appraised.kind.as_str(): {
+                "ear.status": appraised.status,
                 "ear.trustworthiness-vector": {
                     "instance-identity": 2,
-                    "hardware": tier(tcb_ok && !claims.simulated()),
-                    "executables": if matched { 2 } else { 0 },
+                    "hardware": tier(appraised.tcb_ok && !appraised.simulated),
+                    "executables": if appraised.matched { 2 } else { 0 },
                 },
-                "ear.appraisal-policy-id": policy_id,
-                "confide.claims": claims_json,
+                "ear.appraisal-policy-id": appraised.policy_id,
+                "confide.claims": appraised.claims,
             }
         },
-        "confide.simulated": claims.simulated(),
-        "confide.runtime_data": runtime_data.as_deref().map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)),
+        "confide.simulated": appraised.simulated,
     });
+    if let (Some(m), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        m.extend(extra.clone());
+    }
     let token = s
         .tokens
         .read()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .sign(&token_claims)
+        .sign(&claims)
         .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        Json(json!({"token": token, "expires_at": now + TOKEN_LIFETIME, "status": status})),
-    ))
+    Ok((token, now + TOKEN_LIFETIME, claims))
 }
 
 pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Problem> {

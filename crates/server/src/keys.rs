@@ -72,7 +72,11 @@ async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
 }
 
 /// Authenticates a member's signed request of `expected` type, refusing replays.
-fn member_request(s: &AppState, body: &[u8], expected: &str) -> Result<(String, Value), Problem> {
+pub(crate) fn member_request(
+    s: &AppState,
+    body: &[u8],
+    expected: &str,
+) -> Result<(String, Value), Problem> {
     let now = now();
     let request = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! `confide serve`: the services over HTTP. Today: the attestation service (`/attest`, tokens
-//! and their keys under `/.well-known`), the key broker (`/keys`), the ledger (`/ledger`) and
-//! governance (`/gov`); clean rooms join them.
+//! and their keys under `/.well-known`), the key broker (`/keys`, and the Trustee KBS protocol
+//! under `/kbs/v0`), the ledger (`/ledger`) and governance (`/gov`); clean rooms join them.
 //!
 //! One writer thread owns appends. Requests that change the ledger are queued to it; it takes
 //! every request waiting (up to a batch limit), checks each against the governance state as it
@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod kbs;
 mod keys;
 mod problem;
 mod routes;
@@ -29,8 +30,12 @@ use confide_ledger::Ledger;
 use confide_ledger::gov::Governance;
 
 pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
+pub use kbs::{
+    PROTOCOL_VERSION as KBS_PROTOCOL_VERSION, SESSION_SECONDS as KBS_SESSION_SECONDS,
+    canonical_json, runtime_data_digest as kbs_runtime_data_digest,
+};
 pub use keys::{LEASE_SECONDS, RELEASE_INFO};
-pub use problem::{Problem, TYPE_BASE};
+pub use problem::{KBS_TYPE_BASE, Problem, TYPE_BASE};
 pub use token::{kid, verify_jwt};
 
 /// Why the server could not start.
@@ -101,6 +106,8 @@ pub struct AppState {
     pub(crate) leases: Arc<std::sync::Mutex<confide_kms::Leases>>,
     /// Nonces of members' key-management requests, with their times (for replays).
     pub(crate) nonces: Arc<std::sync::Mutex<SeenNonces>>,
+    /// The KBS protocol's sessions.
+    pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -160,6 +167,7 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
             ),
             leases: Arc::default(),
             nonces: Arc::default(),
+            kbs: Arc::default(),
         },
         opened,
     ))

@@ -15,10 +15,15 @@ pub struct Problem {
     pub title: &'static str,
     /// This occurrence, in words; never anything secret.
     pub detail: String,
+    /// The URI prefix of the type: [`TYPE_BASE`], or [`KBS_TYPE_BASE`] on the KBS endpoints.
+    pub base: &'static str,
 }
 
 /// The URI prefix of every problem type.
 pub const TYPE_BASE: &str = "https://confide.dev/problems/";
+/// The URI prefix of the KBS endpoints' problem types: Trustee's, so that its clients
+/// recognise them (e.g. `.../errors/TokenNotFound`).
+pub const KBS_TYPE_BASE: &str = "https://github.com/confidential-containers/kbs/errors/";
 
 impl Problem {
     pub(crate) fn new(
@@ -32,6 +37,19 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            base: TYPE_BASE,
+        }
+    }
+
+    /// A problem of the KBS protocol, typed as Trustee types it (`name` is e.g.
+    /// `TokenNotFound`).
+    pub(crate) fn kbs(status: StatusCode, name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind: name,
+            title: name,
+            detail: detail.into(),
+            base: KBS_TYPE_BASE,
         }
     }
 
@@ -66,7 +84,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = json!({
-            "type": format!("{TYPE_BASE}{}", self.kind),
+            "type": format!("{}{}", self.base, self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,

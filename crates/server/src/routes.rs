@@ -38,6 +38,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/keys/{name}/leases", post(crate::keys::leases))
         .route("/keys/{name}/release", post(crate::keys::release))
         .route("/keys/{name}/renew", post(crate::keys::renew))
+        .route("/kbs/v0/auth", post(crate::kbs::auth))
+        .route("/kbs/v0/attest", post(crate::kbs::attest))
+        .route(
+            "/kbs/v0/resource/{repo}/{type}/{tag}",
+            get(crate::kbs::resource).post(crate::kbs::put),
+        )
         .route("/.well-known/jwks.json", get(crate::attest::jwks))
         .route(
             "/.well-known/openid-configuration",

@@ -1,0 +1,116 @@
+//! What the loopback tests share: the real server binary started on a free port, HTTP
+//! helpers, and members that sign requests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use confide_identity::{Identity, MemberName};
+use confide_ledger::gov::sign_request;
+use serde_json::Value;
+
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl Server {
+    pub(crate) fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    pub(crate) fn start_with(data: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+pub(crate) fn post(url: &str, body: &[u8]) -> (u16, Value) {
+    match agent()
+        .post(url)
+        .header("content-type", "application/cose")
+        .send(body)
+    {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(_) => (0, Value::Null), // connection refused or reset: the server is gone
+    }
+}
+
+pub(crate) fn get_json(url: &str) -> Value {
+    agent()
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap()
+}
+
+pub(crate) fn get_bytes(url: &str) -> (u16, Vec<u8>) {
+    let mut r = agent().get(url).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_vec().unwrap())
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub(crate) struct Member(pub(crate) Identity);
+
+impl Member {
+    pub(crate) fn new(name: &str) -> Self {
+        Self(Identity::generate(MemberName::new(name).unwrap()).unwrap())
+    }
+    pub(crate) fn doc(&self) -> Value {
+        serde_json::from_str(&self.0.public().to_json()).unwrap()
+    }
+    pub(crate) fn sign(&self, body: &Value) -> Vec<u8> {
+        let nonce = confide_crypto::random::array::<16>().unwrap();
+        sign_request(
+            self.0.signing_key(),
+            &self.0.public().fingerprint().to_hex(),
+            body,
+            now(),
+            &nonce,
+        )
+        .unwrap()
+    }
+}
