@@ -200,3 +200,183 @@ pub(crate) fn round(
     )?;
     key.decrypt(&jwe).context("opening the resource's JWE")
 }
+
+/// `confide bench kbs`: complete KBS rounds (auth, attest with `sample` evidence, resource)
+/// from concurrent clients, each on its own keep-alive connection, against a server on
+/// loopback; rounds per second and latency percentiles per client count.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// The client counts to run, one after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    clients: Vec<usize>,
+    /// How long to run each client count.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Fetch this resource from the server named by --server (which must allow sample
+    /// evidence). Without it, a development server is started on loopback in a temporary
+    /// directory, with a member and a 32-byte resource of its own.
+    #[arg(long, value_name = "REPO/TYPE/TAG")]
+    resource: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
+    let _embedded;
+    let (base, path) = match &args.resource {
+        Some(path) => (server.trim_end_matches('/').to_owned(), path.clone()),
+        None => {
+            let e = Embedded::start()?;
+            let base = e.url.clone();
+            _embedded = e;
+            (base, "bench/key/one".to_owned())
+        }
+    };
+    let seconds = std::time::Duration::from_secs_f64(args.seconds.max(0.1));
+    let mut results = Vec::new();
+    if !args.json {
+        println!("KBS rounds (auth, attest with sample evidence, resource) against {base}");
+        println!(
+            "{:>8} {:>8} {:>10} {:>9} {:>9}",
+            "clients", "rounds", "rounds/s", "p50 ms", "p99 ms"
+        );
+    }
+    for &clients in &args.clients {
+        let r = run_clients(&base, &path, clients.max(1), seconds)?;
+        if !args.json {
+            println!(
+                "{:>8} {:>8} {:>10.1} {:>9.2} {:>9.2}",
+                r["clients"].as_u64().unwrap_or(0),
+                r["rounds"].as_u64().unwrap_or(0),
+                r["rounds_per_second"].as_f64().unwrap_or(0.0),
+                r["p50_ms"].as_f64().unwrap_or(0.0),
+                r["p99_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
+        results.push(r);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+fn run_clients(
+    base: &str,
+    path: &str,
+    clients: usize,
+    seconds: std::time::Duration,
+) -> anyhow::Result<Value> {
+    use std::time::Instant;
+    let start = Instant::now();
+    let deadline = start + seconds;
+    let latencies = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(move || -> anyhow::Result<Vec<std::time::Duration>> {
+                    let agent = agent();
+                    let mut out = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        round(&agent, base, path)?;
+                        out.push(t.elapsed());
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
+            );
+        }
+        anyhow::Ok(all)
+    })?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1].as_secs_f64() * 1000.0
+    };
+    Ok(json!({
+        "clients": clients,
+        "rounds": sorted.len(),
+        "seconds": elapsed,
+        "rounds_per_second": sorted.len() as f64 / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }))
+}
+
+/// A development server on loopback in a temporary directory, founded by a temporary member
+/// who stores the resource `bench/key/one`; it stops when dropped.
+struct Embedded {
+    url: String,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Embedded {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let listener = runtime.block_on(confide_server::bind(([127, 0, 0, 1], 0).into()))?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let config = confide_server::Config {
+            data: dir.path().join("data"),
+            dev: true,
+            founder: None,
+            issuer: url.clone(),
+            rotate_token_key: false,
+        };
+        let (state, _) = confide_server::open(&config)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = confide_server::serve(listener, state) => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        let home = Home::new(dir.path().join("home"));
+        home.init("bench")
+            .context("creating the benchmark's member")?;
+        let founder: Value = serde_json::from_str(&home.load_public()?.to_json())?;
+        crate::serve::Client::new(&url).post(
+            "/gov/found",
+            &crate::serve::signed(&home, &json!({"type": "found", "member": founder}))?,
+        )?;
+        let secret = Zeroizing::new(confide_crypto::random::array::<32>()?);
+        put_resource(&home, &url, "bench/key/one", &secret[..], None)?;
+        Ok(Self {
+            url,
+            _dir: dir,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

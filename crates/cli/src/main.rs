@@ -67,9 +67,18 @@ enum Command {
     /// Resources served to attested workloads over the Trustee KBS protocol.
     #[command(subcommand)]
     Kbs(kbs::KbsCommand),
+    /// Measure the services under load.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Complete KBS rounds from concurrent clients: rounds per second, p50 and p99 latency.
+    Kbs(kbs::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +96,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args),
             Command::Gov(cmd) => serve::gov(cmd, &home, &cli.server),
             Command::Kbs(cmd) => kbs::run(cmd, &home, &cli.server),
+            Command::Bench(BenchCommand::Kbs(args)) => kbs::bench(&args, &cli.server),
         },
         Err(e) => Err(e),
     };

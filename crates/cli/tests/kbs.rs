@@ -476,3 +476,35 @@ fn every_refusal_is_typed_and_changes_nothing() {
     assert_eq!(events.last().unwrap()["type"], "kbs.deny");
     server.kill();
 }
+
+#[test]
+fn the_load_generator_runs_complete_rounds() {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args([
+            "bench",
+            "kbs",
+            "--clients",
+            "1,2",
+            "--seconds",
+            "0.5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (r, clients) in results.iter().zip([1, 2]) {
+        assert_eq!(r["clients"], clients);
+        assert!(r["rounds"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(),
+            "{r}"
+        );
+    }
+}
