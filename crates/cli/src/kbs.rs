@@ -341,7 +341,7 @@ impl Embedded {
             issuer: url.clone(),
             rotate_token_key: false,
         };
-        let (state, _) = confide_server::open(&config)?;
+        let (state, _) = confide_server::open(&config, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {

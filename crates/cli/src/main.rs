@@ -12,6 +12,7 @@
 mod attest;
 mod files;
 mod kbs;
+mod kms;
 mod ledger;
 mod member;
 mod progress;
@@ -64,6 +65,10 @@ enum Command {
     /// Govern the consortium: found it, propose, vote, list.
     #[command(subcommand)]
     Gov(serve::GovCommand),
+    /// The key broker: initialise and unseal its key store; create, rotate, revoke and delete
+    /// keys; list their leases.
+    #[command(subcommand)]
+    Kms(kms::KmsCommand),
     /// Resources served to attested workloads over the Trustee KBS protocol.
     #[command(subcommand)]
     Kbs(kbs::KbsCommand),
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             Command::Ledger(cmd) => ledger::run(cmd),
             Command::Serve(args) => serve::serve(args),
             Command::Gov(cmd) => serve::gov(cmd, &home, &cli.server),
+            Command::Kms(cmd) => kms::run(cmd, &home, &cli.server),
             Command::Kbs(cmd) => kbs::run(cmd, &home, &cli.server),
             Command::Bench(BenchCommand::Kbs(args)) => kbs::bench(&args, &cli.server),
         },

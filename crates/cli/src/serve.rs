@@ -18,7 +18,9 @@ pub(crate) struct ServeArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7780")]
     listen: SocketAddr,
-    /// The development profile: keys in local files (said at every start).
+    /// The development profile: keys in local files (said at every start), simulated TEEs
+    /// accepted. Without it the server starts sealed and opens when the key store's recovery
+    /// shares are given (`confide kms init`, then `confide kms unseal`).
     #[arg(long)]
     dev: bool,
     /// Only the member with this identity fingerprint (hex) may found the consortium.
@@ -47,10 +49,24 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             issuer: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
             rotate_token_key: args.rotate_token_key,
         };
-        let (state, opened) = confide_server::open(&config)?;
+        if !args.dev {
+            let router = confide_server::sealed_router(config)?;
+            println!("listening on http://{addr}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            eprintln!(
+                "SEALED: waiting for the recovery shares of the key store in {} \
+                 (each holder runs `confide kms unseal`)",
+                args.data.join("kms").display()
+            );
+            confide_server::serve_router(listener, router).await?;
+            return anyhow::Ok(());
+        }
+        let (state, opened) = confide_server::open(&config, None)?;
         eprintln!(
-            "DEVELOPMENT PROFILE: signing keys are kept unencrypted under {}, and simulated TEE \
-             evidence is accepted (insecure_allow_simulated_tee); do not use this for real data",
+            "DEVELOPMENT PROFILE: the master key and signing keys are kept unencrypted under {}, \
+             and simulated TEE evidence is accepted (insecure_allow_simulated_tee); do not use \
+             this for real data",
             args.data.display()
         );
         if opened.dropped_bytes > 0 {
@@ -149,11 +165,21 @@ impl Client {
         )
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let response = self
             .agent
             .get(format!("{}{path}", self.base))
             .call()
+            .with_context(|| format!("reaching {}", self.base))?;
+        Self::answer(response)
+    }
+
+    pub(crate) fn post_json(&self, path: &str, body: &str) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .send(body)
             .with_context(|| format!("reaching {}", self.base))?;
         Self::answer(response)
     }

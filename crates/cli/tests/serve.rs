@@ -627,7 +627,16 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
             "no {kind} event in {kinds:?}"
         );
     }
+    let list = |u: &str| {
+        post(
+            &format!("{u}/keys/dek-1/leases"),
+            &a.sign(&json!({"type": "kms.leases", "name": "dek-1"})),
+        )
+    };
+    let (_, before) = list(u);
+    assert_eq!(before["leases"].as_array().unwrap().len(), 3);
     s.kill();
+
     let released = [key, open(&r3)];
     let mut files = vec![dir.path().to_owned()];
     let mut scanned = 0;
@@ -651,4 +660,24 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
         }
     }
     assert!(scanned > 5);
+
+    // The leases are on the ledger: a restarted server lists the same, heartbeats included.
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    assert_eq!(list(u), (200, before));
+    // Only the owner deletes; a deleted key is released no more.
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/delete"),
+        &b.sign(&json!({"type": "kms.delete", "name": "dek-1"})),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &format!("{u}/keys/dek-1/delete"),
+        &a.sign(&json!({"type": "kms.delete", "name": "dek-1"})),
+    );
+    assert_eq!(status, 200);
+    let fresh = workload_token(u, runtime.as_bytes());
+    let (status, _) = post_json(&format!("{u}/keys/dek-1/release"), &json!({"token": fresh}));
+    assert_eq!(status, 404);
+    s.kill();
 }

@@ -13,6 +13,7 @@ pub const KEY_LEN: usize = 32;
 pub const OVERHEAD: usize = NONCE_LEN + 16;
 
 /// An AES-256-GCM key for sealing secrets at rest. Zeroized on drop; never printed.
+#[derive(Clone)]
 pub struct SealingKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl SealingKey {

@@ -27,6 +27,12 @@ pub enum CryptoError {
         /// What was wrong.
         what: &'static str,
     },
+    /// Secret shares are unusable; `what` says why.
+    #[error("secret shares: {what}")]
+    Shares {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A primitive failed on input it should have accepted; this is a bug, not bad input.
     #[error("internal cryptographic failure in {operation}")]
     Internal {

@@ -11,6 +11,7 @@
 //!   each recipient, then a Cobblestone-256 body bound to that header.
 //! - [`hpke`]: RFC 9180 base mode, used to wrap keys to a recipient's X25519 key.
 //! - [`jwe`]: JSON Web Encryption (flattened) to a JWK, for the KBS protocol.
+//! - [`shamir`]: k-of-n secret sharing, for the key broker's recovery shares.
 //! - [`signing`]: ECDSA P-256 keys that identify members.
 //! - [`verify`]: checking signatures made by others (hardware vendors, CAs, TPMs) in the
 //!   ECDSA and RSA schemes they use.
@@ -26,6 +27,7 @@ mod error;
 pub mod hpke;
 pub mod jwe;
 pub mod random;
+pub mod shamir;
 pub mod signing;
 pub mod verify;
 

@@ -5,13 +5,16 @@
 //! under the master key, bound to `NAME/VERSION`; no key byte is ever written in the clear.
 //! Files are replaced whole (temporary file, sync, rename), so a failed change leaves the old
 //! file. Only a key's owner changes it. The development profile keeps the master key in a file
-//! (`master.key`, 0600); recovery shares and sealed start-up come next.
+//! (`master.key`, 0600); the sealed profile rebuilds it from k of n recovery shares at every
+//! start (`seal`).
 
 #![forbid(unsafe_code)]
 
 mod resources;
+mod seal;
 
 pub use resources::{DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo, ResourcePath};
+pub use seal::{Progress, Unsealer, init_sealed, is_sealed_store};
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -135,9 +138,26 @@ pub(crate) fn check_name(name: &str) -> Result<(), KmsError> {
 }
 
 impl KeyStore {
-    /// The development profile: the master key in `dir/master.key` (0600), made on first use.
-    pub fn open_dev(dir: &Path) -> Result<Self, KmsError> {
+    /// The store in `dir` under `master` (rebuilt from recovery shares, or the development
+    /// profile's file).
+    pub fn open(dir: &Path, master: SealingKey) -> Result<Self, KmsError> {
         std::fs::create_dir_all(dir.join("keys")).map_err(io("creating the key store"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            master,
+        })
+    }
+
+    /// The development profile: the master key in `dir/master.key` (0600), made on first use.
+    /// Refused for a store initialised with recovery shares.
+    pub fn open_dev(dir: &Path) -> Result<Self, KmsError> {
+        if is_sealed_store(dir) {
+            return Err(KmsError::Invalid(format!(
+                "{} is a sealed key store: start without the development profile and unseal it",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(io("creating the key store"))?;
         let path = dir.join("master.key");
         let master = match std::fs::read(&path) {
             Ok(bytes) => SealingKey::from_bytes(&bytes).map_err(|_| {
@@ -159,10 +179,12 @@ impl KeyStore {
             }
             Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
         };
-        Ok(Self {
-            dir: dir.to_owned(),
-            master,
-        })
+        Self::open(dir, master)
+    }
+
+    /// The master key, to seal the service's other keys at rest under it.
+    pub fn master(&self) -> &SealingKey {
+        &self.master
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -253,6 +275,19 @@ impl KeyStore {
         }
         file.revoked = true;
         self.store(&file)?;
+        Ok(info(&file))
+    }
+
+    /// Deletes `name` and every version of it, for good.
+    pub fn delete(&self, name: &str, by: &str) -> Result<KeyInfo, KmsError> {
+        let file = self.load(name)?;
+        if file.owner != by {
+            return Err(KmsError::NotOwner);
+        }
+        std::fs::remove_file(self.path(name)).map_err(io(format!("deleting key {name}")))?;
+        std::fs::File::open(self.dir.join("keys"))
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing the key store"))?;
         Ok(info(&file))
     }
 
@@ -387,6 +422,14 @@ impl Leases {
         Ok(lease.clone())
     }
 
+    /// Records a renewal of lease `id` at `at`, until `expires`, as the ledger has it.
+    pub fn heartbeat(&mut self, id: &str, at: i64, expires: i64) {
+        if let Some(lease) = self.leases.get_mut(id) {
+            lease.last_heartbeat = at;
+            lease.expires = expires;
+        }
+    }
+
     /// Every lease of `key`, with whether it has lapsed at `now`.
     pub fn of_key(&self, key: &str, now: i64) -> Vec<Value> {
         self.leases
@@ -450,11 +493,14 @@ mod tests {
             }
         }
         assert!(matches!(store.revoke("k1", "bob"), Err(KmsError::NotOwner)));
+        assert!(matches!(store.delete("k1", "bob"), Err(KmsError::NotOwner)));
         store.revoke("k1", "alice").unwrap();
         assert!(matches!(
             store.release("k1", &token),
             Err(KmsError::Revoked(_))
         ));
+        store.delete("k1", "alice").unwrap();
+        assert!(matches!(store.info("k1"), Err(KmsError::NotFound(_))));
         // Another master key opens nothing.
         std::fs::write(dir.path().join("master.key"), [9u8; 32]).unwrap();
         let other = KeyStore::open_dev(dir.path()).unwrap();

@@ -3,7 +3,7 @@
 //!
 //! - Members manage keys with requests signed like governance requests (COSE_Sign1 by their
 //!   key, with time and nonce): `POST /keys` (`kms.create`), `POST /keys/{name}/rotate`,
-//!   `/revoke`, `/leases`. Only a key's owner changes it or lists its leases.
+//!   `/revoke`, `/delete`, `/leases`. Only a key's owner changes it or lists its leases.
 //! - A workload presents a token from this service's attestation endpoint to
 //!   `POST /keys/{name}/release`; the token must verify with this service's keys, be
 //!   unexpired and carry the workload's runtime key (an X25519 public key) as its runtime data;
@@ -163,6 +163,22 @@ pub(crate) async fn revoke(
     Ok(Json(json!({"key": info, "audit_seq": seq})))
 }
 
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.delete")?;
+    name_in(&req, &name)?;
+    let info = s.kms.delete(&name, &signer)?;
+    let seq = audit(
+        &s,
+        json!({"type": "kms.delete", "key": name, "by": signer, "at": now()}),
+    )
+    .await?;
+    Ok(Json(json!({"deleted": info, "audit_seq": seq})))
+}
+
 pub(crate) async fn leases(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -268,7 +284,8 @@ pub(crate) async fn release(
     };
     let seq = audit(&s, json!({
         "type": "kms.release", "key": name, "version": version, "lease": lease.id,
-        "token": token_digest, "runtime_key": runtime_digest, "simulated": claims["confide.simulated"], "at": now,
+        "token": token_digest, "runtime_key": runtime_digest, "simulated": claims["confide.simulated"],
+        "at": now, "expires": lease.expires,
     })).await?;
     s.leases
         .lock()
@@ -279,6 +296,34 @@ pub(crate) async fn release(
         "enc": b64(&sealed.enc), "ciphertext": b64(&sealed.ciphertext),
         "lease": lease.id, "expires_at": lease.expires, "audit_seq": seq,
     })))
+}
+
+/// Rebuilds the leases from an audit event of the ledger (`kms.release`, `kms.renew`).
+pub(crate) fn replay_lease(leases: &mut confide_kms::Leases, entry: &[u8]) {
+    let Ok(event) = serde_json::from_slice::<Value>(entry) else {
+        return;
+    };
+    let text = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
+    let (at, expires) = (
+        event["at"].as_i64().unwrap_or(0),
+        event["expires"].as_i64().unwrap_or(0),
+    );
+    match event["type"].as_str() {
+        Some("kms.release") => leases.grant(Lease {
+            id: text("lease"),
+            key: text("key"),
+            version: event["version"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0),
+            runtime_key: text("runtime_key"),
+            granted: at,
+            last_heartbeat: at,
+            expires,
+        }),
+        Some("kms.renew") => leases.heartbeat(&text("lease"), at, expires),
+        _ => {}
+    }
 }
 
 pub(crate) async fn renew(
@@ -309,7 +354,7 @@ pub(crate) async fn renew(
         )?;
     let seq = audit(
         &s,
-        json!({"type": "kms.renew", "key": name, "lease": id, "at": now}),
+        json!({"type": "kms.renew", "key": name, "lease": id, "at": now, "expires": lease.expires}),
     )
     .await?;
     Ok(Json(

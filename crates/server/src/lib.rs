@@ -18,6 +18,7 @@ mod kbs;
 mod keys;
 mod problem;
 mod routes;
+mod sealed;
 mod token;
 mod writer;
 
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use confide_crypto::aead::SealingKey;
 use confide_crypto::signing::SigningKey;
 use confide_ledger::Ledger;
 use confide_ledger::gov::Governance;
@@ -36,6 +38,7 @@ pub use kbs::{
 };
 pub use keys::{LEASE_SECONDS, RELEASE_INFO};
 pub use problem::{KBS_TYPE_BASE, Problem, TYPE_BASE};
+pub use sealed::sealed_router;
 pub use token::{kid, verify_jwt};
 
 /// Why the server could not start.
@@ -119,24 +122,50 @@ pub struct Opened {
     pub dropped_bytes: u64,
 }
 
-/// Opens the data directory: the ledger (recovering from a crash) and the governance state
-/// replayed from it; starts the writer thread.
-pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
-    if !config.dev {
-        return Err(ServeError::Config(
-            "only the development profile exists yet: the sealed profile (master key in \
-             recovery shares) arrives with the key broker; run with --dev"
-                .into(),
-        ));
-    }
+/// How the service's own signing keys (ledger checkpoints, tokens) are kept at rest: plain
+/// PKCS #8 files in the development profile, sealed under the master key otherwise.
+pub(crate) type AtRest = Option<Arc<SealingKey>>;
+
+/// Opens the data directory: the key store (under `master`, rebuilt from recovery shares; the
+/// development profile reads its own file and takes none), the ledger (recovering from a
+/// crash) and the governance state replayed from it; starts the writer thread.
+pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Opened), ServeError> {
+    let kms_dir = config.data.join("kms");
+    let kms_error = |e: confide_kms::KmsError| ServeError::Config(format!("the key store: {e}"));
+    let (kms, at_rest) = match (config.dev, master) {
+        (true, None) => (
+            confide_kms::KeyStore::open_dev(&kms_dir).map_err(kms_error)?,
+            None,
+        ),
+        (false, Some(master)) => {
+            let at_rest = Some(Arc::new(master.clone()));
+            (
+                confide_kms::KeyStore::open(&kms_dir, master).map_err(kms_error)?,
+                at_rest,
+            )
+        }
+        (true, Some(_)) => {
+            return Err(ServeError::Config(
+                "the development profile keeps its own master key; give no shares".into(),
+            ));
+        }
+        (false, None) => {
+            return Err(ServeError::Config(
+                "the sealed profile opens only with the master key: unseal it with its \
+                 recovery shares (confide kms unseal)"
+                    .into(),
+            ));
+        }
+    };
     std::fs::create_dir_all(&config.data).map_err(|source| ServeError::Io {
         what: format!("creating {}", config.data.display()),
         source,
     })?;
-    let key_path = config.data.join("ledger.key");
-    let key = dev_key(&key_path)?;
+    let key = signing_key_file(&config.data.join("ledger.key"), &at_rest)?;
     let (ledger, recovery) = Ledger::open(&config.data.join("ledger"), key)?;
-    let gov = replay(&ledger)?;
+    // The leases granted and renewed are on the ledger: they survive restarts.
+    let mut leases = confide_kms::Leases::default();
+    let gov = replay_with(&ledger, |entry| keys::replay_lease(&mut leases, entry))?;
     let opened = Opened {
         entries: ledger.len(),
         dropped_bytes: recovery.dropped_bytes,
@@ -144,7 +173,7 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
     let ledger = Arc::new(RwLock::new(ledger));
     let gov = Arc::new(RwLock::new(gov));
     let writer = writer::start(ledger.clone(), gov.clone());
-    let mut tokens = token::KeySet::open(&config.data.join("token-keys"))?;
+    let mut tokens = token::KeySet::open(&config.data.join("token-keys"), at_rest)?;
     if config.rotate_token_key {
         tokens.rotate()?;
     }
@@ -161,11 +190,8 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
                 DEFAULT_APPRAISAL.to_owned()
             },
             tokens: Arc::new(RwLock::new(tokens)),
-            kms: Arc::new(
-                confide_kms::KeyStore::open_dev(&config.data.join("kms"))
-                    .map_err(|e| ServeError::Config(format!("the key store: {e}")))?,
-            ),
-            leases: Arc::default(),
+            kms: Arc::new(kms),
+            leases: Arc::new(std::sync::Mutex::new(leases)),
             nonces: Arc::default(),
             kbs: Arc::default(),
         },
@@ -175,6 +201,11 @@ pub fn open(config: &Config) -> Result<(AppState, Opened), ServeError> {
 
 /// The governance state that replaying the ledger's governance requests gives.
 pub(crate) fn replay(ledger: &Ledger) -> Result<Governance, ServeError> {
+    replay_with(ledger, |_| {})
+}
+
+/// [`replay`], handing every other entry (the audit events) to `audit`.
+fn replay_with(ledger: &Ledger, mut audit: impl FnMut(&[u8])) -> Result<Governance, ServeError> {
     let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
     for seq in 0..ledger.len() {
         let entry = ledger.entry(seq)?.unwrap_or_default();
@@ -184,6 +215,8 @@ pub(crate) fn replay(ledger: &Ledger) -> Result<Governance, ServeError> {
                 .map_err(|error| ServeError::Replay { seq, error })?;
             gov.apply(request, seq)
                 .map_err(|error| ServeError::Replay { seq, error })?;
+        } else {
+            audit(&entry);
         }
     }
     Ok(gov)
@@ -196,7 +229,15 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// Serves `state` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ServeError> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state)).await
+}
+
+/// Serves `router` (the services', or a sealed start's) on `listener` until the process ends.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router)
         .await
         .map_err(|source| ServeError::Io {
             what: "serving HTTP".into(),
@@ -214,28 +255,48 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeErro
         })
 }
 
-/// The development profile's checkpoint key, in a local file (0600), created on first start.
-pub(crate) fn dev_key(path: &Path) -> Result<SigningKey, ServeError> {
+/// A signing key kept in `path` (0600), created on first start: PKCS #8, sealed under the
+/// master key unless `at_rest` is the development profile's plain files.
+pub(crate) fn signing_key_file(path: &Path, at_rest: &AtRest) -> Result<SigningKey, ServeError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    const AAD: &[u8] = b"confide/server-signing-key/v1";
     let io = |what: String| move |source| ServeError::Io { what, source };
     match std::fs::read(path) {
-        Ok(der) => SigningKey::from_pkcs8(&der).map_err(|_| {
-            ServeError::Config(format!("{} is not a P-256 PKCS#8 key", path.display()))
-        }),
+        Ok(stored) => {
+            let der = match at_rest {
+                None => zeroize::Zeroizing::new(stored),
+                Some(master) => master.open(&stored, AAD).map_err(|_| {
+                    ServeError::Config(format!(
+                        "{} does not open under the master key (a development profile's file, \
+                         or damaged)",
+                        path.display()
+                    ))
+                })?,
+            };
+            SigningKey::from_pkcs8(&der).map_err(|_| {
+                ServeError::Config(format!("{} is not a P-256 PKCS#8 key", path.display()))
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate()
                 .map_err(|_| ServeError::Config("the random generator failed".into()))?;
             let der = key
                 .to_pkcs8()
                 .map_err(|_| ServeError::Config("encoding the key failed".into()))?;
+            let stored = match at_rest {
+                None => der.to_vec(),
+                Some(master) => master
+                    .seal(&der, AAD)
+                    .map_err(|_| ServeError::Config("sealing the key failed".into()))?,
+            };
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
                 .map_err(io(format!("creating {}", path.display())))?;
-            f.write_all(&der)
+            f.write_all(&stored)
                 .and_then(|()| f.sync_all())
                 .map_err(io(format!("writing {}", path.display())))?;
             Ok(key)

@@ -35,9 +35,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/keys", post(crate::keys::create))
         .route("/keys/{name}/rotate", post(crate::keys::rotate))
         .route("/keys/{name}/revoke", post(crate::keys::revoke))
+        .route("/keys/{name}/delete", post(crate::keys::delete))
         .route("/keys/{name}/leases", post(crate::keys::leases))
         .route("/keys/{name}/release", post(crate::keys::release))
         .route("/keys/{name}/renew", post(crate::keys::renew))
+        .route(
+            "/kms/status",
+            get(|| async { Json(json!({"profile": "development", "sealed": false})) }),
+        )
         .route("/kbs/v0/auth", post(crate::kbs::auth))
         .route("/kbs/v0/attest", post(crate::kbs::attest))
         .route(

@@ -24,12 +24,13 @@ pub fn kid(key: &VerifyingKey) -> String {
 pub(crate) struct KeySet {
     dir: PathBuf,
     keys: Vec<SigningKey>,
+    at_rest: crate::AtRest,
 }
 
 impl KeySet {
-    /// Loads the keys in `dir` (development profile: PKCS #8 files, 0600), making the first if
-    /// there is none.
-    pub(crate) fn open(dir: &Path) -> Result<Self, ServeError> {
+    /// Loads the keys in `dir` (PKCS #8 files, 0600, sealed under the master key unless in the
+    /// development profile), making the first if there is none.
+    pub(crate) fn open(dir: &Path, at_rest: crate::AtRest) -> Result<Self, ServeError> {
         let io = |what: String| move |source| ServeError::Io { what, source };
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -40,11 +41,12 @@ impl KeySet {
         names.sort();
         let mut keys = Vec::new();
         for path in names {
-            keys.push(crate::dev_key(&path)?);
+            keys.push(crate::signing_key_file(&path, &at_rest)?);
         }
         let mut set = Self {
             dir: dir.to_owned(),
             keys,
+            at_rest,
         };
         if set.keys.is_empty() {
             set.rotate()?;
@@ -55,7 +57,8 @@ impl KeySet {
     /// Adds a new newest key, which signs from now on.
     pub(crate) fn rotate(&mut self) -> Result<(), ServeError> {
         let path = self.dir.join(format!("{:06}.key", self.keys.len()));
-        self.keys.push(crate::dev_key(&path)?);
+        self.keys
+            .push(crate::signing_key_file(&path, &self.at_rest)?);
         Ok(())
     }
 

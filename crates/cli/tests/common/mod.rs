@@ -23,8 +23,17 @@ impl Server {
     }
 
     pub(crate) fn start_with(data: &Path, extra: &[&str]) -> Self {
+        Self::start_profile(data, &[&["--dev"], extra].concat())
+    }
+
+    /// Without `--dev`: a sealed start.
+    pub(crate) fn start_sealed(data: &Path) -> Self {
+        Self::start_profile(data, &[])
+    }
+
+    fn start_profile(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())

@@ -1,0 +1,183 @@
+//! `confide kms …`: the key broker. `init` makes a sealed key store and its recovery shares
+//! (on the server's machine, before the first sealed start); `unseal` gives one share to a
+//! sealed server; `status` says whether it is sealed. The rest manage keys as their owner,
+//! by requests signed with this member's key.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use confide_identity::Home;
+use serde_json::{Value, json};
+
+use crate::serve::{Client, signed};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KmsCommand {
+    /// Initialise a sealed key store in the server's data directory: a fresh master key split
+    /// into recovery shares, printed once, one per line, for their holders; none is stored.
+    Init {
+        /// The server's data directory.
+        #[arg(long, value_name = "DIR", default_value = "confide-data")]
+        data: PathBuf,
+        /// How many shares to make.
+        #[arg(long, default_value_t = 5)]
+        shares: u8,
+        /// How many shares unseal the store.
+        #[arg(long, default_value_t = 3)]
+        threshold: u8,
+    },
+    /// Give one recovery share to a sealed server: read from FILE, or the first line of stdin.
+    Unseal {
+        /// A file holding the share.
+        #[arg(long, value_name = "FILE")]
+        share_file: Option<PathBuf>,
+    },
+    /// Whether the server is sealed, and how many shares it has.
+    Status,
+    /// Create a 256-bit key owned by this member.
+    Create {
+        /// The key's name.
+        name: String,
+        /// A Rego release policy (package confide.release, rule allow) over {token, key};
+        /// default: the token's status is affirming or warning.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Add a new version of a key; releases give it from now on.
+    Rotate {
+        /// The key's name.
+        name: String,
+    },
+    /// Revoke a key: it is released no more.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+    /// Delete a key and every version of it, for good.
+    Delete {
+        /// The key's name.
+        name: String,
+    },
+    /// List a key's leases: who holds it, until when, last heartbeat, lapsed or not.
+    Leases {
+        /// The key's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<()> {
+    let client = Client::new(server);
+    match cmd {
+        KmsCommand::Init {
+            data,
+            shares,
+            threshold,
+        } => {
+            let made = confide_kms::init_sealed(&data.join("kms"), threshold, shares)
+                .context("initialising the key store")?;
+            eprintln!(
+                "Initialised a sealed key store in {}. Here are its {shares} recovery shares; any \
+                 {threshold} unseal it. Give each to a different holder now: they are not stored \
+                 anywhere and are shown only once.",
+                data.join("kms").display()
+            );
+            for share in &made {
+                println!("{}", &**share);
+            }
+        }
+        KmsCommand::Unseal { share_file } => {
+            let share = zeroize::Zeroizing::new(match share_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line
+                }
+            });
+            let body = json!({"share": share.trim()}).to_string();
+            let r = client.post_json("/kms/unseal", &body)?;
+            if r["sealed"] == false {
+                println!("unsealed: the server is open");
+            } else {
+                println!(
+                    "share accepted: {} of {} given; the server stays sealed",
+                    r["shares_given"], r["threshold"]
+                );
+            }
+        }
+        KmsCommand::Status => {
+            let r = client.get("/kms/status")?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        KmsCommand::Create { name, policy } => {
+            let mut body = json!({"type": "kms.create", "name": name});
+            if let Some(p) = policy {
+                body["policy"] = json!(
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?
+                );
+            }
+            let r = client.post("/keys", &signed(home, &body)?)?;
+            print_key("created", &r);
+        }
+        KmsCommand::Rotate { name } => {
+            let r = manage(&client, home, &name, "rotate")?;
+            print_key("rotated", &r);
+        }
+        KmsCommand::Revoke { name } => {
+            let r = manage(&client, home, &name, "revoke")?;
+            print_key("revoked", &r);
+        }
+        KmsCommand::Delete { name } => {
+            let r = manage(&client, home, &name, "delete")?;
+            println!("deleted {name}; audit entry {}", r["audit_seq"]);
+        }
+        KmsCommand::Leases { name, json } => {
+            let r = manage(&client, home, &name, "leases")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            let leases = r["leases"].as_array().cloned().unwrap_or_default();
+            if leases.is_empty() {
+                println!("{name} has no leases");
+            }
+            for l in leases {
+                println!(
+                    "{}  version {}  granted {}  last heartbeat {}  expires {}{}",
+                    l["id"].as_str().unwrap_or("?"),
+                    l["version"],
+                    l["granted"],
+                    l["last_heartbeat"],
+                    l["expires"],
+                    if l["lapsed"] == true { "  LAPSED" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn manage(client: &Client, home: &Home, name: &str, action: &str) -> anyhow::Result<Value> {
+    if name.contains('/') {
+        bail!("key name {name:?} contains '/'");
+    }
+    let body = json!({"type": format!("kms.{action}"), "name": name});
+    client.post(&format!("/keys/{name}/{action}"), &signed(home, &body)?)
+}
+
+fn print_key(what: &str, r: &Value) {
+    println!(
+        "{what} {} (version {}, owner {}); audit entry {}",
+        r["key"]["name"].as_str().unwrap_or("?"),
+        r["key"]["version"],
+        r["key"]["owner"].as_str().unwrap_or("?"),
+        r["audit_seq"]
+    );
+}
