@@ -7,6 +7,7 @@ use std::io::BufRead as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
 use clap::Subcommand;
 use confide_identity::Home;
 use serde_json::{Value, json};
@@ -59,6 +60,38 @@ pub(crate) enum KmsCommand {
     Delete {
         /// The key's name.
         name: String,
+    },
+    /// Make a key-exchange key (RSA 3072) to import keys through, and print its public key
+    /// (PEM) for wrapping tools (`confide kms import --key`, openssl, an HSM).
+    Kek {
+        /// The key-exchange key's name.
+        name: String,
+    },
+    /// Import a 256-bit key (bring your own key), wrapped with CKM_RSA_AES_KEY_WRAP to one of
+    /// this member's key-exchange keys: as a new key, or a new version of one's own key.
+    Import {
+        /// The key's name.
+        name: String,
+        /// The key-exchange key it is wrapped to.
+        #[arg(long, value_name = "NAME")]
+        kek: String,
+        /// The raw key (32 bytes), wrapped here before it is sent.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "blob",
+            required_unless_present = "blob"
+        )]
+        key: Option<PathBuf>,
+        /// A blob wrapped elsewhere (RSA-OAEP part, then AES-KWP part).
+        #[arg(long, value_name = "FILE")]
+        blob: Option<PathBuf>,
+        /// The RSA-OAEP hash: sha256 or sha1.
+        #[arg(long, default_value = "sha256")]
+        hash: String,
+        /// A Rego release policy to set.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// List a key's leases: who holds it, until when, last heartbeat, lapsed or not.
     Leases {
@@ -137,6 +170,54 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
         KmsCommand::Delete { name } => {
             let r = manage(&client, home, &name, "delete")?;
             println!("deleted {name}; audit entry {}", r["audit_seq"]);
+        }
+        KmsCommand::Kek { name } => {
+            let body = json!({"type": "kms.kek.create", "name": name});
+            let r = client.post("/keks", &signed(home, &body)?)?;
+            print!("{}", r["kek"]["public_pem"].as_str().unwrap_or_default());
+            eprintln!("key-exchange key {name}; audit entry {}", r["audit_seq"]);
+        }
+        KmsCommand::Import {
+            name,
+            kek,
+            key,
+            blob,
+            hash,
+            policy,
+        } => {
+            let oaep = confide_crypto::byok::OaepHash::from_name(&hash)
+                .with_context(|| format!("--hash {hash:?}: sha256 or sha1"))?;
+            let blob = match (key, blob) {
+                (Some(key), _) => {
+                    let raw = zeroize::Zeroizing::new(
+                        std::fs::read(&key)
+                            .with_context(|| format!("reading {}", key.display()))?,
+                    );
+                    let pem = client.get(&format!("/keks/{kek}"))?["kek"]["public_pem"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .context("the server sent no public key")?;
+                    let der = confide_crypto::pem_decode(&pem, "PUBLIC KEY")
+                        .context("the key-exchange key's PEM is not a public key")?;
+                    confide_crypto::byok::wrap(&der, &raw, oaep)?
+                }
+                (None, Some(blob)) => {
+                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?
+                }
+                (None, None) => bail!("give --key or --blob"),
+            };
+            let mut body = json!({
+                "type": "kms.import", "name": name, "kek": kek, "hash": hash,
+                "blob": base64::engine::general_purpose::STANDARD.encode(blob),
+            });
+            if let Some(p) = policy {
+                body["policy"] = json!(
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?
+                );
+            }
+            let r = client.post(&format!("/keys/{name}/import"), &signed(home, &body)?)?;
+            print_key("imported", &r);
         }
         KmsCommand::Leases { name, json } => {
             let r = manage(&client, home, &name, "leases")?;

@@ -681,3 +681,177 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
     assert_eq!(status, 404);
     s.kill();
 }
+
+/// Bring your own key, with an independent wrapping tool: `openssl` wraps a key to the
+/// broker's key-exchange key with CKM_RSA_AES_KEY_WRAP (RSA-OAEP SHA-256 or SHA-1, then
+/// AES-KWP with RFC 5649's IV), `confide kms import` imports it, and a workload attested with a
+/// JWK runtime key gets exactly that key back as a JWE.
+#[test]
+fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let u = s.url.clone();
+    let home = dir.path().join("home");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(["--home", home.to_str().unwrap(), "--server", &u])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(cli(&["member", "init", "--name", "bank-a"]).0);
+    assert!(cli(&["gov", "found"]).0);
+    let (ok, pem, err) = cli(&["kms", "kek", "kek-1"]);
+    assert!(ok, "{err}");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("kek.pem"), &pem).unwrap();
+
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let wrap = |target: &[u8], md: &str, blob: &str| {
+        std::fs::write(path("target.bin"), target).unwrap();
+        let ephemeral = confide_crypto::random::array::<32>().unwrap();
+        std::fs::write(path("eph.bin"), ephemeral).unwrap();
+        openssl(&[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            path("kek.pem").to_str().unwrap(),
+            "-in",
+            path("eph.bin").to_str().unwrap(),
+            "-out",
+            path("rsa.bin").to_str().unwrap(),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &format!("rsa_oaep_md:{md}"),
+            "-pkeyopt",
+            &format!("rsa_mgf1_md:{md}"),
+        ]);
+        openssl(&[
+            "enc",
+            "-id-aes256-wrap-pad",
+            "-iv",
+            "A65959A6",
+            "-K",
+            &hex::encode(ephemeral),
+            "-in",
+            path("target.bin").to_str().unwrap(),
+            "-out",
+            path("kwp.bin").to_str().unwrap(),
+        ]);
+        let blob_bytes = [
+            std::fs::read(path("rsa.bin")).unwrap(),
+            std::fs::read(path("kwp.bin")).unwrap(),
+        ]
+        .concat();
+        std::fs::write(path(blob), blob_bytes).unwrap();
+    };
+    let first = confide_crypto::random::array::<32>().unwrap();
+    wrap(&first, "sha256", "blob1");
+    let (ok, out, err) = cli(&[
+        "kms",
+        "import",
+        "byok",
+        "--kek",
+        "kek-1",
+        "--blob",
+        path("blob1").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("version 1"), "{out}");
+    // A blob whose OAEP hash is not the one named is refused, and changes nothing.
+    let second = confide_crypto::random::array::<32>().unwrap();
+    wrap(&second, "sha1", "blob2");
+    let (ok, _, err) = cli(&[
+        "kms",
+        "import",
+        "byok",
+        "--kek",
+        "kek-1",
+        "--blob",
+        path("blob2").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("RSA-OAEP"), "{err}");
+    let (ok, out, err) = cli(&[
+        "kms",
+        "import",
+        "byok",
+        "--kek",
+        "kek-1",
+        "--hash",
+        "sha1",
+        "--blob",
+        path("blob2").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("version 2"), "{out}");
+    // Wrapped here by confide itself, from the raw key.
+    let third = confide_crypto::random::array::<32>().unwrap();
+    std::fs::write(path("raw.key"), third).unwrap();
+    let (ok, _, err) = cli(&[
+        "kms",
+        "import",
+        "byok",
+        "--kek",
+        "kek-1",
+        "--key",
+        path("raw.key").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+
+    // A workload whose runtime key is a P-256 JWK gets the newest version as a JWE.
+    let workload = confide_crypto::jwe::DecryptionKey::generate_p256().unwrap();
+    let jwk = workload.public_jwk().unwrap().to_string();
+    let token = workload_token(&u, jwk.as_bytes());
+    let (status, r) = post_json(&format!("{u}/keys/byok/release"), &json!({"token": token}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["version"], 3);
+    assert_eq!(&workload.decrypt(&r["jwe"]).unwrap()[..], &third[..]);
+    assert!(r.get("enc").is_none());
+    // Renewal works for the same JWK, not for another.
+    let (status, _) = post_json(
+        &format!("{u}/keys/byok/renew"),
+        &json!({"token": workload_token(&u, jwk.as_bytes()), "lease": r["lease"]}),
+    );
+    assert_eq!(status, 200);
+    let other = confide_crypto::jwe::DecryptionKey::generate_p256().unwrap();
+    let other_token = workload_token(&u, other.public_jwk().unwrap().to_string().as_bytes());
+    let (status, _) = post_json(
+        &format!("{u}/keys/byok/renew"),
+        &json!({"token": other_token, "lease": r["lease"]}),
+    );
+    assert_eq!(status, 400);
+    // The imported keys are nowhere in the clear.
+    let mut files = vec![dir.path().join("data")];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        for k in [&first, &second, &third] {
+            assert!(!bytes.windows(32).any(|w| w == &k[..]), "{}", p.display());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(k);
+            assert!(!String::from_utf8_lossy(&bytes).contains(&b64));
+        }
+    }
+    s.kill();
+}

@@ -27,6 +27,12 @@ pub enum CryptoError {
         /// What was wrong.
         what: &'static str,
     },
+    /// A wrapped key for import (BYOK) is unusable; `what` says which part.
+    #[error("the wrapped key: {what}")]
+    Byok {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// Secret shares are unusable; `what` says why.
     #[error("secret shares: {what}")]
     Shares {

@@ -6,6 +6,7 @@
 //! dropped and never print them.
 //!
 //! - [`aead`]: AES-256-GCM sealing of small secrets at rest, under a master key.
+//! - [`byok`]: importing keys wrapped with `CKM_RSA_AES_KEY_WRAP` to a key-exchange key.
 //! - [`chunked`]: C2SP chunked encryption (Cobblestone), the streaming AEAD under every file.
 //! - [`envelope`]: the confide encrypted file format: a header that wraps a fresh data key to
 //!   each recipient, then a Cobblestone-256 body bound to that header.
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod byok;
 pub mod chunked;
 pub mod digest;
 pub mod envelope;
@@ -32,3 +34,15 @@ pub mod signing;
 pub mod verify;
 
 pub use error::CryptoError;
+
+/// The DER inside one PEM block labelled `label` (e.g. `PUBLIC KEY`), surrounding whitespace
+/// ignored.
+pub fn pem_decode(text: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let body = text
+        .trim()
+        .strip_prefix(&format!("-----BEGIN {label}-----"))?
+        .strip_suffix(&format!("-----END {label}-----"))?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}

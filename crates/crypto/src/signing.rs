@@ -161,19 +161,9 @@ impl VerifyingKey {
 
     /// Parses a PEM `PUBLIC KEY` document holding a P-256 key.
     pub fn from_spki_pem(text: &str) -> Result<Self, CryptoError> {
-        use base64::Engine as _;
-        let invalid = CryptoError::InvalidKey {
+        let der = crate::pem_decode(text, "PUBLIC KEY").ok_or(CryptoError::InvalidKey {
             what: "PEM PUBLIC KEY (ECDSA P-256)",
-        };
-        let body = text
-            .trim()
-            .strip_prefix("-----BEGIN PUBLIC KEY-----")
-            .and_then(|t| t.strip_suffix("-----END PUBLIC KEY-----"))
-            .ok_or(invalid.clone())?;
-        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| invalid)?;
+        })?;
         Self::from_spki_der(&der)
     }
 

@@ -10,9 +10,11 @@
 
 #![forbid(unsafe_code)]
 
+mod byok;
 mod resources;
 mod seal;
 
+pub use byok::{Import, KekInfo};
 pub use resources::{DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo, ResourcePath};
 pub use seal::{Progress, Unsealer, init_sealed, is_sealed_store};
 
@@ -92,13 +94,13 @@ struct Version {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyFile {
-    name: String,
-    owner: String,
-    policy: String,
-    revoked: bool,
-    created: i64,
-    versions: Vec<Version>,
+pub(crate) struct KeyFile {
+    pub(crate) name: String,
+    pub(crate) owner: String,
+    pub(crate) policy: String,
+    pub(crate) revoked: bool,
+    pub(crate) created: i64,
+    pub(crate) versions: Vec<Version>,
 }
 
 /// What anyone may know about a key.
@@ -191,7 +193,7 @@ impl KeyStore {
         self.dir.join("keys").join(format!("{name}.json"))
     }
 
-    fn load(&self, name: &str) -> Result<KeyFile, KmsError> {
+    pub(crate) fn load(&self, name: &str) -> Result<KeyFile, KmsError> {
         check_name(name)?;
         let bytes = match std::fs::read(self.path(name)) {
             Ok(b) => b,
@@ -203,7 +205,7 @@ impl KeyStore {
         serde_json::from_slice(&bytes).map_err(|_| KmsError::Corrupt(name.to_owned()))
     }
 
-    fn store(&self, file: &KeyFile) -> Result<(), KmsError> {
+    pub(crate) fn store(&self, file: &KeyFile) -> Result<(), KmsError> {
         let bytes =
             serde_json::to_vec_pretty(file).map_err(|e| KmsError::Invalid(e.to_string()))?;
         replace_file(&self.path(&file.name), &bytes)
@@ -214,9 +216,19 @@ impl KeyStore {
             confide_crypto::random::array::<32>()
                 .map_err(|_| KmsError::Invalid("the random generator failed".into()))?,
         );
+        self.seal_material(name, version, &material[..], now)
+    }
+
+    pub(crate) fn seal_material(
+        &self,
+        name: &str,
+        version: u32,
+        material: &[u8],
+        now: i64,
+    ) -> Result<Version, KmsError> {
         let sealed = self
             .master
-            .seal(&material[..], format!("{name}/{version}").as_bytes())
+            .seal(material, format!("{name}/{version}").as_bytes())
             .map_err(|_| KmsError::Invalid("sealing failed".into()))?;
         Ok(Version {
             version,
@@ -352,7 +364,7 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn info(file: &KeyFile) -> KeyInfo {
+pub(crate) fn info(file: &KeyFile) -> KeyInfo {
     KeyInfo {
         name: file.name.clone(),
         owner: file.owner.clone(),

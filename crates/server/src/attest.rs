@@ -98,7 +98,20 @@ pub(crate) async fn attest(
     let runtime = runtime_data
         .as_deref()
         .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d));
-    let (token, expires, _) = issue(&s, &appraised, json!({"confide.runtime_data": runtime}))?;
+    // Runtime data that is a JWK (JSON with "kty") is the workload's key for JWE releases.
+    let jwk = runtime_data
+        .as_deref()
+        .and_then(|d| serde_json::from_slice::<Value>(d).ok())
+        .filter(|v| v.get("kty").is_some());
+    if let Some(jwk) = &jwk {
+        confide_crypto::jwe::check_recipient(jwk)
+            .map_err(|e| Problem::bad_request(format!("the runtime data's JWK: {e}")))?;
+    }
+    let (token, expires, _) = issue(
+        &s,
+        &appraised,
+        json!({"confide.runtime_data": runtime, "confide.tee_pubkey": jwk}),
+    )?;
     Ok((
         StatusCode::OK,
         Json(json!({"token": token, "expires_at": expires, "status": appraised.status})),

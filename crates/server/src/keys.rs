@@ -4,11 +4,15 @@
 //! - Members manage keys with requests signed like governance requests (COSE_Sign1 by their
 //!   key, with time and nonce): `POST /keys` (`kms.create`), `POST /keys/{name}/rotate`,
 //!   `/revoke`, `/delete`, `/leases`. Only a key's owner changes it or lists its leases.
+//! - Bring your own key: `POST /keks` (`kms.kek.create`) makes an RSA key-exchange key whose
+//!   public half anyone reads at `GET /keks/{name}`; `POST /keys/{name}/import` (`kms.import`)
+//!   takes a `CKM_RSA_AES_KEY_WRAP` blob wrapped to it, from the key-exchange key's owner.
 //! - A workload presents a token from this service's attestation endpoint to
 //!   `POST /keys/{name}/release`; the token must verify with this service's keys, be
-//!   unexpired and carry the workload's runtime key (an X25519 public key) as its runtime data;
-//!   the key's release policy must allow it. The key comes back sealed with HPKE to that runtime
-//!   key, under a lease the workload renews with a fresh token (`/renew`).
+//!   unexpired and carry the workload's runtime key as its runtime data (an X25519 public key,
+//!   or a JWK); the key's release policy must allow it. The key comes back sealed with HPKE to
+//!   the X25519 key (or as a flattened JWE to the JWK, in `jwe`), under a lease the workload
+//!   renews with a fresh token (`/renew`).
 //! - Every creation, rotation, revocation, release, renewal and denial is an audit event on the
 //!   ledger, durable before the answer.
 
@@ -163,6 +167,60 @@ pub(crate) async fn revoke(
     Ok(Json(json!({"key": info, "audit_seq": seq})))
 }
 
+pub(crate) async fn create_kek(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.kek.create")?;
+    let name = req
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kek = s.kms.create_kek(&name, &signer, now())?;
+    let seq = audit(
+        &s,
+        json!({"type": "kms.kek.create", "kek": name, "owner": signer, "at": now()}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"kek": kek, "audit_seq": seq})),
+    ))
+}
+
+pub(crate) async fn kek(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    Ok(Json(json!({"kek": s.kms.kek(&name)?})))
+}
+
+pub(crate) async fn import(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let (signer, req) = member_request(&s, &body, "kms.import")?;
+    name_in(&req, &name)?;
+    let text = |k: &str| req.get(k).and_then(Value::as_str);
+    let kek = text("kek").ok_or_else(|| Problem::bad_request("no kek"))?;
+    let blob = text("blob")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .ok_or_else(|| Problem::bad_request("blob is not base64"))?;
+    let hash = confide_crypto::byok::OaepHash::from_name(text("hash").unwrap_or("sha256"))
+        .ok_or_else(|| Problem::bad_request("hash is neither sha256 nor sha1"))?;
+    let import = confide_kms::Import {
+        kek,
+        blob: &blob,
+        hash,
+        policy: text("policy"),
+    };
+    let info = s.kms.import(&name, &signer, import, now())?;
+    let seq = audit(&s, json!({"type": "kms.import", "key": name, "owner": signer, "kek": kek, "version": info.version, "at": now()})).await?;
+    Ok(Json(json!({"key": info, "audit_seq": seq})))
+}
+
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -198,8 +256,26 @@ pub(crate) async fn leases(
     ))
 }
 
+/// The key a workload gets released keys wrapped to.
+enum RuntimeKey {
+    /// An X25519 public key (the token's runtime data): HPKE.
+    Hpke(HpkePublicKey),
+    /// A JWK (P-256 or RSA; the runtime data was a JWK): JWE.
+    Jwk(Value),
+}
+
+impl RuntimeKey {
+    /// SHA-256 of the key (raw X25519 bytes, or the JWK's canonical JSON), hex.
+    fn digest(&self) -> String {
+        match self {
+            Self::Hpke(k) => digest(k.as_bytes()),
+            Self::Jwk(jwk) => digest(crate::kbs::canonical_json(jwk).as_bytes()),
+        }
+    }
+}
+
 /// The verified claims of a token this service issued, and the workload's runtime key in it.
-fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, HpkePublicKey, Value), Problem> {
+fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, RuntimeKey, Value), Problem> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
     let token = req
@@ -231,7 +307,7 @@ fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, HpkePublicKey, Valu
     {
         return Err(invalid("the token has expired"));
     }
-    let runtime = claims
+    let x25519 = claims
         .get("confide.runtime_data")
         .and_then(Value::as_str)
         .and_then(|r| {
@@ -239,8 +315,16 @@ fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, HpkePublicKey, Valu
                 .decode(r)
                 .ok()
         })
-        .and_then(|r| HpkePublicKey::from_bytes(&r).ok())
-        .ok_or_else(|| invalid("the token carries no runtime key (a 32-byte X25519 public key)"))?;
+        .and_then(|r| HpkePublicKey::from_bytes(&r).ok());
+    let runtime = match (x25519, claims.get("confide.tee_pubkey")) {
+        (Some(k), _) => RuntimeKey::Hpke(k),
+        (None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
+        _ => {
+            return Err(invalid(
+                "the token carries no runtime key (a 32-byte X25519 public key, or a JWK)",
+            ));
+        }
+    };
     Ok((claims, runtime, req))
 }
 
@@ -255,7 +339,7 @@ pub(crate) async fn release(
 ) -> Result<Json<Value>, Problem> {
     let (claims, runtime, req) = token_claims(&s, &body)?;
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
-    let runtime_digest = digest(runtime.as_bytes());
+    let runtime_digest = runtime.digest();
     let (version, material) = match s.kms.release(&name, &claims) {
         Ok(v) => v,
         Err(e) => {
@@ -263,13 +347,22 @@ pub(crate) async fn release(
             return Err(e.into());
         }
     };
-    let sealed = hpke::seal(
-        &runtime,
-        RELEASE_INFO,
-        format!("{name}/{version}").as_bytes(),
-        &material,
-    )
-    .map_err(|e| Problem::internal(e.to_string()))?;
+    let wrapped = match &runtime {
+        RuntimeKey::Hpke(key) => {
+            let sealed = hpke::seal(
+                key,
+                RELEASE_INFO,
+                format!("{name}/{version}").as_bytes(),
+                &material,
+            )
+            .map_err(|e| Problem::internal(e.to_string()))?;
+            json!({"enc": b64(&sealed.enc), "ciphertext": b64(&sealed.ciphertext)})
+        }
+        RuntimeKey::Jwk(jwk) => json!({
+            "jwe": confide_crypto::jwe::encrypt(jwk, &material)
+                .map_err(|e| Problem::internal(e.to_string()))?,
+        }),
+    };
     let now = now();
     let lease = Lease {
         id: hex::encode(
@@ -291,11 +384,14 @@ pub(crate) async fn release(
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
         .grant(lease.clone());
-    Ok(Json(json!({
+    let mut answer = json!({
         "key": name, "version": version,
-        "enc": b64(&sealed.enc), "ciphertext": b64(&sealed.ciphertext),
         "lease": lease.id, "expires_at": lease.expires, "audit_seq": seq,
-    })))
+    });
+    if let (Some(a), Some(w)) = (answer.as_object_mut(), wrapped.as_object()) {
+        a.extend(w.clone());
+    }
+    Ok(Json(answer))
 }
 
 /// Rebuilds the leases from an audit event of the ledger (`kms.release`, `kms.renew`).
@@ -345,13 +441,7 @@ pub(crate) async fn renew(
         .leases
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .renew(
-            &id,
-            &name,
-            &digest(runtime.as_bytes()),
-            now,
-            now + LEASE_SECONDS,
-        )?;
+        .renew(&id, &name, &runtime.digest(), now, now + LEASE_SECONDS)?;
     let seq = audit(
         &s,
         json!({"type": "kms.renew", "key": name, "lease": id, "at": now, "expires": lease.expires}),
