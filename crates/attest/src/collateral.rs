@@ -10,8 +10,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::AttestError;
 use crate::x509::{Certificate, Crl};
+use crate::{AttestError, UnixTime};
 
 const SNP_TABLE_ENTRY: usize = 24;
 
@@ -116,6 +116,11 @@ impl Collateral {
         if !self.certificates.iter().any(|c| c.der() == cert.der()) {
             self.certificates.push(cert);
         }
+    }
+
+    /// The earliest `nextUpdate` of the CRLs held, if any: after it, they are stale.
+    pub fn earliest_crl_next_update(&self) -> Option<UnixTime> {
+        self.crls.iter().filter_map(Crl::next_update).min()
     }
 
     /// Adds a CRL.

@@ -342,6 +342,11 @@ impl Crl {
         &self.der
     }
 
+    /// When the issuer will publish the next list; stale from then on.
+    pub fn next_update(&self) -> Option<UnixTime> {
+        self.next_update
+    }
+
     /// Whether `issuer` is the CA whose name this CRL carries.
     pub(crate) fn is_issued_by(&self, issuer: &Certificate) -> bool {
         self.issuer == issuer.subject

@@ -313,6 +313,25 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         claims["submods"]["sev-snp"]["confide.claims"]["measurements"]["measurement"],
         "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"
     );
+    // The VCEK was kept: the same evidence verifies without it, offline.
+    let s1_alone = json!({"evidence": b64(&testdata("snp/S1-trustee-milan-vcek/test-report.bin"))});
+    let (status, r) = post_json(&format!("{u}/attest/sev-snp"), &s1_alone);
+    assert_eq!(status, 200, "{r}");
+    let kept = get_json(&format!("{u}/collateral"));
+    assert_eq!(kept["bundles"][0]["kind"], "sev-snp", "{kept}");
+    // Another chip's evidence finds no VCEK of its own among the kept ones, and says so.
+    let (status, r) = post_json(
+        &format!("{u}/attest/sev-snp"),
+        &json!({"evidence": b64(&testdata("snp/S2-trustee-milan-vlek/test-vlek-report.bin"))}),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kept for 1 platform"),
+        "{r}"
+    );
 
     // A debug guest: denied by the policy, naming the rule and the claim.
     let (status, r) = post_json(

@@ -69,12 +69,11 @@ pub(crate) async fn attest(
     let req: Request = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("the request is not the expected JSON: {e}")))?;
     let evidence = b64(&req.evidence, "evidence")?;
-    let mut collateral = Collateral::new();
-    for (i, c) in req.collateral.iter().enumerate() {
-        collateral
-            .add(&b64(c, "collateral")?)
-            .map_err(|e| Problem::bad_request(format!("collateral {i}: {e}")))?;
-    }
+    let collateral = req
+        .collateral
+        .iter()
+        .map(|c| b64(c, "collateral"))
+        .collect::<Result<Vec<_>, _>>()?;
     let runtime_data = req
         .runtime_data
         .as_deref()
@@ -129,14 +128,15 @@ pub(crate) struct Appraised {
     policy_id: String,
 }
 
-/// Verifies `evidence` of `kind`, checks that its report data starts with `binding` (then
-/// zeros), and appraises its claims with the consortium's policy. A refusal names the check,
-/// or the rule and claim, that failed.
+/// Verifies `evidence` of `kind` with the `collateral` given (kept in the collateral store if
+/// it verifies), or else with the collateral kept for that kind; checks that its report data
+/// starts with `binding` (then zeros), and appraises its claims with the consortium's policy.
+/// A refusal names the check, or the rule and claim, that failed.
 pub(crate) fn appraise(
     s: &AppState,
     kind: TeeKind,
     evidence: &[u8],
-    collateral: &Collateral,
+    collateral: &[Vec<u8>],
     binding: Option<&[u8]>,
 ) -> Result<Appraised, Problem> {
     // The policy: the consortium's, or the built-in one.
@@ -173,16 +173,59 @@ pub(crate) fn appraise(
     };
     let verifier = confide_attest::verifier(kind)
         .ok_or_else(|| Problem::not_found(format!("no verifier for {kind}")))?;
-    let claims = verifier
-        .verify(evidence, collateral, &inputs)
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::FORBIDDEN,
-                "evidence-rejected",
-                "The evidence did not verify",
-                format!("{} ({})", e, e.reason_code()),
-            )
-        })?;
+    let rejected = |e: confide_attest::AttestError, note: &str| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "evidence-rejected",
+            "The evidence did not verify",
+            format!("{} ({}){note}", e, e.reason_code()),
+        )
+    };
+    let claims = if collateral.is_empty() {
+        // The collateral kept for this kind, each bundle in turn; or none at all.
+        let mut kept = s.collateral.candidates(kind, now());
+        let tried = kept.len();
+        if kept.is_empty() {
+            kept.push(Collateral::new());
+        }
+        let mut first_error = None;
+        let mut verified = None;
+        for bag in &kept {
+            match verifier.verify(evidence, bag, &inputs) {
+                Ok(c) => {
+                    verified = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (verified, first_error) {
+            (Some(c), _) => c,
+            (None, Some(e)) => {
+                let note = if tried == 0 {
+                    String::new()
+                } else {
+                    format!("; tried the collateral kept for {tried} platform(s) of this kind")
+                };
+                return Err(rejected(e, &note));
+            }
+            (None, None) => return Err(Problem::internal("no verification ran")),
+        }
+    } else {
+        let bag = crate::collateral::parse(collateral).map_err(Problem::bad_request)?;
+        let claims = verifier
+            .verify(evidence, &bag, &inputs)
+            .map_err(|e| rejected(e, ""))?;
+        // Verified: keep it for this platform. Keeping is best effort; the answer stands.
+        let platform = claims
+            .platform_id()
+            .map(hex::encode)
+            .unwrap_or_else(|| "any".into());
+        let _ = s.collateral.keep(kind, &platform, collateral, now());
+        claims
+    };
 
     // The binding of the runtime data.
     if let Some(digest) = binding {

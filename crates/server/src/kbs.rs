@@ -36,7 +36,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use confide_attest::{Collateral, TeeKind};
+use confide_attest::TeeKind;
 use confide_kms::{KmsError, ResourcePath};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -283,8 +283,8 @@ pub(crate) async fn attest(
         .map_err(|e| invalid(format!("the tee-pubkey: {e}")))?;
     let digest = runtime_data_digest(&req.runtime_data, &req.tee_evidence.additional_evidence);
     let evidence = serde_json::to_vec(&req.tee_evidence.primary_evidence).map_err(unavailable)?;
-    let appraised = crate::attest::appraise(&s, tee, &evidence, &Collateral::new(), Some(&digest))
-        .map_err(|p| {
+    let appraised =
+        crate::attest::appraise(&s, tee, &evidence, &[], Some(&digest)).map_err(|p| {
             if p.status == StatusCode::SERVICE_UNAVAILABLE {
                 p
             } else {

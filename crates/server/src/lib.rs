@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod collateral;
 mod kbs;
 mod keys;
 mod problem;
@@ -111,6 +112,8 @@ pub struct AppState {
     pub(crate) nonces: Arc<std::sync::Mutex<SeenNonces>>,
     /// The KBS protocol's sessions.
     pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
+    /// Endorsements kept for verifying evidence offline.
+    pub(crate) collateral: Arc<collateral::Store>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -194,6 +197,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             leases: Arc::new(std::sync::Mutex::new(leases)),
             nonces: Arc::default(),
             kbs: Arc::default(),
+            collateral: Arc::new(collateral::Store::open(&config.data.join("collateral"))?),
         },
         opened,
     ))

@@ -32,6 +32,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/proposals/{id}/ballots", post(ballot))
         .route("/gov/members", get(members))
         .route("/attest/{kind}", post(crate::attest::attest))
+        .route(
+            "/collateral",
+            get(|State(s): State<AppState>| async move { Json(s.collateral.list()) }),
+        )
         .route("/keys", post(crate::keys::create))
         .route("/keys/{name}/rotate", post(crate::keys::rotate))
         .route("/keys/{name}/revoke", post(crate::keys::revoke))
