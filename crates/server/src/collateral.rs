@@ -194,17 +194,15 @@ mod tests {
     fn bundles_survive_a_restart_and_stale_crls_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let vcek = testdata("snp/S1-trustee-milan-vcek/test-vcek.der");
-        store
-            .keep(TeeKind::SevSnp, "chip-a", &[vcek.clone()], 1)
-            .unwrap();
-        let crl = testdata("sgx/G4-automata/intel_root_ca_crl.der");
-        let next_update = parse(&[crl.clone()])
+        let vcek = vec![testdata("snp/S1-trustee-milan-vcek/test-vcek.der")];
+        store.keep(TeeKind::SevSnp, "chip-a", &vcek, 1).unwrap();
+        let crl = vec![testdata("sgx/G4-automata/intel_root_ca_crl.der")];
+        let next_update = parse(&crl)
             .unwrap()
             .earliest_crl_next_update()
             .unwrap()
             .secs();
-        store.keep(TeeKind::Sgx, "fmspc-b", &[crl], 1).unwrap();
+        store.keep(TeeKind::Sgx, "fmspc-b", &crl, 1).unwrap();
         assert!(
             store
                 .keep(TeeKind::Sgx, "x", &[b"junk".to_vec()], 1)
