@@ -874,3 +874,116 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
     }
     s.kill();
 }
+
+/// Every endpoint that changes or reads a member's keys, key-exchange keys or resources,
+/// refused three ways: with no credentials (a plain JSON body), with another member's valid
+/// signature, and with the owner's signature tampered; none of them changes anything.
+#[test]
+fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let (a, b, mallory) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("mallory"),
+    );
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    let (_, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(
+            &json!({"type": "propose", "actions": [{"action": "add_member", "member": b.doc()}]}),
+        ),
+    );
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    post(
+        &format!("{u}/gov/proposals/{id}/ballots"),
+        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+    );
+    for (path, body) in [
+        ("/keys", json!({"type": "kms.create", "name": "k"})),
+        ("/keks", json!({"type": "kms.kek.create", "name": "kk"})),
+        (
+            "/kbs/v0/resource/r/t/g",
+            json!({"type": "kbs.put", "path": "r/t/g", "content": "c2VjcmV0"}),
+        ),
+    ] {
+        let (status, r) = post(&format!("{u}{path}"), &a.sign(&body));
+        assert_eq!(status, 201, "{path}: {r}");
+    }
+    let entries = |u: &str| {
+        get_json(&format!("{u}/ledger/entries"))["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = entries(u);
+
+    let tamper = |mut signed: Vec<u8>| {
+        let at = signed.len() - 3; // inside the signature
+        signed[at] ^= 0x01;
+        signed
+    };
+    let owned = [
+        ("/keys/k/rotate", json!({"type": "kms.rotate", "name": "k"})),
+        ("/keys/k/revoke", json!({"type": "kms.revoke", "name": "k"})),
+        ("/keys/k/delete", json!({"type": "kms.delete", "name": "k"})),
+        ("/keys/k/leases", json!({"type": "kms.leases", "name": "k"})),
+        (
+            "/keys/k/import",
+            json!({"type": "kms.import", "name": "k", "kek": "kk", "blob": "AAAA"}),
+        ),
+        (
+            "/kbs/v0/resource/r/t/g",
+            json!({"type": "kbs.put", "path": "r/t/g", "content": "b3RoZXI="}),
+        ),
+    ];
+    for (path, body) in &owned {
+        let url = format!("{u}{path}");
+        let (status, r) = post(&url, body.to_string().as_bytes());
+        assert!(
+            matches!(status, 400 | 401 | 403),
+            "{path} without credentials: {status} {r}"
+        );
+        let (status, r) = post(&url, &b.sign(body));
+        assert_eq!(status, 403, "{path} with another member's credentials: {r}");
+        let (status, r) = post(&url, &tamper(a.sign(body)));
+        assert_eq!(status, 403, "{path} tampered: {r}");
+        assert_eq!(
+            r["type"], "https://confide.dev/problems/bad-signature",
+            "{path}"
+        );
+        let (status, _) = post(&url, &mallory.sign(body));
+        assert_eq!(status, 403, "{path} by a non-member");
+    }
+    for (path, body) in [
+        ("/keys", json!({"type": "kms.create", "name": "k2"})),
+        ("/keks", json!({"type": "kms.kek.create", "name": "kk2"})),
+    ] {
+        let url = format!("{u}{path}");
+        let (status, _) = post(&url, body.to_string().as_bytes());
+        assert!(
+            matches!(status, 400 | 401 | 403),
+            "{path} without credentials"
+        );
+        let (status, _) = post(&url, &tamper(a.sign(&body)));
+        assert_eq!(status, 403, "{path} tampered");
+        let (status, _) = post(&url, &mallory.sign(&body));
+        assert_eq!(status, 403, "{path} by a non-member");
+    }
+    // Nothing changed: no entry on the ledger, the key still at version 1 and a's to rotate.
+    assert_eq!(entries(u), before);
+    let (status, r) = post(
+        &format!("{u}/keys/k/rotate"),
+        &a.sign(&json!({"type": "kms.rotate", "name": "k"})),
+    );
+    assert_eq!(
+        (status, r["key"]["version"].as_u64()),
+        (200, Some(2)),
+        "{r}"
+    );
+    s.kill();
+}
