@@ -340,6 +340,7 @@ impl Embedded {
             founder: None,
             issuer: url.clone(),
             rotate_token_key: false,
+            token_lifetime: confide_server::TOKEN_LIFETIME,
         };
         let (state, _) = confide_server::open(&config, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// Sign attestation tokens with a new key from now on (older keys stay published).
     #[arg(long)]
     rotate_token_key: bool,
+    /// How long attestation tokens are valid, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = confide_server::TOKEN_LIFETIME,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    token_lifetime: i64,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -48,6 +52,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             founder: args.founder,
             issuer: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
             rotate_token_key: args.rotate_token_key,
+            token_lifetime: args.token_lifetime,
         };
         if !args.dev {
             let router = confide_server::sealed_router(config)?;

@@ -987,3 +987,58 @@ fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
     );
     s.kill();
 }
+
+/// A token past its expiry is refused by the key broker and the KBS endpoints alike, and the
+/// refusal changes nothing (tokens live one second here: `--token-lifetime 1`).
+#[test]
+fn expired_tokens_are_refused() {
+    use confide_crypto::hpke::HpkeSecretKey;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &["--token-lifetime", "1"]);
+    let u = &s.url;
+    let a = Member::new("bank-a");
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    post(
+        &format!("{u}/keys"),
+        &a.sign(&json!({"type": "kms.create", "name": "k"})),
+    );
+    let workload = HpkeSecretKey::generate().unwrap();
+    let token = workload_token(u, workload.public_key().as_bytes());
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        1
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let before = get_json(&format!("{u}/ledger/entries"))["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (status, r) = post_json(&format!("{u}/keys/k/release"), &json!({"token": token}));
+    assert_eq!(status, 401, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("expired"), "{r}");
+    let r = agent()
+        .get(format!("{u}/kbs/v0/resource/a/b/c"))
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let after = get_json(&format!("{u}/ledger/entries"))["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
+    s.kill();
+}

@@ -24,7 +24,7 @@ use crate::problem::Problem;
 
 /// The built-in appraisal policy.
 pub const DEFAULT_APPRAISAL: &str = include_str!("appraisal.rego");
-/// How long a token is valid.
+/// How long a token is valid unless the operator says otherwise.
 pub const TOKEN_LIFETIME: i64 = 300;
 const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
 
@@ -309,7 +309,7 @@ pub(crate) fn issue(
         "iss": s.issuer,
         "iat": now,
         "nbf": now,
-        "exp": now + TOKEN_LIFETIME,
+        "exp": now + s.token_lifetime,
         "eat_profile": EAR_PROFILE,
         "ear.verifier-id": {"developer": "confide", "build": env!("CARGO_PKG_VERSION")},
         "submods": {
@@ -335,7 +335,7 @@ pub(crate) fn issue(
         .map_err(|e| Problem::internal(e.to_string()))?
         .sign(&claims)
         .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok((token, now + TOKEN_LIFETIME, claims))
+    Ok((token, now + s.token_lifetime, claims))
 }
 
 pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Problem> {

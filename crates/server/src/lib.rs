@@ -83,6 +83,9 @@ pub struct Config {
     pub issuer: String,
     /// Start signing tokens with a new key (the old ones stay published).
     pub rotate_token_key: bool,
+    /// How long the attestation tokens issued are valid, in seconds ([`TOKEN_LIFETIME`] by
+    /// default).
+    pub token_lifetime: i64,
 }
 
 /// The server's clock, in seconds since the epoch: the one place the services read it.
@@ -104,6 +107,7 @@ pub struct AppState {
     pub(crate) writer: writer::Handle,
     pub(crate) founder: Option<String>,
     pub(crate) issuer: String,
+    pub(crate) token_lifetime: i64,
     pub(crate) appraisal: String,
     pub(crate) tokens: Arc<RwLock<token::KeySet>>,
     pub(crate) kms: Arc<confide_kms::KeyStore>,
@@ -186,6 +190,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             gov,
             writer,
             founder: config.founder.clone(),
+            token_lifetime: config.token_lifetime,
             issuer: config.issuer.trim_end_matches('/').to_owned(),
             appraisal: if config.dev {
                 attest::dev_appraisal()
