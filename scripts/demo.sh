@@ -4,7 +4,8 @@
 # tampered copy are refused. Then the check that decides whether a TEE may get the key: real
 # AMD SEV-SNP and Intel TDX evidence verified against the pinned vendor roots, a one-bit change
 # and simulated evidence refused. Last, the ledger: the banks found a consortium on a server,
-# admit each other by vote, and audit the ledger and a receipt offline. Everything happens in a
+# admit each other by vote, keep a key and a secret in the key broker (fetched by a guest over
+# the KBS protocol; a non-owner refused), and audit the ledger and a receipt offline. Everything happens in a
 # temporary directory.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -83,6 +84,18 @@ run "$confide" --home bank-a gov propose --add-member bank-b.id.json
 proposal="$("$confide" gov list --json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)"
 run "$confide" --home bank-a gov vote "$proposal" --approve
 run "$confide" gov members
+
+# The key broker: bank-a keeps a key and a secret for attested workloads; a guest speaking the
+# Trustee KBS protocol (here with Trustee's insecure sample evidence) fetches the secret.
+run "$confide" --home bank-a kms create dek-1
+printf 'the consortium API token' > secret.txt
+run "$confide" --home bank-a kbs put-resource consortium/token/api secret.txt
+say "$confide kbs get-resource consortium/token/api --insecure-sample"
+"$confide" kbs get-resource consortium/token/api --insecure-sample 2>/dev/null; echo
+say "$confide --home bank-b kms rotate dek-1   (bank-b does not own dek-1)"
+if "$confide" --home bank-b kms rotate dek-1; then
+  echo "BUG: a non-owner rotated a key" >&2; exit 1
+fi
 run "$confide" ledger tail
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 run "$confide" ledger verify data/ledger --key data/ledger/ledger.pub

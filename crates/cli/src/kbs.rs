@@ -236,22 +236,46 @@ pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
     let seconds = std::time::Duration::from_secs_f64(args.seconds.max(0.1));
     let mut results = Vec::new();
     if !args.json {
-        println!("KBS rounds (auth, attest with sample evidence, resource) against {base}");
+        println!("KBS rounds (auth, attest with sample evidence, resource) against {base},");
+        println!("and in the same run three bare HTTP requests (GET /kms/status) per round:");
         println!(
-            "{:>8} {:>8} {:>10} {:>9} {:>9}",
-            "clients", "rounds", "rounds/s", "p50 ms", "p99 ms"
+            "{:>8} {:>8} {:>10} {:>9} {:>9} {:>13} {:>8}",
+            "clients", "rounds", "rounds/s", "p50 ms", "p99 ms", "bare rounds/s", "ratio"
         );
     }
     for &clients in &args.clients {
-        let r = run_clients(&base, &path, clients.max(1), seconds)?;
+        let clients = clients.max(1);
+        let mut r = run_clients(clients, seconds, |agent| {
+            round(agent, &base, &path).map(drop)
+        })?;
+        // The peer in the same run: the transport a round costs without attestation, policy,
+        // cryptography or audit.
+        let bare = run_clients(clients, seconds, |agent| {
+            for _ in 0..3 {
+                agent
+                    .get(format!("{base}/kms/status"))
+                    .call()?
+                    .body_mut()
+                    .read_to_vec()?;
+            }
+            Ok(())
+        })?;
+        let (kbs, http) = (
+            r["rounds_per_second"].as_f64().unwrap_or(0.0),
+            bare["rounds_per_second"].as_f64().unwrap_or(0.0),
+        );
+        r["bare_rounds_per_second"] = json!(http);
+        r["ratio_to_bare"] = json!(if http > 0.0 { kbs / http } else { 0.0 });
         if !args.json {
             println!(
-                "{:>8} {:>8} {:>10.1} {:>9.2} {:>9.2}",
-                r["clients"].as_u64().unwrap_or(0),
+                "{:>8} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>13.1} {:>7.3}x",
+                clients,
                 r["rounds"].as_u64().unwrap_or(0),
-                r["rounds_per_second"].as_f64().unwrap_or(0.0),
+                kbs,
                 r["p50_ms"].as_f64().unwrap_or(0.0),
-                r["p99_ms"].as_f64().unwrap_or(0.0)
+                r["p99_ms"].as_f64().unwrap_or(0.0),
+                http,
+                r["ratio_to_bare"].as_f64().unwrap_or(0.0),
             );
         }
         results.push(r);
@@ -262,15 +286,17 @@ pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `work` in a loop from `clients` threads, each with its own connection, for `seconds`;
+/// the rounds, their rate and latency percentiles.
 fn run_clients(
-    base: &str,
-    path: &str,
     clients: usize,
     seconds: std::time::Duration,
+    work: impl Fn(&ureq::Agent) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<Value> {
     use std::time::Instant;
     let start = Instant::now();
     let deadline = start + seconds;
+    let work = &work;
     let latencies = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..clients)
             .map(|_| {
@@ -279,7 +305,7 @@ fn run_clients(
                     let mut out = Vec::new();
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        round(&agent, base, path)?;
+                        work(&agent)?;
                         out.push(t.elapsed());
                     }
                     Ok(out)

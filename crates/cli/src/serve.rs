@@ -317,6 +317,21 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
 }
 
 /// `confide ledger tail`: the server's entries from `from` on.
+/// An audit event (plain JSON): its type and what it is about.
+fn audit_summary(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let kind = v["type"].as_str()?;
+    let about = ["key", "resource", "kek"]
+        .iter()
+        .find_map(|k| v[*k].as_str())
+        .unwrap_or_default();
+    let version = v["version"]
+        .as_u64()
+        .map(|n| format!(" v{n}"))
+        .unwrap_or_default();
+    Some(format!("audit {kind} {about}{version}"))
+}
+
 pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
     use base64::Engine as _;
     let r = Client::new(server).get(&format!("/ledger/entries?from={from}"))?;
@@ -351,6 +366,7 @@ pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
                 Some(t) => t.to_owned(),
                 None => "entry".to_owned(),
             })
+            .or_else(|| audit_summary(&bytes))
             .unwrap_or_else(|| format!("{} bytes", bytes.len()));
         println!("{:>8}  {summary}", e["seq"]);
     }
