@@ -1,0 +1,215 @@
+//! Contracts: what the owners of the named datasets agree to run, byte for byte.
+//!
+//! A contract names its tables (SQL table name → dataset id), the SQL text, the workload
+//! measurements allowed to run it, the recipients of the result (member fingerprints) and the
+//! output rules. Its id is the SHA-256 of its RFC 8785 canonical JSON, so any change — one byte
+//! of the SQL, one more recipient — makes another contract, which needs its own approvals.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::CleanroomError;
+
+/// A workload measurement the contract allows, as the attestation token's claims carry it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measurement {
+    /// The TEE kind (`sev-snp`, `tdx`, `sim`, …).
+    pub kind: String,
+    /// The primary measurement, lowercase hex.
+    pub value: String,
+}
+
+/// What happens to result rows that break the minimum group size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    /// Leave those rows out, and say how many.
+    Suppress,
+    /// Release no result at all.
+    Refuse,
+}
+
+/// The minimum number of distinct individuals behind each result row: the result column that
+/// counts them (the SQL computes it, and the owners approve that SQL) and the minimum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinGroup {
+    /// The column holding the count of distinct individuals.
+    pub column: String,
+    /// The least count a row may have.
+    pub min: u64,
+}
+
+/// The rules a result must meet to leave the TEE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRules {
+    /// The only columns that may leave.
+    pub columns: Vec<String>,
+    /// The minimum group size.
+    pub min_group: MinGroup,
+    /// The most rows the result may have.
+    pub max_rows: u64,
+    /// What to do with rows under the minimum group size.
+    pub on_violation: OnViolation,
+}
+
+/// A contract's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// SQL table name → dataset id.
+    pub tables: BTreeMap<String, String>,
+    /// The SQL query, byte for byte.
+    pub sql: String,
+    /// The measurements of the workloads allowed to run it.
+    pub measurements: Vec<Measurement>,
+    /// The members (fingerprints) the result is encrypted to.
+    pub recipients: Vec<String>,
+    /// The output rules.
+    pub output: OutputRules,
+}
+
+impl Contract {
+    /// Checks the terms make sense on their own (not against the ledger).
+    pub fn check(&self) -> Result<(), CleanroomError> {
+        let bad = |m: String| Err(CleanroomError::Contract(m));
+        if self.tables.is_empty() {
+            return bad("a contract names at least one table".into());
+        }
+        for name in self.tables.keys() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !ok {
+                return bad(format!(
+                    "table name {name:?}: letters, digits and '_', not starting with a digit"
+                ));
+            }
+        }
+        if self.sql.trim().is_empty() {
+            return bad("the SQL is empty".into());
+        }
+        if self.measurements.is_empty() {
+            return bad("a contract allows at least one workload measurement".into());
+        }
+        if self.recipients.is_empty() {
+            return bad("a contract names at least one recipient".into());
+        }
+        if self.output.columns.is_empty() {
+            return bad("the output rules allow no column".into());
+        }
+        if !self.output.columns.contains(&self.output.min_group.column) {
+            return bad(format!(
+                "the minimum-group column {:?} is not among the allowed columns",
+                self.output.min_group.column
+            ));
+        }
+        if self.output.max_rows == 0 {
+            return bad("max_rows is 0".into());
+        }
+        Ok(())
+    }
+
+    /// The dataset ids, sorted, each once.
+    pub fn datasets(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.tables.values().cloned().collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The contract as JSON.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The contract's id: SHA-256 of its canonical JSON, hex.
+    pub fn id(&self) -> String {
+        id_of(&self.to_value())
+    }
+
+    /// The contract from JSON (e.g. the `contract` member of a governance action).
+    pub fn from_value(value: &Value) -> Result<Self, CleanroomError> {
+        let c: Self = serde_json::from_value(value.clone())
+            .map_err(|e| CleanroomError::Contract(format!("not a contract: {e}")))?;
+        c.check()?;
+        Ok(c)
+    }
+}
+
+/// The id of a contract given as JSON.
+pub fn id_of(contract: &Value) -> String {
+    hex::encode(confide_crypto::digest::sha256(
+        confide_ledger::jcs::canonical_json(contract).as_bytes(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Contract {
+        Contract {
+            tables: [("bank_a".to_owned(), "ds-a".to_owned())].into(),
+            sql: "SELECT 1 AS n".into(),
+            measurements: vec![Measurement {
+                kind: "sim".into(),
+                value: "00".into(),
+            }],
+            recipients: vec!["fp".into()],
+            output: OutputRules {
+                columns: vec!["n".into()],
+                min_group: MinGroup {
+                    column: "n".into(),
+                    min: 1,
+                },
+                max_rows: 10,
+                on_violation: OnViolation::Refuse,
+            },
+        }
+    }
+
+    #[test]
+    fn the_id_covers_every_byte() {
+        let c = sample();
+        c.check().unwrap();
+        let id = c.id();
+        assert_eq!(id.len(), 64);
+        let mut sql = c.clone();
+        sql.sql.push(' ');
+        let mut recipients = c.clone();
+        recipients.recipients.push("fp2".into());
+        let mut rules = c.clone();
+        rules.output.max_rows = 11;
+        for other in [sql, recipients, rules] {
+            assert_ne!(other.id(), id);
+        }
+        // The same terms in another member order: the same id.
+        let reordered: Value = serde_json::from_str(&format!(
+            r#"{{"output": {}, "sql": "SELECT 1 AS n", "tables": {{"bank_a": "ds-a"}}, "recipients": ["fp"], "measurements": [{{"value": "00", "kind": "sim"}}]}}"#,
+            serde_json::to_string(&c.output).unwrap()
+        ))
+        .unwrap();
+        assert_eq!(id_of(&reordered), id);
+        assert_eq!(Contract::from_value(&reordered).unwrap(), c);
+    }
+
+    #[test]
+    fn nonsense_terms_are_refused() {
+        let mut c = sample();
+        c.output.min_group.column = "secret".into();
+        assert!(c.check().is_err());
+        let mut c = sample();
+        c.tables.insert("1bad".into(), "x".into());
+        assert!(c.check().is_err());
+        let mut c = sample();
+        c.recipients.clear();
+        assert!(c.check().is_err());
+        assert!(Contract::from_value(&serde_json::json!({"sql": "x"})).is_err());
+    }
+}

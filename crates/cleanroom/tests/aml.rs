@@ -1,0 +1,135 @@
+//! The AML query on generated data: the findings are exactly the planted patterns, no bank's
+//! data alone shows any of them, and the output rules hold (suppress or refuse, columns, rows).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use confide_cleanroom::aml::{self, BANKS, Scale};
+use confide_cleanroom::runner::{self, schema_from};
+use confide_cleanroom::{CleanroomError, Format, OnViolation, Table};
+
+/// The tables over `files`, typed as the schema inferred from a whole generated bank file
+/// (as `dataset publish` records it).
+fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
+    let (full, _) = generate();
+    let columns = runner::infer_csv_schema(&full[0][..], 1000).unwrap();
+    let schema = schema_from(&columns).unwrap();
+    BANKS
+        .iter()
+        .zip(files.iter())
+        .map(|((_, name), bytes)| {
+            let bytes = Arc::new(bytes.clone());
+            Table {
+                name: (*name).to_owned(),
+                format: Format::Csv,
+                schema: schema.clone(),
+                open: Arc::new(move || {
+                    Ok(Box::new(std::io::Cursor::new(bytes.as_ref().clone()))
+                        as Box<dyn std::io::Read + Send>)
+                }),
+            }
+        })
+        .collect()
+}
+
+fn generate() -> ([Vec<u8>; 3], BTreeSet<aml::Finding>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let planted = aml::generate(Scale::default(), &mut [&mut a, &mut b, &mut c]).unwrap();
+    ([a, b, c], planted)
+}
+
+fn findings(csv: &[u8]) -> BTreeSet<aml::Finding> {
+    String::from_utf8_lossy(csv)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pooled_query_finds_exactly_what_was_planted() {
+    let (files, planted) = generate();
+    let out = runner::run(aml::SQL, tables(&files), &aml::output_rules())
+        .await
+        .unwrap();
+    assert_eq!(
+        findings(&out.csv),
+        planted,
+        "{}",
+        String::from_utf8_lossy(&out.csv)
+    );
+    assert_eq!(out.suppressed, 0);
+    assert_eq!(out.columns, ["pattern", "subject", "n_accounts", "total"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bank_alone_sees_a_pattern() {
+    let (files, _) = generate();
+    let header = format!("{}\n", aml::HEADER).into_bytes();
+    for bank in 0..3 {
+        let mut alone = [header.clone(), header.clone(), header.clone()];
+        alone[bank] = files[bank].clone();
+        // Also as if the bank's file were all three tables.
+        let tripled = [
+            files[bank].clone(),
+            files[bank].clone(),
+            files[bank].clone(),
+        ];
+        for set in [alone, tripled] {
+            let out = runner::run(aml::SQL, tables(&set), &aml::output_rules())
+                .await
+                .unwrap();
+            assert_eq!(
+                out.rows,
+                0,
+                "bank {bank}: {}",
+                String::from_utf8_lossy(&out.csv)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_rules_hold() {
+    let (files, _) = generate();
+    // Rows about single accounts: under the minimum of three, suppressed or refused.
+    let per_account = "SELECT 'x' AS pattern, from_account AS subject, CASE WHEN COUNT(*) > 15 THEN 3 ELSE 1 END AS n_accounts, \
+                       SUM(amount) AS total FROM bank_a GROUP BY from_account ORDER BY subject LIMIT 50";
+    let mut rules = aml::output_rules();
+    let out = runner::run(per_account, tables(&files), &rules)
+        .await
+        .unwrap();
+    assert!(
+        out.suppressed > 0 && out.suppressed + out.rows == 50,
+        "{out:?}"
+    );
+    rules.on_violation = OnViolation::Refuse;
+    let err = runner::run(per_account, tables(&files), &rules)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CleanroomError::OutputRefused(_)), "{err}");
+    assert!(err.to_string().contains("fewer than 3"), "{err}");
+    // A column the contract does not let out.
+    let leaky = "SELECT customer AS pattern, from_account AS subject, 3 AS n_accounts, amount AS total, \
+                 to_account FROM bank_a LIMIT 1";
+    let err = runner::run(leaky, tables(&files), &aml::output_rules())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("to_account"), "{err}");
+    // Too many rows.
+    let mut rules = aml::output_rules();
+    rules.max_rows = 5;
+    let many = "SELECT 'x' AS pattern, tx_id AS subject, 3 AS n_accounts, amount AS total FROM bank_a LIMIT 6";
+    let err = runner::run(many, tables(&files), &rules).await.unwrap_err();
+    assert!(err.to_string().contains("at most 5"), "{err}");
+    // SQL that does not compile says so.
+    let err = runner::run("SELEC nonsense", tables(&files), &aml::output_rules())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CleanroomError::Query(_)), "{err}");
+}
