@@ -141,7 +141,9 @@ fn customer_id(customer: u32) -> String {
 /// third have accounts at two or three banks.
 fn banks_at(customer: u32, bank: usize) -> bool {
     let home = (customer % 3) as usize;
-    bank == home || (customer.is_multiple_of(7) && bank == (home + 1) % 3) || customer.is_multiple_of(11)
+    bank == home
+        || (customer.is_multiple_of(7) && bank == (home + 1) % 3)
+        || customer.is_multiple_of(11)
 }
 
 /// Writes one CSV row.

@@ -107,6 +107,27 @@ pub fn infer_csv_schema(
         .collect())
 }
 
+/// A Parquet file's schema (as `[(name, type)]`) and row count, from its footer.
+pub fn describe_parquet(
+    path: &std::path::Path,
+) -> Result<(Vec<(String, String)>, u64), CleanroomError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| CleanroomError::Dataset(format!("{}: {e}", path.display())))?;
+    let builder =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| {
+                CleanroomError::Dataset(format!("{}: not Parquet: {e}", path.display()))
+            })?;
+    let rows = builder.metadata().file_metadata().num_rows();
+    let columns = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    Ok((columns, u64::try_from(rows).unwrap_or(0)))
+}
+
 #[derive(Debug)]
 struct CsvPartition {
     name: String,

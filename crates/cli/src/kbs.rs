@@ -227,7 +227,17 @@ pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
     let (base, path) = match &args.resource {
         Some(path) => (server.trim_end_matches('/').to_owned(), path.clone()),
         None => {
-            let e = Embedded::start()?;
+            let e = crate::embedded::Embedded::start()?;
+            let home = Home::new(e.dir().join("home"));
+            home.init("bench")
+                .context("creating the benchmark's member")?;
+            let founder: Value = serde_json::from_str(&home.load_public()?.to_json())?;
+            crate::serve::Client::new(&e.url).post(
+                "/gov/found",
+                &crate::serve::signed(&home, &json!({"type": "found", "member": founder}))?,
+            )?;
+            let secret = Zeroizing::new(confide_crypto::random::array::<32>()?);
+            put_resource(&home, &e.url, "bench/key/one", &secret[..], None)?;
             let base = e.url.clone();
             _embedded = e;
             (base, "bench/key/one".to_owned())
@@ -339,71 +349,4 @@ fn run_clients(
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
     }))
-}
-
-/// A development server on loopback in a temporary directory, founded by a temporary member
-/// who stores the resource `bench/key/one`; it stops when dropped.
-struct Embedded {
-    url: String,
-    _dir: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Embedded {
-    fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("creating a temporary directory")?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let listener = runtime.block_on(confide_server::bind(([127, 0, 0, 1], 0).into()))?;
-        let addr = listener.local_addr()?;
-        let url = format!("http://{addr}");
-        let config = confide_server::Config {
-            data: dir.path().join("data"),
-            dev: true,
-            founder: None,
-            issuer: url.clone(),
-            rotate_token_key: false,
-            token_lifetime: confide_server::TOKEN_LIFETIME,
-        };
-        let (state, _) = confide_server::open(&config, None)?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = confide_server::serve(listener, state) => {}
-                    _ = rx => {}
-                }
-            });
-        });
-        let home = Home::new(dir.path().join("home"));
-        home.init("bench")
-            .context("creating the benchmark's member")?;
-        let founder: Value = serde_json::from_str(&home.load_public()?.to_json())?;
-        crate::serve::Client::new(&url).post(
-            "/gov/found",
-            &crate::serve::signed(&home, &json!({"type": "found", "member": founder}))?,
-        )?;
-        let secret = Zeroizing::new(confide_crypto::random::array::<32>()?);
-        put_resource(&home, &url, "bench/key/one", &secret[..], None)?;
-        Ok(Self {
-            url,
-            _dir: dir,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

@@ -179,7 +179,7 @@ fn get(
     Ok(())
 }
 
-fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyingKey> {
+pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyingKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     VerifyingKey::from_spki_pem(&text)
@@ -190,7 +190,11 @@ fn fingerprint(key: &VerifyingKey) -> String {
     hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
 }
 
-fn verify_dir(dir: &std::path::Path, key: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+pub(crate) fn verify_dir(
+    dir: &std::path::Path,
+    key: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
     let key = key.as_deref().map(read_key).transpose()?;
     let (ledger, recovery) = Ledger::audit(dir, key)
         .with_context(|| format!("the ledger in {} does not verify", dir.display()))?;

@@ -10,6 +10,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod attest;
+mod cleanroom;
+mod demo;
+mod embedded;
 mod files;
 mod kbs;
 mod kms;
@@ -72,12 +75,34 @@ enum Command {
     /// Resources served to attested workloads over the Trustee KBS protocol.
     #[command(subcommand)]
     Kbs(kbs::KbsCommand),
+    /// Datasets: publish (encrypt, upload, deposit the key, register), list.
+    #[command(subcommand)]
+    Dataset(cleanroom::DatasetCommand),
+    /// Contracts: propose, approve, revoke, show.
+    #[command(subcommand)]
+    Contract(cleanroom::ContractCommand),
+    /// Run an approved contract as its workload: attest, get the keys, query, release the
+    /// result to its recipients, record the run.
+    Run(cleanroom::RunArgs),
+    /// Results of runs: fetch and decrypt, as a recipient.
+    #[command(subcommand)]
+    Result(cleanroom::ResultCommand),
+    /// Demonstrations of the whole system on this machine.
+    #[command(subcommand)]
+    Demo(DemoCommand),
     /// Measure the services under load.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Decrypt a file encrypted to this member. Nothing is written to --out unless the whole
     /// file authenticates.
     Decrypt(files::DecryptArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Three banks find money laundering across their pooled transactions in a clean room,
+    /// without showing each other a row.
+    Aml(demo::AmlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +128,11 @@ fn main() -> ExitCode {
             Command::Kms(cmd) => kms::run(cmd, &home, &cli.server),
             Command::Kbs(cmd) => kbs::run(cmd, &home, &cli.server),
             Command::Bench(BenchCommand::Kbs(args)) => kbs::bench(&args, &cli.server),
+            Command::Demo(DemoCommand::Aml(args)) => demo::aml(&args),
+            Command::Dataset(cmd) => cleanroom::dataset(cmd, &home, &cli.server),
+            Command::Contract(cmd) => cleanroom::contract(cmd, &home, &cli.server),
+            Command::Run(args) => cleanroom::run(args, &cli.server),
+            Command::Result(cmd) => cleanroom::result(cmd, &home, &cli.server),
         },
         Err(e) => Err(e),
     };

@@ -179,6 +179,18 @@ impl Client {
         Self::answer(response)
     }
 
+    pub(crate) fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .with_context(|| format!("reaching {}", self.base))?;
+        if !response.status().is_success() {
+            bail!("the server refused ({})", response.status().as_u16());
+        }
+        Ok(response.body_mut().read_to_vec()?)
+    }
+
     pub(crate) fn post_json(&self, path: &str, body: &str) -> anyhow::Result<Value> {
         let response = self
             .agent
@@ -321,7 +333,7 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
 fn audit_summary(bytes: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(bytes).ok()?;
     let kind = v["type"].as_str()?;
-    let about = ["key", "resource", "kek"]
+    let about = ["key", "resource", "kek", "run"]
         .iter()
         .find_map(|k| v[*k].as_str())
         .unwrap_or_default();
@@ -330,6 +342,36 @@ fn audit_summary(bytes: &[u8]) -> Option<String> {
         .map(|n| format!(" v{n}"))
         .unwrap_or_default();
     Some(format!("audit {kind} {about}{version}"))
+}
+
+/// One line about a ledger entry: a governance request's type and gist, an audit event's
+/// type and subject, or its size.
+pub(crate) fn describe_entry(bytes: &[u8]) -> String {
+    confide_ledger::cose::Sign1::parse(bytes)
+        .ok()
+        .and_then(|s| s.payload)
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .map(|v| match v["type"].as_str() {
+            Some("propose") => format!(
+                "propose {}",
+                v["actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["action"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("ballot") => format!(
+                "ballot {} on {}",
+                if v["vote"] == true { "for" } else { "against" },
+                v["proposal"].as_str().unwrap_or("?")
+            ),
+            Some(t) => t.to_owned(),
+            None => "entry".to_owned(),
+        })
+        .or_else(|| audit_summary(bytes))
+        .unwrap_or_else(|| format!("{} bytes", bytes.len()))
 }
 
 pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
@@ -343,31 +385,7 @@ pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(e["entry"].as_str().unwrap_or_default())
             .unwrap_or_default();
-        let summary = confide_ledger::cose::Sign1::parse(&bytes)
-            .ok()
-            .and_then(|s| s.payload)
-            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-            .map(|v| match v["type"].as_str() {
-                Some("propose") => format!(
-                    "propose {}",
-                    v["actions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a["action"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Some("ballot") => format!(
-                    "ballot {} on {}",
-                    if v["vote"] == true { "for" } else { "against" },
-                    v["proposal"].as_str().unwrap_or("?")
-                ),
-                Some(t) => t.to_owned(),
-                None => "entry".to_owned(),
-            })
-            .or_else(|| audit_summary(&bytes))
-            .unwrap_or_else(|| format!("{} bytes", bytes.len()));
+        let summary = describe_entry(&bytes);
         println!("{:>8}  {summary}", e["seq"]);
     }
     Ok(())

@@ -347,5 +347,51 @@ impl<R: Read> Decryptor<R> {
     }
 }
 
+/// A [`Decryptor`] as a [`Read`]: plaintext comes out of authenticated chunks only, and a file
+/// that ends early or was changed makes `read` fail (with the envelope error inside), so a
+/// reader that reaches a clean end of stream has read the whole genuine file.
+#[derive(Debug)]
+pub struct PlaintextReader<R: Read> {
+    decryptor: Decryptor<R>,
+    chunk: Zeroizing<Vec<u8>>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: Read> Decryptor<R> {
+    /// This decryptor as a [`Read`] of the plaintext.
+    pub fn into_reader(self) -> PlaintextReader<R> {
+        PlaintextReader {
+            decryptor: self,
+            chunk: Zeroizing::new(Vec::new()),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for PlaintextReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.decryptor.next_chunk() {
+                Ok(Some(chunk)) => {
+                    self.chunk.clear();
+                    self.chunk.extend_from_slice(chunk);
+                    self.at = 0;
+                }
+                Ok(None) => self.done = true,
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests;

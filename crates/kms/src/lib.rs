@@ -46,6 +46,24 @@ allow if {
 "#;
 const RELEASE_RULE: &str = "data.confide.release.allow";
 
+/// The release policy of a dataset's key: only to a workload running an approved contract that
+/// names the dataset (the key broker has checked the contract's state and measurements on the
+/// ledger and passes the contract as `input.contract`), with an acceptable attestation result.
+pub const DATASET_RELEASE_POLICY: &str = r#"package confide.release
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.contract.state == "approved"
+	some d in input.contract.datasets
+	input.key.name == concat("", ["dataset-", d])
+	some _, sub in input.token.submods
+	sub["ear.status"] in {"affirming", "warning"}
+}
+"#;
+
 /// Why the key store refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -315,13 +333,28 @@ impl KeyStore {
         name: &str,
         token: &Value,
     ) -> Result<(u32, Zeroizing<Vec<u8>>), KmsError> {
+        self.release_for(name, token, None)
+    }
+
+    /// [`KeyStore::release`] for a workload running `contract` (as the ledger has it, with its
+    /// state), which the release policy sees as `input.contract`.
+    pub fn release_for(
+        &self,
+        name: &str,
+        token: &Value,
+        contract: Option<&Value>,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>), KmsError> {
         let file = self.load(name)?;
         if file.revoked {
             return Err(KmsError::Revoked(name.to_owned()));
         }
         let policy = Policy::new("release.rego", &file.policy)
             .map_err(|_| KmsError::Corrupt(name.to_owned()))?;
-        let input = json!({"token": token, "key": {"name": file.name, "owner": file.owner}});
+        let input = json!({
+            "token": token,
+            "key": {"name": file.name, "owner": file.owner},
+            "contract": contract,
+        });
         if policy.eval(RELEASE_RULE, &input).ok() != Some(json!(true)) {
             return Err(KmsError::Denied);
         }

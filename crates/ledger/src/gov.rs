@@ -558,11 +558,36 @@ impl Registry {
                         "contract {id} exists; a changed contract is a new contract"
                     )));
                 }
+                // The id is the digest of the terms, byte for byte (RFC 8785 canonical JSON).
+                let terms = a.get("contract").filter(|c| c.is_object()).ok_or_else(|| {
+                    malformed("a contract action carries its terms (\"contract\")")
+                })?;
+                let digest = hex::encode(confide_crypto::digest::sha256(
+                    crate::jcs::canonical_json(terms).as_bytes(),
+                ));
+                if digest != id {
+                    return Err(malformed(format!(
+                        "the contract id {id} is not the digest of its terms ({digest})"
+                    )));
+                }
+                let mut named: Vec<&str> = terms
+                    .get("tables")
+                    .and_then(Value::as_object)
+                    .map(|t| t.values().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                named.sort_unstable();
+                named.dedup();
                 let datasets = a
                     .get("datasets")
                     .and_then(Value::as_array)
                     .filter(|d| !d.is_empty())
                     .ok_or_else(|| malformed("a contract names its datasets"))?;
+                let listed: Vec<&str> = datasets.iter().filter_map(Value::as_str).collect();
+                if listed != named {
+                    return Err(malformed(
+                        "the contract's datasets are not the sorted datasets of its tables",
+                    ));
+                }
                 for d in datasets {
                     let d = d.as_str().unwrap_or_default();
                     if !self.datasets.contains_key(d) {

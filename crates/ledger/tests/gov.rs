@@ -128,7 +128,28 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
     }
 
     // A contract over both datasets needs both owners; the third member's vote is not enough.
-    let contract = json!([{"action": "approve_contract", "id": "aml-1", "datasets": ["tx-a", "tx-b"], "sql": "select 1"}]);
+    let contract_action = |sql: &str| {
+        let terms = json!({"tables": {"a": "tx-a", "b": "tx-b"}, "sql": sql});
+        let id = hex::encode(confide_crypto::digest::sha256(
+            confide_ledger::jcs::canonical_json(&terms).as_bytes(),
+        ));
+        (
+            id.clone(),
+            json!([{"action": "approve_contract", "id": id, "datasets": ["tx-a", "tx-b"], "contract": terms}]),
+        )
+    };
+    let (aml1, contract) = contract_action("select 1");
+    // An id that is not the digest of the terms, or datasets that are not the tables': refused.
+    let mut forged = contract.clone();
+    forged[0]["id"] = json!("aml-1");
+    let mut unlisted = contract.clone();
+    unlisted[0]["datasets"] = json!(["tx-a"]);
+    for (n, bad) in [(200, forged), (201, unlisted)] {
+        let err = k
+            .submit(c.sign(json!({"type": "propose", "actions": bad}), n))
+            .unwrap_err();
+        assert!(matches!(err, GovError::Malformed(_)), "{err}");
+    }
     let p = k.propose(&c, contract.clone(), 10);
     assert_eq!(k.vote(&c, &p, true, 11).unwrap(), Some(ProposalState::Open));
     assert_eq!(k.vote(&a, &p, true, 12).unwrap(), Some(ProposalState::Open));
@@ -136,27 +157,24 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &p, true, 13).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()["aml-1"]["state"], "approved");
+    assert_eq!(k.gov.contracts()[&aml1]["state"], "approved");
 
     // A changed contract is a new contract; one owner's refusal rejects it.
-    let p2 = k.propose(&c, json!([{"action": "approve_contract", "id": "aml-2", "datasets": ["tx-a", "tx-b"], "sql": "select *"}]), 14);
+    let (aml2, changed) = contract_action("select *");
+    let p2 = k.propose(&c, changed, 14);
     assert_eq!(
         k.vote(&b, &p2, false, 15).unwrap(),
         Some(ProposalState::Rejected)
     );
-    assert!(!k.gov.contracts().contains_key("aml-2"));
+    assert!(!k.gov.contracts().contains_key(&aml2));
 
     // Any one owner revokes.
-    let r = k.propose(
-        &b,
-        json!([{"action": "revoke_contract", "id": "aml-1"}]),
-        16,
-    );
+    let r = k.propose(&b, json!([{"action": "revoke_contract", "id": aml1}]), 16);
     assert_eq!(
         k.vote(&b, &r, true, 17).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()["aml-1"]["state"], "revoked");
+    assert_eq!(k.gov.contracts()[&aml1]["state"], "revoked");
 
     // Replaying what was accepted gives the same state.
     let mut replayed = Governance::new().unwrap();

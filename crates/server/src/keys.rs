@@ -257,7 +257,7 @@ pub(crate) async fn leases(
 }
 
 /// The key a workload gets released keys wrapped to.
-enum RuntimeKey {
+pub(crate) enum RuntimeKey {
     /// An X25519 public key (the token's runtime data): HPKE.
     Hpke(HpkePublicKey),
     /// A JWK (P-256 or RSA; the runtime data was a JWK): JWE.
@@ -275,7 +275,10 @@ impl RuntimeKey {
 }
 
 /// The verified claims of a token this service issued, and the workload's runtime key in it.
-fn token_claims(s: &AppState, body: &[u8]) -> Result<(Value, RuntimeKey, Value), Problem> {
+pub(crate) fn token_claims(
+    s: &AppState,
+    body: &[u8],
+) -> Result<(Value, RuntimeKey, Value), Problem> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
     let token = req
@@ -340,7 +343,23 @@ pub(crate) async fn release(
     let (claims, runtime, req) = token_claims(&s, &body)?;
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let runtime_digest = runtime.digest();
-    let (version, material) = match s.kms.release(&name, &claims) {
+    // A dataset's key goes only to a workload running an approved contract over it.
+    let contract = match req.get("contract").and_then(Value::as_str) {
+        None => None,
+        Some(id) => match crate::cleanroom::check_release(&s, &name, id, &claims) {
+            Ok(c) => Some(c),
+            Err(reason) => {
+                audit(&s, json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "contract-denied",
+                    "The contract does not allow this release",
+                    reason,
+                ));
+            }
+        },
+    };
+    let (version, material) = match s.kms.release_for(&name, &claims, contract.as_ref()) {
         Ok(v) => v,
         Err(e) => {
             audit(&s, json!({"type": "kms.deny", "key": name, "token": token_digest, "reason": e.to_string(), "at": now()})).await?;

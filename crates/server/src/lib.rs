@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod cleanroom;
 mod collateral;
 mod kbs;
 mod keys;
@@ -118,6 +119,8 @@ pub struct AppState {
     pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
     /// Endorsements kept for verifying evidence offline.
     pub(crate) collateral: Arc<collateral::Store>,
+    /// Clean-room run records by id (rebuilt from the ledger).
+    pub(crate) runs: Arc<std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -172,7 +175,11 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     let (ledger, recovery) = Ledger::open(&config.data.join("ledger"), key)?;
     // The leases granted and renewed are on the ledger: they survive restarts.
     let mut leases = confide_kms::Leases::default();
-    let gov = replay_with(&ledger, |entry| keys::replay_lease(&mut leases, entry))?;
+    let mut runs = std::collections::BTreeMap::new();
+    let gov = replay_with(&ledger, |entry| {
+        keys::replay_lease(&mut leases, entry);
+        cleanroom::replay_run(&mut runs, entry);
+    })?;
     let opened = Opened {
         entries: ledger.len(),
         dropped_bytes: recovery.dropped_bytes,
@@ -203,6 +210,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             nonces: Arc::default(),
             kbs: Arc::default(),
             collateral: Arc::new(collateral::Store::open(&config.data.join("collateral"))?),
+            runs: Arc::new(std::sync::Mutex::new(runs)),
         },
         opened,
     ))

@@ -31,6 +31,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/proposals/{id}", get(proposal))
         .route("/gov/proposals/{id}/ballots", post(ballot))
         .route("/gov/members", get(members))
+        .route("/gov/datasets", get(crate::cleanroom::datasets))
+        .route("/gov/contracts", get(crate::cleanroom::contracts))
+        .route("/cleanroom/runs", post(crate::cleanroom::record_run))
+        .route("/cleanroom/runs/{id}", get(crate::cleanroom::run))
         .route("/attest/{kind}", post(crate::attest::attest))
         .route(
             "/collateral",

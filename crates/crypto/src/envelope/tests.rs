@@ -242,3 +242,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_plaintext_reader_gives_the_file_and_fails_on_a_cut() {
+    use std::io::Read as _;
+    let key = HpkeSecretKey::generate().unwrap();
+    let plaintext: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut file = Vec::new();
+    encrypt(&[key.public_key()], &plaintext[..], &mut file).unwrap();
+    let mut out = Vec::new();
+    Decryptor::new(&key, &file[..])
+        .unwrap()
+        .into_reader()
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, plaintext);
+    let cut = &file[..file.len() - 100];
+    let mut out = Vec::new();
+    let err = Decryptor::new(&key, cut)
+        .unwrap()
+        .into_reader()
+        .read_to_end(&mut out)
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+}

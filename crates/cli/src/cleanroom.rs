@@ -1,0 +1,799 @@
+//! Clean rooms from the command line: `dataset publish`, `contract propose/approve/revoke/show`,
+//! `run`, `result fetch` — the flows of DESIGN.md (dataset, contract, run, audit) against a
+//! `confide serve` and a blob store (a local directory).
+
+use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use clap::Subcommand;
+use confide_cleanroom::{Contract, Format, Measurement, MinGroup, OnViolation, OutputRules, Table};
+use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
+use confide_identity::Home;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::serve::{Client, signed};
+
+/// Where ciphertexts are kept: a local directory (`--store`, `CONFIDE_STORE`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The blob store: a local directory shared by the members and the workloads.
+    #[arg(
+        long,
+        env = "CONFIDE_STORE",
+        value_name = "DIR",
+        default_value = "confide-blobs"
+    )]
+    store: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatasetCommand {
+    /// Encrypt a CSV or Parquet file, upload the ciphertext, deposit its key with the key
+    /// broker (released only for approved contracts) and register it on the ledger.
+    Publish {
+        /// The file.
+        file: PathBuf,
+        /// The dataset's name (its id is NAME-<digest prefix>).
+        #[arg(long)]
+        name: String,
+        /// csv or parquet (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the registered datasets.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContractCommand {
+    /// Propose a contract: every owner of a named dataset must approve it.
+    Propose {
+        /// A table of the SQL: NAME=DATASET_ID (repeat).
+        #[arg(long = "table", value_name = "NAME=DATASET", required = true)]
+        tables: Vec<String>,
+        /// The SQL, from a file.
+        #[arg(long, value_name = "FILE")]
+        sql: PathBuf,
+        /// A workload measurement allowed to run it: KIND:HEX (repeat).
+        #[arg(long = "measurement", value_name = "KIND:HEX", required = true)]
+        measurements: Vec<String>,
+        /// A recipient of the result: a fingerprint or a public identity file (repeat).
+        #[arg(long = "recipient", value_name = "FINGERPRINT|FILE", required = true)]
+        recipients: Vec<String>,
+        /// The columns that may leave, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// The minimum group: COLUMN:MIN, the result column counting the individuals behind
+        /// each row, and the least it may be.
+        #[arg(long, value_name = "COLUMN:MIN")]
+        min_group: String,
+        /// The most rows the result may have.
+        #[arg(long, default_value_t = 1000)]
+        max_rows: u64,
+        /// Refuse a result with rows under the minimum group (default: suppress them).
+        #[arg(long)]
+        refuse: bool,
+    },
+    /// Approve a proposed contract, as an owner of one of its datasets.
+    Approve {
+        /// The contract's id.
+        id: String,
+    },
+    /// Revoke an approved contract, as an owner of one of its datasets: it runs no more.
+    Revoke {
+        /// The contract's id.
+        id: String,
+    },
+    /// Show a contract and its state.
+    Show {
+        /// The contract's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The approved contract's id.
+    contract: String,
+    /// Attest with simulated evidence (this machine has no TEE). Insecure: accepted only where
+    /// the deployment's policy allows simulation, and every output says "simulated TEE".
+    #[arg(long)]
+    sim: bool,
+    /// The measurement the simulated evidence reports (hex; default: the sim default).
+    #[arg(long, value_name = "HEX", requires = "sim")]
+    sim_measurement: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ResultCommand {
+    /// Download and decrypt a run's result, as one of its recipients.
+    Fetch {
+        /// The run's id.
+        run: String,
+        /// Write the result to FILE (created, 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn fingerprint(home: &Home) -> anyhow::Result<String> {
+    Ok(home.load_public()?.fingerprint().to_hex())
+}
+
+/// Proposes `actions` and votes for them as this member; the proposal's state after.
+pub(crate) fn propose_and_vote(
+    client: &Client,
+    home: &Home,
+    actions: Value,
+) -> anyhow::Result<(String, String)> {
+    let r = client.post(
+        "/gov/proposals",
+        &signed(home, &json!({"type": "propose", "actions": actions}))?,
+    )?;
+    let id = r["proposal"]
+        .as_str()
+        .context("the server named no proposal")?
+        .to_owned();
+    let state = vote(client, home, &id)?;
+    Ok((id, state))
+}
+
+fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> {
+    let r = client.post(
+        &format!("/gov/proposals/{proposal}/ballots"),
+        &signed(
+            home,
+            &json!({"type": "ballot", "proposal": proposal, "vote": true}),
+        )?,
+    )?;
+    Ok(r["state"].as_str().unwrap_or("?").to_owned())
+}
+
+/// The member's key-exchange key at the broker, made on first use.
+fn member_kek(client: &Client, home: &Home) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = format!("kek-{}", &fingerprint(home)?[..16]);
+    let pem = match client.get(&format!("/keks/{name}")) {
+        Ok(r) => r["kek"]["public_pem"].as_str().map(str::to_owned),
+        Err(_) => {
+            let r = client.post(
+                "/keks",
+                &signed(home, &json!({"type": "kms.kek.create", "name": name}))?,
+            )?;
+            r["kek"]["public_pem"].as_str().map(str::to_owned)
+        }
+    }
+    .context("the key broker sent no key-exchange key")?;
+    let der = confide_crypto::pem_decode(&pem, "PUBLIC KEY")
+        .context("the key-exchange key is not a PEM public key")?;
+    Ok((name, der))
+}
+
+fn digest_file(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = confide_crypto::digest::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finish()))
+}
+
+/// The schema and row count of a plaintext dataset file.
+fn describe(file: &Path, format: Format) -> anyhow::Result<(Vec<(String, String)>, u64)> {
+    match format {
+        Format::Csv => {
+            let f = std::fs::File::open(file)?;
+            let columns = confide_cleanroom::runner::infer_csv_schema(BufReader::new(f), 10_000)?;
+            let rows = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?)
+                .split(b'\n')
+                .filter(|l| l.as_ref().is_ok_and(|l| !l.is_empty()))
+                .count()
+                .saturating_sub(1);
+            Ok((columns, rows as u64))
+        }
+        Format::Parquet => {
+            let (columns, rows) = confide_cleanroom::runner::describe_parquet(file)?;
+            Ok((columns, rows))
+        }
+    }
+}
+
+fn publish(
+    client: &Client,
+    home: &Home,
+    file: &Path,
+    name: &str,
+    format: Option<&str>,
+    store: &Path,
+) -> anyhow::Result<Value> {
+    let format = match format {
+        Some(f) => {
+            Format::from_name(f).with_context(|| format!("--format {f:?}: csv or parquet"))?
+        }
+        None if file.extension().is_some_and(|e| e == "parquet") => Format::Parquet,
+        None => Format::Csv,
+    };
+    let (schema, rows) = describe(file, format)?;
+    // A key pair for this dataset only: the file is encrypted to it, and its secret half is
+    // deposited with the key broker.
+    let dataset_key = HpkeSecretKey::generate()?;
+    std::fs::create_dir_all(store.join("datasets"))
+        .with_context(|| format!("creating {}", store.display()))?;
+    let tmp = store.join("datasets").join(format!(".{name}.tmp"));
+    {
+        let input =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        let size = input.metadata().map(|m| m.len()).ok();
+        let mut input = crate::progress::Progress::new(
+            BufReader::with_capacity(1 << 20, input),
+            size,
+            "encrypting",
+        );
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        confide_crypto::envelope::encrypt(&[dataset_key.public_key()], &mut input, &mut out)?;
+        out.flush()?;
+        out.get_ref().sync_all()?;
+        input.finish();
+    }
+    let digest = digest_file(&tmp)?;
+    let id = format!("{name}-{}", &digest[..12]);
+    let location = format!("datasets/{id}.cfd");
+    let size = std::fs::metadata(&tmp)?.len();
+    std::fs::rename(&tmp, store.join(&location))?;
+
+    // Deposit the dataset's key, wrapped to this member's key-exchange key.
+    let (kek, kek_der) = member_kek(client, home)?;
+    let secret = dataset_key.to_bytes();
+    let blob = confide_crypto::byok::wrap(
+        &kek_der,
+        &secret[..],
+        confide_crypto::byok::OaepHash::Sha256,
+    )?;
+    let key = format!("dataset-{id}");
+    client.post(
+        &format!("/keys/{key}/import"),
+        &signed(
+            home,
+            &json!({
+                "type": "kms.import", "name": key, "kek": kek, "hash": "sha256",
+                "blob": base64::engine::general_purpose::STANDARD.encode(blob),
+                "policy": confide_kms::DATASET_RELEASE_POLICY,
+            }),
+        )?,
+    )?;
+
+    let record = json!({
+        "action": "register_dataset", "id": id, "owner": fingerprint(home)?, "name": name,
+        "format": format.as_str(),
+        "schema": schema.iter().map(|(n, t)| json!({"name": n, "type": t})).collect::<Vec<_>>(),
+        "rows": rows, "size": size, "digest": digest, "location": location, "key": key,
+    });
+    let (_, state) = propose_and_vote(client, home, json!([record]))?;
+    if state != "accepted" {
+        bail!("the dataset's registration is {state}, not accepted");
+    }
+    Ok(record)
+}
+
+/// Publishes `file` (CSV or Parquet, by its name) as this member.
+pub(crate) fn publish_as(
+    client: &Client,
+    home: &Home,
+    file: &Path,
+    name: &str,
+    store: &Path,
+) -> anyhow::Result<Value> {
+    publish(client, home, file, name, None, store)
+}
+
+pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
+    let client = Client::new(server);
+    match cmd {
+        DatasetCommand::Publish {
+            file,
+            name,
+            format,
+            store,
+            json,
+        } => {
+            let r = publish(&client, home, &file, &name, format.as_deref(), &store.store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "published {} ({} rows, {} bytes encrypted, digest {}); its key is with the \
+                     key broker, released only for approved contracts",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["rows"],
+                    r["size"],
+                    r["digest"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        DatasetCommand::List => {
+            let r = client.get("/gov/datasets")?;
+            println!("{}", serde_json::to_string_pretty(&r["datasets"])?);
+        }
+    }
+    Ok(())
+}
+
+fn recipient(arg: &str) -> anyhow::Result<String> {
+    if Path::new(arg).is_file() {
+        let id = confide_identity::PublicIdentity::load(Path::new(arg))
+            .with_context(|| format!("{arg} is not a public identity"))?;
+        return Ok(id.fingerprint().to_hex());
+    }
+    Ok(arg.to_owned())
+}
+
+/// Builds a contract from its parts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_contract(
+    tables: &[String],
+    sql: String,
+    measurements: &[String],
+    recipients: &[String],
+    columns: Vec<String>,
+    min_group: &str,
+    max_rows: u64,
+    refuse: bool,
+) -> anyhow::Result<Contract> {
+    let tables = tables
+        .iter()
+        .map(|t| {
+            t.split_once('=')
+                .map(|(n, d)| (n.to_owned(), d.to_owned()))
+                .with_context(|| format!("--table {t:?} is not NAME=DATASET"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let measurements = measurements
+        .iter()
+        .map(|m| {
+            m.split_once(':')
+                .map(|(k, v)| Measurement {
+                    kind: k.to_owned(),
+                    value: v.to_lowercase(),
+                })
+                .with_context(|| format!("--measurement {m:?} is not KIND:HEX"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (column, min) = min_group
+        .split_once(':')
+        .and_then(|(c, m)| Some((c.to_owned(), m.parse().ok()?)))
+        .with_context(|| format!("--min-group {min_group:?} is not COLUMN:MIN"))?;
+    let contract = Contract {
+        tables,
+        sql,
+        measurements,
+        recipients: recipients
+            .iter()
+            .map(|r| recipient(r))
+            .collect::<anyhow::Result<_>>()?,
+        output: OutputRules {
+            columns,
+            min_group: MinGroup { column, min },
+            max_rows,
+            on_violation: if refuse {
+                OnViolation::Refuse
+            } else {
+                OnViolation::Suppress
+            },
+        },
+    };
+    contract.check()?;
+    Ok(contract)
+}
+
+/// Proposes `contract` (and votes for it, which counts if this member owns a dataset of it).
+pub(crate) fn propose_contract(
+    client: &Client,
+    home: &Home,
+    contract: &Contract,
+) -> anyhow::Result<(String, String)> {
+    let id = contract.id();
+    let action = json!({
+        "action": "approve_contract", "id": id, "datasets": contract.datasets(),
+        "contract": contract.to_value(),
+    });
+    let (_, state) = propose_and_vote(client, home, json!([action]))?;
+    Ok((id, state))
+}
+
+/// The open proposal that would approve contract `id`.
+fn proposal_of(client: &Client, id: &str, action: &str) -> anyhow::Result<String> {
+    let r = client.get("/gov/proposals")?;
+    r["proposals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["state"] == "open")
+        .find(|p| {
+            p["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["action"] == action && a["id"] == id)
+        })
+        .and_then(|p| p["id"].as_str().map(str::to_owned))
+        .with_context(|| format!("no open proposal to {action} {id}"))
+}
+
+pub(crate) fn approve_contract(client: &Client, home: &Home, id: &str) -> anyhow::Result<String> {
+    let proposal = proposal_of(client, id, "approve_contract")?;
+    vote(client, home, &proposal)
+}
+
+pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyhow::Result<()> {
+    let client = Client::new(server);
+    match cmd {
+        ContractCommand::Propose {
+            tables,
+            sql,
+            measurements,
+            recipients,
+            columns,
+            min_group,
+            max_rows,
+            refuse,
+        } => {
+            let sql = std::fs::read_to_string(&sql)
+                .with_context(|| format!("reading {}", sql.display()))?;
+            let c = build_contract(
+                &tables,
+                sql,
+                &measurements,
+                &recipients,
+                columns,
+                &min_group,
+                max_rows,
+                refuse,
+            )?;
+            let (id, state) = propose_contract(&client, home, &c)?;
+            println!(
+                "contract {id} proposed ({state}); every owner of {} must approve it",
+                c.datasets().join(", ")
+            );
+        }
+        ContractCommand::Approve { id } => {
+            let state = approve_contract(&client, home, &id)?;
+            println!("approved; the contract's proposal is now {state}");
+        }
+        ContractCommand::Revoke { id } => {
+            let (_, state) = propose_and_vote(
+                &client,
+                home,
+                json!([{"action": "revoke_contract", "id": id}]),
+            )?;
+            println!("revocation {state}");
+        }
+        ContractCommand::Show { id } => {
+            let r = client.get("/gov/contracts")?;
+            let c = r["contracts"].get(&id).with_context(|| {
+                format!("no contract {id} on the ledger (not yet approved by every owner?)")
+            })?;
+            println!("{}", serde_json::to_string_pretty(c)?);
+        }
+    }
+    Ok(())
+}
+
+/// Opens a stored ciphertext, checks its digest, and returns an opener of its plaintext.
+fn opener(path: PathBuf, key: Arc<HpkeSecretKey>) -> confide_cleanroom::Opener {
+    Arc::new(move || {
+        let file = std::fs::File::open(&path)?;
+        let decryptor =
+            confide_crypto::envelope::Decryptor::new(&key, BufReader::with_capacity(1 << 20, file))
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
+    })
+}
+
+/// What a run produced.
+pub(crate) struct RunOutcome {
+    pub(crate) run: String,
+    pub(crate) rows: u64,
+    pub(crate) suppressed: u64,
+    pub(crate) simulated: bool,
+    pub(crate) audit_seq: u64,
+}
+
+/// Runs an approved contract as its workload would: attests, gets the dataset keys, decrypts
+/// while querying, applies the output rules, encrypts the result to the recipients, stores it
+/// and records the run on the ledger.
+pub(crate) fn run_contract(
+    client: &Client,
+    id: &str,
+    sim_measurement: Option<&str>,
+    store: &Path,
+) -> anyhow::Result<RunOutcome> {
+    let contracts = client.get("/gov/contracts")?;
+    let entry = contracts["contracts"]
+        .get(id)
+        .cloned()
+        .unwrap_or(Value::Null);
+    let datasets = client.get("/gov/datasets")?["datasets"].clone();
+
+    // The workload's ephemeral key, bound into its evidence.
+    let workload = HpkeSecretKey::generate()?;
+    let public = workload.public_key();
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
+    let measurement: [u8; 48] = match sim_measurement {
+        Some(hex_text) => hex::decode(hex_text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--sim-measurement is not 48 bytes of hex")?,
+        None => confide_attest::sim::default_measurement(),
+    };
+    let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let token = client.post_json(
+        "/attest/sim",
+        &json!({"evidence": b64(&evidence), "runtime_data": b64(public.as_bytes())}).to_string(),
+    )?["token"]
+        .as_str()
+        .context("the verifier sent no token")?
+        .to_owned();
+
+    // The contract: from the ledger, as approved. Its tables' keys, released by the broker.
+    let terms = &entry["contract"];
+    let names: Vec<(String, String)> = terms["tables"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(t, d)| (t.clone(), d.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let wanted: Vec<String> = if names.is_empty() {
+        // Unknown or unapproved contract: ask for nothing we could name; the broker says why.
+        vec![]
+    } else {
+        names.iter().map(|(_, d)| d.clone()).collect()
+    };
+    if wanted.is_empty() {
+        let r = client.post_json(
+            "/keys/dataset-none/release",
+            &json!({"token": token, "contract": id}).to_string(),
+        );
+        bail!(
+            "{}",
+            r.err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("no contract {id}"))
+        );
+    }
+    let contract = Contract::from_value(terms)?;
+    let mut tables = Vec::new();
+    let mut inputs = Vec::new();
+    for (table, dataset) in &names {
+        let record = &datasets[dataset];
+        let key_name = format!("dataset-{dataset}");
+        let r = client.post_json(
+            &format!("/keys/{key_name}/release"),
+            &json!({"token": token, "contract": id}).to_string(),
+        )?;
+        let d = |k: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(r[k].as_str().unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let version = r["version"].as_u64().unwrap_or(0);
+        let sealed = Sealed {
+            enc: d("enc")
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a malformed release"))?,
+            ciphertext: d("ciphertext"),
+        };
+        let secret = confide_crypto::hpke::open(
+            &workload,
+            &sealed,
+            confide_server::RELEASE_INFO,
+            format!("{key_name}/{version}").as_bytes(),
+        )?;
+        let dataset_key = Arc::new(HpkeSecretKey::from_bytes(&secret)?);
+        let location = record["location"]
+            .as_str()
+            .context("the dataset has no location")?;
+        let path = store.join(location);
+        let digest = digest_file(&path)?;
+        if Some(digest.as_str()) != record["digest"].as_str() {
+            bail!("the ciphertext of dataset {dataset} is not the one registered on the ledger");
+        }
+        let columns: Vec<(String, String)> = record["schema"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_owned(),
+                    c["type"].as_str().unwrap_or("Utf8").to_owned(),
+                )
+            })
+            .collect();
+        tables.push(Table {
+            name: table.clone(),
+            format: Format::from_name(record["format"].as_str().unwrap_or("csv"))
+                .unwrap_or(Format::Csv),
+            schema: confide_cleanroom::runner::schema_from(&columns)?,
+            open: opener(path, dataset_key),
+        });
+        inputs.push(json!({"dataset": dataset, "digest": digest}));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let released = match runtime.block_on(confide_cleanroom::runner::run(
+        &contract.sql,
+        tables,
+        &contract.output,
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            if matches!(e, confide_cleanroom::CleanroomError::OutputRefused(_)) {
+                client.post_json(
+                    "/cleanroom/runs",
+                    &json!({"token": token, "contract": id, "refused": e.to_string()}).to_string(),
+                )?;
+            }
+            return Err(e.into());
+        }
+    };
+
+    // The result, encrypted to each recipient.
+    let members = client.get("/gov/members")?;
+    let mut keys: Vec<HpkePublicKey> = Vec::new();
+    for fp in &contract.recipients {
+        let m = members["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["fingerprint"] == fp.as_str())
+            .with_context(|| format!("recipient {fp} is not a member"))?;
+        let identity = confide_identity::PublicIdentity::from_json(
+            m["identity"].to_string().as_bytes(),
+            Path::new("the server's member list"),
+        )?;
+        keys.push(*identity.hpke_key());
+    }
+    let mut ciphertext = Vec::new();
+    confide_crypto::envelope::encrypt(&keys, &released.csv[..], &mut ciphertext)?;
+    let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
+    let location = format!("results/{output_digest}.cfd");
+    std::fs::create_dir_all(store.join("results"))?;
+    let tmp = store.join(format!("results/.{output_digest}.tmp"));
+    std::fs::write(&tmp, &ciphertext)?;
+    std::fs::rename(&tmp, store.join(&location))?;
+    let r = client.post_json(
+        "/cleanroom/runs",
+        &json!({
+            "token": token, "contract": id, "inputs": inputs,
+            "output": {"digest": output_digest, "location": location, "rows": released.rows,
+                       "suppressed": released.suppressed, "recipients": contract.recipients},
+        })
+        .to_string(),
+    )?;
+    Ok(RunOutcome {
+        run: r["run"].as_str().unwrap_or_default().to_owned(),
+        rows: released.rows,
+        suppressed: released.suppressed,
+        simulated: r["record"]["simulated"] == true,
+        audit_seq: r["audit_seq"].as_u64().unwrap_or(0),
+    })
+}
+
+pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
+    if !args.sim {
+        bail!(
+            "no TEE attester is available here: confide run collects evidence with --sim on a \
+             machine without a TEE (and only where the deployment allows simulation)"
+        );
+    }
+    let client = Client::new(server);
+    let out = run_contract(
+        &client,
+        &args.contract,
+        args.sim_measurement.as_deref(),
+        &args.store.store,
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"run": out.run, "rows": out.rows, "suppressed": out.suppressed,
+                   "simulated": out.simulated, "audit_seq": out.audit_seq})
+        );
+    } else {
+        println!(
+            "run {}: {} row(s), {} suppressed by the output rules; recorded on the ledger (entry {}){}",
+            out.run,
+            out.rows,
+            out.suppressed,
+            out.audit_seq,
+            if out.simulated {
+                " — SIMULATED TEE: this run proves nothing about hardware"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Downloads and decrypts run `id`'s result as this member.
+pub(crate) fn fetch_result(
+    client: &Client,
+    home: &Home,
+    id: &str,
+    store: &Path,
+) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
+    let record = client.get(&format!("/cleanroom/runs/{id}"))?;
+    let me = fingerprint(home)?;
+    let recipients: Vec<&str> = record["output"]["recipients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !recipients.contains(&me.as_str()) {
+        bail!("this member ({me}) is not a recipient of run {id}");
+    }
+    let location = record["output"]["location"]
+        .as_str()
+        .context("the run has no output")?;
+    let path = store.join(location);
+    if digest_file(&path)? != record["output"]["digest"].as_str().unwrap_or_default() {
+        bail!("the stored result is not the one the run recorded");
+    }
+    let identity = home.load()?;
+    let mut out = Zeroizing::new(Vec::new());
+    confide_crypto::envelope::Decryptor::new(identity.hpke_key(), std::fs::File::open(&path)?)?
+        .decrypt_to(&mut *out)?;
+    Ok((out, record["simulated"] == true))
+}
+
+pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {
+    let ResultCommand::Fetch { run, out, store } = cmd;
+    let client = Client::new(server);
+    let (csv, simulated) = fetch_result(&client, home, &run, &store.store)?;
+    match out {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&csv)?;
+            f.sync_all()?;
+        }
+        None => std::io::stdout().write_all(&csv)?,
+    }
+    if simulated {
+        eprintln!("SIMULATED TEE: this result was computed without hardware attestation");
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The clean-room endpoints: the datasets and contracts governance registered, the contract
+//! checks of a dataset key's release, and the run records workloads report.
+//!
+//! - `GET /gov/datasets`, `GET /gov/contracts`: the registered datasets and contracts (with
+//!   their state: approved or revoked), as replaying the ledger gives them.
+//! - A release of a dataset's key (`POST /keys/dataset-ID/release`) names the contract the
+//!   workload runs (`"contract": ID`); it is refused, with the reason and on the ledger, unless
+//!   the contract is approved and not revoked, names that dataset, and allows the workload's
+//!   measurement (the token's primary measurement for its TEE kind).
+//! - `POST /cleanroom/runs` with the workload's token records a run (contract, input digests,
+//!   output digest and location, token digest, simulated or not) or a refused result, as an
+//!   audit event on the ledger; `GET /cleanroom/runs/{id}` returns a run's record.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::now;
+use crate::problem::Problem;
+
+/// The claim holding each TEE kind's primary measurement, as the appraisal policy names it.
+fn primary_measurement(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "sev-snp" | "azure-snp-vtpm" | "sim" => "measurement",
+        "tdx" | "azure-tdx-vtpm" => "mr_td",
+        "sgx" => "mr_enclave",
+        "nvidia-gpu" => "measurements_sha256",
+        _ => return None,
+    })
+}
+
+/// The (kind, measurement) pairs a token's claims carry.
+fn token_measurements(claims: &Value) -> Vec<(String, String)> {
+    claims["submods"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(kind, sub)| {
+            let name = primary_measurement(kind)?;
+            let value = sub["confide.claims"]["measurements"][name].as_str()?;
+            Some((kind.clone(), value.to_lowercase()))
+        })
+        .collect()
+}
+
+/// Checks that a workload with token `claims` may have the key `key` for the contract `id`;
+/// the contract (with its state) for the release policy, or why not.
+pub(crate) fn check_release(
+    s: &AppState,
+    key: &str,
+    id: &str,
+    claims: &Value,
+) -> Result<Value, String> {
+    let gov = s.gov.read().map_err(|e| e.to_string())?;
+    let contract = gov.contracts().get(id).cloned().ok_or_else(|| {
+        format!(
+            "no approved contract {id} on the ledger: a contract runs only once every owner of \
+             its datasets has approved it"
+        )
+    })?;
+    if contract["state"] != "approved" {
+        return Err(format!("contract {id} is revoked"));
+    }
+    let named = contract["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|d| key == format!("dataset-{d}"));
+    if !named {
+        return Err(format!(
+            "contract {id} does not name the dataset of key {key}"
+        ));
+    }
+    let allowed: Vec<(String, String)> = contract["contract"]["measurements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["kind"].as_str()?.to_owned(),
+                m["value"].as_str()?.to_lowercase(),
+            ))
+        })
+        .collect();
+    let presented = token_measurements(claims);
+    if !presented.iter().any(|m| allowed.contains(m)) {
+        let shown: Vec<String> = presented.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        return Err(format!(
+            "the workload's measurement ({}) is not one contract {id} allows",
+            if shown.is_empty() {
+                "none".into()
+            } else {
+                shown.join(", ")
+            }
+        ));
+    }
+    Ok(contract)
+}
+
+pub(crate) async fn datasets(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Json(json!({ "datasets": gov.datasets() })))
+}
+
+pub(crate) async fn contracts(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Json(json!({ "contracts": gov.contracts() })))
+}
+
+/// The run id of a record: the first 16 bytes of the SHA-256 of its canonical JSON, hex.
+fn run_id(record: &Value) -> String {
+    hex::encode(
+        &confide_crypto::digest::sha256(crate::kbs::canonical_json(record).as_bytes())[..16],
+    )
+}
+
+pub(crate) async fn record_run(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let req: Value = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
+    let (claims, _, _) = crate::keys::token_claims(&s, &body)?;
+    let contract = req["contract"]
+        .as_str()
+        .ok_or_else(|| Problem::bad_request("no contract"))?
+        .to_owned();
+    let known = s
+        .gov
+        .read()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .contracts()
+        .contains_key(&contract);
+    if !known {
+        return Err(Problem::not_found(format!("no contract {contract}")));
+    }
+    let token = req["token"].as_str().unwrap_or_default();
+    let mut record = json!({
+        "contract": contract,
+        "token": hex::encode(confide_crypto::digest::sha256(token.as_bytes())),
+        "simulated": claims["confide.simulated"],
+        "at": now(),
+    });
+    if let Some(reason) = req["refused"].as_str() {
+        record["type"] = json!("cleanroom.refused");
+        record["reason"] = json!(reason);
+    } else {
+        record["type"] = json!("cleanroom.run");
+        for k in ["inputs", "output"] {
+            if req[k].is_null() {
+                return Err(Problem::bad_request(format!("a run record needs {k:?}")));
+            }
+            record[k] = req[k].clone();
+        }
+    }
+    let id = run_id(&record);
+    record["run"] = json!(id);
+    let seq = match s.writer.audit(&record).await {
+        crate::writer::Outcome::Appended { seq, .. } => seq,
+        crate::writer::Outcome::Refused(e) => return Err(e.into()),
+        crate::writer::Outcome::Failed(m) => return Err(Problem::internal(m)),
+    };
+    if record["type"] == "cleanroom.run" {
+        s.runs
+            .lock()
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .insert(id.clone(), record.clone());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"run": id, "record": record, "audit_seq": seq})),
+    ))
+}
+
+pub(crate) async fn run(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    s.runs
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no run {id}")))
+}
+
+/// Rebuilds the run index from an audit event of the ledger.
+pub(crate) fn replay_run(runs: &mut std::collections::BTreeMap<String, Value>, entry: &[u8]) {
+    if let Ok(event) = serde_json::from_slice::<Value>(entry)
+        && event["type"] == "cleanroom.run"
+        && let Some(id) = event["run"].as_str()
+    {
+        runs.insert(id.to_owned(), event.clone());
+    }
+}
