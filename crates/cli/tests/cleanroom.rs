@@ -1,0 +1,345 @@
+//! Clean rooms end to end with the real binary and a real server on loopback: three banks
+//! publish datasets, an analyst proposes the AML contract, the banks approve it, a workload runs
+//! it and the analyst fetches the result, which holds exactly the planted patterns. Then every
+//! denial of the issue: running before every owner approved, a contract edited after approval,
+//! a workload measurement the contract does not allow, a non-recipient fetching the result, a
+//! result under the minimum group size, a revoked contract. Each is refused with a clear
+//! message, is on the ledger, and releases no key (the one that runs its query releases its
+//! keys and then refuses the result). The ledger verifies offline at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use common::*;
+use confide_cleanroom::aml::{self, Scale};
+use serde_json::Value;
+
+struct Cli<'a> {
+    dir: &'a Path,
+    url: String,
+}
+
+impl Cli<'_> {
+    /// Runs `confide` as member `who`; (success, stdout, stderr).
+    fn run(&self, who: &str, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .env("CONFIDE_STORE", self.dir.join("blobs"))
+            .args([
+                "--home",
+                self.dir.join(who).to_str().unwrap(),
+                "--server",
+                &self.url,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, who: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(who, args);
+        assert!(ok, "confide {args:?} as {who}: {err}");
+        out
+    }
+
+    fn refused(&self, who: &str, args: &[&str], why: &str) {
+        let (ok, out, err) = self.run(who, args);
+        assert!(!ok, "confide {args:?} as {who} succeeded: {out}");
+        assert!(
+            err.contains(why),
+            "confide {args:?}: expected {why:?} in: {err}"
+        );
+    }
+}
+
+fn events(url: &str) -> Vec<Value> {
+    get_json(&format!("{url}/ledger/entries"))["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(e["entry"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice::<Value>(&bytes).ok()
+        })
+        .collect()
+}
+
+fn count(url: &str, kind: &str) -> usize {
+    events(url).iter().filter(|e| e["type"] == kind).count()
+}
+
+fn second_word_after(text: &str, marker: &str) -> String {
+    text.split(marker)
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
+        .to_owned()
+}
+
+#[test]
+fn publish_propose_approve_run_fetch_audit_and_every_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = Server::start(&d.join("data"));
+    let cli = Cli {
+        dir: d,
+        url: s.url.clone(),
+    };
+    let members = ["bank-a", "bank-b", "bank-c", "analyst"];
+    for m in members {
+        cli.ok(m, &["member", "init", "--name", m]);
+        let doc = cli.ok(m, &["member", "show", "--json"]);
+        std::fs::write(d.join(format!("{m}.json")), doc).unwrap();
+    }
+    cli.ok("bank-a", &["gov", "found"]);
+    let out = cli.ok(
+        "bank-a",
+        &[
+            "gov",
+            "propose",
+            "--add-member",
+            d.join("bank-b.json").to_str().unwrap(),
+            "--add-member",
+            d.join("bank-c.json").to_str().unwrap(),
+            "--add-member",
+            d.join("analyst.json").to_str().unwrap(),
+        ],
+    );
+    let proposal = second_word_after(&out, "proposal ");
+    cli.ok("bank-a", &["gov", "vote", &proposal, "--approve"]);
+
+    // Each bank's data, published: encrypted, uploaded, key deposited, registered.
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let scale = Scale {
+        transactions_per_bank: 3_000,
+        ..Scale::default()
+    };
+    let planted = aml::generate(scale, &mut [&mut a, &mut b, &mut c]).unwrap();
+    let mut ids = Vec::new();
+    for (i, data) in [a, b, c].iter().enumerate() {
+        let file = d.join(format!("bank{i}.csv"));
+        std::fs::write(&file, data).unwrap();
+        let out = cli.ok(
+            members[i],
+            &[
+                "dataset",
+                "publish",
+                file.to_str().unwrap(),
+                "--name",
+                members[i],
+                "--json",
+            ],
+        );
+        let record: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            record["rows"].as_u64().unwrap() as usize,
+            data.iter().filter(|&&b| b == b'\n').count() - 1
+        );
+        ids.push(record["id"].as_str().unwrap().to_owned());
+        // The ciphertext in the store holds no plaintext row.
+        let stored =
+            std::fs::read(d.join("blobs").join(record["location"].as_str().unwrap())).unwrap();
+        let a_row = String::from_utf8_lossy(data)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(!stored.windows(a_row.len()).any(|w| w == a_row.as_bytes()));
+    }
+    let sql = d.join("aml.sql");
+    std::fs::write(&sql, aml::SQL).unwrap();
+    let sim = format!(
+        "sim:{}",
+        hex::encode(confide_attest::sim::default_measurement())
+    );
+    let tables: Vec<String> = ["bank_a", "bank_b", "bank_c"]
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| format!("{t}={id}"))
+        .collect();
+    let propose = |sql_path: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "contract",
+            "propose",
+            "--sql",
+            sql_path.to_str().unwrap(),
+            "--measurement",
+            &sim,
+        ];
+        for t in &tables {
+            args.extend(["--table", t]);
+        }
+        let recipient = d.join("analyst.json");
+        args.extend([
+            "--recipient",
+            recipient.to_str().unwrap(),
+            "--columns",
+            "pattern,subject,n_accounts,total",
+            "--min-group",
+            "n_accounts:3",
+        ]);
+        args.extend(extra);
+        let out = cli.ok("analyst", &args);
+        second_word_after(&out, "contract ")
+    };
+    let id = propose(&sql, &[]);
+
+    // Denied: not every owner has approved.
+    let releases = count(&s.url, "kms.release");
+    cli.refused("analyst", &["run", &id, "--sim"], "no approved contract");
+    cli.ok("bank-a", &["contract", "approve", &id]);
+    cli.ok("bank-b", &["contract", "approve", &id]);
+    cli.refused("analyst", &["run", &id, "--sim"], "no approved contract");
+    cli.ok("bank-c", &["contract", "approve", &id]);
+    assert!(
+        cli.ok("analyst", &["contract", "show", &id])
+            .contains("\"approved\"")
+    );
+
+    // Denied: a workload whose measurement the contract does not name.
+    cli.refused(
+        "analyst",
+        &["run", &id, "--sim", "--sim-measurement", &"ab".repeat(48)],
+        "is not one contract",
+    );
+    // Denied: the contract edited after approval (one byte of SQL) is another contract.
+    let edited = d.join("edited.sql");
+    std::fs::write(&edited, format!("{} ", aml::SQL)).unwrap();
+    let edited_id = propose(&edited, &[]);
+    assert_ne!(edited_id, id);
+    cli.refused(
+        "analyst",
+        &["run", &edited_id, "--sim"],
+        "no approved contract",
+    );
+    assert_eq!(
+        count(&s.url, "kms.release"),
+        releases,
+        "a denied run released a key"
+    );
+    let denials = events(&s.url)
+        .into_iter()
+        .filter(|e| e["type"] == "kms.deny" && e["contract"].is_string())
+        .count();
+    assert!(denials >= 4, "{denials} denials on the ledger");
+
+    // The run: every key released, the result stored for the analyst, the run on the ledger.
+    let out = cli.ok("analyst", &["run", &id, "--sim", "--json"]);
+    let run: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(run["simulated"], true);
+    let run_id = run["run"].as_str().unwrap().to_owned();
+    assert_eq!(count(&s.url, "kms.release"), releases + 3);
+    assert_eq!(count(&s.url, "cleanroom.run"), 1);
+    let result = d.join("result.csv");
+    let (ok, _, err) = cli.run(
+        "analyst",
+        &[
+            "result",
+            "fetch",
+            &run_id,
+            "--out",
+            result.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("SIMULATED TEE"), "{err}");
+    let found: BTreeSet<aml::Finding> = std::fs::read_to_string(&result)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), f[1].to_owned())
+        })
+        .collect();
+    assert_eq!(found, planted);
+    // Denied: a member who is not a recipient.
+    cli.refused("bank-a", &["result", "fetch", &run_id], "not a recipient");
+
+    // Denied: a result under the minimum group size (the contract says refuse).
+    let per_account = d.join("per-account.sql");
+    std::fs::write(
+        &per_account,
+        "SELECT 'x' AS pattern, from_account AS subject, COUNT(DISTINCT customer) AS n_accounts, \
+         SUM(amount) AS total FROM bank_a GROUP BY from_account",
+    )
+    .unwrap();
+    let narrow = {
+        let recipient = d.join("analyst.json");
+        let args = [
+            "contract",
+            "propose",
+            "--sql",
+            per_account.to_str().unwrap(),
+            "--measurement",
+            &sim,
+            "--table",
+            &tables[0],
+            "--recipient",
+            recipient.to_str().unwrap(),
+            "--columns",
+            "pattern,subject,n_accounts,total",
+            "--min-group",
+            "n_accounts:3",
+            "--refuse",
+        ];
+        second_word_after(&cli.ok("analyst", &args), "contract ")
+    };
+    cli.ok("bank-a", &["contract", "approve", &narrow]);
+    cli.refused("analyst", &["run", &narrow, "--sim"], "fewer than 3");
+    assert_eq!(count(&s.url, "cleanroom.refused"), 1);
+    assert_eq!(
+        count(&s.url, "cleanroom.run"),
+        1,
+        "a refused result was recorded as a run"
+    );
+
+    // Revoked by one owner: runs no more.
+    cli.ok("bank-b", &["contract", "revoke", &id]);
+    let releases = count(&s.url, "kms.release");
+    cli.refused("analyst", &["run", &id, "--sim"], "is revoked");
+    assert_eq!(count(&s.url, "kms.release"), releases);
+    s.kill();
+
+    // The whole story verifies offline.
+    let (ok, out, err) = cli.run(
+        "analyst",
+        &["ledger", "verify", d.join("data/ledger").to_str().unwrap()],
+    );
+    assert!(ok && out.contains("ledger verified"), "{err}");
+}
+
+#[test]
+fn the_demo_finds_what_it_planted() {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args(["demo", "aml", "--transactions", "3000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("every planted pattern was found, and nothing else (6 of 6)"),
+        "{text}"
+    );
+    assert!(text.contains("SIMULATED TEE"), "{text}");
+    assert!(
+        !text.contains("   NO") && !text.contains("MISSED"),
+        "{text}"
+    );
+}
