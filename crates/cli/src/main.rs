@@ -11,6 +11,7 @@
 
 mod attest;
 mod cleanroom;
+mod cleanroom_bench;
 mod demo;
 mod embedded;
 mod files;
@@ -109,6 +110,8 @@ enum DemoCommand {
 enum BenchCommand {
     /// Complete KBS rounds from concurrent clients: rounds per second, p50 and p99 latency.
     Kbs(kbs::BenchArgs),
+    /// The AML clean-room query, confidential against plain DataFusion, with peak memory.
+    Cleanroom(cleanroom_bench::CleanroomBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             Command::Kms(cmd) => kms::run(cmd, &home, &cli.server),
             Command::Kbs(cmd) => kbs::run(cmd, &home, &cli.server),
             Command::Bench(BenchCommand::Kbs(args)) => kbs::bench(&args, &cli.server),
+            Command::Bench(BenchCommand::Cleanroom(args)) => cleanroom_bench::bench(&args),
             Command::Demo(DemoCommand::Aml(args)) => demo::aml(&args),
             Command::Dataset(cmd) => cleanroom::dataset(cmd, &home, &cli.server),
             Command::Contract(cmd) => cleanroom::contract(cmd, &home, &cli.server),
