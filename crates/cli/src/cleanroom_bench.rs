@@ -156,9 +156,17 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         }
     }
     let (p, c) = (median(plain_s), median(conf_s));
-    println!("the AML query (3 tables, joins and aggregates), median of {} runs:", args.runs.max(1));
-    println!("  plain DataFusion on plaintext CSV       {p:>8.2} s   peak RSS {plain_mem:>7.0} MiB");
+    println!(
+        "the AML query (3 tables, joins and aggregates), median of {} runs:",
+        args.runs.max(1)
+    );
+    println!(
+        "  plain DataFusion on plaintext CSV       {p:>8.2} s   peak RSS {plain_mem:>7.0} MiB"
+    );
     println!("  confidential (decrypt while streaming)  {c:>8.2} s   peak RSS {conf_mem:>7.0} MiB");
-    println!("  confidential / plain                    {:>8.3} x   (target: at most 1.15 x)", c / p);
+    println!(
+        "  confidential / plain                    {:>8.3} x   (target: at most 1.15 x)",
+        c / p
+    );
     Ok(())
 }
