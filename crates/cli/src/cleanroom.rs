@@ -104,8 +104,9 @@ pub(crate) enum ContractCommand {
 pub(crate) struct RunArgs {
     /// The approved contract's id.
     contract: String,
-    /// Attest with simulated evidence (this machine has no TEE). Insecure: accepted only where
-    /// the deployment's policy allows simulation, and every output says "simulated TEE".
+    /// Attest with simulated evidence instead of this machine's TEE (configfs-tsm or
+    /// /dev/sev-guest). Insecure: accepted only where the deployment's policy allows
+    /// simulation, and every output says "simulated TEE".
     #[arg(long)]
     sim: bool,
     /// The measurement the simulated evidence reports (hex; default: the sim default).
@@ -527,6 +528,7 @@ pub(crate) struct RunOutcome {
 pub(crate) fn run_contract(
     client: &Client,
     id: &str,
+    sim: bool,
     sim_measurement: Option<&str>,
     store: &Path,
 ) -> anyhow::Result<RunOutcome> {
@@ -542,18 +544,33 @@ pub(crate) fn run_contract(
     let public = workload.public_key();
     let mut report_data = [0u8; 64];
     report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
-    let measurement: [u8; 48] = match sim_measurement {
-        Some(hex_text) => hex::decode(hex_text)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .context("--sim-measurement is not 48 bytes of hex")?,
-        None => confide_attest::sim::default_measurement(),
-    };
-    let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (kind, evidence, collateral) = if sim {
+        let measurement: [u8; 48] = match sim_measurement {
+            Some(hex_text) => hex::decode(hex_text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--sim-measurement is not 48 bytes of hex")?,
+            None => confide_attest::sim::default_measurement(),
+        };
+        let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
+        ("sim".to_owned(), evidence, Vec::new())
+    } else {
+        // The machine's TEE: configfs-tsm (TDX, SEV-SNP) or /dev/sev-guest; none is an error.
+        let collected = confide_attester::Attester::detect()
+            .and_then(|a| a.collect(&report_data))
+            .context("collecting evidence (on a machine without a TEE, run with --sim where the deployment allows it)")?;
+        let collateral: Vec<String> = collected.auxblob.as_deref().map(b64).into_iter().collect();
+        (
+            collected.kind.as_str().to_owned(),
+            collected.evidence,
+            collateral,
+        )
+    };
     let token = client.post_json(
-        "/attest/sim",
-        &json!({"evidence": b64(&evidence), "runtime_data": b64(public.as_bytes())}).to_string(),
+        &format!("/attest/{kind}"),
+        &json!({"evidence": b64(&evidence), "collateral": collateral, "runtime_data": b64(public.as_bytes())})
+            .to_string(),
     )?["token"]
         .as_str()
         .context("the verifier sent no token")?
@@ -706,16 +723,11 @@ pub(crate) fn run_contract(
 }
 
 pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
-    if !args.sim {
-        bail!(
-            "no TEE attester is available here: confide run collects evidence with --sim on a \
-             machine without a TEE (and only where the deployment allows simulation)"
-        );
-    }
     let client = Client::new(server);
     let out = run_contract(
         &client,
         &args.contract,
+        args.sim,
         args.sim_measurement.as_deref(),
         &args.store.store,
     )?;

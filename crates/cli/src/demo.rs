@@ -139,7 +139,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     }
 
     // The run.
-    let out = run_contract(&client, &id, None, &store)?;
+    let out = run_contract(&client, &id, true, None, &store)?;
     step(&format!(
         "the workload ran the contract: {} finding(s), {} row(s) suppressed, run {} on the \
          ledger (entry {}){}",

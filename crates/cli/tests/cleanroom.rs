@@ -208,6 +208,8 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
             .contains("\"approved\"")
     );
 
+    // This machine has no TEE: without --sim there is no evidence, and no silent fallback.
+    cli.refused("analyst", &["run", &id], "--sim");
     // Denied: a workload whose measurement the contract does not name.
     cli.refused(
         "analyst",
