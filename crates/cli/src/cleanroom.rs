@@ -584,22 +584,18 @@ pub(crate) fn run_contract(
         .flatten()
         .map(|(t, d)| (t.clone(), d.as_str().unwrap_or_default().to_owned()))
         .collect();
-    let wanted: Vec<String> = if names.is_empty() {
-        // Unknown or unapproved contract: ask for nothing we could name; the broker says why.
-        vec![]
-    } else {
-        names.iter().map(|(_, d)| d.clone()).collect()
-    };
-    if wanted.is_empty() {
-        let r = client.post_json(
-            "/keys/dataset-none/release",
-            &json!({"token": token, "contract": id}).to_string(),
-        );
+    if names.is_empty() {
+        // No approved contract of that id: ask the broker anyway, so that the refusal is
+        // recorded on the ledger, and report its reason.
+        let refusal = client
+            .post_json(
+                "/keys/dataset-none/release",
+                &json!({"token": token, "contract": id}).to_string(),
+            )
+            .err();
         bail!(
             "{}",
-            r.err()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| format!("no contract {id}"))
+            refusal.map_or_else(|| format!("no contract {id}"), |e| e.to_string())
         );
     }
     let contract = Contract::from_value(terms)?;

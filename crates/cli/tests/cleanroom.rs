@@ -15,7 +15,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use base64::Engine as _;
 use common::*;
 use confide_cleanroom::aml::{self, Scale};
 use serde_json::Value;
@@ -62,22 +61,11 @@ impl Cli<'_> {
     }
 }
 
-fn events(url: &str) -> Vec<Value> {
-    get_json(&format!("{url}/ledger/entries"))["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(e["entry"].as_str().unwrap())
-                .unwrap();
-            serde_json::from_slice::<Value>(&bytes).ok()
-        })
-        .collect()
-}
-
 fn count(url: &str, kind: &str) -> usize {
-    events(url).iter().filter(|e| e["type"] == kind).count()
+    ledger_events(url)
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .count()
 }
 
 fn second_word_after(text: &str, marker: &str) -> String {
@@ -231,7 +219,7 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         releases,
         "a denied run released a key"
     );
-    let denials = events(&s.url)
+    let denials = ledger_events(&s.url)
         .into_iter()
         .filter(|e| e["type"] == "kms.deny" && e["contract"].is_string())
         .count();

@@ -137,27 +137,6 @@ fn found(url: &str, member: &Member) {
     assert_eq!(r.status().as_u16(), 201);
 }
 
-fn ledger_events(url: &str) -> Vec<Value> {
-    let listing: Value = agent()
-        .get(format!("{url}/ledger/entries"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    listing["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(e["entry"].as_str().unwrap())
-                .unwrap();
-            serde_json::from_slice::<Value>(&bytes).ok()
-        })
-        .collect()
-}
-
 #[test]
 fn a_trustee_client_exchange_replayed_against_confide() {
     let dir = tempfile::tempdir().unwrap();

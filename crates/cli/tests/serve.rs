@@ -452,12 +452,8 @@ fn workload_token(url: &str, runtime_public: &[u8]) -> String {
     r["token"].as_str().unwrap().to_owned()
 }
 
-#[test]
-fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
-    use confide_crypto::hpke::{self, HpkeSecretKey, Sealed};
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let u = &s.url;
+/// bank-a founds the consortium and admits bank-b; mallory stays outside.
+fn two_banks_and_an_outsider(u: &str) -> (Member, Member, Member) {
     let (a, b, mallory) = (
         Member::new("bank-a"),
         Member::new("bank-b"),
@@ -478,6 +474,16 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
         &format!("{u}/gov/proposals/{id}/ballots"),
         &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
     );
+    (a, b, mallory)
+}
+
+#[test]
+fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
+    use confide_crypto::hpke::{self, HpkeSecretKey, Sealed};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let (a, b, mallory) = two_banks_and_an_outsider(u);
 
     // Creating: a member may; a non-member, a tampered request or a replay may not.
     let create = a.sign(&json!({"type": "kms.create", "name": "dek-1"}));
@@ -883,26 +889,7 @@ fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let u = &s.url;
-    let (a, b, mallory) = (
-        Member::new("bank-a"),
-        Member::new("bank-b"),
-        Member::new("mallory"),
-    );
-    post(
-        &format!("{u}/gov/found"),
-        &a.sign(&json!({"type": "found", "member": a.doc()})),
-    );
-    let (_, r) = post(
-        &format!("{u}/gov/proposals"),
-        &a.sign(
-            &json!({"type": "propose", "actions": [{"action": "add_member", "member": b.doc()}]}),
-        ),
-    );
-    let id = r["proposal"].as_str().unwrap().to_owned();
-    post(
-        &format!("{u}/gov/proposals/{id}/ballots"),
-        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
-    );
+    let (a, b, mallory) = two_banks_and_an_outsider(u);
     for (path, body) in [
         ("/keys", json!({"type": "kms.create", "name": "k"})),
         ("/keks", json!({"type": "kms.kek.create", "name": "kk"})),

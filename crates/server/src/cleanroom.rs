@@ -159,11 +159,7 @@ pub(crate) async fn record_run(
     }
     let id = run_id(&record);
     record["run"] = json!(id);
-    let seq = match s.writer.audit(&record).await {
-        crate::writer::Outcome::Appended { seq, .. } => seq,
-        crate::writer::Outcome::Refused(e) => return Err(e.into()),
-        crate::writer::Outcome::Failed(m) => return Err(Problem::internal(m)),
-    };
+    let seq = crate::keys::audit(&s, record.clone()).await?;
     if record["type"] == "cleanroom.run" {
         s.runs
             .lock()

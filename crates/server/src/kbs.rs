@@ -42,6 +42,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::keys::audit;
 use crate::now;
 use crate::problem::Problem;
 
@@ -86,14 +87,20 @@ fn no_token(detail: impl Into<String>) -> Problem {
 
 pub use confide_ledger::jcs::canonical_json;
 
+/// What a KBS client hashes: the runtime data with `"additional-evidence"` added.
+fn runtime_data_claims(runtime_data: &Value, additional_evidence: &Value) -> Value {
+    let mut claims = runtime_data.clone();
+    if let Some(m) = claims.as_object_mut() {
+        m.insert("additional-evidence".into(), additional_evidence.clone());
+    }
+    claims
+}
+
 /// The report data a KBS client binds: SHA-384 of the canonical runtime data with
 /// `"additional-evidence"` added.
 pub fn runtime_data_digest(runtime_data: &Value, additional_evidence: &Value) -> Vec<u8> {
-    let mut hashed = runtime_data.clone();
-    if let Some(m) = hashed.as_object_mut() {
-        m.insert("additional-evidence".into(), additional_evidence.clone());
-    }
-    confide_crypto::digest::sha384(canonical_json(&hashed).as_bytes()).to_vec()
+    let claims = runtime_data_claims(runtime_data, additional_evidence);
+    confide_crypto::digest::sha384(canonical_json(&claims).as_bytes()).to_vec()
 }
 
 fn tee_kind(name: &str) -> Result<TeeKind, Problem> {
@@ -254,13 +261,7 @@ pub(crate) async fn attest(
                 Problem::kbs(StatusCode::UNAUTHORIZED, "AttestationFailed", p.detail)
             }
         })?;
-    let mut hashed = req.runtime_data.clone();
-    if let Some(m) = hashed.as_object_mut() {
-        m.insert(
-            "additional-evidence".into(),
-            req.tee_evidence.additional_evidence.clone(),
-        );
-    }
+    let hashed = runtime_data_claims(&req.runtime_data, &req.tee_evidence.additional_evidence);
     let (token, _, claims) = crate::attest::issue(
         &s,
         &appraised,
@@ -324,14 +325,6 @@ fn attested(s: &AppState, headers: &HeaderMap) -> Result<Attested, Problem> {
         tee_pubkey,
         token_digest: hex::encode(confide_crypto::digest::sha256(token.trim().as_bytes())),
     })
-}
-
-async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
-    match s.writer.audit(&event).await {
-        crate::writer::Outcome::Appended { seq, .. } => Ok(seq),
-        crate::writer::Outcome::Refused(e) => Err(e.into()),
-        crate::writer::Outcome::Failed(m) => Err(Problem::internal(m)),
-    }
 }
 
 pub(crate) async fn resource(

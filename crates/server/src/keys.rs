@@ -67,7 +67,7 @@ impl From<KmsError> for Problem {
 }
 
 /// Appends an audit event; the answer waits for it to be durable.
-async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
+pub(crate) async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
     match s.writer.audit(&event).await {
         Outcome::Appended { seq, .. } => Ok(seq),
         Outcome::Refused(e) => Err(e.into()),

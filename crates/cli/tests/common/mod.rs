@@ -123,3 +123,19 @@ impl Member {
         .unwrap()
     }
 }
+
+/// The audit events (the ledger's JSON entries) of the server at `url`, in order.
+pub(crate) fn ledger_events(url: &str) -> Vec<Value> {
+    use base64::Engine as _;
+    get_json(&format!("{url}/ledger/entries"))["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(e["entry"].as_str()?)
+                .ok()?;
+            serde_json::from_slice::<Value>(&bytes).ok()
+        })
+        .collect()
+}
