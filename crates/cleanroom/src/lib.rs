@@ -2,8 +2,8 @@
 //! approved contract's SQL inside a TEE with Apache DataFusion, decrypting each dataset as it is
 //! read, and lets out only a result that meets the contract's output rules.
 //!
-//! This crate does no network I/O: the CLI fetches contracts, keys and ciphertexts and hands
-//! the runner the tables as openers of plaintext streams.
+//! The CLI fetches contracts and keys and hands the runner the tables as openers of plaintext
+//! streams; the one network I/O here is the blob store's ([`store`]), which holds ciphertext only.
 
 #![forbid(unsafe_code)]
 
@@ -11,10 +11,12 @@ pub mod aml;
 pub mod contract;
 pub mod rules;
 pub mod runner;
+pub mod store;
 
 pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use rules::Released;
 pub use runner::{Format, Opener, Table};
+pub use store::BlobStore;
 
 /// Why a clean-room step refused.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,9 @@ pub enum CleanroomError {
     /// The query failed.
     #[error("{0}")]
     Query(String),
+    /// The blob store refused, failed, or holds something other than what the ledger recorded.
+    #[error("the blob store: {0}")]
+    Store(String),
     /// The result breaks the output rules; nothing leaves.
     #[error("the result is refused: {0}")]
     OutputRefused(String),

@@ -1,6 +1,7 @@
 //! Clean rooms from the command line: `dataset publish`, `contract propose/approve/revoke/show`,
 //! `run`, `result fetch` — the flows of DESIGN.md (dataset, contract, run, audit) against a
-//! `confide serve` and a blob store (a local directory).
+//! `confide serve` and a blob store (a local directory, or S3, Azure Blob Storage or Google
+//! Cloud Storage by URL).
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Subcommand;
-use confide_cleanroom::{Contract, Format, Measurement, MinGroup, OnViolation, OutputRules, Table};
+use confide_cleanroom::{
+    BlobStore, Contract, Format, Measurement, MinGroup, OnViolation, OutputRules, Table,
+};
 use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
 use confide_identity::Home;
 use serde_json::{Value, json};
@@ -17,17 +20,44 @@ use zeroize::Zeroizing;
 
 use crate::serve::{Client, signed};
 
-/// Where ciphertexts are kept: a local directory (`--store`, `CONFIDE_STORE`).
+/// Where ciphertexts are kept (`--store`, `CONFIDE_STORE`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
-    /// The blob store: a local directory shared by the members and the workloads.
+    /// The blob store the members and the workloads share: a local directory, or
+    /// s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX] or gs://BUCKET[/PREFIX], with credentials
+    /// and endpoints from the environment (AWS_*, AZURE_*, GOOGLE_*).
     #[arg(
         long,
         env = "CONFIDE_STORE",
-        value_name = "DIR",
+        value_name = "DIR|URL",
         default_value = "confide-blobs"
     )]
-    store: PathBuf,
+    store: String,
+}
+
+impl StoreArgs {
+    fn open(&self) -> anyhow::Result<Store> {
+        Store::open(&self.store)
+    }
+}
+
+/// The blob store, and the one runtime its requests (and a run's query) run on, so that its
+/// pooled connections stay valid for the life of the command.
+pub(crate) struct Store {
+    blobs: BlobStore,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Store {
+    pub(crate) fn open(spec: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            blobs: BlobStore::open(spec, &[])?,
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,7 +255,7 @@ fn publish(
     file: &Path,
     name: &str,
     format: Option<&str>,
-    store: &Path,
+    store: &Store,
 ) -> anyhow::Result<Value> {
     let format = match format {
         Some(f) => {
@@ -238,9 +268,8 @@ fn publish(
     // A key pair for this dataset only: the file is encrypted to it, and its secret half is
     // deposited with the key broker.
     let dataset_key = HpkeSecretKey::generate()?;
-    std::fs::create_dir_all(store.join("datasets"))
-        .with_context(|| format!("creating {}", store.display()))?;
-    let tmp = store.join("datasets").join(format!(".{name}.tmp"));
+    // The ciphertext is written aside first: its digest names it in the store.
+    let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
     {
         let input =
             std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
@@ -250,20 +279,24 @@ fn publish(
             size,
             "encrypting",
         );
-        let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
         confide_crypto::envelope::encrypt(&[dataset_key.public_key()], &mut input, &mut out)?;
         out.flush()?;
-        out.get_ref().sync_all()?;
         input.finish();
     }
-    let digest = digest_file(&tmp)?;
+    let digest = digest_file(tmp.path())?;
     let id = format!("{name}-{}", &digest[..12]);
     let location = format!("datasets/{id}.cfd");
-    let size = std::fs::metadata(&tmp)?.len();
-    std::fs::rename(&tmp, store.join(&location))?;
+    let size = tmp.as_file().metadata()?.len();
+    let mut upload = crate::progress::Progress::new(
+        BufReader::with_capacity(1 << 20, tmp.reopen()?),
+        Some(size),
+        "uploading",
+    );
+    store
+        .runtime
+        .block_on(store.blobs.put_reader(&location, &mut upload))?;
+    upload.finish();
 
     // Deposit the dataset's key, wrapped to this member's key-exchange key.
     let (kek, kek_der) = member_kek(client, home)?;
@@ -305,7 +338,7 @@ pub(crate) fn publish_as(
     home: &Home,
     file: &Path,
     name: &str,
-    store: &Path,
+    store: &Store,
 ) -> anyhow::Result<Value> {
     publish(client, home, file, name, None, store)
 }
@@ -320,7 +353,14 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             store,
             json,
         } => {
-            let r = publish(&client, home, &file, &name, format.as_deref(), &store.store)?;
+            let r = publish(
+                &client,
+                home,
+                &file,
+                &name,
+                format.as_deref(),
+                &store.open()?,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -502,13 +542,23 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
     Ok(())
 }
 
-/// Opens a stored ciphertext, checks its digest, and returns an opener of its plaintext.
-fn opener(path: PathBuf, key: Arc<HpkeSecretKey>) -> confide_cleanroom::Opener {
+/// An opener of a stored ciphertext's plaintext: downloaded and decrypted as it is read, and
+/// failing at its end unless the ciphertext has the digest the ledger recorded.
+fn opener(
+    blobs: BlobStore,
+    location: String,
+    digest: String,
+    key: Arc<HpkeSecretKey>,
+) -> confide_cleanroom::Opener {
     Arc::new(move || {
-        let file = std::fs::File::open(&path)?;
-        let decryptor =
-            confide_crypto::envelope::Decryptor::new(&key, BufReader::with_capacity(1 << 20, file))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let download = blobs
+            .reader(&location, &digest)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let decryptor = confide_crypto::envelope::Decryptor::new(
+            &key,
+            BufReader::with_capacity(1 << 20, download),
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
     })
 }
@@ -530,7 +580,7 @@ pub(crate) fn run_contract(
     id: &str,
     sim: bool,
     sim_measurement: Option<&str>,
-    store: &Path,
+    store: &Store,
 ) -> anyhow::Result<RunOutcome> {
     let contracts = client.get("/gov/contracts")?;
     let entry = contracts["contracts"]
@@ -630,11 +680,9 @@ pub(crate) fn run_contract(
         let location = record["location"]
             .as_str()
             .context("the dataset has no location")?;
-        let path = store.join(location);
-        let digest = digest_file(&path)?;
-        if Some(digest.as_str()) != record["digest"].as_str() {
-            bail!("the ciphertext of dataset {dataset} is not the one registered on the ledger");
-        }
+        let digest = record["digest"]
+            .as_str()
+            .context("the dataset has no digest")?;
         let columns: Vec<(String, String)> = record["schema"]
             .as_array()
             .into_iter()
@@ -651,15 +699,17 @@ pub(crate) fn run_contract(
             format: Format::from_name(record["format"].as_str().unwrap_or("csv"))
                 .unwrap_or(Format::Csv),
             schema: confide_cleanroom::runner::schema_from(&columns)?,
-            open: opener(path, dataset_key),
+            open: opener(
+                store.blobs.clone(),
+                location.to_owned(),
+                digest.to_owned(),
+                dataset_key,
+            ),
         });
         inputs.push(json!({"dataset": dataset, "digest": digest}));
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let released = match runtime.block_on(confide_cleanroom::runner::run(
+    let released = match store.runtime.block_on(confide_cleanroom::runner::run(
         &contract.sql,
         tables,
         &contract.output,
@@ -696,10 +746,9 @@ pub(crate) fn run_contract(
     confide_crypto::envelope::encrypt(&keys, &released.csv[..], &mut ciphertext)?;
     let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
     let location = format!("results/{output_digest}.cfd");
-    std::fs::create_dir_all(store.join("results"))?;
-    let tmp = store.join(format!("results/.{output_digest}.tmp"));
-    std::fs::write(&tmp, &ciphertext)?;
-    std::fs::rename(&tmp, store.join(&location))?;
+    store
+        .runtime
+        .block_on(store.blobs.put(&location, ciphertext))?;
     let r = client.post_json(
         "/cleanroom/runs",
         &json!({
@@ -725,7 +774,7 @@ pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
         &args.contract,
         args.sim,
         args.sim_measurement.as_deref(),
-        &args.store.store,
+        &args.store.open()?,
     )?;
     if args.json {
         println!(
@@ -755,7 +804,7 @@ pub(crate) fn fetch_result(
     client: &Client,
     home: &Home,
     id: &str,
-    store: &Path,
+    store: &Store,
 ) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
     let record = client.get(&format!("/cleanroom/runs/{id}"))?;
     let me = fingerprint(home)?;
@@ -771,13 +820,16 @@ pub(crate) fn fetch_result(
     let location = record["output"]["location"]
         .as_str()
         .context("the run has no output")?;
-    let path = store.join(location);
-    if digest_file(&path)? != record["output"]["digest"].as_str().unwrap_or_default() {
-        bail!("the stored result is not the one the run recorded");
-    }
+    let digest = record["output"]["digest"]
+        .as_str()
+        .context("the run recorded no output digest")?;
+    let ciphertext = store
+        .runtime
+        .block_on(store.blobs.get_checked(location, digest))
+        .context("the stored result is not the one the run recorded")?;
     let identity = home.load()?;
     let mut out = Zeroizing::new(Vec::new());
-    confide_crypto::envelope::Decryptor::new(identity.hpke_key(), std::fs::File::open(&path)?)?
+    confide_crypto::envelope::Decryptor::new(identity.hpke_key(), &ciphertext[..])?
         .decrypt_to(&mut *out)?;
     Ok((out, record["simulated"] == true))
 }
@@ -785,7 +837,7 @@ pub(crate) fn fetch_result(
 pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let ResultCommand::Fetch { run, out, store } = cmd;
     let client = Client::new(server);
-    let (csv, simulated) = fetch_result(&client, home, &run, &store.store)?;
+    let (csv, simulated) = fetch_result(&client, home, &run, &store.open()?)?;
     match out {
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt as _;

@@ -38,7 +38,11 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     let mut server = crate::embedded::Embedded::start()?;
     let root = server.dir().to_owned();
     let client = Client::new(&server.url);
-    let store = root.join("blobs");
+    let store = crate::cleanroom::Store::open(
+        root.join("blobs")
+            .to_str()
+            .context("the demo's directory is not UTF-8")?,
+    )?;
     step(&format!(
         "an embedded confide server (development profile: simulated TEEs allowed) at {}",
         server.url

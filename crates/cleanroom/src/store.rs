@@ -1,0 +1,490 @@
+//! The blob store: where ciphertexts are kept (published datasets, run results). A local
+//! directory by default; Amazon S3, Azure Blob Storage or Google Cloud Storage by URL, through
+//! `object_store`. Only ciphertext ever goes there, and every read is checked against the
+//! SHA-256 digest the ledger recorded, so the store is trusted for availability only.
+//!
+//! | `--store`                                       | where                                |
+//! |-------------------------------------------------|--------------------------------------|
+//! | `DIR`, `file:///DIR`                            | a local directory (created if absent) |
+//! | `s3://BUCKET[/PREFIX]`                          | Amazon S3 or an S3-compatible store   |
+//! | `az://CONTAINER[/PREFIX]`, `abfss://…`, `https://ACCOUNT.blob.core.windows.net/…` | Azure Blob Storage |
+//! | `gs://BUCKET[/PREFIX]`                          | Google Cloud Storage                  |
+//!
+//! Credentials, regions and endpoints come from the environment as `object_store` reads them
+//! (`AWS_*`, `AZURE_*` / `AZURITE_*`, `GOOGLE_*`), or from options given to [`BlobStore::open`].
+//!
+//! Writes are whole or nothing: an object appears under its name only once all of it is
+//! uploaded (a local file is written aside, synced and renamed; a large upload is one multipart
+//! upload, aborted on error).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use object_store::path::Path as StorePath;
+use object_store::{
+    ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutPayload, WriteMultipart,
+};
+
+use crate::CleanroomError;
+
+/// Uploads larger than this go up in parts of this size, several at once.
+const PART_BYTES: usize = 8 << 20;
+/// Parts in flight during an upload.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// A blob store opened from a `--store` value.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    inner: Arc<dyn ObjectStore>,
+    /// The directory of a local store, whose files are synced after writing.
+    local: Option<std::path::PathBuf>,
+    prefix: StorePath,
+    described: String,
+}
+
+impl BlobStore {
+    /// Opens `spec`: a directory, or a `file://`, `s3://`, `az://` (and Azure's other forms) or
+    /// `gs://` URL. `options` are `object_store` configuration keys (`aws_endpoint`,
+    /// `azure_storage_account_key`, `google_service_account`, …) applied over what the
+    /// environment says.
+    pub fn open(spec: &str, options: &[(&str, &str)]) -> Result<Self, CleanroomError> {
+        if !spec.contains("://") {
+            return Self::open_dir(std::path::Path::new(spec), spec);
+        }
+        let url = url::Url::parse(spec)
+            .map_err(|e| CleanroomError::Store(format!("--store {spec:?} is not a URL: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            CleanroomError::Store(format!(
+                "--store {}: {}",
+                redact(spec),
+                redact(&e.to_string())
+            ))
+        };
+        let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|_| {
+            CleanroomError::Store(format!(
+                "--store {}: not a blob store URL confide knows (a directory, s3://, az:// or gs://)",
+                redact(spec)
+            ))
+        })?;
+        let prefix = StorePath::parse(path).map_err(|e| bad(&e))?;
+        let inner: Arc<dyn ObjectStore> = match scheme {
+            ObjectStoreScheme::Local => {
+                return Self::open_dir(std::path::Path::new(url.path()), spec);
+            }
+            ObjectStoreScheme::AmazonS3 => Arc::new(
+                configure(
+                    object_store::aws::AmazonS3Builder::from_env(),
+                    options,
+                    |b, k, v| k.parse().map(|k| b.with_config(k, v)),
+                )?
+                .with_url(spec)
+                .build()
+                .map_err(|e| bad(&e))?,
+            ),
+            ObjectStoreScheme::MicrosoftAzure => Arc::new(
+                configure(
+                    object_store::azure::MicrosoftAzureBuilder::from_env(),
+                    options,
+                    |b, k, v| k.parse().map(|k| b.with_config(k, v)),
+                )?
+                .with_url(spec)
+                .build()
+                .map_err(|e| bad(&e))?,
+            ),
+            ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+                configure(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                    options,
+                    |b, k, v| k.parse().map(|k| b.with_config(k, v)),
+                )?
+                .with_url(spec)
+                .build()
+                .map_err(|e| bad(&e))?,
+            ),
+            other => {
+                return Err(CleanroomError::Store(format!(
+                    "--store {}: {other:?} is not a blob store confide can keep ciphertexts in \
+                     (use a directory, s3://, az:// or gs://)",
+                    redact(spec)
+                )));
+            }
+        };
+        Ok(Self {
+            inner,
+            local: None,
+            prefix,
+            described: redact(spec),
+        })
+    }
+
+    fn open_dir(dir: &std::path::Path, spec: &str) -> Result<Self, CleanroomError> {
+        let failed =
+            |e: &dyn std::fmt::Display| CleanroomError::Store(format!("--store {spec}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+        let dir = dir.canonicalize().map_err(|e| failed(&e))?;
+        let inner =
+            object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| failed(&e))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            local: Some(dir),
+            prefix: StorePath::default(),
+            described: spec.to_owned(),
+        })
+    }
+
+    /// The store, as given (without any query string, which may carry a credential).
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    fn path(&self, location: &str) -> Result<StorePath, CleanroomError> {
+        let relative = StorePath::parse(location).map_err(|e| {
+            CleanroomError::Store(format!(
+                "{location:?} is not a location in a blob store: {e}"
+            ))
+        })?;
+        if relative.as_ref().is_empty() {
+            return Err(CleanroomError::Store("an empty location".to_owned()));
+        }
+        Ok(self.prefix.parts().chain(relative.parts()).collect())
+    }
+
+    fn failed(&self, doing: &str, location: &str, e: &dyn std::fmt::Display) -> CleanroomError {
+        CleanroomError::Store(format!(
+            "{doing} {location} in {}: {}",
+            self.described,
+            redact(&e.to_string())
+        ))
+    }
+
+    /// Stores `bytes` at `location`.
+    pub async fn put(&self, location: &str, bytes: Vec<u8>) -> Result<(), CleanroomError> {
+        let path = self.path(location)?;
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.failed("writing", location, &e))?;
+        self.synced(location)
+    }
+
+    /// Stores everything `input` yields at `location` (in parts, when it is large); returns the
+    /// number of bytes. `input` is read on the calling thread.
+    pub async fn put_reader(
+        &self,
+        location: &str,
+        mut input: impl Read,
+    ) -> Result<u64, CleanroomError> {
+        let path = self.path(location)?;
+        let mut part = vec![0u8; PART_BYTES];
+        let n = read_full(&mut input, &mut part)
+            .map_err(|e| self.failed("reading for", location, &e))?;
+        if n < PART_BYTES {
+            part.truncate(n);
+            self.put(location, part).await?;
+            return Ok(n as u64);
+        }
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.failed("starting the upload of", location, &e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut total = 0u64;
+        let outcome: Result<(), CleanroomError> = async {
+            let mut n = n;
+            while n > 0 {
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.failed("uploading", location, &e))?;
+                writer.write(&part[..n]);
+                total += n as u64;
+                n = read_full(&mut input, &mut part)
+                    .map_err(|e| self.failed("reading for", location, &e))?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                writer
+                    .finish()
+                    .await
+                    .map_err(|e| self.failed("finishing the upload of", location, &e))?;
+            }
+            Err(e) => {
+                // Nothing appears under the name; the parts already sent are discarded.
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+        self.synced(location)?;
+        Ok(total)
+    }
+
+    /// On a local store, makes a finished write durable: the file, then its directory.
+    fn synced(&self, location: &str) -> Result<(), CleanroomError> {
+        let Some(dir) = &self.local else {
+            return Ok(());
+        };
+        let file = dir.join(location);
+        let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        sync(&file)
+            .and_then(|()| file.parent().map_or(Ok(()), sync))
+            .map_err(|e| self.failed("syncing", location, &e))
+    }
+
+    /// The whole object at `location`, checked against `digest` (SHA-256, hex). For small
+    /// objects (results).
+    pub async fn get_checked(&self, location: &str, digest: &str) -> Result<Bytes, CleanroomError> {
+        let path = self.path(location)?;
+        let bytes = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| self.failed("reading", location, &e))?
+            .bytes()
+            .await
+            .map_err(|e| self.failed("reading", location, &e))?;
+        if hex::encode(confide_crypto::digest::sha256(&bytes)) != digest {
+            return Err(not_registered(location));
+        }
+        Ok(bytes)
+    }
+
+    /// A reader of the object at `location` that fails at its end unless what it read has the
+    /// SHA-256 digest `digest` (hex). Call it from a blocking thread of a Tokio runtime (such as
+    /// `spawn_blocking`): it waits on that runtime for each piece of the download.
+    pub fn reader(&self, location: &str, digest: &str) -> Result<StoreReader, CleanroomError> {
+        let expected: [u8; 32] = hex::decode(digest)
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| CleanroomError::Store(format!("{digest:?} is not a SHA-256 digest")))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            CleanroomError::Store("a store reader needs a Tokio runtime".to_owned())
+        })?;
+        let path = self.path(location)?;
+        let stream = handle
+            .block_on(self.inner.get(&path))
+            .map_err(|e| self.failed("reading", location, &e))?
+            .into_stream();
+        Ok(StoreReader {
+            handle,
+            stream,
+            piece: Bytes::new(),
+            hasher: confide_crypto::digest::Sha256::new(),
+            expected,
+            location: location.to_owned(),
+            ended: false,
+        })
+    }
+}
+
+/// Applies `options` to an `object_store` builder, naming any key it does not know.
+fn configure<B>(
+    builder: B,
+    options: &[(&str, &str)],
+    apply: impl Fn(B, &str, &str) -> Result<B, object_store::Error>,
+) -> Result<B, CleanroomError> {
+    options.iter().try_fold(builder, |b, (k, v)| {
+        apply(b, &k.to_ascii_lowercase(), v)
+            .map_err(|_| CleanroomError::Store(format!("unknown store option {k:?}")))
+    })
+}
+
+fn not_registered(location: &str) -> CleanroomError {
+    CleanroomError::Store(format!(
+        "the ciphertext at {location} is not the one registered on the ledger (its SHA-256 differs)"
+    ))
+}
+
+/// Fills `buf` from `input` unless it ends first; the number of bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Cuts the query string off every URL in `text`: a pre-signed or SAS URL carries its
+/// credential there.
+fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match (word.contains("://"), word.find('?')) {
+            (true, Some(q)) => format!("{}?…", &word[..q]),
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An object being downloaded, as a [`Read`] that checks the whole object's digest at its end.
+pub struct StoreReader {
+    handle: tokio::runtime::Handle,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    piece: Bytes,
+    hasher: confide_crypto::digest::Sha256,
+    expected: [u8; 32],
+    location: String,
+    ended: bool,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for StoreReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.piece.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.handle.block_on(self.stream.next()) {
+                Some(Ok(piece)) => {
+                    self.hasher.update(&piece);
+                    self.piece = piece;
+                }
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(format!(
+                        "reading {}: {}",
+                        self.location,
+                        redact(&e.to_string())
+                    )));
+                }
+                None => {
+                    let hasher = std::mem::take(&mut self.hasher);
+                    if hasher.finish() != self.expected {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            not_registered(&self.location).to_string(),
+                        ));
+                    }
+                    self.ended = true;
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len());
+        buf[..n].copy_from_slice(&self.piece[..n]);
+        let _ = self.piece.split_to(n);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn digest(b: &[u8]) -> String {
+        hex::encode(confide_crypto::digest::sha256(b))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_store_round_trips_small_and_multipart_objects_and_checks_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("blobs").to_str().unwrap(), &[]).unwrap();
+        let big: Vec<u8> = (0..PART_BYTES * 2 + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        store
+            .put("results/small.cfd", b"small".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .put_reader("datasets/big.cfd", &big[..])
+                .await
+                .unwrap(),
+            big.len() as u64
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("blobs/datasets/big.cfd")).unwrap(),
+            big
+        );
+        // No file is left beside the objects.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("blobs/datasets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["big.cfd"]);
+        assert_eq!(
+            &store
+                .get_checked("results/small.cfd", &digest(b"small"))
+                .await
+                .unwrap()[..],
+            b"small"
+        );
+        let refused = store
+            .get_checked("results/small.cfd", &digest(b"other"))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not the one registered"),
+            "{refused}"
+        );
+
+        let (s, want, wrong) = (store.clone(), digest(&big), digest(b"small"));
+        let read = tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            s.reader("datasets/big.cfd", &want)
+                .unwrap()
+                .read_to_end(&mut all)
+                .map(|_| all)
+                .unwrap();
+            let mut sink = Vec::new();
+            let err = s
+                .reader("datasets/big.cfd", &wrong)
+                .unwrap()
+                .read_to_end(&mut sink)
+                .unwrap_err();
+            (err.kind(), err.to_string())
+        })
+        .await
+        .unwrap();
+        assert_eq!(read.0, std::io::ErrorKind::InvalidData);
+        assert!(read.1.contains("not the one registered"), "{}", read.1);
+    }
+
+    #[tokio::test]
+    async fn locations_cannot_leave_the_store_and_bad_stores_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_str().unwrap(), &[]).unwrap();
+        for bad in ["../escape", "a/../../b", "a//b", ""] {
+            let e = store.put(bad, b"x".to_vec()).await.unwrap_err();
+            assert!(matches!(e, CleanroomError::Store(_)), "{bad:?}: {e}");
+        }
+        assert!(!dir.path().parent().unwrap().join("escape").exists());
+        for (spec, why) in [
+            ("memory://", "not a blob store"),
+            ("s3://", "not a blob store url"),
+            ("ftp://host/x", "not a blob store url"),
+        ] {
+            let e = BlobStore::open(spec, &[]).unwrap_err().to_string();
+            assert!(e.to_lowercase().contains(why), "{spec}: {e}");
+        }
+        let e = BlobStore::open("s3://b", &[("no_such_option", "1")]).unwrap_err();
+        assert!(e.to_string().contains("no_such_option"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_cut_from_messages() {
+        assert_eq!(
+            redact("GET https://a.blob.core.windows.net/c/x?sv=1&sig=SECRET failed"),
+            "GET https://a.blob.core.windows.net/c/x?… failed"
+        );
+    }
+}
