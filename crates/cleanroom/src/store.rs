@@ -21,14 +21,17 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use confide_crypto::digest::Sha256;
+use confide_crypto::hpke::HpkeSecretKey;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{
     ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutPayload, WriteMultipart,
 };
 
-use crate::CleanroomError;
+use crate::{CleanroomError, Opener};
 
 /// Uploads larger than this go up in parts of this size, several at once.
 const PART_BYTES: usize = 8 << 20;
@@ -39,8 +42,9 @@ const PARTS_IN_FLIGHT: usize = 4;
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
-    /// The directory of a local store, whose files are synced after writing.
-    local: Option<std::path::PathBuf>,
+    /// The same store when it is a local directory: its files are read directly and synced
+    /// after writing.
+    local: Option<Arc<LocalFileSystem>>,
     prefix: StorePath,
     described: String,
 }
@@ -125,11 +129,10 @@ impl BlobStore {
             |e: &dyn std::fmt::Display| CleanroomError::Store(format!("--store {spec}: {e}"));
         std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
         let dir = dir.canonicalize().map_err(|e| failed(&e))?;
-        let inner =
-            object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| failed(&e))?;
+        let local = Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| failed(&e))?);
         Ok(Self {
-            inner: Arc::new(inner),
-            local: Some(dir),
+            inner: local.clone(),
+            local: Some(local),
             prefix: StorePath::default(),
             described: spec.to_owned(),
         })
@@ -227,10 +230,12 @@ impl BlobStore {
 
     /// On a local store, makes a finished write durable: the file, then its directory.
     fn synced(&self, location: &str) -> Result<(), CleanroomError> {
-        let Some(dir) = &self.local else {
+        let Some(local) = &self.local else {
             return Ok(());
         };
-        let file = dir.join(location);
+        let file = local
+            .path_to_filesystem(&self.path(location)?)
+            .map_err(|e| self.failed("syncing", location, &e))?;
         let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
         sync(&file)
             .and_then(|()| file.parent().map_or(Ok(()), sync))
@@ -256,31 +261,75 @@ impl BlobStore {
     }
 
     /// A reader of the object at `location` that fails at its end unless what it read has the
-    /// SHA-256 digest `digest` (hex). Call it from a blocking thread of a Tokio runtime (such as
-    /// `spawn_blocking`): it waits on that runtime for each piece of the download.
+    /// SHA-256 digest `digest` (hex). A local file is read directly; a remote object is
+    /// downloaded as it is read, so call this from a blocking thread of a Tokio runtime (such as
+    /// `spawn_blocking`), on which each piece of the download is awaited.
     pub fn reader(&self, location: &str, digest: &str) -> Result<StoreReader, CleanroomError> {
-        let expected: [u8; 32] = hex::decode(digest)
-            .ok()
-            .and_then(|d| d.try_into().ok())
-            .ok_or_else(|| CleanroomError::Store(format!("{digest:?} is not a SHA-256 digest")))?;
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            CleanroomError::Store("a store reader needs a Tokio runtime".to_owned())
-        })?;
+        let expected = parse_digest(digest)?;
         let path = self.path(location)?;
-        let stream = handle
-            .block_on(self.inner.get(&path))
-            .map_err(|e| self.failed("reading", location, &e))?
-            .into_stream();
+        let source = match &self.local {
+            Some(local) => {
+                let file = local
+                    .path_to_filesystem(&path)
+                    .map_err(|e| self.failed("reading", location, &e))?;
+                Source::File(
+                    std::fs::File::open(file).map_err(|e| self.failed("reading", location, &e))?,
+                )
+            }
+            None => {
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                    CleanroomError::Store("a store reader needs a Tokio runtime".to_owned())
+                })?;
+                let stream = handle
+                    .block_on(self.inner.get(&path))
+                    .map_err(|e| self.failed("reading", location, &e))?
+                    .into_stream();
+                Source::Remote {
+                    handle,
+                    stream,
+                    piece: Bytes::new(),
+                }
+            }
+        };
         Ok(StoreReader {
-            handle,
-            stream,
-            piece: Bytes::new(),
-            hasher: confide_crypto::digest::Sha256::new(),
+            source,
+            state: Check::Hashing(Sha256::new()),
             expected,
             location: location.to_owned(),
-            ended: false,
         })
     }
+
+    /// A table's plaintext source for the runner: the confide-format ciphertext at `location`,
+    /// read (or downloaded) afresh at each scan, decrypted with `key` chunk by authenticated
+    /// chunk, and failing at its end unless the ciphertext's SHA-256 is `digest`.
+    pub fn opener(
+        &self,
+        location: &str,
+        digest: &str,
+        key: Arc<HpkeSecretKey>,
+    ) -> Result<Opener, CleanroomError> {
+        parse_digest(digest)?;
+        self.path(location)?;
+        let (store, location, digest) = (self.clone(), location.to_owned(), digest.to_owned());
+        Ok(Arc::new(move || {
+            let ciphertext = store
+                .reader(&location, &digest)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let decryptor = confide_crypto::envelope::Decryptor::new(
+                &key,
+                std::io::BufReader::with_capacity(1 << 20, ciphertext),
+            )
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
+        }))
+    }
+}
+
+fn parse_digest(digest: &str) -> Result<[u8; 32], CleanroomError> {
+    hex::decode(digest)
+        .ok()
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(|| CleanroomError::Store(format!("{digest:?} is not a SHA-256 digest")))
 }
 
 /// Applies `options` to an `object_store` builder, naming any key it does not know.
@@ -327,15 +376,60 @@ fn redact(text: &str) -> String {
         .join(" ")
 }
 
-/// An object being downloaded, as a [`Read`] that checks the whole object's digest at its end.
+/// An object being read, as a [`Read`] that checks the whole object's digest at its end.
 pub struct StoreReader {
-    handle: tokio::runtime::Handle,
-    stream: BoxStream<'static, object_store::Result<Bytes>>,
-    piece: Bytes,
-    hasher: confide_crypto::digest::Sha256,
+    source: Source,
+    state: Check,
     expected: [u8; 32],
     location: String,
-    ended: bool,
+}
+
+enum Check {
+    /// Reading, with the digest of what was read so far.
+    Hashing(Sha256),
+    /// The end was reached and the digest matched.
+    Matched,
+    /// The digest did not match: every later read fails too.
+    Differed,
+}
+
+enum Source {
+    File(std::fs::File),
+    Remote {
+        handle: tokio::runtime::Handle,
+        stream: BoxStream<'static, object_store::Result<Bytes>>,
+        piece: Bytes,
+    },
+}
+
+impl Source {
+    /// The next bytes of the object (none at its end).
+    fn read(&mut self, buf: &mut [u8], location: &str) -> std::io::Result<usize> {
+        match self {
+            Self::File(file) => file.read(buf),
+            Self::Remote {
+                handle,
+                stream,
+                piece,
+            } => {
+                while piece.is_empty() {
+                    match handle.block_on(stream.next()) {
+                        Some(Ok(next)) => *piece = next,
+                        Some(Err(e)) => {
+                            return Err(std::io::Error::other(format!(
+                                "reading {location}: {}",
+                                redact(&e.to_string())
+                            )));
+                        }
+                        None => return Ok(0),
+                    }
+                }
+                let n = buf.len().min(piece.len());
+                buf[..n].copy_from_slice(&piece.split_to(n));
+                Ok(n)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for StoreReader {
@@ -348,38 +442,33 @@ impl std::fmt::Debug for StoreReader {
 
 impl Read for StoreReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.piece.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.handle.block_on(self.stream.next()) {
-                Some(Ok(piece)) => {
-                    self.hasher.update(&piece);
-                    self.piece = piece;
-                }
-                Some(Err(e)) => {
-                    return Err(std::io::Error::other(format!(
-                        "reading {}: {}",
-                        self.location,
-                        redact(&e.to_string())
-                    )));
-                }
-                None => {
-                    let hasher = std::mem::take(&mut self.hasher);
-                    if hasher.finish() != self.expected {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            not_registered(&self.location).to_string(),
-                        ));
-                    }
-                    self.ended = true;
-                }
-            }
+        let differed = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                not_registered(&self.location).to_string(),
+            )
+        };
+        let hasher = match &mut self.state {
+            Check::Hashing(hasher) => hasher,
+            Check::Matched => return Ok(0),
+            Check::Differed => return Err(differed()),
+        };
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece[..n]);
-        let _ = self.piece.split_to(n);
-        Ok(n)
+        let n = self.source.read(buf, &self.location)?;
+        if n > 0 {
+            hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        let digest = std::mem::take(hasher).finish();
+        if digest == self.expected {
+            self.state = Check::Matched;
+            Ok(0)
+        } else {
+            self.state = Check::Differed;
+            Err(differed())
+        }
     }
 }
 

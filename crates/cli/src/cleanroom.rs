@@ -542,27 +542,6 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
     Ok(())
 }
 
-/// An opener of a stored ciphertext's plaintext: downloaded and decrypted as it is read, and
-/// failing at its end unless the ciphertext has the digest the ledger recorded.
-fn opener(
-    blobs: BlobStore,
-    location: String,
-    digest: String,
-    key: Arc<HpkeSecretKey>,
-) -> confide_cleanroom::Opener {
-    Arc::new(move || {
-        let download = blobs
-            .reader(&location, &digest)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let decryptor = confide_crypto::envelope::Decryptor::new(
-            &key,
-            BufReader::with_capacity(1 << 20, download),
-        )
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
-    })
-}
-
 /// What a run produced.
 pub(crate) struct RunOutcome {
     pub(crate) run: String,
@@ -699,12 +678,7 @@ pub(crate) fn run_contract(
             format: Format::from_name(record["format"].as_str().unwrap_or("csv"))
                 .unwrap_or(Format::Csv),
             schema: confide_cleanroom::runner::schema_from(&columns)?,
-            open: opener(
-                store.blobs.clone(),
-                location.to_owned(),
-                digest.to_owned(),
-                dataset_key,
-            ),
+            open: store.blobs.opener(location, digest, dataset_key)?,
         });
         inputs.push(json!({"dataset": dataset, "digest": digest}));
     }

@@ -90,7 +90,20 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
     let columns = runner::infer_csv_schema(std::fs::File::open(&plain[0])?, 10_000)?;
     let schema = runner::schema_from(&columns)?;
 
-    // Each bank's file encrypted to its own dataset key, as `dataset publish` does.
+    // Each bank's file encrypted to its own dataset key and put in a blob store (a local
+    // directory), as `dataset publish` does; read back through the opener `confide run` uses
+    // (the digest checked as it streams, decrypted chunk by chunk).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let store = confide_cleanroom::BlobStore::open(
+        dir.path()
+            .join("blobs")
+            .to_str()
+            .context("the temporary directory is not UTF-8")?,
+        &[],
+    )?;
     let mut tables = Vec::new();
     for (i, (_, name)) in BANKS.iter().enumerate() {
         let key = Arc::new(HpkeSecretKey::generate()?);
@@ -100,24 +113,21 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
             std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&plain[i])?),
             BufWriter::with_capacity(1 << 20, std::fs::File::create(&sealed)?),
         )?;
-        let open: confide_cleanroom::Opener = Arc::new(move || {
-            let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&sealed)?);
-            let d = confide_crypto::envelope::Decryptor::new(&key, file)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            Ok(Box::new(d.into_reader()) as Box<dyn std::io::Read + Send>)
-        });
+        let digest = hex::encode(confide_crypto::digest::sha256(&std::fs::read(&sealed)?));
+        let location = format!("datasets/{name}.cfd");
+        runtime.block_on(store.put_reader(
+            &location,
+            std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&sealed)?),
+        ))?;
+        std::fs::remove_file(&sealed)?;
         tables.push(Table {
             name: (*name).to_owned(),
             format: Format::Csv,
             schema: schema.clone(),
-            open,
+            open: store.opener(&location, &digest, key)?,
         });
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let rules = aml::output_rules();
     let (mut plain_s, mut conf_s, mut plain_mem, mut conf_mem) = (vec![], vec![], 0f64, 0f64);
     for round in 0..args.runs.max(1) {
