@@ -5,9 +5,12 @@
 //! renamed over the target only once everything succeeded, so a failure never leaves a partial
 //! or unauthenticated file at the target. Without it, output streams to stdout; if decryption
 //! then fails, the exit status is non-zero and what was already written must be discarded.
+//!
+//! Reading and writing happen on threads of their own ([`crate::pipe`]), so the kernel's copies
+//! overlap the cryptography.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -16,9 +19,8 @@ use confide_crypto::envelope::{self, Decryptor};
 use confide_identity::{Home, PublicIdentity};
 use tempfile::NamedTempFile;
 
+use crate::pipe::{ReadAhead, WriteBehind};
 use crate::progress::Progress;
-
-const OUTPUT_BUFFER: usize = 256 * 1024;
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
@@ -83,10 +85,11 @@ pub(crate) fn decrypt(args: DecryptArgs, home: &Home) -> anyhow::Result<()> {
     output.commit()
 }
 
-fn open_input(path: Option<&Path>) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
+/// The input, read ahead on its own thread, and its size when it is a file.
+fn open_input(path: Option<&Path>) -> anyhow::Result<(ReadAhead, Option<u64>)> {
     match path {
-        None => Ok((Box::new(io::stdin().lock()), None)),
-        Some(p) if p == Path::new("-") => Ok((Box::new(io::stdin().lock()), None)),
+        None => Ok((ReadAhead::new(io::stdin()), None)),
+        Some(p) if p == Path::new("-") => Ok((ReadAhead::new(io::stdin()), None)),
         Some(p) => {
             let file = File::open(p).with_context(|| format!("opening {}", p.display()))?;
             let len = file
@@ -94,16 +97,17 @@ fn open_input(path: Option<&Path>) -> anyhow::Result<(Box<dyn Read>, Option<u64>
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
-            Ok((Box::new(file), len))
+            Ok((ReadAhead::new(file), len))
         }
     }
 }
 
-/// A command's output: stdout, or a temporary file that replaces the target on commit.
+/// A command's output, written behind on its own thread: stdout, or a temporary file that
+/// replaces the target on commit.
 enum Output {
-    Stdout(BufWriter<io::Stdout>),
+    Stdout(WriteBehind<io::Stdout>),
     File {
-        writer: BufWriter<NamedTempFile>,
+        writer: WriteBehind<NamedTempFile>,
         target: PathBuf,
     },
 }
@@ -127,13 +131,13 @@ impl Output {
             format!("setting the mode of a temporary file in {}", dir.display())
         })?;
         Ok(Self::File {
-            writer: BufWriter::with_capacity(OUTPUT_BUFFER, tmp),
+            writer: WriteBehind::new(tmp),
             target,
         })
     }
 
     fn stdout() -> Self {
-        Self::Stdout(BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout()))
+        Self::Stdout(WriteBehind::new(io::stdout()))
     }
 
     fn is_stdout(&self) -> bool {
@@ -155,11 +159,10 @@ impl Output {
     /// the target. Dropping an uncommitted file output deletes the temporary file.
     fn commit(self) -> anyhow::Result<()> {
         match self {
-            Self::Stdout(mut w) => w.flush().context("writing to stdout"),
+            Self::Stdout(w) => w.finish().map(drop).context("writing to stdout"),
             Self::File { writer, target } => {
                 let tmp = writer
-                    .into_inner()
-                    .map_err(|e| e.into_error())
+                    .finish()
                     .with_context(|| format!("writing {}", target.display()))?;
                 tmp.as_file()
                     .sync_all()

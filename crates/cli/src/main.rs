@@ -19,6 +19,7 @@ mod kbs;
 mod kms;
 mod ledger;
 mod member;
+mod pipe;
 mod progress;
 mod serve;
 
