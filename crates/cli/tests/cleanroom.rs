@@ -255,6 +255,39 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         })
         .collect();
     assert_eq!(found, planted);
+    // Denied: run records the broker's releases do not bear out. A workload that attested but
+    // was given no key reports the real run's inputs; one that reports other inputs or other
+    // recipients; each refused with its reason and on the ledger, no run recorded.
+    let real = get_json(&format!("{}/cleanroom/runs/{run_id}", s.url));
+    let stranger = workload_token(&s.url, &confide_crypto::random::array::<32>().unwrap());
+    let mut other_inputs = real["inputs"].clone();
+    other_inputs[0]["digest"] = Value::from("00".repeat(32));
+    let mut other_output = real["output"].clone();
+    other_output["recipients"] = serde_json::json!([]);
+    for (inputs, output, why) in [
+        (
+            &real["inputs"],
+            &real["output"],
+            "never released to this workload",
+        ),
+        (&other_inputs, &real["output"], "not the one registered"),
+        (
+            &real["inputs"].as_array().unwrap()[..1].into(),
+            &real["output"],
+            "are not contract",
+        ),
+        (&real["inputs"], &other_output, "recipients"),
+    ] {
+        let (status, r) = post_json(
+            &format!("{}/cleanroom/runs", s.url),
+            &serde_json::json!({"token": stranger, "contract": id, "inputs": inputs, "output": output}),
+        );
+        assert_eq!(status, 403, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
+    }
+    assert_eq!(count(&s.url, "cleanroom.deny"), 4);
+    assert_eq!(count(&s.url, "cleanroom.run"), 1);
+
     // Denied: a member who is not a recipient.
     cli.refused("bank-a", &["result", "fetch", &run_id], "not a recipient");
 

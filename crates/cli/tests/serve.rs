@@ -217,23 +217,6 @@ fn every_acknowledged_entry_survives_sigkill() {
     );
 }
 
-fn post_json(url: &str, body: &Value) -> (u16, Value) {
-    let mut r = agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.to_string().as_bytes())
-        .unwrap();
-    (
-        r.status().as_u16(),
-        r.body_mut().read_json().unwrap_or(Value::Null),
-    )
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn testdata(rel: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -241,13 +224,6 @@ fn testdata(rel: &str) -> Vec<u8> {
             .join(rel),
     )
     .unwrap()
-}
-
-/// Simulated evidence whose report data is SHA-256(runtime) padded with zeros.
-fn sim_evidence(measurement: &[u8; 48], runtime: &[u8]) -> Vec<u8> {
-    let mut report_data = [0u8; 64];
-    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(runtime));
-    confide_attest::sim::simulate(measurement, &report_data).unwrap()
 }
 
 #[test]
@@ -438,18 +414,6 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
     );
     assert!(confide_server::verify_jwt(&token, &jwks).is_some());
     s.kill();
-}
-
-/// A workload's attestation token for its X25519 runtime key (simulated evidence, development
-/// profile).
-fn workload_token(url: &str, runtime_public: &[u8]) -> String {
-    let m = confide_attest::sim::default_measurement();
-    let (status, r) = post_json(
-        &format!("{url}/attest/sim"),
-        &json!({"evidence": b64(&sim_evidence(&m, runtime_public)), "runtime_data": b64(runtime_public)}),
-    );
-    assert_eq!(status, 200, "{r}");
-    r["token"].as_str().unwrap().to_owned()
 }
 
 /// bank-a founds the consortium and admits bank-b; mallory stays outside.

@@ -475,6 +475,14 @@ impl Leases {
         }
     }
 
+    /// Whether `key` was ever released to the workload whose runtime key has digest
+    /// `runtime_key` (a lapsed lease counts: the key was handed over).
+    pub fn released_to(&self, key: &str, runtime_key: &str) -> bool {
+        self.leases
+            .values()
+            .any(|l| l.key == key && l.runtime_key == runtime_key)
+    }
+
     /// Every lease of `key`, with whether it has lapsed at `now`.
     pub fn of_key(&self, key: &str, now: i64) -> Vec<Value> {
         self.leases

@@ -9,7 +9,11 @@
 //!   measurement (the token's primary measurement for its TEE kind).
 //! - `POST /cleanroom/runs` with the workload's token records a run (contract, input digests,
 //!   output digest and location, token digest, simulated or not) or a refused result, as an
-//!   audit event on the ledger; `GET /cleanroom/runs/{id}` returns a run's record.
+//!   audit event on the ledger; `GET /cleanroom/runs/{id}` returns a run's record. A record is
+//!   checked first, and refused (on the ledger, as `cleanroom.deny`) unless the token's
+//!   measurement is one the contract allows, the inputs are exactly the contract's datasets
+//!   with the digests the ledger registered, each of their keys was released to this token's
+//!   runtime key, and the output goes to exactly the contract's recipients.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -75,6 +79,12 @@ pub(crate) fn check_release(
             "contract {id} does not name the dataset of key {key}"
         ));
     }
+    allows_measurement(&contract, id, claims)?;
+    Ok(contract)
+}
+
+/// Whether the contract (as the ledger holds it) allows the token's measurement.
+fn allows_measurement(contract: &Value, id: &str, claims: &Value) -> Result<(), String> {
     let allowed: Vec<(String, String)> = contract["contract"]["measurements"]
         .as_array()
         .into_iter()
@@ -98,7 +108,70 @@ pub(crate) fn check_release(
             }
         ));
     }
-    Ok(contract)
+    Ok(())
+}
+
+/// Checks a run's record against the ledger and the broker's releases (see the module's
+/// documentation); why not, if it does not hold.
+fn check_run(
+    s: &AppState,
+    contract: &Value,
+    id: &str,
+    claims: &Value,
+    runtime_key: &str,
+    req: &Value,
+) -> Result<(), String> {
+    allows_measurement(contract, id, claims)?;
+    if req["refused"].is_string() {
+        return Ok(());
+    }
+    let mut named: Vec<&str> = contract["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    named.sort_unstable();
+    let inputs = req["inputs"]
+        .as_array()
+        .ok_or("a run record needs \"inputs\"")?;
+    let mut read: Vec<&str> = inputs
+        .iter()
+        .map(|i| i["dataset"].as_str().unwrap_or_default())
+        .collect();
+    read.sort_unstable();
+    if read != named {
+        return Err(format!(
+            "the run's inputs ({}) are not contract {id}'s datasets ({})",
+            read.join(", "),
+            named.join(", ")
+        ));
+    }
+    let gov = s.gov.read().map_err(|e| e.to_string())?;
+    for input in inputs {
+        let dataset = input["dataset"].as_str().unwrap_or_default();
+        let registered = gov.datasets().get(dataset).map(|d| &d["digest"]);
+        if registered != Some(&input["digest"]) {
+            return Err(format!(
+                "the run's digest of dataset {dataset} is not the one registered on the ledger"
+            ));
+        }
+    }
+    if req["output"]["recipients"] != contract["contract"]["recipients"] {
+        return Err(format!(
+            "the run's output is not for contract {id}'s recipients"
+        ));
+    }
+    let leases = s.leases.lock().map_err(|e| e.to_string())?;
+    if let Some(dataset) = read
+        .iter()
+        .find(|d| !leases.released_to(&format!("dataset-{d}"), runtime_key))
+    {
+        return Err(format!(
+            "the key of dataset {dataset} was never released to this workload"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) async fn datasets(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
@@ -124,24 +197,38 @@ pub(crate) async fn record_run(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let req: Value = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
-    let (claims, _, _) = crate::keys::token_claims(&s, &body)?;
+    let (claims, runtime, _) = crate::keys::token_claims(&s, &body)?;
     let contract = req["contract"]
         .as_str()
         .ok_or_else(|| Problem::bad_request("no contract"))?
         .to_owned();
-    let known = s
+    let terms = s
         .gov
         .read()
         .map_err(|e| Problem::internal(e.to_string()))?
         .contracts()
-        .contains_key(&contract);
-    if !known {
-        return Err(Problem::not_found(format!("no contract {contract}")));
-    }
+        .get(&contract)
+        .cloned()
+        .ok_or_else(|| Problem::not_found(format!("no contract {contract}")))?;
     let token = req["token"].as_str().unwrap_or_default();
+    let token_digest = hex::encode(confide_crypto::digest::sha256(token.as_bytes()));
+    if let Err(reason) = check_run(&s, &terms, &contract, &claims, &runtime.digest(), &req) {
+        crate::keys::audit(
+            &s,
+            json!({"type": "cleanroom.deny", "contract": contract, "token": token_digest,
+                   "reason": reason, "at": now()}),
+        )
+        .await?;
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "run-refused",
+            "The run record does not match the contract and the releases",
+            reason,
+        ));
+    }
     let mut record = json!({
         "contract": contract,
-        "token": hex::encode(confide_crypto::digest::sha256(token.as_bytes())),
+        "token": token_digest,
         "simulated": claims["confide.simulated"],
         "at": now(),
     });

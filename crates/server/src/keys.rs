@@ -266,7 +266,7 @@ pub(crate) enum RuntimeKey {
 
 impl RuntimeKey {
     /// SHA-256 of the key (raw X25519 bytes, or the JWK's canonical JSON), hex.
-    fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         match self {
             Self::Hpke(k) => digest(k.as_bytes()),
             Self::Jwk(jwk) => digest(crate::kbs::canonical_json(jwk).as_bytes()),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use confide_identity::{Identity, MemberName};
 use confide_ledger::gov::sign_request;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub(crate) struct Server {
     pub(crate) child: Child,
@@ -138,4 +138,40 @@ pub(crate) fn ledger_events(url: &str) -> Vec<Value> {
             serde_json::from_slice::<Value>(&bytes).ok()
         })
         .collect()
+}
+
+pub(crate) fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Simulated evidence whose report data is SHA-256(runtime) padded with zeros.
+pub(crate) fn sim_evidence(measurement: &[u8; 48], runtime: &[u8]) -> Vec<u8> {
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(runtime));
+    confide_attest::sim::simulate(measurement, &report_data).unwrap()
+}
+
+/// A workload's attestation token for its X25519 runtime key (simulated evidence, development
+/// profile).
+pub(crate) fn workload_token(url: &str, runtime_public: &[u8]) -> String {
+    let m = confide_attest::sim::default_measurement();
+    let (status, r) = post_json(
+        &format!("{url}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&m, runtime_public)), "runtime_data": b64(runtime_public)}),
+    );
+    assert_eq!(status, 200, "{r}");
+    r["token"].as_str().unwrap().to_owned()
 }
