@@ -574,36 +574,45 @@ pub(crate) fn run_contract(
     let mut report_data = [0u8; 64];
     report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let (kind, evidence, collateral) = if sim {
-        let measurement: [u8; 48] = match sim_measurement {
-            Some(hex_text) => hex::decode(hex_text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .context("--sim-measurement is not 48 bytes of hex")?,
-            None => confide_attest::sim::default_measurement(),
+    // Evidence binding the key, and a token for it from the verifier: once to get the keys,
+    // and again to record the run, so that a query longer than a token's lifetime can still
+    // report (the broker's releases are tied to the key, not to one token).
+    let attest = || -> anyhow::Result<String> {
+        let (kind, evidence, collateral) = if sim {
+            let measurement: [u8; 48] = match sim_measurement {
+                Some(hex_text) => hex::decode(hex_text)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .context("--sim-measurement is not 48 bytes of hex")?,
+                None => confide_attest::sim::default_measurement(),
+            };
+            let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
+            ("sim".to_owned(), evidence, Vec::new())
+        } else {
+            // The machine's TEE: configfs-tsm (TDX, SEV-SNP) or /dev/sev-guest; none is an
+            // error.
+            let collected = confide_attester::Attester::detect()
+                .and_then(|a| a.collect(&report_data))
+                .context("collecting evidence (on a machine without a TEE, run with --sim where the deployment allows it)")?;
+            let collateral: Vec<String> =
+                collected.auxblob.as_deref().map(b64).into_iter().collect();
+            (
+                collected.kind.as_str().to_owned(),
+                collected.evidence,
+                collateral,
+            )
         };
-        let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
-        ("sim".to_owned(), evidence, Vec::new())
-    } else {
-        // The machine's TEE: configfs-tsm (TDX, SEV-SNP) or /dev/sev-guest; none is an error.
-        let collected = confide_attester::Attester::detect()
-            .and_then(|a| a.collect(&report_data))
-            .context("collecting evidence (on a machine without a TEE, run with --sim where the deployment allows it)")?;
-        let collateral: Vec<String> = collected.auxblob.as_deref().map(b64).into_iter().collect();
-        (
-            collected.kind.as_str().to_owned(),
-            collected.evidence,
-            collateral,
-        )
-    };
-    let token = client.post_json(
-        &format!("/attest/{kind}"),
-        &json!({"evidence": b64(&evidence), "collateral": collateral, "runtime_data": b64(public.as_bytes())})
+        Ok(client.post_json(
+            &format!("/attest/{kind}"),
+            &json!({"evidence": b64(&evidence), "collateral": collateral,
+                        "runtime_data": b64(public.as_bytes())})
             .to_string(),
-    )?["token"]
-        .as_str()
-        .context("the verifier sent no token")?
-        .to_owned();
+        )?["token"]
+            .as_str()
+            .context("the verifier sent no token")?
+            .to_owned())
+    };
+    let token = attest()?;
 
     // The contract: from the ledger, as approved. Its tables' keys, released by the broker.
     let terms = &entry["contract"];
@@ -693,7 +702,8 @@ pub(crate) fn run_contract(
             if matches!(e, confide_cleanroom::CleanroomError::OutputRefused(_)) {
                 client.post_json(
                     "/cleanroom/runs",
-                    &json!({"token": token, "contract": id, "refused": e.to_string()}).to_string(),
+                    &json!({"token": attest()?, "contract": id, "refused": e.to_string()})
+                        .to_string(),
                 )?;
             }
             return Err(e.into());
@@ -726,7 +736,7 @@ pub(crate) fn run_contract(
     let r = client.post_json(
         "/cleanroom/runs",
         &json!({
-            "token": token, "contract": id, "inputs": inputs,
+            "token": attest()?, "contract": id, "inputs": inputs,
             "output": {"digest": output_digest, "location": location, "rows": released.rows,
                        "suppressed": released.suppressed, "recipients": contract.recipients},
         })
