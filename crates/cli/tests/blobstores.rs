@@ -58,10 +58,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `None`, after saying that `what` is not installed; a failure under CI, where `.ci/run`
+/// installs it.
+fn missing<T>(what: &str) -> Option<T> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is not installed; .ci/run installs it"
+    );
+    eprintln!("SKIPPED: {what} is not installed (.ci/run installs it)");
+    None
+}
+
 /// Starts `program` and waits until it accepts connections on `port`; `None` when the program
-/// is not installed (a failure under CI, where `.ci/run` installs it).
+/// is not installed.
 fn emulator(program: &str, args: &[String], port: u16, dir: &Path) -> Option<Emulator> {
-    let child = match Command::new(program)
+    let mut child = match Command::new(program)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -70,18 +81,15 @@ fn emulator(program: &str, args: &[String], port: u16, dir: &Path) -> Option<Emu
         .spawn()
     {
         Ok(child) => Emulator(child),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{program} is not installed; .ci/run installs it"
-            );
-            eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
-            return None;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return missing(program),
         Err(e) => panic!("starting {program}: {e}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "{program} {args:?} exited"
+        );
         assert!(Instant::now() < deadline, "{program} did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -105,10 +113,19 @@ fn local(dir: &Path) -> Option<Blobs> {
 }
 
 fn s3(dir: &Path) -> Option<Blobs> {
+    let moto = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !moto {
+        return missing("moto's S3 server (python3 -m pip install 'moto[server]')");
+    }
     let port = free_port();
     let server = emulator(
-        "moto_server",
+        "python3",
         &[
+            "-m".into(),
+            "moto.server".into(),
             "-H".into(),
             "127.0.0.1".into(),
             "-p".into(),
