@@ -571,13 +571,25 @@ pub(crate) fn run_contract(
     // The workload's ephemeral key, bound into its evidence.
     let workload = HpkeSecretKey::generate()?;
     let public = workload.public_key();
-    let mut report_data = [0u8; 64];
-    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    // Evidence binding the key, and a token for it from the verifier: once to get the keys,
-    // and again to record the run, so that a query longer than a token's lifetime can still
-    // report (the broker's releases are tied to the key, not to one token).
+    // Evidence binding the key and a fresh challenge of the verifier (report data:
+    // SHA-256(key) || nonce), and a token for it: once to get the keys, and again to record the
+    // run, so that a query longer than a token's lifetime can still report (the broker's
+    // releases are tied to the key, not to one token).
     let attest = || -> anyhow::Result<String> {
+        let nonce = client.post_json("/attest/nonce", "{}")?["nonce"]
+            .as_str()
+            .context("the verifier sent no nonce")?
+            .to_owned();
+        let mut report_data = [0u8; 64];
+        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
+        report_data[32..].copy_from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(&nonce)
+                .ok()
+                .filter(|n| n.len() == 32)
+                .context("the verifier's nonce is not 32 bytes of base64")?,
+        );
         let (kind, evidence, collateral) = if sim {
             let measurement: [u8; 48] = match sim_measurement {
                 Some(hex_text) => hex::decode(hex_text)
@@ -605,7 +617,7 @@ pub(crate) fn run_contract(
         Ok(client.post_json(
             &format!("/attest/{kind}"),
             &json!({"evidence": b64(&evidence), "collateral": collateral,
-                        "runtime_data": b64(public.as_bytes())})
+                    "runtime_data": b64(public.as_bytes()), "nonce": nonce})
             .to_string(),
         )?["token"]
             .as_str()

@@ -416,6 +416,74 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
     s.kill();
 }
 
+#[test]
+fn evidence_answers_a_challenge_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let key = confide_crypto::random::array::<32>().unwrap();
+    let m = confide_attest::sim::default_measurement();
+    let challenge = || {
+        let (status, r) = post_json(&format!("{u}/attest/nonce"), &json!({}));
+        assert_eq!(status, 200, "{r}");
+        use base64::Engine as _;
+        let nonce: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(r["nonce"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        nonce
+    };
+    let answer = |nonce: &[u8; 32], bound: &[u8; 32]| {
+        let mut report_data = [0u8; 64];
+        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(&key));
+        report_data[32..].copy_from_slice(bound);
+        let evidence = confide_attest::sim::simulate(&m, &report_data).unwrap();
+        post_json(
+            &format!("{u}/attest/sim"),
+            &json!({"evidence": b64(&evidence), "runtime_data": b64(&key), "nonce": b64(nonce)}),
+        )
+    };
+
+    // Answered: the token carries the nonce.
+    let nonce = challenge();
+    let (status, r) = answer(&nonce, &nonce);
+    assert_eq!(status, 200, "{r}");
+    let jwks = get_json(&format!("{u}/.well-known/jwks.json"));
+    let claims = confide_server::verify_jwt(r["token"].as_str().unwrap(), &jwks).unwrap();
+    use base64::Engine as _;
+    assert_eq!(
+        claims["eat_nonce"],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce)
+    );
+    // The same answer again: the nonce is used up.
+    let (status, r) = answer(&nonce, &nonce);
+    assert_eq!(
+        (status, r["type"].as_str().unwrap()),
+        (403, "https://confide.dev/problems/unknown-nonce"),
+        "{r}"
+    );
+    // A nonce this service never issued.
+    let forged = confide_crypto::random::array::<32>().unwrap();
+    let (status, _) = answer(&forged, &forged);
+    assert_eq!(status, 403);
+    // Evidence that binds another nonce than the one named: not bound, and the named one is
+    // spent all the same.
+    let (named, other) = (challenge(), challenge());
+    let (status, r) = answer(&named, &other);
+    assert_eq!(status, 403);
+    assert!(
+        r["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("runtime-data-not-bound"),
+        "{r}"
+    );
+    let (status, _) = answer(&named, &named);
+    assert_eq!(status, 403);
+    s.kill();
+}
+
 /// bank-a founds the consortium and admits bank-b; mallory stays outside.
 fn two_banks_and_an_outsider(u: &str) -> (Member, Member, Member) {
     let (a, b, mallory) = (

@@ -7,6 +7,10 @@
 //! built-in one (`appraisal.rego`); the development profile's built-in one names
 //! `insecure_allow_simulated_tee`, so that simulated evidence is accepted there and only there.
 //! Trusted measurements come from governance (`add_measurement`).
+//!
+//! Freshness: `POST /attest/nonce` issues a 32-byte challenge, valid for [`NONCE_LIFETIME`]
+//! seconds and usable once. Evidence that answers one binds `SHA-256(runtime_data) || nonce`
+//! as its 64 bytes of report data, and the token carries the nonce as `eat_nonce`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -27,6 +31,55 @@ pub const DEFAULT_APPRAISAL: &str = include_str!("appraisal.rego");
 /// How long a token is valid unless the operator says otherwise.
 pub const TOKEN_LIFETIME: i64 = 300;
 const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
+/// How long a challenge nonce may be answered.
+pub(crate) const NONCE_LIFETIME: i64 = 120;
+/// Challenges outstanding at most; beyond, new ones are refused until some expire.
+const MAX_CHALLENGES: usize = 100_000;
+
+/// Challenge nonces issued and not yet answered, with their expiry.
+#[derive(Debug, Default)]
+pub(crate) struct Challenges(std::collections::HashMap<[u8; 32], i64>);
+
+impl Challenges {
+    /// A fresh nonce, valid until `now + NONCE_LIFETIME`; `None` when too many are outstanding.
+    fn issue(&mut self, now: i64) -> Result<Option<[u8; 32]>, confide_crypto::CryptoError> {
+        self.0.retain(|_, expires| *expires >= now);
+        if self.0.len() >= MAX_CHALLENGES {
+            return Ok(None);
+        }
+        let nonce = confide_crypto::random::array::<32>()?;
+        self.0.insert(nonce, now + NONCE_LIFETIME);
+        Ok(Some(nonce))
+    }
+
+    /// Uses up `nonce`: true if it was issued here, unused and unexpired.
+    fn answer(&mut self, nonce: &[u8; 32], now: i64) -> bool {
+        self.0.remove(nonce).is_some_and(|expires| expires >= now)
+    }
+}
+
+/// `POST /attest/nonce`: a challenge for the next evidence.
+pub(crate) async fn nonce(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let now = now();
+    let nonce = s
+        .challenges
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .issue(now)
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-challenges",
+                "Too many challenges are outstanding",
+                "try again when some have expired",
+            )
+        })?;
+    Ok(Json(json!({
+        "nonce": base64::engine::general_purpose::STANDARD.encode(nonce),
+        "expires_at": now + NONCE_LIFETIME,
+    })))
+}
 
 /// The built-in policy of the development profile: the default, allowing simulated evidence.
 pub(crate) fn dev_appraisal() -> String {
@@ -50,6 +103,10 @@ struct Request {
     /// How: `sha256` (default), `sha384` or `sha512`; the report data starts with the digest.
     #[serde(default)]
     runtime_data_hash: Option<String>,
+    /// A challenge from `POST /attest/nonce`, base64: the report data is then
+    /// `SHA-256(runtime_data) || nonce`.
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
@@ -79,7 +136,15 @@ pub(crate) async fn attest(
         .as_deref()
         .map(|r| b64(r, "runtime_data"))
         .transpose()?;
-    let binding = match &runtime_data {
+    let nonce: Option<[u8; 32]> = req
+        .nonce
+        .as_deref()
+        .map(|n| {
+            <[u8; 32]>::try_from(b64(n, "nonce")?)
+                .map_err(|_| Problem::bad_request("the nonce is not 32 bytes"))
+        })
+        .transpose()?;
+    let mut binding = match &runtime_data {
         None => None,
         Some(data) => Some(match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
             "sha256" => confide_crypto::digest::sha256(data).to_vec(),
@@ -92,6 +157,29 @@ pub(crate) async fn attest(
             }
         }),
     };
+    if let Some(nonce) = &nonce {
+        match (&mut binding, req.runtime_data_hash.as_deref()) {
+            (Some(b), None | Some("sha256")) => b.extend_from_slice(nonce),
+            _ => {
+                return Err(Problem::bad_request(
+                    "a nonce binds with runtime data hashed with sha256",
+                ));
+            }
+        }
+        let answered = s
+            .challenges
+            .lock()
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .answer(nonce, now());
+        if !answered {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "unknown-nonce",
+                "The nonce is not a challenge of this service",
+                "the nonce was not issued here, was already used, or expired; ask POST /attest/nonce for another",
+            ));
+        }
+    }
     let evidence = confide_attest::decode_text(&evidence).into_owned();
     let appraised = appraise(&s, kind, &evidence, &collateral, binding.as_deref())?;
     let runtime = runtime_data
@@ -109,7 +197,10 @@ pub(crate) async fn attest(
     let (token, expires, _) = issue(
         &s,
         &appraised,
-        json!({"confide.runtime_data": runtime, "confide.tee_pubkey": jwk}),
+        json!({
+            "confide.runtime_data": runtime, "confide.tee_pubkey": jwk,
+            "eat_nonce": nonce.map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n)),
+        }),
     )?;
     Ok((
         StatusCode::OK,

@@ -119,6 +119,8 @@ pub struct AppState {
     pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
     /// Endorsements kept for verifying evidence offline.
     pub(crate) collateral: Arc<collateral::Store>,
+    /// The attestation service's challenges: nonces issued and not yet used, with their expiry.
+    pub(crate) challenges: Arc<std::sync::Mutex<attest::Challenges>>,
     /// Clean-room run records by id (rebuilt from the ledger).
     pub(crate) runs: Arc<std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
@@ -209,6 +211,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             leases: Arc::new(std::sync::Mutex::new(leases)),
             nonces: Arc::default(),
             kbs: Arc::default(),
+            challenges: Arc::default(),
             collateral: Arc::new(collateral::Store::open(&config.data.join("collateral"))?),
             runs: Arc::new(std::sync::Mutex::new(runs)),
         },

@@ -35,6 +35,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/contracts", get(crate::cleanroom::contracts))
         .route("/cleanroom/runs", post(crate::cleanroom::record_run))
         .route("/cleanroom/runs/{id}", get(crate::cleanroom::run))
+        .route("/attest/nonce", post(crate::attest::nonce))
         .route("/attest/{kind}", post(crate::attest::attest))
         .route(
             "/collateral",
