@@ -46,6 +46,7 @@ pub struct BlobStore {
     /// after writing.
     local: Option<Arc<LocalFileSystem>>,
     prefix: StorePath,
+    /// The `--store` value, without any query string (which may carry a credential).
     described: String,
 }
 
@@ -58,8 +59,9 @@ impl BlobStore {
         if !spec.contains("://") {
             return Self::open_dir(std::path::Path::new(spec), spec);
         }
-        let url = url::Url::parse(spec)
-            .map_err(|e| CleanroomError::Store(format!("--store {spec:?} is not a URL: {e}")))?;
+        let url = url::Url::parse(spec).map_err(|e| {
+            CleanroomError::Store(format!("--store {}: not a URL: {e}", redact(spec)))
+        })?;
         let bad = |e: &dyn std::fmt::Display| {
             CleanroomError::Store(format!(
                 "--store {}: {}",
@@ -136,11 +138,6 @@ impl BlobStore {
             prefix: StorePath::default(),
             described: spec.to_owned(),
         })
-    }
-
-    /// The store, as given (without any query string, which may carry a credential).
-    pub fn describe(&self) -> &str {
-        &self.described
     }
 
     fn path(&self, location: &str) -> Result<StorePath, CleanroomError> {
