@@ -1,6 +1,6 @@
 //! The blob store: where ciphertexts are kept (published datasets, run results). A local
 //! directory by default; Amazon S3, Azure Blob Storage or Google Cloud Storage by URL, through
-//! `object_store`. Only ciphertext ever goes there, and every read is checked against the
+//! `object_store`. Only ciphertext ever goes there, and what is read is checked against the
 //! SHA-256 digest the ledger recorded, so the store is trusted for availability only.
 //!
 //! | `--store`                                       | where                                |
@@ -24,7 +24,6 @@ use bytes::Bytes;
 use confide_crypto::digest::Sha256;
 use confide_crypto::hpke::HpkeSecretKey;
 use futures::StreamExt as _;
-use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{
@@ -257,68 +256,91 @@ impl BlobStore {
         Ok(bytes)
     }
 
-    /// A reader of the object at `location` that fails at its end unless what it read has the
-    /// SHA-256 digest `digest` (hex). A local file is read directly; a remote object is
-    /// downloaded as it is read, so call this from a blocking thread of a Tokio runtime (such as
-    /// `spawn_blocking`), on which each piece of the download is awaited.
-    pub fn reader(&self, location: &str, digest: &str) -> Result<StoreReader, CleanroomError> {
+    /// The ciphertext at `location`, checked against the SHA-256 digest `digest` (hex) once,
+    /// and then readable as often as a query scans it: a local store's own file (hashed in
+    /// place), or a remote object downloaded once into a temporary file, hashed as it arrives.
+    pub async fn verified(&self, location: &str, digest: &str) -> Result<Verified, CleanroomError> {
         let expected = parse_digest(digest)?;
         let path = self.path(location)?;
-        let source = match &self.local {
+        let mut hasher = Sha256::new();
+        let verified = match &self.local {
             Some(local) => {
                 let file = local
                     .path_to_filesystem(&path)
                     .map_err(|e| self.failed("reading", location, &e))?;
-                Source::File(
-                    std::fs::File::open(file).map_err(|e| self.failed("reading", location, &e))?,
-                )
+                let mut input =
+                    std::fs::File::open(&file).map_err(|e| self.failed("reading", location, &e))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = read_full(&mut input, &mut buf)
+                        .map_err(|e| self.failed("reading", location, &e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                Verified {
+                    path: file,
+                    _copy: None,
+                }
             }
             None => {
-                let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-                    CleanroomError::Store("a store reader needs a Tokio runtime".to_owned())
-                })?;
-                let stream = handle
-                    .block_on(self.inner.get(&path))
+                let copy = tempfile::NamedTempFile::new()
+                    .map_err(|e| self.failed("making room for", location, &e))?;
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, copy.as_file());
+                let mut stream = self
+                    .inner
+                    .get(&path)
+                    .await
                     .map_err(|e| self.failed("reading", location, &e))?
                     .into_stream();
-                Source::Remote {
-                    handle,
-                    stream,
-                    piece: Bytes::new(),
+                while let Some(piece) = stream.next().await {
+                    let piece = piece.map_err(|e| self.failed("reading", location, &e))?;
+                    hasher.update(&piece);
+                    std::io::Write::write_all(&mut out, &piece)
+                        .map_err(|e| self.failed("copying", location, &e))?;
+                }
+                std::io::Write::flush(&mut out)
+                    .map_err(|e| self.failed("copying", location, &e))?;
+                drop(out);
+                let copy = copy.into_temp_path();
+                Verified {
+                    path: copy.to_path_buf(),
+                    _copy: Some(copy),
                 }
             }
         };
-        Ok(StoreReader {
-            source,
-            state: Check::Hashing(Sha256::new()),
-            expected,
-            location: location.to_owned(),
-        })
+        if hasher.finish() != expected {
+            return Err(not_registered(location));
+        }
+        Ok(verified)
     }
+}
 
-    /// A table's plaintext source for the runner: the confide-format ciphertext at `location`,
-    /// read (or downloaded) afresh at each scan, decrypted with `key` chunk by authenticated
-    /// chunk, and failing at its end unless the ciphertext's SHA-256 is `digest`.
-    pub fn opener(
-        &self,
-        location: &str,
-        digest: &str,
-        key: Arc<HpkeSecretKey>,
-    ) -> Result<Opener, CleanroomError> {
-        parse_digest(digest)?;
-        self.path(location)?;
-        let (store, location, digest) = (self.clone(), location.to_owned(), digest.to_owned());
-        Ok(Arc::new(move || {
-            let ciphertext = store
-                .reader(&location, &digest)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+/// A ciphertext whose digest matched the ledger's, on the local file system for as long as this
+/// lives (a temporary copy is deleted with it).
+#[derive(Debug)]
+pub struct Verified {
+    path: std::path::PathBuf,
+    _copy: Option<tempfile::TempPath>,
+}
+
+impl Verified {
+    /// A table's plaintext source for the runner: the file opened afresh at each scan and
+    /// decrypted with `key` chunk by authenticated chunk. (Between the check and a scan, only
+    /// a holder of the dataset key could change the file without failing authentication.)
+    pub fn opener(self, key: Arc<HpkeSecretKey>) -> Opener {
+        Arc::new(move || {
+            // The whole of `self` is held, so a temporary copy lives as long as the opener.
+            let verified = &self;
+            let file = std::fs::File::open(&verified.path)?;
             let decryptor = confide_crypto::envelope::Decryptor::new(
                 &key,
-                std::io::BufReader::with_capacity(1 << 20, ciphertext),
+                std::io::BufReader::with_capacity(1 << 20, file),
             )
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
-        }))
+        })
     }
 }
 
@@ -371,102 +393,6 @@ fn redact(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// An object being read, as a [`Read`] that checks the whole object's digest at its end.
-pub struct StoreReader {
-    source: Source,
-    state: Check,
-    expected: [u8; 32],
-    location: String,
-}
-
-enum Check {
-    /// Reading, with the digest of what was read so far.
-    Hashing(Sha256),
-    /// The end was reached and the digest matched.
-    Matched,
-    /// The digest did not match: every later read fails too.
-    Differed,
-}
-
-enum Source {
-    File(std::fs::File),
-    Remote {
-        handle: tokio::runtime::Handle,
-        stream: BoxStream<'static, object_store::Result<Bytes>>,
-        piece: Bytes,
-    },
-}
-
-impl Source {
-    /// The next bytes of the object (none at its end).
-    fn read(&mut self, buf: &mut [u8], location: &str) -> std::io::Result<usize> {
-        match self {
-            Self::File(file) => file.read(buf),
-            Self::Remote {
-                handle,
-                stream,
-                piece,
-            } => {
-                while piece.is_empty() {
-                    match handle.block_on(stream.next()) {
-                        Some(Ok(next)) => *piece = next,
-                        Some(Err(e)) => {
-                            return Err(std::io::Error::other(format!(
-                                "reading {location}: {}",
-                                redact(&e.to_string())
-                            )));
-                        }
-                        None => return Ok(0),
-                    }
-                }
-                let n = buf.len().min(piece.len());
-                buf[..n].copy_from_slice(&piece.split_to(n));
-                Ok(n)
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for StoreReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreReader")
-            .field("location", &self.location)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Read for StoreReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let differed = || {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                not_registered(&self.location).to_string(),
-            )
-        };
-        let hasher = match &mut self.state {
-            Check::Hashing(hasher) => hasher,
-            Check::Matched => return Ok(0),
-            Check::Differed => return Err(differed()),
-        };
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let n = self.source.read(buf, &self.location)?;
-        if n > 0 {
-            hasher.update(&buf[..n]);
-            return Ok(n);
-        }
-        let digest = std::mem::take(hasher).finish();
-        if digest == self.expected {
-            self.state = Check::Matched;
-            Ok(0)
-        } else {
-            self.state = Check::Differed;
-            Err(differed())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -523,26 +449,33 @@ mod tests {
             "{refused}"
         );
 
-        let (s, want, wrong) = (store.clone(), digest(&big), digest(b"small"));
-        let read = tokio::task::spawn_blocking(move || {
-            let mut all = Vec::new();
-            s.reader("datasets/big.cfd", &want)
-                .unwrap()
-                .read_to_end(&mut all)
-                .map(|_| all)
-                .unwrap();
-            let mut sink = Vec::new();
-            let err = s
-                .reader("datasets/big.cfd", &wrong)
-                .unwrap()
-                .read_to_end(&mut sink)
-                .unwrap_err();
-            (err.kind(), err.to_string())
-        })
-        .await
-        .unwrap();
-        assert_eq!(read.0, std::io::ErrorKind::InvalidData);
-        assert!(read.1.contains("not the one registered"), "{}", read.1);
+        let refused = store
+            .verified("datasets/big.cfd", &digest(b"small"))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not the one registered"),
+            "{refused}"
+        );
+
+        // A dataset verified once and scanned twice, decrypting each time.
+        let key = HpkeSecretKey::generate().unwrap();
+        let mut sealed = Vec::new();
+        confide_crypto::envelope::encrypt(&[key.public_key()], &big[..], &mut sealed).unwrap();
+        store
+            .put("datasets/sealed.cfd", sealed.clone())
+            .await
+            .unwrap();
+        let open = store
+            .verified("datasets/sealed.cfd", &digest(&sealed))
+            .await
+            .unwrap()
+            .opener(Arc::new(key));
+        for _ in 0..2 {
+            let mut plain = Vec::new();
+            open().unwrap().read_to_end(&mut plain).unwrap();
+            assert!(plain == big);
+        }
     }
 
     #[tokio::test]

@@ -699,7 +699,10 @@ pub(crate) fn run_contract(
             format: Format::from_name(record["format"].as_str().unwrap_or("csv"))
                 .unwrap_or(Format::Csv),
             schema: confide_cleanroom::runner::schema_from(&columns)?,
-            open: store.blobs.opener(location, digest, dataset_key)?,
+            open: store
+                .runtime
+                .block_on(store.blobs.verified(location, digest))?
+                .opener(dataset_key),
         });
         inputs.push(json!({"dataset": dataset, "digest": digest}));
     }
