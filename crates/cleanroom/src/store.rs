@@ -262,29 +262,24 @@ impl BlobStore {
     pub async fn verified(&self, location: &str, digest: &str) -> Result<Verified, CleanroomError> {
         let expected = parse_digest(digest)?;
         let path = self.path(location)?;
-        let mut hasher = Sha256::new();
-        let verified = match &self.local {
+        let (verified, digest) = match &self.local {
             Some(local) => {
                 let file = local
                     .path_to_filesystem(&path)
                     .map_err(|e| self.failed("reading", location, &e))?;
-                let mut input =
-                    std::fs::File::open(&file).map_err(|e| self.failed("reading", location, &e))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = read_full(&mut input, &mut buf)
-                        .map_err(|e| self.failed("reading", location, &e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
-                Verified {
+                let hashing = file.clone();
+                let digest = tokio::task::spawn_blocking(move || hash_file(&hashing))
+                    .await
+                    .map_err(|e| self.failed("reading", location, &e))?
+                    .map_err(|e| self.failed("reading", location, &e))?;
+                let verified = Verified {
                     path: file,
                     _copy: None,
-                }
+                };
+                (verified, digest)
             }
             None => {
+                let mut hasher = Sha256::new();
                 let copy = tempfile::NamedTempFile::new()
                     .map_err(|e| self.failed("making room for", location, &e))?;
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, copy.as_file());
@@ -304,16 +299,45 @@ impl BlobStore {
                     .map_err(|e| self.failed("copying", location, &e))?;
                 drop(out);
                 let copy = copy.into_temp_path();
-                Verified {
+                let verified = Verified {
                     path: copy.to_path_buf(),
                     _copy: Some(copy),
-                }
+                };
+                (verified, hasher.finish())
             }
         };
-        if hasher.finish() != expected {
+        if digest != expected {
             return Err(not_registered(location));
         }
         Ok(verified)
+    }
+
+    /// [`BlobStore::verified`] for each `(location, digest)`, all at once (the hashing of local
+    /// files spreads over the cores); the first failure, if any.
+    pub async fn verified_all(
+        &self,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Verified>, CleanroomError> {
+        futures::future::try_join_all(
+            items
+                .iter()
+                .map(|(location, digest)| self.verified(location, digest)),
+        )
+        .await
+    }
+}
+
+/// The SHA-256 of a file's contents.
+fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    let mut input = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = read_full(&mut input, &mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
     }
 }
 

@@ -649,8 +649,8 @@ pub(crate) fn run_contract(
         );
     }
     let contract = Contract::from_value(terms)?;
-    let mut tables = Vec::new();
     let mut inputs = Vec::new();
+    let (mut pending, mut stored) = (Vec::new(), Vec::new());
     for (table, dataset) in &names {
         let record = &datasets[dataset];
         let key_name = format!("dataset-{dataset}");
@@ -694,18 +694,27 @@ pub(crate) fn run_contract(
                 )
             })
             .collect();
-        tables.push(Table {
-            name: table.clone(),
-            format: Format::from_name(record["format"].as_str().unwrap_or("csv"))
-                .unwrap_or(Format::Csv),
-            schema: confide_cleanroom::runner::schema_from(&columns)?,
-            open: store
-                .runtime
-                .block_on(store.blobs.verified(location, digest))?
-                .opener(dataset_key),
-        });
+        pending.push((
+            table.clone(),
+            Format::from_name(record["format"].as_str().unwrap_or("csv")).unwrap_or(Format::Csv),
+            confide_cleanroom::runner::schema_from(&columns)?,
+            dataset_key,
+        ));
+        stored.push((location, digest));
         inputs.push(json!({"dataset": dataset, "digest": digest}));
     }
+    // Every ciphertext checked against the ledger (all at once), then each table reads its own.
+    let verified = store.runtime.block_on(store.blobs.verified_all(&stored))?;
+    let tables: Vec<Table> = pending
+        .into_iter()
+        .zip(verified)
+        .map(|((name, format, schema, key), ciphertext)| Table {
+            name,
+            format,
+            schema,
+            open: ciphertext.opener(key),
+        })
+        .collect();
 
     let released = match store.runtime.block_on(confide_cleanroom::runner::run(
         &contract.sql,
