@@ -215,7 +215,7 @@ fn member_kek(client: &Client, home: &Home) -> anyhow::Result<(String, Vec<u8>)>
     Ok((name, der))
 }
 
-fn digest_file(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn digest_file(path: &Path) -> anyhow::Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut hasher = confide_crypto::digest::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

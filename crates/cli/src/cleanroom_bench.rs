@@ -113,7 +113,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
             std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&plain[i])?),
             BufWriter::with_capacity(1 << 20, std::fs::File::create(&sealed)?),
         )?;
-        let digest = hex::encode(confide_crypto::digest::sha256(&std::fs::read(&sealed)?));
+        let digest = crate::cleanroom::digest_file(&sealed)?;
         let location = format!("datasets/{name}.cfd");
         runtime.block_on(store.put_reader(
             &location,

@@ -96,11 +96,21 @@ fn emulator(program: &str, args: &[String], port: u16, dir: &Path) -> Option<Emu
     Some(child)
 }
 
-fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+/// A cloud store at `spec` with its `object_store` settings, given to the CLI as environment
+/// variables (the keys upper-cased) and in-process as options.
+fn cloud(spec: String, settings: &[(&str, String)], server: Emulator) -> Blobs {
+    Blobs {
+        spec,
+        env: settings
+            .iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+            .collect(),
+        options: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        _emulator: Some(server),
+    }
 }
 
 fn local(dir: &Path) -> Option<Blobs> {
@@ -149,15 +159,11 @@ fn s3(dir: &Path) -> Option<Blobs> {
         ("aws_secret_access_key", "confide".to_owned()),
         ("aws_region", "us-east-1".to_owned()),
     ];
-    Some(Blobs {
-        spec: format!("s3://{BUCKET}/consortium"),
-        env: settings
-            .iter()
-            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
-            .collect(),
-        options: pairs(&settings),
-        _emulator: Some(server),
-    })
+    Some(cloud(
+        format!("s3://{BUCKET}/consortium"),
+        &settings,
+        server,
+    ))
 }
 
 fn azure(dir: &Path) -> Option<Blobs> {
@@ -186,15 +192,11 @@ fn azure(dir: &Path) -> Option<Blobs> {
         ("azure_storage_endpoint", endpoint),
         ("azure_allow_http", "true".to_owned()),
     ];
-    Some(Blobs {
-        spec: format!("az://{BUCKET}/consortium"),
-        env: settings
-            .iter()
-            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
-            .collect(),
-        options: pairs(&settings),
-        _emulator: Some(server),
-    })
+    Some(cloud(
+        format!("az://{BUCKET}/consortium"),
+        &settings,
+        server,
+    ))
 }
 
 /// Creates the test container: Azure's Create Container call, signed with the account key
@@ -243,11 +245,7 @@ fn confide(
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(&out)
 }
 
 /// Payments by region: accounts and amounts, and the per-region totals the contract's query

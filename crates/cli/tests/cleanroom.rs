@@ -38,11 +38,7 @@ impl Cli<'_> {
             .args(args)
             .output()
             .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(&out)
     }
 
     fn ok(&self, who: &str, args: &[&str]) -> String {

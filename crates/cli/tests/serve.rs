@@ -756,11 +756,7 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
             .args(args)
             .output()
             .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(&out)
     };
     assert!(cli(&["member", "init", "--name", "bank-a"]).0);
     assert!(cli(&["gov", "found"]).0);

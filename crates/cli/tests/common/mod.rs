@@ -175,3 +175,12 @@ pub(crate) fn workload_token(url: &str, runtime_public: &[u8]) -> String {
     assert_eq!(status, 200, "{r}");
     r["token"].as_str().unwrap().to_owned()
 }
+
+/// A finished command's (success, stdout, stderr).
+pub(crate) fn outcome(out: &std::process::Output) -> (bool, String, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
