@@ -750,8 +750,7 @@ pub(crate) fn run_contract(
         )?;
         keys.push(*identity.hpke_key());
     }
-    let mut ciphertext = Vec::new();
-    confide_crypto::envelope::encrypt(&keys, &released.csv[..], &mut ciphertext)?;
+    let ciphertext = confide_crypto::envelope::encrypt_bytes(&keys, &released.csv)?;
     let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
     let location = format!("results/{output_digest}.cfd");
     store

@@ -131,6 +131,14 @@ pub enum ChunkedError {
     /// The message is longer than the scheme allows.
     #[error("the message is longer than the 4 PiB this format allows")]
     TooLong,
+    /// The buffer given for a ciphertext is not exactly the ciphertext's length.
+    #[error("the output buffer is {actual} bytes; the ciphertext needs exactly {expected}")]
+    OutputLength {
+        /// [`ciphertext_len`] of the plaintext.
+        expected: u64,
+        /// The length given.
+        actual: u64,
+    },
     /// The system random generator failed while making a salt.
     #[error("the system random number generator failed")]
     RandomUnavailable,
@@ -177,6 +185,22 @@ impl ChunkKey {
         Ok(())
     }
 
+    /// Seals `plaintext` as chunk `index` into `slot`, which is `plaintext.len() + TAG_LEN`
+    /// bytes: the ciphertext, then its tag.
+    fn seal_from(&self, index: u64, plaintext: &[u8], slot: &mut [u8]) -> Result<(), ChunkedError> {
+        let (ciphertext, tag) = slot.split_at_mut(plaintext.len());
+        self.key
+            .seal_out_of_place_scatter(
+                self.nonce(index),
+                Aad::empty(),
+                plaintext,
+                ciphertext,
+                &[],
+                tag,
+            )
+            .map_err(|_| ChunkedError::TooLong)
+    }
+
     /// Opens `chunk` (ciphertext and tag) in place as chunk `index`; returns the plaintext
     /// length.
     fn open(&self, index: u64, chunk: &mut [u8]) -> Result<usize, ChunkedError> {
@@ -209,6 +233,107 @@ fn for_each_slot<T>(
         .zip(first..)
         .map(|(slot, index)| work(index, slot))
         .collect()
+}
+
+/// The length of the ciphertext of a `plaintext_len`-byte message: the header, the plaintext,
+/// and one tag per chunk, counting the final chunk, which is empty when the plaintext fills
+/// its last chunk.
+pub const fn ciphertext_len(plaintext_len: u64) -> u64 {
+    HEADER_LEN as u64 + plaintext_len + (plaintext_len / CHUNK_SIZE as u64 + 1) * TAG_LEN as u64
+}
+
+/// Encrypts a message held in memory into `out`, which must be exactly
+/// [`ciphertext_len`]`(plaintext.len())` bytes. The result is the same message an
+/// [`EncryptingWriter`] makes, but each chunk is sealed straight from `plaintext` into its place
+/// in `out`, with no buffer between them, so the only pass over the data is the AEAD's own.
+pub fn encrypt_into(
+    suite: Suite,
+    key: &[u8],
+    context: &[u8],
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> Result<(), ChunkedError> {
+    let salt = random::array::<SALT_LEN>().map_err(|_| ChunkedError::RandomUnavailable)?;
+    let threads = if plaintext.len() >= PARALLEL_MIN {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else {
+        1
+    };
+    encrypt_into_with_salt(suite, key, context, &salt, plaintext, out, threads)
+}
+
+fn encrypt_into_with_salt(
+    suite: Suite,
+    key: &[u8],
+    context: &[u8],
+    salt: &[u8; SALT_LEN],
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: usize,
+) -> Result<(), ChunkedError> {
+    let expected = ciphertext_len(plaintext.len() as u64);
+    if out.len() as u64 != expected {
+        return Err(ChunkedError::OutputLength {
+            expected,
+            actual: out.len() as u64,
+        });
+    }
+    let chunks = plaintext.len() as u64 / CHUNK_SIZE as u64 + 1;
+    if chunks > MAX_CHUNKS {
+        return Err(ChunkedError::TooLong);
+    }
+    let derived = derive(suite, key, salt, context)?;
+    let (header, mut body) = out.split_at_mut(HEADER_LEN);
+    header[..SALT_LEN].copy_from_slice(salt);
+    header[SALT_LEN..].copy_from_slice(&derived.commitment);
+    let chunks = plaintext.len() / CHUNK_SIZE + 1;
+    // Each thread seals a run of consecutive chunks; the last run ends with the final chunk.
+    let per_thread = chunks.div_ceil(threads.max(1));
+    let key = &derived.key;
+    let mut plaintext = plaintext;
+    std::thread::scope(|scope| {
+        let mut others = Vec::new();
+        let mut first = 0;
+        while chunks - first > per_thread {
+            let (run_body, body_rest) = body.split_at_mut(per_thread * ENCRYPTED_CHUNK_SIZE);
+            let (run_plain, plain_rest) = plaintext.split_at(per_thread * CHUNK_SIZE);
+            let index = first as u64;
+            others.push(scope.spawn(move || seal_run(key, index, run_plain, run_body)));
+            (body, plaintext, first) = (body_rest, plain_rest, first + per_thread);
+        }
+        let last = seal_run(key, first as u64, plaintext, body);
+        others
+            .into_iter()
+            .map(|other| {
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .chain([last])
+            .collect()
+    })
+}
+
+/// Messages at least this long are sealed by [`encrypt_into`] on every available core: the
+/// chunks' nonces depend only on their positions, so runs of chunks seal independently, and a
+/// thread costs far less than sealing 4 MiB.
+const PARALLEL_MIN: usize = 4 << 20;
+
+/// Seals the chunks of `plaintext` into `body`, numbering them from `first`. `body` holds one
+/// slot per chunk (the plaintext and its tag); a slot past the plaintext's end holds only the
+/// tag of an empty final chunk.
+fn seal_run(
+    key: &ChunkKey,
+    first: u64,
+    plaintext: &[u8],
+    body: &mut [u8],
+) -> Result<(), ChunkedError> {
+    for (slot, index) in body.chunks_mut(ENCRYPTED_CHUNK_SIZE).zip(0..) {
+        let start = index * CHUNK_SIZE;
+        let piece = &plaintext[start..(start + CHUNK_SIZE).min(plaintext.len())];
+        key.seal_from(first + index as u64, piece, slot)?;
+    }
+    Ok(())
 }
 
 /// What HKDF-Expand derives for one (input key, salt, context).

@@ -271,6 +271,38 @@ pub fn encrypt<R: Read, W: Write>(
     mut input: R,
     mut output: W,
 ) -> Result<u64, EnvelopeError> {
+    let (header, data_key) = new_header(recipients)?;
+    output.write_all(&header).map_err(EnvelopeError::Io)?;
+    let mut body = EncryptingWriter::new(BODY_SUITE, &*data_key, &sha256(&header), output)
+        .map_err(EnvelopeError::from_body_io)?;
+    body.write_from(&mut input)
+        .map_err(EnvelopeError::from_body_io)?;
+    let (_, plaintext_len) = body.finish().map_err(EnvelopeError::from_body_io)?;
+    Ok(plaintext_len)
+}
+
+/// Encrypts a plaintext held in memory to `recipients` and returns the file. The file is the
+/// one [`encrypt`] writes, but its body is sealed straight into place
+/// ([`chunked::encrypt_into`]).
+pub fn encrypt_bytes(
+    recipients: &[HpkePublicKey],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let (mut file, data_key) = new_header(recipients)?;
+    let header_len = file.len();
+    let body_len = usize::try_from(chunked::ciphertext_len(plaintext.len() as u64))
+        .map_err(|_| EnvelopeError::Body(ChunkedError::TooLong))?;
+    file.resize(header_len + body_len, 0);
+    let (header, body) = file.split_at_mut(header_len);
+    chunked::encrypt_into(BODY_SUITE, &*data_key, &sha256(header), plaintext, body)
+        .map_err(EnvelopeError::Body)?;
+    Ok(file)
+}
+
+/// A fresh data key, and the header that wraps it to each of `recipients`.
+fn new_header(
+    recipients: &[HpkePublicKey],
+) -> Result<(Vec<u8>, Zeroizing<[u8; DATA_KEY_LEN]>), EnvelopeError> {
     if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
         return Err(EnvelopeError::RecipientCount {
             count: recipients.len(),
@@ -294,14 +326,7 @@ pub fn encrypt<R: Read, W: Write>(
         bytes.extend_from_slice(&wrapped.enc);
         bytes.extend_from_slice(&wrapped.ciphertext);
     }
-    output.write_all(&bytes).map_err(EnvelopeError::Io)?;
-    let context = sha256(&bytes);
-    let mut body = EncryptingWriter::new(BODY_SUITE, &*data_key, &context, output)
-        .map_err(EnvelopeError::from_body_io)?;
-    body.write_from(&mut input)
-        .map_err(EnvelopeError::from_body_io)?;
-    let (_, plaintext_len) = body.finish().map_err(EnvelopeError::from_body_io)?;
-    Ok(plaintext_len)
+    Ok((bytes, data_key))
 }
 
 /// An encrypted file whose header named this key and whose body matches the header. Plaintext

@@ -128,6 +128,10 @@ fn check_file(file: &str) -> usize {
                 let (again, n) = w.finish().unwrap();
                 assert_eq!(n as usize, plain.len());
                 assert!(again == ct, "{id}: re-encryption differs from the vector");
+                // So must the one-shot encryption of the whole message in memory.
+                let mut once = vec![0u8; ct.len()];
+                encrypt_into_with_salt(suite, &key, &ctx, &salt, &plain, &mut once, 1).unwrap();
+                assert!(once == ct, "{id}: encrypt_into differs from the vector");
             }
             "invalid" => {
                 let err = err.unwrap_or_else(|| panic!("{id}: invalid vector decrypted"));
@@ -230,6 +234,74 @@ fn round_trip_at_chunk_edges() {
         assert_eq!(ct.len(), HEADER_LEN + len + chunks * TAG_LEN, "len {len}");
         assert_eq!(decrypt(&ct, b"ctx").unwrap(), plain, "len {len}");
     }
+}
+
+#[test]
+fn encrypt_into_equals_the_writer_and_needs_the_exact_length() {
+    let sizes = EDGE_SIZES
+        .into_iter()
+        .chain([6 * CHUNK_SIZE, PARALLEL_MIN, PARALLEL_MIN + 9]);
+    for len in sizes {
+        let plain = message(len);
+        let expected = encrypt(&plain, b"once");
+        assert_eq!(
+            ciphertext_len(len as u64),
+            expected.len() as u64,
+            "len {len}"
+        );
+        let mut out = vec![0u8; expected.len()];
+        encrypt_into(Suite::Cobblestone256, &KEY, b"once", &plain, &mut out).unwrap();
+        // A fresh salt each time, so the bytes differ but the message is the same one.
+        assert_ne!(out[..SALT_LEN], expected[..SALT_LEN], "len {len}");
+        assert_eq!(decrypt(&out, b"once").unwrap(), plain, "len {len}");
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&expected[..SALT_LEN]);
+        // Whatever the number of threads, and however unevenly the chunks divide among them.
+        for threads in [1, 2, 3, 7] {
+            out.fill(0);
+            encrypt_into_with_salt(
+                Suite::Cobblestone256,
+                &KEY,
+                b"once",
+                &salt,
+                &plain,
+                &mut out,
+                threads,
+            )
+            .unwrap();
+            assert!(
+                out == expected,
+                "len {len}, {threads} threads: differs from the writer's message"
+            );
+        }
+    }
+    for wrong in [ciphertext_len(100) - 1, ciphertext_len(100) + 1, 0] {
+        let mut out = vec![0xa5u8; wrong as usize];
+        let err = encrypt_into(
+            Suite::Cobblestone256,
+            &KEY,
+            b"once",
+            &message(100),
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ChunkedError::OutputLength {
+                expected: ciphertext_len(100),
+                actual: wrong
+            }
+        );
+        assert!(
+            out.iter().all(|&b| b == 0xa5),
+            "a refused call wrote to out"
+        );
+    }
+    let mut out = vec![0u8; ciphertext_len(3) as usize];
+    assert!(matches!(
+        encrypt_into(Suite::Cobblestone256, &KEY[..16], b"once", b"abc", &mut out),
+        Err(ChunkedError::KeyLength { .. })
+    ));
 }
 
 /// Yields its data a few bytes at a time, as a pipe might.

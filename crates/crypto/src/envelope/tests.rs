@@ -68,14 +68,39 @@ fn sizes_at_chunk_edges_round_trip_with_the_documented_length() {
         CHUNK_SIZE + 1,
         3 * CHUNK_SIZE,
     ] {
-        let file = seal(&[&k[0]], &message(len));
         let chunks = len / CHUNK_SIZE + 1;
-        assert_eq!(
-            file.len(),
-            header_len(1) + BODY_HEADER_LEN + len + 16 * chunks
-        );
-        assert_eq!(open(&k[0], &file).unwrap(), message(len));
+        let streamed = seal(&[&k[0]], &message(len));
+        let in_memory = encrypt_bytes(&[k[0].public_key()], &message(len)).unwrap();
+        for file in [streamed, in_memory] {
+            assert_eq!(
+                file.len(),
+                header_len(1) + BODY_HEADER_LEN + len + 16 * chunks
+            );
+            assert_eq!(open(&k[0], &file).unwrap(), message(len));
+        }
     }
+}
+
+#[test]
+fn an_in_memory_file_opens_for_every_recipient_only_under_its_own_header() {
+    let k = keys(3);
+    let plain = message(5 * CHUNK_SIZE + 11);
+    let file = encrypt_bytes(&[k[0].public_key(), k[1].public_key()], &plain).unwrap();
+    assert_eq!(open(&k[0], &file).unwrap(), plain);
+    assert_eq!(open(&k[1], &file).unwrap(), plain);
+    assert!(matches!(
+        open(&k[2], &file),
+        Err(EnvelopeError::NotARecipient { recipients: 2, .. })
+    ));
+    // Its body under another file's header fails at the body's commitment.
+    let other = encrypt_bytes(&[k[0].public_key(), k[1].public_key()], &plain).unwrap();
+    let split = header_len(2);
+    let mut moved = other[..split].to_vec();
+    moved.extend_from_slice(&file[split..]);
+    assert!(matches!(
+        open(&k[0], &moved),
+        Err(EnvelopeError::HeaderMismatch)
+    ));
 }
 
 #[test]
@@ -206,6 +231,14 @@ fn encrypt_refuses_no_recipients_and_duplicates() {
     let pk = k[0].public_key();
     assert!(matches!(
         encrypt(&[pk, pk], &b"x"[..], &mut out),
+        Err(EnvelopeError::DuplicateRecipient { .. })
+    ));
+    assert!(matches!(
+        encrypt_bytes(&[], b"x"),
+        Err(EnvelopeError::RecipientCount { count: 0 })
+    ));
+    assert!(matches!(
+        encrypt_bytes(&[pk, pk], b"x"),
         Err(EnvelopeError::DuplicateRecipient { .. })
     ));
 }
