@@ -6,7 +6,7 @@
 //! read twice and never held whole. A Parquet file needs random access to its footer, so it is
 //! decrypted into memory first (never to disk).
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -52,8 +52,9 @@ impl Format {
     }
 }
 
-/// Opens a dataset's plaintext, afresh at each call (decrypting as it is read).
-pub type Opener = Arc<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>;
+/// Opens a dataset's plaintext, afresh at each call (decrypting as it is read). The reader lends
+/// its buffer ([`BufRead`]), so the CSV parser reads each decrypted chunk where it was opened.
+pub type Opener = Arc<dyn Fn() -> std::io::Result<Box<dyn BufRead + Send>> + Send + Sync>;
 
 /// One table of the query.
 #[derive(Clone)]
@@ -159,7 +160,7 @@ impl PartitionStream for CsvPartition {
             let csv = datafusion::arrow::csv::ReaderBuilder::new(schema)
                 .with_header(true)
                 .with_batch_size(8192)
-                .build(reader)
+                .build_buffered(reader)
                 .map_err(|e| external(e.to_string()))?;
             for batch in csv {
                 let batch = batch.map_err(|e| external(e.to_string()));

@@ -358,12 +358,10 @@ impl Verified {
             // The whole of `self` is held, so a temporary copy lives as long as the opener.
             let verified = &self;
             let file = std::fs::File::open(&verified.path)?;
-            let decryptor = confide_crypto::envelope::Decryptor::new(
-                &key,
-                std::io::BufReader::with_capacity(1 << 20, file),
-            )
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            Ok(Box::new(decryptor.into_reader()) as Box<dyn Read + Send>)
+            // The decryptor reads a batch of chunks per call, so the file needs no buffer.
+            let decryptor = confide_crypto::envelope::Decryptor::new(&key, file)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            Ok(Box::new(decryptor.into_reader()) as Box<dyn std::io::BufRead + Send>)
         })
     }
 }

@@ -27,7 +27,7 @@ fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
                 schema: schema.clone(),
                 open: Arc::new(move || {
                     Ok(Box::new(std::io::Cursor::new(bytes.as_ref().clone()))
-                        as Box<dyn std::io::Read + Send>)
+                        as Box<dyn std::io::BufRead + Send>)
                 }),
             }
         })
@@ -169,7 +169,7 @@ async fn parquet_tables_give_the_same_findings() {
             schema: t.schema.clone(),
             open: Arc::new(move || {
                 Ok(Box::new(std::io::Cursor::new(out.as_ref().clone()))
-                    as Box<dyn std::io::Read + Send>)
+                    as Box<dyn std::io::BufRead + Send>)
             }),
         });
     }

@@ -725,6 +725,20 @@ impl<R: Read> Read for DecryptingReader<R> {
     }
 }
 
+/// The plaintext of the current authenticated chunk, lent without a copy.
+impl<R: Read> io::BufRead for DecryptingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if !self.fill()? {
+            return Ok(&[]);
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = (self.pos + amount).min(self.end);
+    }
+}
+
 impl<R: Read> std::fmt::Debug for DecryptingReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecryptingReader")

@@ -16,7 +16,7 @@
 //! byte of the header can change without the file failing before any plaintext is produced.
 //! `docs/file-format.md` is the full specification.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use zeroize::Zeroizing;
 
@@ -378,42 +378,37 @@ impl<R: Read> Decryptor<R> {
 #[derive(Debug)]
 pub struct PlaintextReader<R: Read> {
     decryptor: Decryptor<R>,
-    chunk: Zeroizing<Vec<u8>>,
-    at: usize,
-    done: bool,
 }
 
 impl<R: Read> Decryptor<R> {
-    /// This decryptor as a [`Read`] of the plaintext.
+    /// This decryptor as a [`Read`] and [`BufRead`] of the plaintext.
     pub fn into_reader(self) -> PlaintextReader<R> {
-        PlaintextReader {
-            decryptor: self,
-            chunk: Zeroizing::new(Vec::new()),
-            at: 0,
-            done: false,
-        }
+        PlaintextReader { decryptor: self }
+    }
+}
+
+/// Lends each authenticated chunk's plaintext where it was opened, without a copy.
+impl<R: Read> BufRead for PlaintextReader<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.decryptor.body.fill_buf().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                EnvelopeError::from_body_io(e),
+            )
+        })
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.decryptor.body.consume(amount);
     }
 }
 
 impl<R: Read> Read for PlaintextReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.decryptor.next_chunk() {
-                Ok(Some(chunk)) => {
-                    self.chunk.clear();
-                    self.chunk.extend_from_slice(chunk);
-                    self.at = 0;
-                }
-                Ok(None) => self.done = true,
-                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
+        let chunk = self.fill_buf()?;
+        let n = buf.len().min(chunk.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

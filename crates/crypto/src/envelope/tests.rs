@@ -298,4 +298,59 @@ fn the_plaintext_reader_gives_the_file_and_fails_on_a_cut() {
         .read_to_end(&mut out)
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        matches!(
+            err.get_ref()
+                .and_then(|e| e.downcast_ref::<EnvelopeError>()),
+            Some(EnvelopeError::Body(ChunkedError::Chunk { .. }))
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_plaintext_reader_lends_whole_chunks_and_consumes_in_any_steps() {
+    let key = HpkeSecretKey::generate().unwrap();
+    let plaintext = message(3 * CHUNK_SIZE + 77);
+    let file = seal(&[&key], &plaintext);
+    let mut reader = Decryptor::new(&key, &file[..]).unwrap().into_reader();
+    let mut out = Vec::new();
+    let mut lent = Vec::new();
+    for step in [1, 5000, CHUNK_SIZE, 3].into_iter().cycle() {
+        let buf = reader.fill_buf().unwrap();
+        if buf.is_empty() {
+            break;
+        }
+        lent.push(buf.len());
+        let take = step.min(buf.len());
+        out.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+    }
+    assert_eq!(out, plaintext);
+    // A fresh chunk is lent whole: its first lending is the chunk's full length.
+    assert_eq!(lent[0], CHUNK_SIZE);
+    assert!(lent.iter().all(|&n| n <= CHUNK_SIZE));
+    // A flipped bit in the last chunk fails the lending of that chunk, after the earlier ones.
+    let mut bad = file.clone();
+    let last = bad.len() - 20;
+    bad[last] ^= 1;
+    let mut reader = Decryptor::new(&key, &bad[..]).unwrap().into_reader();
+    let mut good = 0;
+    let err = loop {
+        match reader.fill_buf() {
+            Ok(buf) => {
+                let n = buf.len();
+                assert!(n > 0, "the end was reached despite the flipped bit");
+                good += n;
+                reader.consume(n);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(good, 3 * CHUNK_SIZE);
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        reader.fill_buf().is_err(),
+        "a failed reader must keep failing"
+    );
 }
