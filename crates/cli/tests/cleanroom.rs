@@ -362,3 +362,39 @@ fn the_demo_finds_what_it_planted() {
         "{text}"
     );
 }
+
+/// The benchmark's two sides must both find the planted patterns (it refuses to report a figure
+/// otherwise), and it reports every round and the median ratio.
+#[test]
+fn the_benchmark_runs_both_sides_to_the_same_findings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args([
+            "bench",
+            "cleanroom",
+            "--transactions",
+            "30000",
+            "--runs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("6 planted patterns"), "{text}");
+    for round in ["    1 ", "    2 "] {
+        assert!(
+            text.lines().any(|l| l.starts_with(round)),
+            "round {round:?} missing: {text}"
+        );
+    }
+    let ratio = text
+        .lines()
+        .find(|l| l.contains("confidential / plain, round by round"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+        .unwrap_or_else(|| panic!("no median ratio: {text}"));
+    assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
+}
