@@ -246,6 +246,7 @@ pub const fn ciphertext_len(plaintext_len: u64) -> u64 {
 /// [`ciphertext_len`]`(plaintext.len())` bytes. The result is the same message an
 /// [`EncryptingWriter`] makes, but each chunk is sealed straight from `plaintext` into its place
 /// in `out`, with no buffer between them, so the only pass over the data is the AEAD's own.
+/// From 4 MiB up, the chunks are split into one run per available core, sealed in parallel.
 pub fn encrypt_into(
     suite: Suite,
     key: &[u8],
@@ -278,15 +279,14 @@ fn encrypt_into_with_salt(
             actual: out.len() as u64,
         });
     }
-    let chunks = plaintext.len() as u64 / CHUNK_SIZE as u64 + 1;
-    if chunks > MAX_CHUNKS {
+    let chunks = plaintext.len() / CHUNK_SIZE + 1;
+    if chunks as u64 > MAX_CHUNKS {
         return Err(ChunkedError::TooLong);
     }
     let derived = derive(suite, key, salt, context)?;
     let (header, mut body) = out.split_at_mut(HEADER_LEN);
     header[..SALT_LEN].copy_from_slice(salt);
     header[SALT_LEN..].copy_from_slice(&derived.commitment);
-    let chunks = plaintext.len() / CHUNK_SIZE + 1;
     // Each thread seals a run of consecutive chunks; the last run ends with the final chunk.
     let per_thread = chunks.div_ceil(threads.max(1));
     let key = &derived.key;
@@ -408,8 +408,8 @@ pub struct EncryptingWriter<W: Write> {
     key: ChunkKey,
     /// `BATCH_CHUNKS` slots of `ENCRYPTED_CHUNK_SIZE` bytes. Plaintext fills the slots in
     /// order, leaving room after each chunk for its tag, so a sealed batch is contiguous
-    /// ciphertext.
-    buf: Box<[u8]>,
+    /// ciphertext. Wiped when the writer is dropped.
+    buf: Zeroizing<Box<[u8]>>,
     /// Plaintext bytes in the batch.
     filled: usize,
     /// Index of the batch's first chunk.
@@ -443,7 +443,7 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(Self {
             inner,
             key: derived.key,
-            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            buf: Zeroizing::new(vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice()),
             filled: 0,
             next_index: 0,
             plaintext_len: 0,
@@ -580,8 +580,8 @@ enum After {
 pub struct DecryptingReader<R: Read> {
     inner: R,
     key: ChunkKey,
-    /// One batch of encrypted chunk slots, opened in place.
-    buf: Box<[u8]>,
+    /// One batch of encrypted chunk slots, opened in place; wiped when the reader is dropped.
+    buf: Zeroizing<Box<[u8]>>,
     /// Plaintext lengths of the chunks of this batch that authenticated, in order.
     lens: Vec<usize>,
     /// The next of those to hand out.
@@ -615,7 +615,7 @@ impl<R: Read> DecryptingReader<R> {
         Ok(Self {
             inner,
             key: derived.key,
-            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice(),
+            buf: Zeroizing::new(vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE].into_boxed_slice()),
             lens: Vec::with_capacity(BATCH_CHUNKS),
             slot: 0,
             pos: 0,

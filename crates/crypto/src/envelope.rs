@@ -389,13 +389,11 @@ impl<R: Read> Decryptor<R> {
 
 /// Lends each authenticated chunk's plaintext where it was opened, without a copy.
 impl<R: Read> BufRead for PlaintextReader<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.decryptor.body.fill_buf().map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                EnvelopeError::from_body_io(e),
-            )
-        })
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.decryptor
+            .body
+            .fill_buf()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, EnvelopeError::from_body_io(e)))
     }
 
     fn consume(&mut self, amount: usize) {
@@ -404,7 +402,7 @@ impl<R: Read> BufRead for PlaintextReader<R> {
 }
 
 impl<R: Read> Read for PlaintextReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let chunk = self.fill_buf()?;
         let n = buf.len().min(chunk.len());
         buf[..n].copy_from_slice(&chunk[..n]);
