@@ -481,6 +481,57 @@ fn evidence_answers_a_challenge_once() {
     );
     let (status, _) = answer(&named, &named);
     assert_eq!(status, 403);
+
+    // Without a challenge, evidence is accepted, until the consortium's appraisal policy names
+    // require_fresh_evidence; then only evidence that answers a challenge gets a token.
+    let unchallenged = || {
+        let evidence = sim_evidence(&m, &key);
+        post_json(
+            &format!("{u}/attest/sim"),
+            &json!({"evidence": b64(&evidence), "runtime_data": b64(&key)}),
+        )
+    };
+    assert_eq!(unchallenged().0, 200);
+    let a = Member::new("bank-a");
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    let policy = confide_server::DEFAULT_APPRAISAL
+        .replace(
+            "insecure_allow_simulated_tee := false",
+            "insecure_allow_simulated_tee := true",
+        )
+        .replace(
+            "require_fresh_evidence := false",
+            "require_fresh_evidence := true",
+        );
+    assert!(policy.contains("require_fresh_evidence := true"));
+    let (_, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(&json!({"type": "propose", "actions": [
+            {"action": "set_policy", "name": "appraisal", "rego": policy}
+        ]})),
+    );
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &format!("{u}/gov/proposals/{id}/ballots"),
+        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+    );
+    assert_eq!(status, 201);
+    let (status, r) = unchallenged();
+    assert_eq!(status, 403, "{r}");
+    assert_eq!(r["type"], "https://confide.dev/problems/appraisal-denied");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rule freshness on claim nonce"),
+        "{r}"
+    );
+    let nonce = challenge();
+    let (status, r) = answer(&nonce, &nonce);
+    assert_eq!(status, 200, "{r}");
     s.kill();
 }
 

@@ -1,7 +1,8 @@
 # confide's default appraisal policy: what verified evidence must show before the attestation
 # service issues a token. Every refusal is a {rule, claim, detail} in `deny`.
 #
-# input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}]}}
+# input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}]},
+#         fresh: whether the evidence answered a challenge of this service}
 package confide.appraisal
 
 import rego.v1
@@ -10,7 +11,17 @@ import rego.v1
 # with `insecure_allow_simulated_tee := true`.
 insecure_allow_simulated_tee := false
 
+# Evidence that answers no challenge of this service (`POST /attest/nonce`) may be a report made
+# earlier and replayed. A consortium that wants every token to stand on fresh evidence sets this
+# to true. The KBS protocol always binds its own challenge, so its evidence is always fresh.
+require_fresh_evidence := false
+
 claims := input.claims
+
+deny contains {"rule": "freshness", "claim": "nonce", "detail": "the evidence answers no challenge of this service (POST /attest/nonce), and the policy names require_fresh_evidence"} if {
+	require_fresh_evidence
+	not input.fresh
+}
 
 deny contains {"rule": "simulated_tee", "claim": "kind", "detail": "simulated evidence; the policy does not name insecure_allow_simulated_tee"} if {
 	claims.simulated

@@ -181,7 +181,8 @@ pub(crate) async fn attest(
         }
     }
     let evidence = confide_attest::decode_text(&evidence).into_owned();
-    let appraised = appraise(&s, kind, &evidence, &collateral, binding.as_deref())?;
+    let fresh = nonce.is_some();
+    let appraised = appraise(&s, kind, &evidence, &collateral, binding.as_deref(), fresh)?;
     let runtime = runtime_data
         .as_deref()
         .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d));
@@ -221,14 +222,16 @@ pub(crate) struct Appraised {
 
 /// Verifies `evidence` of `kind` with the `collateral` given (kept in the collateral store if
 /// it verifies), or else with the collateral kept for that kind; checks that its report data
-/// starts with `binding` (then zeros), and appraises its claims with the consortium's policy.
-/// A refusal names the check, or the rule and claim, that failed.
+/// starts with `binding` (then zeros), and appraises its claims with the consortium's policy;
+/// `fresh` says whether the binding includes a challenge of this service. A refusal names the
+/// check, or the rule and claim, that failed.
 pub(crate) fn appraise(
     s: &AppState,
     kind: TeeKind,
     evidence: &[u8],
     collateral: &[Vec<u8>],
     binding: Option<&[u8]>,
+    fresh: bool,
 ) -> Result<Appraised, Problem> {
     // The policy: the consortium's, or the built-in one.
     let (policy_text, trusted) = {
@@ -340,7 +343,8 @@ pub(crate) fn appraise(
     if let Some(m) = claims_json.as_object_mut() {
         m.remove("report");
     }
-    let input = json!({"claims": claims_json, "reference": {"measurements": trusted}});
+    let input =
+        json!({"claims": claims_json, "reference": {"measurements": trusted}, "fresh": fresh});
     let denials = policy
         .eval("data.confide.appraisal.deny", &input)
         .map_err(|e| Problem::internal(e.to_string()))?;

@@ -253,8 +253,9 @@ pub(crate) async fn attest(
         .map_err(|e| invalid(format!("the tee-pubkey: {e}")))?;
     let digest = runtime_data_digest(&req.runtime_data, &req.tee_evidence.additional_evidence);
     let evidence = serde_json::to_vec(&req.tee_evidence.primary_evidence).map_err(unavailable)?;
+    // Fresh: the runtime data carries this session's challenge, checked above.
     let appraised =
-        crate::attest::appraise(&s, tee, &evidence, &[], Some(&digest)).map_err(|p| {
+        crate::attest::appraise(&s, tee, &evidence, &[], Some(&digest), true).map_err(|p| {
             if p.status == StatusCode::SERVICE_UNAVAILABLE {
                 p
             } else {
