@@ -246,7 +246,8 @@ pub const fn ciphertext_len(plaintext_len: u64) -> u64 {
 /// [`ciphertext_len`]`(plaintext.len())` bytes. The result is the same message an
 /// [`EncryptingWriter`] makes, but each chunk is sealed straight from `plaintext` into its place
 /// in `out`, with no buffer between them, so the only pass over the data is the AEAD's own.
-/// From 4 MiB up, the chunks are split into one run per available core, sealed in parallel.
+/// From 4 MiB up, the chunks are split into runs of at least 2 MiB, one per available core at
+/// most, sealed in parallel.
 pub fn encrypt_into(
     suite: Suite,
     key: &[u8],
@@ -255,11 +256,8 @@ pub fn encrypt_into(
     out: &mut [u8],
 ) -> Result<(), ChunkedError> {
     let salt = random::array::<SALT_LEN>().map_err(|_| ChunkedError::RandomUnavailable)?;
-    let threads = if plaintext.len() >= PARALLEL_MIN {
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    } else {
-        1
-    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(plaintext.len() / PER_THREAD_MIN).max(1);
     encrypt_into_with_salt(suite, key, context, &salt, plaintext, out, threads)
 }
 
@@ -314,10 +312,10 @@ fn encrypt_into_with_salt(
     })
 }
 
-/// Messages at least this long are sealed by [`encrypt_into`] on every available core: the
-/// chunks' nonces depend only on their positions, so runs of chunks seal independently, and a
-/// thread costs far less than sealing 4 MiB.
-const PARALLEL_MIN: usize = 4 << 20;
+/// The least plaintext [`encrypt_into`] gives a thread of its own: the chunks' nonces depend
+/// only on their positions, so runs of chunks seal independently, and starting a thread costs
+/// far less than sealing 2 MiB. A message of 4 MiB or more is sealed on up to every core.
+const PER_THREAD_MIN: usize = 2 << 20;
 
 /// Seals the chunks of `plaintext` into `body`, numbering them from `first`. `body` holds one
 /// slot per chunk (the plaintext and its tag); a slot past the plaintext's end holds only the

@@ -238,9 +238,10 @@ fn round_trip_at_chunk_edges() {
 
 #[test]
 fn encrypt_into_equals_the_writer_and_needs_the_exact_length() {
-    let sizes = EDGE_SIZES
-        .into_iter()
-        .chain([6 * CHUNK_SIZE, PARALLEL_MIN, PARALLEL_MIN + 9]);
+    let sizes =
+        EDGE_SIZES
+            .into_iter()
+            .chain([6 * CHUNK_SIZE, 2 * PER_THREAD_MIN, 2 * PER_THREAD_MIN + 9]);
     for len in sizes {
         let plain = message(len);
         let expected = encrypt(&plain, b"once");
