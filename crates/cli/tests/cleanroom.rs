@@ -346,12 +346,8 @@ fn the_demo_finds_what_it_planted() {
         .args(["demo", "aml", "--transactions", "3000"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text, err) = outcome(&out);
+    assert!(ok, "{text}{err}");
     assert!(
         text.contains("every planted pattern was found, and nothing else (6 of 6)"),
         "{text}"
@@ -378,12 +374,8 @@ fn the_benchmark_runs_both_sides_to_the_same_findings() {
         ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text, err) = outcome(&out);
+    assert!(ok, "{text}{err}");
     assert!(text.contains("6 planted patterns"), "{text}");
     for round in ["    1 ", "    2 "] {
         assert!(

@@ -361,18 +361,11 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         &a.sign(&json!({"type": "found", "member": a.doc()})),
     );
     let trusted = hex::encode(m);
-    let (_, r) = post(
-        &format!("{u}/gov/proposals"),
-        &a.sign(&json!({"type": "propose", "actions": [
-            {"action": "add_measurement", "kind": "sim", "value": trusted}
-        ]})),
+    enact(
+        u,
+        &a,
+        json!([{"action": "add_measurement", "kind": "sim", "value": trusted}]),
     );
-    let id = r["proposal"].as_str().unwrap().to_owned();
-    let (status, _) = post(
-        &format!("{u}/gov/proposals/{id}/ballots"),
-        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
-    );
-    assert_eq!(status, 201);
     let other = [7u8; 48];
     let (status, r) = post_json(
         &format!("{u}/attest/sim"),
@@ -507,18 +500,11 @@ fn evidence_answers_a_challenge_once() {
             "require_fresh_evidence := true",
         );
     assert!(policy.contains("require_fresh_evidence := true"));
-    let (_, r) = post(
-        &format!("{u}/gov/proposals"),
-        &a.sign(&json!({"type": "propose", "actions": [
-            {"action": "set_policy", "name": "appraisal", "rego": policy}
-        ]})),
+    enact(
+        u,
+        &a,
+        json!([{"action": "set_policy", "name": "appraisal", "rego": policy}]),
     );
-    let id = r["proposal"].as_str().unwrap().to_owned();
-    let (status, _) = post(
-        &format!("{u}/gov/proposals/{id}/ballots"),
-        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
-    );
-    assert_eq!(status, 201);
     let (status, r) = unchallenged();
     assert_eq!(status, 403, "{r}");
     assert_eq!(r["type"], "https://confide.dev/problems/appraisal-denied");
@@ -546,18 +532,23 @@ fn two_banks_and_an_outsider(u: &str) -> (Member, Member, Member) {
         &format!("{u}/gov/found"),
         &a.sign(&json!({"type": "found", "member": a.doc()})),
     );
-    let (_, r) = post(
-        &format!("{u}/gov/proposals"),
-        &a.sign(
-            &json!({"type": "propose", "actions": [{"action": "add_member", "member": b.doc()}]}),
-        ),
-    );
-    let id = r["proposal"].as_str().unwrap().to_owned();
-    post(
-        &format!("{u}/gov/proposals/{id}/ballots"),
-        &a.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
-    );
+    enact(u, &a, json!([{"action": "add_member", "member": b.doc()}]));
     (a, b, mallory)
+}
+
+/// `member` proposes `actions` and votes for them; as the only member, that enacts them.
+fn enact(u: &str, member: &Member, actions: Value) {
+    let (status, r) = post(
+        &format!("{u}/gov/proposals"),
+        &member.sign(&json!({"type": "propose", "actions": actions})),
+    );
+    assert_eq!(status, 201, "{r}");
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    let (status, r) = post(
+        &format!("{u}/gov/proposals/{id}/ballots"),
+        &member.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+    );
+    assert_eq!(status, 201, "{r}");
 }
 
 #[test]
