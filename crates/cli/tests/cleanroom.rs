@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -22,6 +22,8 @@ use serde_json::Value;
 struct Cli<'a> {
     dir: &'a Path,
     url: String,
+    /// The server's standard error, shown when a command fails unexpectedly.
+    server_log: PathBuf,
 }
 
 impl Cli<'_> {
@@ -43,7 +45,7 @@ impl Cli<'_> {
 
     fn ok(&self, who: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.run(who, args);
-        assert!(ok, "confide {args:?} as {who}: {err}");
+        assert!(ok, "confide {args:?} as {who}: {err}{}", self.server_says());
         out
     }
 
@@ -52,8 +54,14 @@ impl Cli<'_> {
         assert!(!ok, "confide {args:?} as {who} succeeded: {out}");
         assert!(
             err.contains(why),
-            "confide {args:?}: expected {why:?} in: {err}"
+            "confide {args:?}: expected {why:?} in: {err}{}",
+            self.server_says()
         );
+    }
+
+    fn server_says(&self) -> String {
+        let log = std::fs::read_to_string(&self.server_log).unwrap_or_default();
+        format!("\nthe server's standard error:\n{log}")
     }
 }
 
@@ -80,6 +88,7 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
     let cli = Cli {
         dir: d,
         url: s.url.clone(),
+        server_log: s.log.path().to_owned(),
     };
     let members = ["bank-a", "bank-b", "bank-c", "analyst"];
     for m in members {

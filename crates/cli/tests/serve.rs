@@ -129,6 +129,38 @@ fn governance_over_http_and_every_refusal_changes_nothing() {
     s.kill();
 }
 
+/// A handler that answers without reading its body (here the challenge, which needs none) must
+/// not cost the client its keep-alive connection. The body is sent only after the server has had
+/// the headers for a while, as a loaded client's second write can be; a second request follows
+/// on the same connection and must be answered too.
+#[test]
+fn a_connection_stays_reusable_when_the_body_arrives_late() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut conn = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(
+        b"POST /attest/nonce HTTP/1.1\r\nhost: confide\r\ncontent-type: application/json\r\n\
+          content-length: 2\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Either write may fail if the server has closed the connection; what was answered shows.
+    let _ = conn.write_all(b"{}").and_then(|()| {
+        conn.write_all(b"GET /gov/members HTTP/1.1\r\nhost: confide\r\nconnection: close\r\n\r\n")
+    });
+    let mut answers = Vec::new();
+    let _ = conn.read_to_end(&mut answers); // keeps what arrived before an error
+    let answers = String::from_utf8_lossy(&answers);
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &answers[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200"], "{answers}");
+}
+
 #[test]
 fn every_acknowledged_entry_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
-//! `confide serve`: the services over HTTP. Today: the attestation service (`/attest`, tokens
-//! and their keys under `/.well-known`), the key broker (`/keys`, and the Trustee KBS protocol
-//! under `/kbs/v0`), the ledger (`/ledger`) and governance (`/gov`); clean rooms join them.
+//! `confide serve`: the services over HTTP: the attestation service (`/attest`, tokens and their
+//! keys under `/.well-known`), the key broker (`/keys`, and the Trustee KBS protocol under
+//! `/kbs/v0`), the ledger (`/ledger`), governance (`/gov`, with the clean rooms' datasets and
+//! contracts) and the clean rooms' run records (`/cleanroom`).
 //!
 //! One writer thread owns appends. Requests that change the ledger are queued to it; it takes
 //! every request waiting (up to a batch limit), checks each against the governance state as it
@@ -257,12 +258,49 @@ pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: axum::Router,
 ) -> Result<(), ServeError> {
+    let router = router.layer(axum::middleware::from_fn(read_whole_body));
     axum::serve(listener, router)
         .await
         .map_err(|source| ServeError::Io {
             what: "serving HTTP".into(),
             source,
         })
+}
+
+/// Reads every request's whole body (up to the largest any route takes) before routing it.
+///
+/// A handler that answers without reading its body, such as a challenge or an early refusal,
+/// leaves bytes that hyper drains only if they have already arrived; otherwise hyper closes the
+/// connection after the answer. The client has just been told it may reuse that connection, so
+/// its next request fails with the peer gone. Reading the body first keeps every answered
+/// connection reusable.
+async fn read_whole_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, routes::BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Err(error) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                problem::Problem::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "The request body is larger than any route takes",
+                    format!("the limit is {} bytes", routes::BODY_LIMIT),
+                )
+            } else {
+                problem::Problem::bad_request(format!("reading the request body: {error}"))
+            }
+            .into_response()
+        }
+    }
 }
 
 /// Binds `addr`.

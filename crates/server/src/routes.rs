@@ -15,7 +15,7 @@ use crate::problem::Problem;
 use crate::writer::Outcome;
 
 /// Requests larger than this are refused before they are read.
-const BODY_LIMIT: usize = 1 << 20;
+pub(crate) const BODY_LIMIT: usize = 1 << 20;
 /// The most entries one listing returns.
 const PAGE: u64 = 1000;
 

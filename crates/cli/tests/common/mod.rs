@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) url: String,
+    /// Where the server's standard error goes, removed with the server.
+    pub(crate) log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -32,12 +34,13 @@ impl Server {
     }
 
     fn start_profile(data: &Path, extra: &[&str]) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -49,7 +52,7 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Self { child, url }
+        Self { child, url, log }
     }
 
     pub(crate) fn kill(mut self) {
