@@ -18,6 +18,8 @@
 //!
 //! [`EncryptingWriter`] and [`DecryptingReader`] are the streaming interfaces; a decryptor hands
 //! out plaintext only from chunks that authenticated, and once it has failed it keeps failing.
+//! [`RandomAccessReader`] reads any range of a message held whole, opening only the chunks the
+//! range covers.
 
 use std::io::{self, Read, Write};
 
@@ -759,6 +761,9 @@ pub(crate) fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<u
     }
     Ok(filled)
 }
+
+mod random_access;
+pub use random_access::{RandomAccessReader, ReadAt};
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,9 @@ use std::io::{self, BufRead, Read, Write};
 
 use zeroize::Zeroizing;
 
-use crate::chunked::{self, ChunkedError, DecryptingReader, EncryptingWriter, Suite};
+use crate::chunked::{
+    self, ChunkedError, DecryptingReader, EncryptingWriter, RandomAccessReader, ReadAt, Suite,
+};
 use crate::digest::{SHA256_LEN, sha256};
 use crate::hpke::{self, HpkePublicKey, HpkeSecretKey};
 use crate::{CryptoError, random};
@@ -370,6 +372,39 @@ impl<R: Read> Decryptor<R> {
         output.flush().map_err(EnvelopeError::Io)?;
         Ok(total)
     }
+}
+
+/// Random access to the plaintext of the encrypted file in `source`, for a key its header names:
+/// the header is read and the data key unwrapped, the body's key commitment is checked against
+/// the header and its final chunk authenticated, all before any read. Each read then opens the
+/// chunks it covers (Parquet, for one, reads its footer first).
+pub fn open_at<S: ReadAt>(
+    key: &HpkeSecretKey,
+    source: S,
+) -> Result<RandomAccessReader<S>, EnvelopeError> {
+    let size = source.size().map_err(EnvelopeError::Io)?;
+    let mut fixed = vec![0u8; size.min(FIXED_HEADER_LEN as u64) as usize];
+    source
+        .read_exact_at(&mut fixed, 0)
+        .map_err(EnvelopeError::Io)?;
+    let header_len = FIXED_HEADER_LEN + parse_fixed(&fixed)? * STANZA_LEN;
+    if size < header_len as u64 {
+        return Err(EnvelopeError::TruncatedHeader);
+    }
+    let mut bytes = vec![0u8; header_len];
+    source
+        .read_exact_at(&mut bytes, 0)
+        .map_err(EnvelopeError::Io)?;
+    let (header, _) = Header::parse(&bytes)?;
+    let data_key = header.unwrap_data_key(key)?;
+    RandomAccessReader::new(
+        BODY_SUITE,
+        &data_key,
+        &header.digest(),
+        source,
+        header_len as u64,
+    )
+    .map_err(EnvelopeError::from_body_io)
 }
 
 /// A [`Decryptor`] as a [`Read`]: plaintext comes out of authenticated chunks only, and a file

@@ -547,3 +547,129 @@ proptest! {
         prop_assert!(decrypt(&ct, b"c").is_err());
     }
 }
+
+fn random_access(ct: Vec<u8>, ctx: &[u8]) -> Result<RandomAccessReader<Vec<u8>>, ChunkedError> {
+    RandomAccessReader::new(Suite::Cobblestone256, &KEY, ctx, ct, 0)
+        .map_err(|e| ChunkedError::from_io(&e).cloned().unwrap())
+}
+
+fn read_range(reader: &RandomAccessReader<Vec<u8>>, from: usize, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    reader.read_exact_at(&mut out, from as u64).unwrap();
+    out
+}
+
+#[test]
+fn random_access_reads_every_range_at_the_chunk_edges() {
+    for len in EDGE_SIZES.into_iter().chain([40 * CHUNK_SIZE + 3]) {
+        let plain = message(len);
+        let reader = random_access(encrypt(&plain, b"ctx"), b"ctx").unwrap();
+        assert_eq!(reader.len(), len as u64);
+        // Starts and ends on each side of every chunk boundary, and the whole message in
+        // one read (more than a batch of chunks for the largest).
+        let mut points = vec![0, 1, len.saturating_sub(1), len];
+        // Every boundary of the small messages; the batch edges of the large one.
+        for b in [1, 2, 3, 4, 5, 16, 17, 32, 33, 40].map(|i| i * CHUNK_SIZE) {
+            points.extend([b - 1, b, b + 1]);
+        }
+        points.retain(|&p| p <= len);
+        for &from in &points {
+            for &to in points.iter().filter(|&&to| to >= from) {
+                assert!(
+                    read_range(&reader, from, to - from) == plain[from..to],
+                    "len {len}: {from}..{to}"
+                );
+            }
+        }
+        // Past the end is an error, not a short read.
+        let mut one = [0u8; 1];
+        let past = reader.read_exact_at(&mut one, len as u64).unwrap_err();
+        assert_eq!(past.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(past.to_string().contains("past the end"), "{past}");
+    }
+}
+
+#[test]
+fn random_access_refuses_truncation_and_trailing_data_at_open() {
+    let plain = message(2 * CHUNK_SIZE + 100);
+    let ct = encrypt(&plain, b"");
+    for i in 0..=2u64 {
+        let cut = HEADER_LEN + i as usize * ENCRYPTED_CHUNK_SIZE;
+        assert_eq!(
+            random_access(ct[..cut].to_vec(), b"").unwrap_err(),
+            ChunkedError::MissingFinalChunk { chunks: i }
+        );
+    }
+    assert_eq!(
+        random_access(ct[..HEADER_LEN - 1].to_vec(), b"").unwrap_err(),
+        ChunkedError::TruncatedHeader
+    );
+    // Inside a chunk, inside the final chunk's tag, one byte short, one byte over.
+    let b = HEADER_LEN + ENCRYPTED_CHUNK_SIZE;
+    for cut in [b + 1, b + TAG_LEN - 1, b + 4096, ct.len() - 1] {
+        assert!(
+            random_access(ct[..cut].to_vec(), b"").is_err(),
+            "truncation at {cut} accepted"
+        );
+    }
+    let mut stray = ct.clone();
+    stray.push(0);
+    assert!(random_access(stray, b"").is_err());
+    assert_eq!(
+        random_access(ct.clone(), b"other").unwrap_err(),
+        ChunkedError::Commitment
+    );
+    let wrong_key = RandomAccessReader::new(Suite::Cobblestone256, &[8u8; 32], b"", ct, 0)
+        .map_err(|e| ChunkedError::from_io(&e).cloned().unwrap());
+    assert_eq!(wrong_key.unwrap_err(), ChunkedError::Commitment);
+}
+
+#[test]
+fn random_access_refuses_exactly_the_reads_that_cover_a_changed_chunk() {
+    let plain = message(3 * CHUNK_SIZE + 10);
+    let mut ct = encrypt(&plain, b"");
+    ct[HEADER_LEN + ENCRYPTED_CHUNK_SIZE + 77] ^= 0x10; // inside chunk 1
+    let reader = random_access(ct.clone(), b"").unwrap();
+    assert!(read_range(&reader, 0, CHUNK_SIZE) == plain[..CHUNK_SIZE]);
+    assert!(read_range(&reader, 2 * CHUNK_SIZE, CHUNK_SIZE + 10) == plain[2 * CHUNK_SIZE..]);
+    for (from, len) in [(CHUNK_SIZE, 1), (CHUNK_SIZE - 1, 2), (0, plain.len())] {
+        let mut out = vec![0xAAu8; len];
+        let err = reader.read_exact_at(&mut out, from as u64).unwrap_err();
+        assert_eq!(
+            ChunkedError::from_io(&err),
+            Some(&ChunkedError::Chunk { index: 1 })
+        );
+        assert!(
+            out.iter().all(|&b| b == 0),
+            "a failed read left bytes behind"
+        );
+    }
+    // Chunks swapped: each is refused at the other's position.
+    let mut swapped = encrypt(&plain, b"");
+    let (a, b) = (HEADER_LEN, HEADER_LEN + ENCRYPTED_CHUNK_SIZE);
+    let first = swapped[a..b].to_vec();
+    swapped.copy_within(b..b + ENCRYPTED_CHUNK_SIZE, a);
+    swapped[b..b + ENCRYPTED_CHUNK_SIZE].copy_from_slice(&first);
+    let reader = random_access(swapped, b"").unwrap();
+    let mut out = vec![0u8; 10];
+    let err = reader.read_exact_at(&mut out, 5).unwrap_err();
+    assert_eq!(
+        ChunkedError::from_io(&err),
+        Some(&ChunkedError::Chunk { index: 0 })
+    );
+}
+
+#[test]
+fn random_access_reads_a_file_at_an_offset() {
+    let plain = message(2 * CHUNK_SIZE + 7);
+    let mut bytes = b"prefix".to_vec();
+    bytes.extend(encrypt(&plain, b"ctx"));
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&bytes).unwrap();
+    let reader = RandomAccessReader::new(Suite::Cobblestone256, &KEY, b"ctx", file, 6).unwrap();
+    let mut out = vec![0u8; CHUNK_SIZE + 2];
+    reader
+        .read_exact_at(&mut out, CHUNK_SIZE as u64 - 1)
+        .unwrap();
+    assert!(out == plain[CHUNK_SIZE - 1..2 * CHUNK_SIZE + 1]);
+}

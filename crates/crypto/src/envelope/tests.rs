@@ -347,3 +347,53 @@ fn the_plaintext_reader_lends_whole_chunks_and_consumes_in_any_steps() {
         "a failed reader must keep failing"
     );
 }
+
+#[test]
+fn random_access_opens_for_recipients_only_and_checks_the_header_first() {
+    let k = keys(3);
+    let plain = message(3 * CHUNK_SIZE + 17);
+    let file = seal(&[&k[0], &k[1]], &plain);
+    for key in &k[..2] {
+        let reader = open_at(key, file.clone()).unwrap();
+        assert_eq!(reader.len(), plain.len() as u64);
+        let mut middle = vec![0u8; CHUNK_SIZE + 2];
+        reader
+            .read_exact_at(&mut middle, CHUNK_SIZE as u64 - 1)
+            .unwrap();
+        assert!(middle == plain[CHUNK_SIZE - 1..2 * CHUNK_SIZE + 1]);
+    }
+    assert!(matches!(
+        open_at(&k[2], file.clone()),
+        Err(EnvelopeError::NotARecipient { recipients: 2, .. })
+    ));
+    // Another file's header over this body; a flipped header bit; a cut inside the header or
+    // at a chunk boundary: each is refused before any read.
+    let other = seal(&[&k[0], &k[1]], b"another file");
+    let h = header_len(2);
+    let mut spliced = other[..h].to_vec();
+    spliced.extend_from_slice(&file[h..]);
+    assert!(matches!(
+        open_at(&k[0], spliced),
+        Err(EnvelopeError::HeaderMismatch)
+    ));
+    let mut flipped = file.clone();
+    flipped[h - 1] ^= 1;
+    assert!(open_at(&k[0], flipped).is_err());
+    for cut in [0, 5, FIXED_HEADER_LEN, h - 1] {
+        let refused = open_at(&k[0], file[..cut].to_vec()).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                EnvelopeError::TruncatedHeader | EnvelopeError::NotConfideFile
+            ),
+            "cut at {cut}: {refused}"
+        );
+    }
+    let cut = h + BODY_HEADER_LEN + ENCRYPTED_CHUNK_SIZE;
+    assert!(matches!(
+        open_at(&k[0], file[..cut].to_vec()),
+        Err(EnvelopeError::Body(ChunkedError::MissingFinalChunk {
+            chunks: 1
+        }))
+    ));
+}
