@@ -15,7 +15,7 @@ pub mod store;
 
 pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use rules::Released;
-pub use runner::{Format, Opener, Table};
+pub use runner::{Format, Source, Table};
 pub use store::BlobStore;
 
 /// Why a clean-room step refused.

@@ -1,20 +1,27 @@
 //! The query, inside the TEE: each dataset decrypted as DataFusion reads it, the contract's SQL
 //! run over them, the output rules applied to the result.
 //!
-//! A CSV table is a streaming source: every scan opens the dataset again (its ciphertext,
-//! decrypted chunk by chunk as the CSV reader pulls it), so a table used twice in a query is
-//! read twice and never held whole. A Parquet file needs random access to its footer, so it is
-//! decrypted into memory first (never to disk).
+//! Every table is a streaming source: each scan opens the dataset again and decrypts only what
+//! it reads, so a table used twice in a query is read twice and never held whole. A CSV table is
+//! read from its start, chunk by chunk as the parser pulls it; a Parquet table is read at the
+//! positions the Parquet reader asks for (its footer first, then each row group's column
+//! chunks), each read opening only the chunks it covers.
 
 use std::io::{BufRead, Read};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatchReader as _;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchReader as _};
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::arrow_reader::{
+    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
+use datafusion::parquet::file::reader::{ChunkReader, Length};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -52,9 +59,15 @@ impl Format {
     }
 }
 
-/// Opens a dataset's plaintext, afresh at each call (decrypting as it is read). The reader lends
-/// its buffer ([`BufRead`]), so the CSV parser reads each decrypted chunk where it was opened.
-pub type Opener = Arc<dyn Fn() -> std::io::Result<Box<dyn BufRead + Send>> + Send + Sync>;
+/// A dataset's plaintext, opened afresh for each scan and decrypted as it is read.
+pub trait Source: Send + Sync {
+    /// From its start. The reader lends its buffer ([`BufRead`]), so the CSV parser reads each
+    /// decrypted chunk where it was opened.
+    fn stream(&self) -> std::io::Result<Box<dyn BufRead + Send>>;
+
+    /// At any position, for formats that seek (Parquet reads its footer first).
+    fn at(&self) -> std::io::Result<Arc<dyn ReadAt>>;
+}
 
 /// One table of the query.
 #[derive(Clone)]
@@ -66,7 +79,7 @@ pub struct Table {
     /// Its columns (CSV; a Parquet file carries its own).
     pub schema: SchemaRef,
     /// Where its plaintext comes from.
-    pub open: Opener,
+    pub source: Arc<dyn Source>,
 }
 
 impl std::fmt::Debug for Table {
@@ -129,22 +142,102 @@ pub fn describe_parquet(
     Ok((columns, u64::try_from(rows).unwrap_or(0)))
 }
 
-#[derive(Debug)]
-struct CsvPartition {
-    name: String,
-    schema: SchemaRef,
-    open: OpenerDebug,
-}
+/// A table's plaintext as the Parquet reader reads it: positioned reads of the source.
+struct ParquetInput(Arc<dyn ReadAt>);
 
-struct OpenerDebug(Opener);
-
-impl std::fmt::Debug for OpenerDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Opener")
+impl Length for ParquetInput {
+    fn len(&self) -> u64 {
+        self.0.size().unwrap_or(0)
     }
 }
 
-impl PartitionStream for CsvPartition {
+impl ChunkReader for ParquetInput {
+    type T = std::io::BufReader<ReadFrom>;
+
+    fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
+        let end = self.0.size()?;
+        Ok(std::io::BufReader::with_capacity(
+            64 * 1024,
+            ReadFrom {
+                source: self.0.clone(),
+                at: start,
+                end,
+            },
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
+        let mut bytes = vec![0u8; length];
+        self.0.read_exact_at(&mut bytes, start)?;
+        Ok(bytes.into())
+    }
+}
+
+/// A [`Read`] of a source from one position to its end.
+struct ReadFrom {
+    source: Arc<dyn ReadAt>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for ReadFrom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = usize::try_from(self.end.saturating_sub(self.at))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        self.source.read_exact_at(&mut buf[..n], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// The Parquet reader over a table's plaintext.
+fn parquet_batches(
+    source: &dyn Source,
+) -> Result<ParquetRecordBatchReader, Box<dyn std::error::Error + Send + Sync>> {
+    let input = ParquetInput(source.at()?);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(input)
+        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+        .map_err(|e| format!("not Parquet: {e}"))?;
+    Ok(reader)
+}
+
+const BATCH_ROWS: usize = 8192;
+
+/// One table as a DataFusion partition: each execution reads the source afresh.
+struct Partition {
+    name: String,
+    format: Format,
+    schema: SchemaRef,
+    source: Arc<dyn Source>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Partition {
+    fn batches(&self) -> Result<Batches, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(match self.format {
+            Format::Csv => Box::new(
+                datafusion::arrow::csv::ReaderBuilder::new(self.schema.clone())
+                    .with_header(true)
+                    .with_batch_size(BATCH_ROWS)
+                    .build_buffered(self.source.stream()?)?,
+            ),
+            Format::Parquet => Box::new(parquet_batches(self.source.as_ref())?),
+        })
+    }
+}
+
+impl PartitionStream for Partition {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -152,17 +245,17 @@ impl PartitionStream for CsvPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 4);
         let tx = builder.tx();
-        let (schema, open, name) = (self.schema.clone(), self.open.0.clone(), self.name.clone());
+        let partition = Self {
+            name: self.name.clone(),
+            format: self.format,
+            schema: self.schema.clone(),
+            source: self.source.clone(),
+        };
         builder.spawn_blocking(move || {
-            let external =
-                |what: String| DataFusionError::Execution(format!("table {name}: {what}"));
-            let reader = open().map_err(|e| external(e.to_string()))?;
-            let csv = datafusion::arrow::csv::ReaderBuilder::new(schema)
-                .with_header(true)
-                .with_batch_size(8192)
-                .build_buffered(reader)
-                .map_err(|e| external(e.to_string()))?;
-            for batch in csv {
+            let external = |what: String| {
+                DataFusionError::Execution(format!("table {}: {what}", partition.name))
+            };
+            for batch in partition.batches().map_err(|e| external(e.to_string()))? {
                 let batch = batch.map_err(|e| external(e.to_string()));
                 let failed = batch.is_err();
                 if tx.blocking_send(batch).is_err() || failed {
@@ -176,46 +269,29 @@ impl PartitionStream for CsvPartition {
 }
 
 async fn register(ctx: &SessionContext, table: Table) -> Result<(), CleanroomError> {
-    let provider: Arc<dyn datafusion::catalog::TableProvider> = match table.format {
-        Format::Csv => Arc::new(
-            StreamingTable::try_new(
-                table.schema.clone(),
-                vec![Arc::new(CsvPartition {
-                    name: table.name.clone(),
-                    schema: table.schema.clone(),
-                    open: OpenerDebug(table.open.clone()),
-                })],
-            )
-            .map_err(|e| CleanroomError::Query(e.to_string()))?,
-        ),
+    let schema = match table.format {
+        Format::Csv => table.schema.clone(),
+        // A Parquet file carries its own schema, in its footer.
         Format::Parquet => {
-            let open = table.open.clone();
-            let name = table.name.clone();
-            let (schema, batches) = tokio::task::spawn_blocking(move || {
-                let mut bytes = Vec::new();
-                open()
-                    .and_then(|mut r| r.read_to_end(&mut bytes))
-                    .map_err(|e| CleanroomError::Dataset(format!("table {name}: {e}")))?;
-                let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                    bytes::Bytes::from(bytes),
-                )
-                .and_then(|b| b.with_batch_size(8192).build())
-                .map_err(|e| CleanroomError::Dataset(format!("table {name}: not Parquet: {e}")))?;
-                let schema = reader.schema();
-                let batches = reader
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| CleanroomError::Dataset(format!("table {name}: {e}")))?;
-                Ok::<_, CleanroomError>((schema, batches))
+            let (source, name) = (table.source.clone(), table.name.clone());
+            tokio::task::spawn_blocking(move || {
+                parquet_batches(source.as_ref())
+                    .map(|reader| reader.schema())
+                    .map_err(|e| CleanroomError::Dataset(format!("table {name}: {e}")))
             })
             .await
-            .map_err(|e| CleanroomError::Query(e.to_string()))??;
-            Arc::new(
-                MemTable::try_new(schema, vec![batches])
-                    .map_err(|e| CleanroomError::Query(e.to_string()))?,
-            )
+            .map_err(|e| CleanroomError::Query(e.to_string()))??
         }
     };
-    ctx.register_table(table.name.as_str(), provider)
+    let partition = Partition {
+        name: table.name.clone(),
+        format: table.format,
+        schema: schema.clone(),
+        source: table.source,
+    };
+    let provider = StreamingTable::try_new(schema, vec![Arc::new(partition)])
+        .map_err(|e| CleanroomError::Query(e.to_string()))?;
+    ctx.register_table(table.name.as_str(), Arc::new(provider))
         .map_err(|e| CleanroomError::Query(e.to_string()))?;
     Ok(())
 }

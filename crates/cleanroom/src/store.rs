@@ -30,7 +30,7 @@ use object_store::{
     ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutPayload, WriteMultipart,
 };
 
-use crate::{CleanroomError, Opener};
+use crate::{CleanroomError, Source};
 
 /// Uploads larger than this go up in parts of this size, several at once.
 const PART_BYTES: usize = 8 << 20;
@@ -351,18 +351,41 @@ pub struct Verified {
 
 impl Verified {
     /// A table's plaintext source for the runner: the file opened afresh at each scan and
-    /// decrypted with `key` chunk by authenticated chunk. (Between the check and a scan, only
-    /// a holder of the dataset key could change the file without failing authentication.)
-    pub fn opener(self, key: Arc<HpkeSecretKey>) -> Opener {
-        Arc::new(move || {
-            // The whole of `self` is held, so a temporary copy lives as long as the opener.
-            let verified = &self;
-            let file = std::fs::File::open(&verified.path)?;
-            // The decryptor reads a batch of chunks per call, so the file needs no buffer.
-            let decryptor = confide_crypto::envelope::Decryptor::new(&key, file)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            Ok(Box::new(decryptor.into_reader()) as Box<dyn std::io::BufRead + Send>)
+    /// decrypted with `key`, each read opening only authenticated chunks. (Between the check
+    /// and a scan, only a holder of the dataset key could change the file without failing
+    /// authentication.)
+    pub fn source(self, key: Arc<HpkeSecretKey>) -> Arc<dyn Source> {
+        Arc::new(Encrypted {
+            verified: self,
+            key,
         })
+    }
+}
+
+/// A verified ciphertext and its dataset key. The whole of the [`Verified`] is held, so a
+/// temporary copy lives as long as the source.
+struct Encrypted {
+    verified: Verified,
+    key: Arc<HpkeSecretKey>,
+}
+
+fn invalid(e: confide_crypto::envelope::EnvelopeError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+impl Source for Encrypted {
+    fn stream(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
+        let file = std::fs::File::open(&self.verified.path)?;
+        // The decryptor reads a batch of chunks per call, so the file needs no buffer.
+        let decryptor =
+            confide_crypto::envelope::Decryptor::new(&self.key, file).map_err(invalid)?;
+        Ok(Box::new(decryptor.into_reader()))
+    }
+
+    fn at(&self) -> std::io::Result<Arc<dyn confide_crypto::chunked::ReadAt>> {
+        let file = std::fs::File::open(&self.verified.path)?;
+        let reader = confide_crypto::envelope::open_at(&self.key, file).map_err(invalid)?;
+        Ok(Arc::new(reader))
     }
 }
 
@@ -480,7 +503,8 @@ mod tests {
             "{refused}"
         );
 
-        // A dataset verified once and scanned twice, decrypting each time.
+        // A dataset verified once and scanned twice from its start, decrypting each time, and
+        // read at a position.
         let key = HpkeSecretKey::generate().unwrap();
         let mut sealed = Vec::new();
         confide_crypto::envelope::encrypt(&[key.public_key()], &big[..], &mut sealed).unwrap();
@@ -488,16 +512,21 @@ mod tests {
             .put("datasets/sealed.cfd", sealed.clone())
             .await
             .unwrap();
-        let open = store
+        let source = store
             .verified("datasets/sealed.cfd", &digest(&sealed))
             .await
             .unwrap()
-            .opener(Arc::new(key));
+            .source(Arc::new(key));
         for _ in 0..2 {
             let mut plain = Vec::new();
-            open().unwrap().read_to_end(&mut plain).unwrap();
+            source.stream().unwrap().read_to_end(&mut plain).unwrap();
             assert!(plain == big);
         }
+        let at = source.at().unwrap();
+        assert_eq!(at.size().unwrap(), big.len() as u64);
+        let mut middle = vec![0u8; 100_000];
+        at.read_exact_at(&mut middle, 12_345).unwrap();
+        assert!(middle[..] == big[12_345..112_345]);
     }
 
     #[tokio::test]

@@ -8,7 +8,21 @@ use std::sync::Arc;
 
 use confide_cleanroom::aml::{self, BANKS, Scale};
 use confide_cleanroom::runner::{self, schema_from};
-use confide_cleanroom::{CleanroomError, Format, OnViolation, Table};
+use confide_cleanroom::{CleanroomError, Format, OnViolation, Source, Table};
+use confide_crypto::chunked::ReadAt;
+
+/// A table's plaintext held in memory.
+struct Plain(Vec<u8>);
+
+impl Source for Plain {
+    fn stream(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
+        Ok(Box::new(std::io::Cursor::new(self.0.clone())))
+    }
+
+    fn at(&self) -> std::io::Result<Arc<dyn ReadAt>> {
+        Ok(Arc::new(self.0.clone()))
+    }
+}
 
 /// The tables over `files`, typed as the schema inferred from a whole generated bank file
 /// (as `dataset publish` records it).
@@ -19,17 +33,11 @@ fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
     BANKS
         .iter()
         .zip(files.iter())
-        .map(|((_, name), bytes)| {
-            let bytes = Arc::new(bytes.clone());
-            Table {
-                name: (*name).to_owned(),
-                format: Format::Csv,
-                schema: schema.clone(),
-                open: Arc::new(move || {
-                    Ok(Box::new(std::io::Cursor::new(bytes.as_ref().clone()))
-                        as Box<dyn std::io::BufRead + Send>)
-                }),
-            }
+        .map(|((_, name), bytes)| Table {
+            name: (*name).to_owned(),
+            format: Format::Csv,
+            schema: schema.clone(),
+            source: Arc::new(Plain(bytes.clone())),
         })
         .collect()
 }
@@ -134,22 +142,32 @@ async fn the_output_rules_hold() {
     assert!(matches!(err, CleanroomError::Query(_)), "{err}");
 }
 
-/// The same query over the banks' data as Parquet files (decrypted into memory, as Parquet needs
-/// its footer first) finds the same patterns; `describe_parquet` reads the schema and row count.
+/// The same query over the banks' data as Parquet files, in memory and encrypted in a blob
+/// store, finds the same patterns. The files have many row groups, so the reader seeks (the
+/// footer first, then each row group's column chunks) across the encrypted chunks.
+/// `describe_parquet` reads the schema and row count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_tables_give_the_same_findings() {
     use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
     let (files, planted) = generate();
     let csv_tables = tables(&files);
     let dir = tempfile::tempdir().unwrap();
-    let mut parquet_tables = Vec::new();
+    let store = confide_cleanroom::BlobStore::open(dir.path().join("blobs").to_str().unwrap(), &[])
+        .unwrap();
+    let key = Arc::new(confide_crypto::hpke::HpkeSecretKey::generate().unwrap());
+    let (mut in_memory, mut encrypted) = (Vec::new(), Vec::new());
     for (t, bytes) in csv_tables.iter().zip(files.iter()) {
         let reader = datafusion::arrow::csv::ReaderBuilder::new(t.schema.clone())
             .with_header(true)
             .build(&bytes[..])
             .unwrap();
         let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, t.schema.clone(), None).unwrap();
+        let small_groups = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(&mut out, t.schema.clone(), Some(small_groups)).unwrap();
         let mut rows = 0;
         for batch in reader {
             let batch = batch.unwrap();
@@ -162,21 +180,35 @@ async fn parquet_tables_give_the_same_findings() {
         let (columns, counted) = runner::describe_parquet(&path).unwrap();
         assert_eq!(counted as usize, rows);
         assert_eq!(columns.len(), 7);
-        let out = Arc::new(out);
-        parquet_tables.push(Table {
+        let groups =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&path).unwrap(),
+            )
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert!(groups > 2, "{} has {groups} row groups", t.name);
+
+        let sealed = confide_crypto::envelope::encrypt_bytes(&[key.public_key()], &out).unwrap();
+        let location = format!("datasets/{}.cfd", t.name);
+        let digest = hex::encode(confide_crypto::digest::sha256(&sealed));
+        store.put(&location, sealed).await.unwrap();
+        let verified = store.verified(&location, &digest).await.unwrap();
+        let table = |source: Arc<dyn Source>| Table {
             name: t.name.clone(),
             format: Format::Parquet,
             schema: t.schema.clone(),
-            open: Arc::new(move || {
-                Ok(Box::new(std::io::Cursor::new(out.as_ref().clone()))
-                    as Box<dyn std::io::BufRead + Send>)
-            }),
-        });
+            source,
+        };
+        in_memory.push(table(Arc::new(Plain(out))));
+        encrypted.push(table(verified.source(key.clone())));
     }
-    let out = runner::run(aml::SQL, parquet_tables, &aml::output_rules())
-        .await
-        .unwrap();
-    assert_eq!(findings(&out.csv), planted);
+    for tables in [in_memory, encrypted] {
+        let out = runner::run(aml::SQL, tables, &aml::output_rules())
+            .await
+            .unwrap();
+        assert_eq!(findings(&out.csv), planted);
+    }
     // A file that is not Parquet is named as such.
     let mut broken = tables(&files);
     broken[0].format = Format::Parquet;

@@ -712,7 +712,7 @@ pub(crate) fn run_contract(
             name,
             format,
             schema,
-            open: ciphertext.opener(key),
+            source: ciphertext.source(key),
         })
         .collect();
 

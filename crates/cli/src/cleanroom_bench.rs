@@ -150,7 +150,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                     name: (*name).to_owned(),
                     format: Format::Csv,
                     schema: schema.clone(),
-                    open: ciphertext.opener(key.clone()),
+                    source: ciphertext.source(key.clone()),
                 })
                 .collect::<Vec<_>>(),
         )
