@@ -1,7 +1,7 @@
 //! `confide bench cleanroom`: the AML query over generated transactions, run confidentially
 //! (each bank's file encrypted in the confide format, decrypted while DataFusion streams it,
 //! output rules applied) against plain DataFusion on the plaintext files, in one run, with the
-//! peak memory of each.
+//! peak memory of each. The files are CSV, or Parquet with `--format parquet`.
 
 use std::io::{BufWriter, Write as _};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use anyhow::Context;
 use confide_cleanroom::aml::{self, BANKS, Scale};
 use confide_cleanroom::{Format, Table, runner};
 use confide_crypto::hpke::HpkeSecretKey;
-use datafusion::prelude::{CsvReadOptions, SessionContext};
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CleanroomBenchArgs {
@@ -21,6 +21,9 @@ pub(crate) struct CleanroomBenchArgs {
     /// Rounds, each timing both (the medians are reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// The datasets' format: csv or parquet.
+    #[arg(long, default_value = "csv", value_parser = ["csv", "parquet"])]
+    format: String,
 }
 
 /// Resets the process's peak resident memory (Linux: `clear_refs` 5), so the next reading is
@@ -103,6 +106,27 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
     );
     let columns = runner::infer_csv_schema(std::fs::File::open(&plain[0])?, 10_000)?;
     let schema = runner::schema_from(&columns)?;
+    let format = Format::from_name(&args.format).context("--format: csv or parquet")?;
+    let plain = match format {
+        Format::Csv => plain,
+        Format::Parquet => {
+            let t = Instant::now();
+            let converted = plain
+                .iter()
+                .map(|csv| to_parquet(csv, &schema))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let bytes: u64 = converted
+                .iter()
+                .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            println!(
+                "converted to {:.0} MiB of Parquet in {:.1} s",
+                bytes as f64 / 1048576.0,
+                t.elapsed().as_secs_f64()
+            );
+            converted
+        }
+    };
 
     // Each bank's file encrypted to its own dataset key and put in a blob store (a local
     // directory), as `dataset publish` does; read back, in the timed part, as `confide run`
@@ -148,7 +172,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                 .zip(verified)
                 .map(|((name, _, _, key), ciphertext)| Table {
                     name: (*name).to_owned(),
-                    format: Format::Csv,
+                    format,
                     schema: schema.clone(),
                     source: ciphertext.source(key.clone()),
                 })
@@ -161,12 +185,17 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         runtime.block_on(async {
             let ctx = SessionContext::new();
             for (i, (_, name)) in BANKS.iter().enumerate() {
-                ctx.register_csv(
-                    *name,
-                    plain[i].to_str().unwrap_or_default(),
-                    CsvReadOptions::new().schema(&schema).has_header(true),
-                )
-                .await?;
+                let path = plain[i].to_str().unwrap_or_default();
+                match format {
+                    Format::Csv => {
+                        let options = CsvReadOptions::new().schema(&schema).has_header(true);
+                        ctx.register_csv(*name, path, options).await?;
+                    }
+                    Format::Parquet => {
+                        ctx.register_parquet(*name, path, ParquetReadOptions::default())
+                            .await?;
+                    }
+                }
             }
             let batches = ctx.sql(aml::SQL).await?.collect().await?;
             anyhow::Ok(batches.iter().map(|b| b.num_rows()).sum::<usize>())
@@ -231,7 +260,8 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
     }
     println!("the AML query (3 tables, joins and aggregates), median of {rounds} rounds:");
     println!(
-        "  plain DataFusion on plaintext CSV       {:>8.2} s   peak RSS {plain_mem:>7.0} MiB",
+        "  plain DataFusion on plaintext {:<9} {:>8.2} s   peak RSS {plain_mem:>7.0} MiB",
+        format.as_str(),
         median(plain_s)
     );
     println!(
@@ -247,4 +277,29 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         median(cpu_ratios)
     );
     Ok(())
+}
+
+/// Rewrites the CSV file `csv` as Parquet beside it (deleting the CSV); returns its path.
+fn to_parquet(
+    csv: &std::path::Path,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = csv.with_extension("parquet");
+    let reader = datafusion::arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(true)
+        .build(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(csv)?,
+        ))?;
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+        BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?),
+        schema.clone(),
+        None,
+    )?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.close()?;
+    std::fs::remove_file(csv)?;
+    Ok(path)
 }

@@ -372,30 +372,34 @@ fn the_demo_finds_what_it_planted() {
 /// otherwise), and it reports every round and the median ratio.
 #[test]
 fn the_benchmark_runs_both_sides_to_the_same_findings() {
-    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args([
-            "bench",
-            "cleanroom",
-            "--transactions",
-            "30000",
-            "--runs",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    let (ok, text, err) = outcome(&out);
-    assert!(ok, "{text}{err}");
-    assert!(text.contains("6 planted patterns"), "{text}");
-    for round in ["    1 ", "    2 "] {
-        assert!(
-            text.lines().any(|l| l.starts_with(round)),
-            "round {round:?} missing: {text}"
-        );
+    for format in ["csv", "parquet"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args([
+                "bench",
+                "cleanroom",
+                "--transactions",
+                "30000",
+                "--runs",
+                "2",
+            ])
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        let (ok, text, err) = outcome(&out);
+        assert!(ok, "{format}: {text}{err}");
+        assert!(text.contains("6 planted patterns"), "{text}");
+        assert!(text.contains(&format!("plaintext {format}")), "{text}");
+        for round in ["    1 ", "    2 "] {
+            assert!(
+                text.lines().any(|l| l.starts_with(round)),
+                "{format}: round {round:?} missing: {text}"
+            );
+        }
+        let ratio = text
+            .lines()
+            .find(|l| l.contains("confidential / plain, round by round"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+            .unwrap_or_else(|| panic!("{format}: no median ratio: {text}"));
+        assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
     }
-    let ratio = text
-        .lines()
-        .find(|l| l.contains("confidential / plain, round by round"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
-        .unwrap_or_else(|| panic!("no median ratio: {text}"));
-    assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
 }
