@@ -2,20 +2,22 @@
 //! approved contract's SQL inside a TEE with Apache DataFusion, decrypting each dataset as it is
 //! read, and lets out only a result that meets the contract's output rules.
 //!
-//! The CLI fetches contracts and keys and hands the runner the tables as openers of plaintext
-//! streams; the one network I/O here is the blob store's ([`store`]), which holds ciphertext only.
+//! The CLI fetches contracts and keys and hands the runner each table as its encrypted file,
+//! opened for positioned reads that decrypt as they go; the one network I/O here is the blob
+//! store's ([`store`]), which holds ciphertext only.
 
 #![forbid(unsafe_code)]
 
 pub mod aml;
 pub mod contract;
+mod plaintext;
 pub mod rules;
 pub mod runner;
 pub mod store;
 
 pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use rules::Released;
-pub use runner::{Format, Source, Table};
+pub use runner::{Format, Table};
 pub use store::BlobStore;
 
 /// Why a clean-room step refused.

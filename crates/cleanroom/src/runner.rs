@@ -1,35 +1,20 @@
 //! The query, inside the TEE: each dataset decrypted as DataFusion reads it, the contract's SQL
 //! run over them, the output rules applied to the result.
 //!
-//! Every table is a streaming source: each scan opens the dataset again and decrypts only what
-//! it reads, so a table used twice in a query is read twice and never held whole. A CSV table is
-//! read from its start, chunk by chunk as the parser pulls it; a Parquet table is read at the
-//! positions the Parquet reader asks for (its footer first, then each row group's column
-//! chunks), each read opening only the chunks it covers.
+//! DataFusion reads every table with its own CSV and Parquet readers, as it reads a plain file,
+//! through an in-memory object store whose every ranged read decrypts only the chunks it covers
+//! ([`crate::plaintext`]). A table used twice in a query is decrypted twice and never held whole.
 
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchReader as _};
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::error::DataFusionError;
-use datafusion::execution::TaskContext;
-use datafusion::parquet::arrow::arrow_reader::{
-    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
-};
-use datafusion::parquet::file::reader::{ChunkReader, Length};
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
-use crate::CleanroomError;
 use crate::contract::OutputRules;
 use crate::rules::{self, Released};
+use crate::{CleanroomError, plaintext};
 
 /// How a dataset's plaintext is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,16 +44,6 @@ impl Format {
     }
 }
 
-/// A dataset's plaintext, opened afresh for each scan and decrypted as it is read.
-pub trait Source: Send + Sync {
-    /// From its start. The reader lends its buffer ([`BufRead`]), so the CSV parser reads each
-    /// decrypted chunk where it was opened.
-    fn stream(&self) -> std::io::Result<Box<dyn BufRead + Send>>;
-
-    /// At any position, for formats that seek (Parquet reads its footer first).
-    fn at(&self) -> std::io::Result<Arc<dyn ReadAt>>;
-}
-
 /// One table of the query.
 #[derive(Clone)]
 pub struct Table {
@@ -78,8 +53,8 @@ pub struct Table {
     pub format: Format,
     /// Its columns (CSV; a Parquet file carries its own).
     pub schema: SchemaRef,
-    /// Where its plaintext comes from.
-    pub source: Arc<dyn Source>,
+    /// Its plaintext, readable at any position: each read decrypts the chunks it covers.
+    pub source: Arc<dyn ReadAt>,
 }
 
 impl std::fmt::Debug for Table {
@@ -142,157 +117,38 @@ pub fn describe_parquet(
     Ok((columns, u64::try_from(rows).unwrap_or(0)))
 }
 
-/// A table's plaintext as the Parquet reader reads it: positioned reads of the source.
-struct ParquetInput(Arc<dyn ReadAt>);
-
-impl Length for ParquetInput {
-    fn len(&self) -> u64 {
-        self.0.size().unwrap_or(0)
-    }
-}
-
-impl ChunkReader for ParquetInput {
-    type T = std::io::BufReader<ReadFrom>;
-
-    fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
-        let end = self.0.size()?;
-        Ok(std::io::BufReader::with_capacity(
-            64 * 1024,
-            ReadFrom {
-                source: self.0.clone(),
-                at: start,
-                end,
-            },
-        ))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
-        let mut bytes = vec![0u8; length];
-        self.0.read_exact_at(&mut bytes, start)?;
-        Ok(bytes.into())
-    }
-}
-
-/// A [`Read`] of a source from one position to its end.
-struct ReadFrom {
-    source: Arc<dyn ReadAt>,
-    at: u64,
-    end: u64,
-}
-
-impl Read for ReadFrom {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = usize::try_from(self.end.saturating_sub(self.at))
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        self.source.read_exact_at(&mut buf[..n], self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
-}
-
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
-
-/// The Parquet reader over a table's plaintext.
-fn parquet_batches(
-    source: &dyn Source,
-) -> Result<ParquetRecordBatchReader, Box<dyn std::error::Error + Send + Sync>> {
-    let input = ParquetInput(source.at()?);
-    let reader = ParquetRecordBatchReaderBuilder::try_new(input)
-        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-        .map_err(|e| format!("not Parquet: {e}"))?;
-    Ok(reader)
-}
-
-const BATCH_ROWS: usize = 8192;
-
-/// One table as a DataFusion partition: each execution reads the source afresh.
-struct Partition {
-    name: String,
-    format: Format,
-    schema: SchemaRef,
-    source: Arc<dyn Source>,
-}
-
-impl std::fmt::Debug for Partition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Partition")
-            .field("name", &self.name)
-            .field("format", &self.format)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Partition {
-    fn batches(&self) -> Result<Batches, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(match self.format {
-            Format::Csv => Box::new(
-                datafusion::arrow::csv::ReaderBuilder::new(self.schema.clone())
-                    .with_header(true)
-                    .with_batch_size(BATCH_ROWS)
-                    .build_buffered(self.source.stream()?)?,
-            ),
-            Format::Parquet => Box::new(parquet_batches(self.source.as_ref())?),
+/// Registers `tables` with `ctx`, served to DataFusion's own CSV and Parquet readers from an
+/// in-memory object store (see [`crate::plaintext`]).
+async fn register(ctx: &SessionContext, tables: &[Table]) -> Result<(), CleanroomError> {
+    let mut store = plaintext::Tables::default();
+    let urls: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| {
+            store.insert(
+                &format!("{i}.{}", table.format.as_str()),
+                table.source.clone(),
+            )
         })
-    }
-}
-
-impl PartitionStream for Partition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 4);
-        let tx = builder.tx();
-        let partition = Self {
-            name: self.name.clone(),
-            format: self.format,
-            schema: self.schema.clone(),
-            source: self.source.clone(),
-        };
-        builder.spawn_blocking(move || {
-            let external = |what: String| {
-                DataFusionError::Execution(format!("table {}: {what}", partition.name))
-            };
-            for batch in partition.batches().map_err(|e| external(e.to_string()))? {
-                let batch = batch.map_err(|e| external(e.to_string()));
-                let failed = batch.is_err();
-                if tx.blocking_send(batch).is_err() || failed {
-                    break;
-                }
+        .collect();
+    let url = url::Url::parse(plaintext::URL).map_err(|e| CleanroomError::Query(e.to_string()))?;
+    ctx.register_object_store(&url, Arc::new(store));
+    for (table, url) in tables.iter().zip(urls) {
+        let name = table.name.as_str();
+        match table.format {
+            Format::Csv => {
+                let options = CsvReadOptions::new().schema(&table.schema).has_header(true);
+                ctx.register_csv(name, &url, options)
+                    .await
+                    .map_err(|e| CleanroomError::Dataset(format!("table {name}: {e}")))?;
             }
-            Ok(())
-        });
-        builder.build()
-    }
-}
-
-async fn register(ctx: &SessionContext, table: Table) -> Result<(), CleanroomError> {
-    let schema = match table.format {
-        Format::Csv => table.schema.clone(),
-        // A Parquet file carries its own schema, in its footer.
-        Format::Parquet => {
-            let (source, name) = (table.source.clone(), table.name.clone());
-            tokio::task::spawn_blocking(move || {
-                parquet_batches(source.as_ref())
-                    .map(|reader| reader.schema())
-                    .map_err(|e| CleanroomError::Dataset(format!("table {name}: {e}")))
-            })
-            .await
-            .map_err(|e| CleanroomError::Query(e.to_string()))??
+            // A Parquet file carries its own schema, in its footer.
+            Format::Parquet => ctx
+                .register_parquet(name, &url, ParquetReadOptions::default())
+                .await
+                .map_err(|e| CleanroomError::Dataset(format!("table {name}: not Parquet: {e}")))?,
         }
-    };
-    let partition = Partition {
-        name: table.name.clone(),
-        format: table.format,
-        schema: schema.clone(),
-        source: table.source,
-    };
-    let provider = StreamingTable::try_new(schema, vec![Arc::new(partition)])
-        .map_err(|e| CleanroomError::Query(e.to_string()))?;
-    ctx.register_table(table.name.as_str(), Arc::new(provider))
-        .map_err(|e| CleanroomError::Query(e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -303,9 +159,7 @@ pub async fn run(
     rules: &OutputRules,
 ) -> Result<Released, CleanroomError> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
-    for table in tables {
-        register(&ctx, table).await?;
-    }
+    register(&ctx, &tables).await?;
     let frame = ctx
         .sql(sql)
         .await

@@ -21,6 +21,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use confide_crypto::chunked::ReadAt;
 use confide_crypto::digest::Sha256;
 use confide_crypto::hpke::HpkeSecretKey;
 use futures::StreamExt as _;
@@ -30,7 +31,7 @@ use object_store::{
     ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutPayload, WriteMultipart,
 };
 
-use crate::{CleanroomError, Source};
+use crate::CleanroomError;
 
 /// Uploads larger than this go up in parts of this size, several at once.
 const PART_BYTES: usize = 8 << 20;
@@ -350,42 +351,17 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// A table's plaintext source for the runner: the file opened afresh at each scan and
-    /// decrypted with `key`, each read opening only authenticated chunks. (Between the check
-    /// and a scan, only a holder of the dataset key could change the file without failing
-    /// authentication.)
-    pub fn source(self, key: Arc<HpkeSecretKey>) -> Arc<dyn Source> {
-        Arc::new(Encrypted {
-            verified: self,
-            key,
-        })
-    }
-}
-
-/// A verified ciphertext and its dataset key. The whole of the [`Verified`] is held, so a
-/// temporary copy lives as long as the source.
-struct Encrypted {
-    verified: Verified,
-    key: Arc<HpkeSecretKey>,
-}
-
-fn invalid(e: confide_crypto::envelope::EnvelopeError) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
-}
-
-impl Source for Encrypted {
-    fn stream(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
-        let file = std::fs::File::open(&self.verified.path)?;
-        // The decryptor reads a batch of chunks per call, so the file needs no buffer.
-        let decryptor =
-            confide_crypto::envelope::Decryptor::new(&self.key, file).map_err(invalid)?;
-        Ok(Box::new(decryptor.into_reader()))
-    }
-
-    fn at(&self) -> std::io::Result<Arc<dyn confide_crypto::chunked::ReadAt>> {
-        let file = std::fs::File::open(&self.verified.path)?;
-        let reader = confide_crypto::envelope::open_at(&self.key, file).map_err(invalid)?;
-        Ok(Arc::new(reader))
+    /// The plaintext, for a dataset key: the header read and the data key unwrapped, the body's
+    /// key commitment and final chunk checked, then each read decrypting the chunks it covers.
+    /// The file stays open, so a temporary copy, unlinked when this is dropped, stays readable.
+    /// (Between the digest check and a read, only a holder of the dataset key could change the
+    /// file without failing authentication.)
+    pub fn open(self, key: &HpkeSecretKey) -> Result<Arc<dyn ReadAt>, CleanroomError> {
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| CleanroomError::Dataset(format!("opening the ciphertext: {e}")))?;
+        let plaintext = confide_crypto::envelope::open_at(key, file)
+            .map_err(|e| CleanroomError::Dataset(e.to_string()))?;
+        Ok(Arc::new(plaintext))
     }
 }
 
@@ -503,8 +479,8 @@ mod tests {
             "{refused}"
         );
 
-        // A dataset verified once and scanned twice from its start, decrypting each time, and
-        // read at a position.
+        // A dataset verified once and read whole twice, decrypting each time, and read at a
+        // position.
         let key = HpkeSecretKey::generate().unwrap();
         let mut sealed = Vec::new();
         confide_crypto::envelope::encrypt(&[key.public_key()], &big[..], &mut sealed).unwrap();
@@ -512,17 +488,17 @@ mod tests {
             .put("datasets/sealed.cfd", sealed.clone())
             .await
             .unwrap();
-        let source = store
+        let at = store
             .verified("datasets/sealed.cfd", &digest(&sealed))
             .await
             .unwrap()
-            .source(Arc::new(key));
+            .open(&key)
+            .unwrap();
         for _ in 0..2 {
-            let mut plain = Vec::new();
-            source.stream().unwrap().read_to_end(&mut plain).unwrap();
+            let mut plain = vec![0u8; big.len()];
+            at.read_exact_at(&mut plain, 0).unwrap();
             assert!(plain == big);
         }
-        let at = source.at().unwrap();
         assert_eq!(at.size().unwrap(), big.len() as u64);
         let mut middle = vec![0u8; 100_000];
         at.read_exact_at(&mut middle, 12_345).unwrap();

@@ -8,21 +8,8 @@ use std::sync::Arc;
 
 use confide_cleanroom::aml::{self, BANKS, Scale};
 use confide_cleanroom::runner::{self, schema_from};
-use confide_cleanroom::{CleanroomError, Format, OnViolation, Source, Table};
+use confide_cleanroom::{CleanroomError, Format, OnViolation, Table};
 use confide_crypto::chunked::ReadAt;
-
-/// A table's plaintext held in memory.
-struct Plain(Vec<u8>);
-
-impl Source for Plain {
-    fn stream(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
-        Ok(Box::new(std::io::Cursor::new(self.0.clone())))
-    }
-
-    fn at(&self) -> std::io::Result<Arc<dyn ReadAt>> {
-        Ok(Arc::new(self.0.clone()))
-    }
-}
 
 /// The tables over `files`, typed as the schema inferred from a whole generated bank file
 /// (as `dataset publish` records it).
@@ -37,7 +24,7 @@ fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
             name: (*name).to_owned(),
             format: Format::Csv,
             schema: schema.clone(),
-            source: Arc::new(Plain(bytes.clone())),
+            source: Arc::new(bytes.clone()),
         })
         .collect()
 }
@@ -155,7 +142,7 @@ async fn parquet_tables_give_the_same_findings() {
     let dir = tempfile::tempdir().unwrap();
     let store = confide_cleanroom::BlobStore::open(dir.path().join("blobs").to_str().unwrap(), &[])
         .unwrap();
-    let key = Arc::new(confide_crypto::hpke::HpkeSecretKey::generate().unwrap());
+    let key = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
     let (mut in_memory, mut encrypted) = (Vec::new(), Vec::new());
     for (t, bytes) in csv_tables.iter().zip(files.iter()) {
         let reader = datafusion::arrow::csv::ReaderBuilder::new(t.schema.clone())
@@ -194,14 +181,14 @@ async fn parquet_tables_give_the_same_findings() {
         let digest = hex::encode(confide_crypto::digest::sha256(&sealed));
         store.put(&location, sealed).await.unwrap();
         let verified = store.verified(&location, &digest).await.unwrap();
-        let table = |source: Arc<dyn Source>| Table {
+        let table = |source: Arc<dyn ReadAt>| Table {
             name: t.name.clone(),
             format: Format::Parquet,
             schema: t.schema.clone(),
             source,
         };
-        in_memory.push(table(Arc::new(Plain(out))));
-        encrypted.push(table(verified.source(key.clone())));
+        in_memory.push(table(Arc::new(out)));
+        encrypted.push(table(verified.open(&key).unwrap()));
     }
     for tables in [in_memory, encrypted] {
         let out = runner::run(aml::SQL, tables, &aml::output_rules())

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -676,7 +675,7 @@ pub(crate) fn run_contract(
             confide_server::RELEASE_INFO,
             format!("{key_name}/{version}").as_bytes(),
         )?;
-        let dataset_key = Arc::new(HpkeSecretKey::from_bytes(&secret)?);
+        let dataset_key = HpkeSecretKey::from_bytes(&secret)?;
         let location = record["location"]
             .as_str()
             .context("the dataset has no location")?;
@@ -708,13 +707,18 @@ pub(crate) fn run_contract(
     let tables: Vec<Table> = pending
         .into_iter()
         .zip(verified)
-        .map(|((name, format, schema, key), ciphertext)| Table {
-            name,
-            format,
-            schema,
-            source: ciphertext.source(key),
+        .map(|((name, format, schema, key), ciphertext)| {
+            let source = ciphertext
+                .open(&key)
+                .with_context(|| format!("table {name}"))?;
+            anyhow::Ok(Table {
+                name,
+                format,
+                schema,
+                source,
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
 
     let released = match store.runtime.block_on(confide_cleanroom::runner::run(
         &contract.sql,

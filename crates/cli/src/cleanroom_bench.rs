@@ -4,7 +4,6 @@
 //! peak memory of each. The files are CSV, or Parquet with `--format parquet`.
 
 use std::io::{BufWriter, Write as _};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -144,7 +143,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
     )?;
     let mut sealed_tables = Vec::new();
     for (i, (_, name)) in BANKS.iter().enumerate() {
-        let key = Arc::new(HpkeSecretKey::generate()?);
+        let key = HpkeSecretKey::generate()?;
         let sealed = dir.path().join(format!("{name}.cfd"));
         confide_crypto::envelope::encrypt(
             &[key.public_key()],
@@ -166,18 +165,18 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
             .map(|(_, l, d, _)| (l.as_str(), d.as_str()))
             .collect();
         let verified = store.verified_all(&pairs).await?;
-        anyhow::Ok(
-            sealed_tables
-                .iter()
-                .zip(verified)
-                .map(|((name, _, _, key), ciphertext)| Table {
+        sealed_tables
+            .iter()
+            .zip(verified)
+            .map(|((name, _, _, key), ciphertext)| {
+                anyhow::Ok(Table {
                     name: (*name).to_owned(),
                     format,
                     schema: schema.clone(),
-                    source: ciphertext.source(key.clone()),
+                    source: ciphertext.open(key)?,
                 })
-                .collect::<Vec<_>>(),
-        )
+            })
+            .collect::<Result<Vec<_>, _>>()
     };
 
     let rules = aml::output_rules();

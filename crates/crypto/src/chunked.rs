@@ -203,6 +203,18 @@ impl ChunkKey {
             .map_err(|_| ChunkedError::TooLong)
     }
 
+    /// Opens `chunk` (ciphertext and tag) as chunk `index` into `out`, which is `TAG_LEN`
+    /// bytes shorter. On failure `out` is wiped: it may have held unauthenticated plaintext.
+    fn open_into(&self, index: u64, chunk: &[u8], out: &mut [u8]) -> Result<(), ChunkedError> {
+        let (ciphertext, tag) = chunk.split_at(chunk.len() - TAG_LEN);
+        self.key
+            .open_separate_gather(self.nonce(index), Aad::empty(), ciphertext, tag, out)
+            .map_err(|_| {
+                out.fill(0);
+                ChunkedError::Chunk { index }
+            })
+    }
+
     /// Opens `chunk` (ciphertext and tag) in place as chunk `index`; returns the plaintext
     /// length.
     fn open(&self, index: u64, chunk: &mut [u8]) -> Result<usize, ChunkedError> {

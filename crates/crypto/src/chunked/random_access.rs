@@ -132,7 +132,9 @@ impl<S: ReadAt> RandomAccessReader<S> {
             chunks: full + 1,
         };
         // The final chunk, authenticated now, vouches for the length.
-        reader.open_chunks(full, 1, |_, _| {})?;
+        reader.for_each_chunk(full, 1, |index, chunk| {
+            reader.open_copy(index, chunk, |_| {})
+        })?;
         Ok(reader)
     }
 
@@ -146,17 +148,16 @@ impl<S: ReadAt> RandomAccessReader<S> {
         self.len == 0
     }
 
-    /// Reads `count` chunks from chunk `first` on, a batch at a time, opens each at its
-    /// position and hands `(index, plaintext)` to `take`; fails at the first chunk that does
-    /// not authenticate.
-    fn open_chunks(
+    /// Reads `count` chunks from chunk `first` on, a batch at a time, and hands each chunk's
+    /// `(index, ciphertext and tag)` to `open`; stops at the first error.
+    fn for_each_chunk(
         &self,
         first: u64,
         count: u64,
-        mut take: impl FnMut(u64, &[u8]),
+        mut open: impl FnMut(u64, &[u8]) -> Result<(), ChunkedError>,
     ) -> io::Result<()> {
-        let batch_len = count.min(BATCH_CHUNKS as u64) as usize * ENCRYPTED_CHUNK_SIZE;
-        let mut batch = Zeroizing::new(vec![0u8; batch_len]);
+        // Ciphertext only: plaintext is opened into the caller's buffer or a wiped copy.
+        let mut batch = vec![0u8; count.min(BATCH_CHUNKS as u64) as usize * ENCRYPTED_CHUNK_SIZE];
         let end = first + count;
         let mut index = first;
         while index < end {
@@ -166,12 +167,27 @@ impl<S: ReadAt> RandomAccessReader<S> {
             let to = (from + n * ENCRYPTED_CHUNK_SIZE as u64).min(self.end);
             let bytes = &mut batch[..(to - from) as usize];
             self.source.read_exact_at(bytes, from)?;
-            for slot in bytes.chunks_mut(ENCRYPTED_CHUNK_SIZE) {
-                let len = self.key.open(index, slot).map_err(ChunkedError::into_io)?;
-                take(index, &slot[..len]);
+            for chunk in bytes.chunks(ENCRYPTED_CHUNK_SIZE) {
+                open(index, chunk).map_err(ChunkedError::into_io)?;
                 index += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Opens a copy of chunk `index` in a buffer wiped afterwards and lends its plaintext to
+    /// `take`: for a chunk only part of which is wanted.
+    fn open_copy(
+        &self,
+        index: u64,
+        chunk: &[u8],
+        take: impl FnOnce(&[u8]),
+    ) -> Result<(), ChunkedError> {
+        let mut copy = Zeroizing::new([0u8; ENCRYPTED_CHUNK_SIZE]);
+        let copy = &mut copy[..chunk.len()];
+        copy.copy_from_slice(chunk);
+        let len = self.key.open(index, copy)?;
+        take(&copy[..len]);
         Ok(())
     }
 }
@@ -194,17 +210,26 @@ impl<S: ReadAt> ReadAt for RandomAccessReader<S> {
         let chunk = CHUNK_SIZE as u64;
         let first = offset / chunk;
         let last = (end - 1) / chunk;
-        let filled = self.open_chunks(first, last - first + 1, |index, plain| {
+        let filled = self.for_each_chunk(first, last - first + 1, |index, ciphertext| {
             // The part of this chunk the read covers, and where it goes in `buf`.
             let chunk_start = index * chunk;
+            let plain_len = ciphertext.len() - TAG_LEN;
             let from = offset.max(chunk_start);
-            let to = end.min(chunk_start + plain.len() as u64);
+            let to = end.min(chunk_start + plain_len as u64);
             let (at, from, to) = (
                 (from - offset) as usize,
                 (from - chunk_start) as usize,
                 (to - chunk_start) as usize,
             );
-            buf[at..at + (to - from)].copy_from_slice(&plain[from..to]);
+            let out = &mut buf[at..at + (to - from)];
+            if to - from == plain_len {
+                // The whole chunk: opened straight into place.
+                self.key.open_into(index, ciphertext, out)
+            } else {
+                self.open_copy(index, ciphertext, |plain| {
+                    out.copy_from_slice(&plain[from..to]);
+                })
+            }
         });
         if filled.is_err() {
             buf.fill(0);
