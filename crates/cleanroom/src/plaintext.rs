@@ -185,3 +185,64 @@ impl ObjectStore for Tables {
         Err(read_only("copy"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use object_store::{GetRange, ObjectStoreExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ranged_reads_give_the_plaintext_and_nothing_can_be_written() {
+        let bytes: Vec<u8> = (0..3 * PIECE as u32 + 7).map(|i| (i % 251) as u8).collect();
+        let mut tables = Tables::default();
+        let url = tables.insert("0.csv", Arc::new(bytes.clone()));
+        assert_eq!(url, "confide-plaintext://tables/0.csv");
+        let path = Path::from("0.csv");
+
+        let whole = tables.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(whole == bytes);
+        let across = tables.get_range(&path, 5..2 * PIECE + 9).await.unwrap();
+        assert!(across[..] == bytes[5..2 * PIECE as usize + 9]);
+        for (range, expected) in [
+            (GetRange::Suffix(10), bytes.len() - 10..bytes.len()),
+            (GetRange::Offset(PIECE), PIECE as usize..bytes.len()),
+        ] {
+            let options = GetOptions {
+                range: Some(range),
+                ..GetOptions::default()
+            };
+            let got = tables.get_opts(&path, options).await.unwrap();
+            assert_eq!(got.range, expected.start as u64..expected.end as u64);
+            assert!(got.bytes().await.unwrap()[..] == bytes[expected]);
+        }
+        assert_eq!(tables.head(&path).await.unwrap().size, bytes.len() as u64);
+        let listed: Vec<ObjectMeta> = tables
+            .list(None)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(listed.len(), 1);
+
+        let beyond = tables.get_range(&path, bytes.len() as u64 + 1..bytes.len() as u64 + 2);
+        assert!(beyond.await.is_err());
+        let missing = tables.get(&Path::from("1.csv")).await.unwrap_err();
+        assert!(
+            matches!(missing, object_store::Error::NotFound { .. }),
+            "{missing}"
+        );
+        let put = tables
+            .put(&path, PutPayload::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(put, object_store::Error::NotSupported { .. }),
+            "{put}"
+        );
+        assert!(tables.copy(&path, &Path::from("2.csv")).await.is_err());
+    }
+}
