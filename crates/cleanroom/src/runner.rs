@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::contract::OutputRules;
@@ -160,8 +161,14 @@ pub async fn run(
 ) -> Result<Released, CleanroomError> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     register(&ctx, &tables).await?;
+    // A query only: no statement that creates or reads other tables (`CREATE EXTERNAL TABLE`
+    // over a local file), writes (`COPY ... TO`, `INSERT`) or changes the session (`SET`).
+    let query_only = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
     let frame = ctx
-        .sql(sql)
+        .sql_with_options(sql, query_only)
         .await
         .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
     let columns: Vec<String> = frame

@@ -127,6 +127,31 @@ async fn the_output_rules_hold() {
         .await
         .unwrap_err();
     assert!(matches!(err, CleanroomError::Query(_)), "{err}");
+    // Only a query runs: nothing that writes the pooled rows out, reads another file or
+    // changes the session.
+    let dir = tempfile::tempdir().unwrap();
+    let leak = dir.path().join("leak.csv");
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "a\n1\n").unwrap();
+    for sql in [
+        format!("COPY (SELECT * FROM bank_a) TO '{}'", leak.display()),
+        format!(
+            "CREATE EXTERNAL TABLE other STORED AS CSV LOCATION '{}'",
+            other.display()
+        ),
+        "CREATE TABLE copy AS SELECT * FROM bank_a".to_owned(),
+        "INSERT INTO bank_a SELECT * FROM bank_b".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+    ] {
+        let err = runner::run(&sql, tables(&files), &aml::output_rules())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CleanroomError::Query(m) if m.contains("not supported") || m.contains("not allowed")),
+            "{sql}: {err}"
+        );
+    }
+    assert!(!leak.exists(), "a contract's SQL wrote the rows to disk");
 }
 
 /// The same query over the banks' data as Parquet files, in memory and encrypted in a blob
