@@ -24,12 +24,9 @@ pub struct Released {
     pub columns: Vec<String>,
 }
 
-/// Applies `rules` to the result `batches` (whose columns are `columns`).
-pub fn apply(
-    rules: &OutputRules,
-    columns: &[String],
-    batches: &[RecordBatch],
-) -> Result<Released, CleanroomError> {
+/// Checks that a result with `columns` may leave under `rules`: every column allowed, and the
+/// count of individuals among them. Returns where the count is.
+pub fn check_columns(rules: &OutputRules, columns: &[String]) -> Result<usize, CleanroomError> {
     let refused = |m: String| Err(CleanroomError::OutputRefused(m));
     for c in columns {
         if !rules.columns.contains(c) {
@@ -40,12 +37,23 @@ pub fn apply(
             ));
         }
     }
-    let Some(count_at) = columns.iter().position(|c| *c == rules.min_group.column) else {
-        return refused(format!(
+    match columns.iter().position(|c| *c == rules.min_group.column) {
+        Some(at) => Ok(at),
+        None => refused(format!(
             "the result lacks the column {:?} that counts the individuals behind each row",
             rules.min_group.column
-        ));
-    };
+        )),
+    }
+}
+
+/// Applies `rules` to the result `batches` (whose columns are `columns`).
+pub fn apply(
+    rules: &OutputRules,
+    columns: &[String],
+    batches: &[RecordBatch],
+) -> Result<Released, CleanroomError> {
+    let refused = |m: String| Err(CleanroomError::OutputRefused(m));
+    let count_at = check_columns(rules, columns)?;
     let min = i64::try_from(rules.min_group.min).unwrap_or(i64::MAX);
     let mut kept = Vec::with_capacity(batches.len());
     let mut suppressed = 0u64;

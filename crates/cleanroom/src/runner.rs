@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
@@ -153,22 +154,59 @@ async fn register(ctx: &SessionContext, tables: &[Table]) -> Result<(), Cleanroo
     Ok(())
 }
 
+/// A query only: no statement that creates or reads other tables (`CREATE EXTERNAL TABLE` over
+/// a local file), writes (`COPY ... TO`, `INSERT`) or changes the session (`SET`).
+fn query_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+fn new_context() -> SessionContext {
+    SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
+}
+
+/// Plans `sql` over empty tables of these schemas and checks that its result could leave under
+/// `rules`, as a proposer would want to know before the owners approve: a query only, over the
+/// contract's tables and their columns, giving only allowed columns and the count. Returns the
+/// result's columns.
+pub async fn check(
+    sql: &str,
+    tables: &[(String, SchemaRef)],
+    rules: &OutputRules,
+) -> Result<Vec<String>, CleanroomError> {
+    let ctx = new_context();
+    for (name, schema) in tables {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]])
+            .map_err(|e| CleanroomError::Query(e.to_string()))?;
+        ctx.register_table(name.as_str(), Arc::new(empty))
+            .map_err(|e| CleanroomError::Query(e.to_string()))?;
+    }
+    let frame = ctx
+        .sql_with_options(sql, query_only())
+        .await
+        .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    rules::check_columns(rules, &columns)?;
+    Ok(columns)
+}
+
 /// Runs `sql` over `tables` and applies `rules` to its result.
 pub async fn run(
     sql: &str,
     tables: Vec<Table>,
     rules: &OutputRules,
 ) -> Result<Released, CleanroomError> {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let ctx = new_context();
     register(&ctx, &tables).await?;
-    // A query only: no statement that creates or reads other tables (`CREATE EXTERNAL TABLE`
-    // over a local file), writes (`COPY ... TO`, `INSERT`) or changes the session (`SET`).
-    let query_only = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let frame = ctx
-        .sql_with_options(sql, query_only)
+        .sql_with_options(sql, query_only())
         .await
         .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
     let columns: Vec<String> = frame

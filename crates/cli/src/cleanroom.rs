@@ -14,6 +14,7 @@ use confide_cleanroom::{
 };
 use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
 use confide_identity::Home;
+use datafusion::arrow::datatypes::SchemaRef;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -449,11 +450,50 @@ pub(crate) fn build_contract(
 }
 
 /// Proposes `contract` (and votes for it, which counts if this member owns a dataset of it).
+/// The columns a dataset's ledger record gives, as a schema.
+fn record_schema(record: &Value) -> anyhow::Result<SchemaRef> {
+    let columns: Vec<(String, String)> = record["schema"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["type"].as_str().unwrap_or("Utf8").to_owned(),
+            )
+        })
+        .collect();
+    Ok(confide_cleanroom::runner::schema_from(&columns)?)
+}
+
+/// Proposes `contract` once its SQL plans over its datasets' columns as the ledger records them
+/// and gives a result its output rules let leave: a contract that could never run is refused
+/// before any owner is asked to approve it.
 pub(crate) fn propose_contract(
     client: &Client,
     home: &Home,
     contract: &Contract,
 ) -> anyhow::Result<(String, String)> {
+    let datasets = client.get("/gov/datasets")?["datasets"].clone();
+    let tables = contract
+        .tables
+        .iter()
+        .map(|(table, dataset)| {
+            let record = datasets
+                .get(dataset)
+                .with_context(|| format!("table {table}: no dataset {dataset} on the ledger"))?;
+            anyhow::Ok((table.clone(), record_schema(record)?))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(confide_cleanroom::runner::check(
+            &contract.sql,
+            &tables,
+            &contract.output,
+        ))
+        .context("checking the contract before proposing it")?;
     let id = contract.id();
     let action = json!({
         "action": "approve_contract", "id": id, "datasets": contract.datasets(),
@@ -682,21 +722,10 @@ pub(crate) fn run_contract(
         let digest = record["digest"]
             .as_str()
             .context("the dataset has no digest")?;
-        let columns: Vec<(String, String)> = record["schema"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap_or_default().to_owned(),
-                    c["type"].as_str().unwrap_or("Utf8").to_owned(),
-                )
-            })
-            .collect();
         pending.push((
             table.clone(),
             Format::from_name(record["format"].as_str().unwrap_or("csv")).unwrap_or(Format::Csv),
-            confide_cleanroom::runner::schema_from(&columns)?,
+            record_schema(record)?,
             dataset_key,
         ));
         stored.push((location, digest));

@@ -72,6 +72,10 @@ fn count(url: &str, kind: &str) -> usize {
         .count()
 }
 
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn second_word_after(text: &str, marker: &str) -> String {
     text.split(marker)
         .nth(1)
@@ -162,7 +166,7 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         .zip(&ids)
         .map(|(t, id)| format!("{t}={id}"))
         .collect();
-    let propose = |sql_path: &Path, extra: &[&str]| {
+    let propose_args = |sql_path: &Path, extra: &[&str]| {
         let mut args = vec![
             "contract",
             "propose",
@@ -184,9 +188,42 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
             "n_accounts:3",
         ]);
         args.extend(extra);
-        let out = cli.ok("analyst", &args);
+        args.into_iter().map(str::to_owned).collect::<Vec<String>>()
+    };
+    let propose = |sql_path: &Path, extra: &[&str]| {
+        let out = cli.ok("analyst", &strs(&propose_args(sql_path, extra)));
         second_word_after(&out, "contract ")
     };
+
+    // Refused before any owner is asked: SQL that is not a query, SQL over a column the
+    // datasets do not have, and a result the output rules would never let leave. Nothing
+    // reaches the ledger.
+    let entries = ledger_events(&s.url).len();
+    for (text, why) in [
+        (
+            "COPY (SELECT * FROM bank_a) TO '/tmp/rows.csv'",
+            "not supported",
+        ),
+        ("SELECT no_such_column FROM bank_a", "no_such_column"),
+        (
+            "SELECT tx_id AS subject FROM bank_a",
+            "counts the individuals",
+        ),
+        (
+            "SELECT amount AS salary, 3 AS n_accounts FROM bank_a",
+            "salary",
+        ),
+    ] {
+        let bad = d.join("bad.sql");
+        std::fs::write(&bad, text).unwrap();
+        cli.refused("analyst", &strs(&propose_args(&bad, &[])), why);
+    }
+    assert_eq!(
+        ledger_events(&s.url).len(),
+        entries,
+        "a refused proposal was recorded"
+    );
+
     let id = propose(&sql, &[]);
 
     // Denied: not every owner has approved.
