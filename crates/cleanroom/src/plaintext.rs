@@ -24,8 +24,11 @@ pub(crate) const URL: &str = "confide-plaintext://tables/";
 
 const STORE: &str = "the tables' plaintext";
 
-/// Bytes one piece of a read's stream decrypts at a time (64 chunks).
-const PIECE: u64 = 1 << 20;
+/// Bytes one piece of a read's stream decrypts at a time (4 chunks). Small pieces keep a scan
+/// from racing ahead of the query: with 1 MiB pieces the AML benchmark's peak memory was a
+/// quarter above plain DataFusion's (which reads a file in 8 KiB pieces), with 64 KiB it is
+/// the same.
+const PIECE: u64 = 1 << 16;
 
 /// The tables of one query, by object name.
 #[derive(Default)]
@@ -155,6 +158,27 @@ impl ObjectStore for Tables {
         })
     }
 
+    /// Each range decrypted whole into one buffer (the Parquet reader asks for a row group's
+    /// column chunks this way), instead of gathered from a stream of pieces.
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let source = self.object(location)?;
+        ranges
+            .iter()
+            .map(|range| {
+                let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(failed)?;
+                let mut bytes = vec![0u8; len];
+                source
+                    .read_exact_at(&mut bytes, range.start)
+                    .map_err(failed)?;
+                Ok(Bytes::from(bytes))
+            })
+            .collect()
+    }
+
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
@@ -206,6 +230,13 @@ mod tests {
         assert!(whole == bytes);
         let across = tables.get_range(&path, 5..2 * PIECE + 9).await.unwrap();
         assert!(across[..] == bytes[5..2 * PIECE as usize + 9]);
+        let ranges = [0..1, PIECE - 3..3 * PIECE + 7, 9..9];
+        let got = tables.get_ranges(&path, &ranges).await.unwrap();
+        for (range, got) in ranges.iter().zip(&got) {
+            assert!(got[..] == bytes[range.start as usize..range.end as usize]);
+        }
+        let past_the_end = 0..3 * PIECE + 8;
+        assert!(tables.get_ranges(&path, &[past_the_end]).await.is_err());
         for (range, expected) in [
             (GetRange::Suffix(10), bytes.len() - 10..bytes.len()),
             (GetRange::Offset(PIECE), PIECE as usize..bytes.len()),
