@@ -12,7 +12,9 @@ use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, ParquetReadOptions, SessionConfig, SessionContext,
+};
 
 use crate::contract::OutputRules;
 use crate::rules::{self, Released};
@@ -163,6 +165,21 @@ fn query_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// Plans `sql` as a query only; the plan and the names of its result's columns.
+async fn plan(ctx: &SessionContext, sql: &str) -> Result<(DataFrame, Vec<String>), CleanroomError> {
+    let frame = ctx
+        .sql_with_options(sql, query_only())
+        .await
+        .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
+    let columns = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok((frame, columns))
+}
+
 fn new_context() -> SessionContext {
     SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
 }
@@ -183,16 +200,7 @@ pub async fn check(
         ctx.register_table(name.as_str(), Arc::new(empty))
             .map_err(|e| CleanroomError::Query(e.to_string()))?;
     }
-    let frame = ctx
-        .sql_with_options(sql, query_only())
-        .await
-        .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
-    let columns: Vec<String> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let (_, columns) = plan(&ctx, sql).await?;
     rules::check_columns(rules, &columns)?;
     Ok(columns)
 }
@@ -205,16 +213,7 @@ pub async fn run(
 ) -> Result<Released, CleanroomError> {
     let ctx = new_context();
     register(&ctx, &tables).await?;
-    let frame = ctx
-        .sql_with_options(sql, query_only())
-        .await
-        .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
-    let columns: Vec<String> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let (frame, columns) = plan(&ctx, sql).await?;
     let batches = frame
         .collect()
         .await

@@ -58,6 +58,15 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The files' total size in MiB.
+fn mib(files: &[std::path::PathBuf]) -> f64 {
+    let bytes: u64 = files
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    bytes as f64 / 1048576.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -92,14 +101,10 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         }
         planted
     };
-    let bytes: u64 = plain
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
     println!(
         "generated {} transactions ({:.0} MiB of CSV, {} planted patterns) in {:.1} s",
         per_bank * 3,
-        bytes as f64 / 1048576.0,
+        mib(&plain),
         planted.len(),
         t.elapsed().as_secs_f64()
     );
@@ -114,13 +119,9 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|csv| to_parquet(csv, &schema))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let bytes: u64 = converted
-                .iter()
-                .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                .sum();
             println!(
                 "converted to {:.0} MiB of Parquet in {:.1} s",
-                bytes as f64 / 1048576.0,
+                mib(&converted),
                 t.elapsed().as_secs_f64()
             );
             converted

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{
     BATCH_CHUNKS, CHUNK_SIZE, ChunkKey, ChunkedError, ENCRYPTED_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS,
-    SALT_LEN, Suite, TAG_LEN, derive,
+    Suite, TAG_LEN, check_header,
 };
 
 /// Something whole that can be read at any position: a file, bytes in memory, or the
@@ -101,15 +101,7 @@ impl<S: ReadAt> RandomAccessReader<S> {
             .ok_or_else(|| ChunkedError::TruncatedHeader.into_io())?;
         let mut header = [0u8; HEADER_LEN];
         source.read_exact_at(&mut header, start)?;
-        let (salt, commitment) = header.split_at(SALT_LEN);
-        let mut salt_arr = [0u8; SALT_LEN];
-        salt_arr.copy_from_slice(salt);
-        let derived = derive(suite, key, &salt_arr, context).map_err(ChunkedError::into_io)?;
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, commitment)
-            .is_err()
-        {
-            return Err(ChunkedError::Commitment.into_io());
-        }
+        let key = check_header(suite, key, context, &header).map_err(ChunkedError::into_io)?;
 
         let body_len = message - HEADER_LEN as u64;
         let full = body_len / ENCRYPTED_CHUNK_SIZE as u64;
@@ -127,7 +119,7 @@ impl<S: ReadAt> RandomAccessReader<S> {
             source,
             body: start + HEADER_LEN as u64,
             end: size,
-            key: derived.key,
+            key,
             len: full * CHUNK_SIZE as u64 + (rest - TAG_LEN as u64),
             chunks: full + 1,
         };
