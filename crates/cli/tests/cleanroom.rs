@@ -406,7 +406,7 @@ fn the_demo_finds_what_it_planted() {
 }
 
 /// The benchmark's two sides must both find the planted patterns (it refuses to report a figure
-/// otherwise), and it reports every round and the median ratio.
+/// otherwise), and it reports every round and the median ratio, for CSV and for Parquet.
 #[test]
 fn the_benchmark_runs_both_sides_to_the_same_findings() {
     for format in ["csv", "parquet"] {
