@@ -449,7 +449,6 @@ pub(crate) fn build_contract(
     Ok(contract)
 }
 
-/// Proposes `contract` (and votes for it, which counts if this member owns a dataset of it).
 /// The columns a dataset's ledger record gives, as a schema.
 fn record_schema(record: &Value) -> anyhow::Result<SchemaRef> {
     let columns: Vec<(String, String)> = record["schema"]
@@ -466,9 +465,10 @@ fn record_schema(record: &Value) -> anyhow::Result<SchemaRef> {
     Ok(confide_cleanroom::runner::schema_from(&columns)?)
 }
 
-/// Proposes `contract` once its SQL plans over its datasets' columns as the ledger records them
-/// and gives a result its output rules let leave: a contract that could never run is refused
-/// before any owner is asked to approve it.
+/// Proposes `contract` (and votes for it, which counts if this member owns a dataset of it),
+/// once its SQL plans over its datasets' columns as the ledger records them and gives a result
+/// its output rules let leave: a contract that could never run is refused before any owner is
+/// asked to approve it.
 pub(crate) fn propose_contract(
     client: &Client,
     home: &Home,
