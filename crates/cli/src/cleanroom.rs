@@ -10,10 +10,12 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Subcommand;
 use confide_cleanroom::{
-    BlobStore, Contract, Format, Measurement, MinGroup, OnViolation, OutputRules, Table,
+    BlobStore, Contract, Format, Measurement, MinGroup, OnViolation, OutputRules,
 };
-use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
+use confide_crypto::hpke::HpkeSecretKey;
+use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
+use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -142,6 +144,11 @@ pub(crate) struct RunArgs {
     /// The measurement the simulated evidence reports (hex; default: the sim default).
     #[arg(long, value_name = "HEX", requires = "sim")]
     sim_measurement: Option<String>,
+    /// The consortium's ledger key (PEM; `confide serve` keeps it in DATA/ledger/ledger.pub):
+    /// the workload acts only on a ledger whose checkpoint this key signed, whatever the server
+    /// or the network in between says.
+    #[arg(long, env = "CONFIDE_LEDGER_KEY", value_name = "PEM")]
+    ledger_key: PathBuf,
     #[command(flatten)]
     store: StoreArgs,
     /// Print JSON.
@@ -503,28 +510,75 @@ pub(crate) fn propose_contract(
     Ok((id, state))
 }
 
-/// The open proposal that would approve contract `id`.
-fn proposal_of(client: &Client, id: &str, action: &str) -> anyhow::Result<String> {
-    let r = client.get("/gov/proposals")?;
-    r["proposals"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["state"] == "open")
-        .find(|p| {
-            p["actions"]
+/// The open proposal to approve contract `id`, as its proposer signed it, and the terms it
+/// approves. The proposal is read from its own ledger entry (whose SHA-256 is the proposal's
+/// id, which the ballot names), not from the server's listing; it must carry that one action
+/// and nothing else, with terms whose digest is `id`. So a ballot never approves more, or
+/// other, than the contract the member asked to approve.
+fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contract)> {
+    let listing = client.get("/gov/proposals")?;
+    let approves = |p: &&Value| {
+        p["state"] == "open"
+            && p["actions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|a| a["action"] == action && a["id"] == id)
-        })
-        .and_then(|p| p["id"].as_str().map(str::to_owned))
-        .with_context(|| format!("no open proposal to {action} {id}"))
+                .any(|a| a["action"] == "approve_contract" && a["id"] == id)
+    };
+    let proposals: Vec<&Value> = listing["proposals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(approves)
+        .collect();
+    // A proposal of that one action (the earliest, if the contract was proposed twice).
+    let listed = proposals
+        .iter()
+        .filter(|p| p["actions"].as_array().is_some_and(|a| a.len() == 1))
+        .min_by_key(|p| p["seq"].as_u64())
+        .or(proposals.first())
+        .with_context(|| format!("no open proposal to approve contract {id}"))?;
+    let proposal = listed["id"]
+        .as_str()
+        .context("the server named no proposal id")?;
+    let seq = listed["seq"]
+        .as_u64()
+        .context("the server gave no ledger position")?;
+    let entry = client.get_bytes(&format!("/ledger/entries/{seq}"))?;
+    if hex::encode(confide_crypto::digest::sha256(&entry)) != proposal {
+        bail!("ledger entry {seq} is not proposal {proposal}: the server's listing is false");
+    }
+    let sign1 = confide_ledger::cose::Sign1::parse(&entry)
+        .context("the proposal's ledger entry is not a signed request")?;
+    let body: Value = serde_json::from_slice(sign1.payload.as_deref().unwrap_or_default())
+        .context("the proposal's ledger entry has no JSON payload")?;
+    let actions = body["actions"].as_array().cloned().unwrap_or_default();
+    let [action] = &actions[..] else {
+        bail!(
+            "proposal {proposal} approves contract {id} together with {} other action(s); \
+             it is not approved: read it whole and vote with `confide gov vote` if you mean it",
+            actions.len().saturating_sub(1)
+        );
+    };
+    if action["action"] != "approve_contract" || action["id"] != id {
+        bail!("proposal {proposal} does not approve contract {id}");
+    }
+    let contract = Contract::from_value(&action["contract"])?;
+    if contract.id() != id {
+        bail!("the terms in proposal {proposal} are not contract {id} (their digest differs)");
+    }
+    Ok((proposal.to_owned(), contract))
 }
 
-pub(crate) fn approve_contract(client: &Client, home: &Home, id: &str) -> anyhow::Result<String> {
-    let proposal = proposal_of(client, id, "approve_contract")?;
-    vote(client, home, &proposal)
+/// Approves contract `id` (see [`contract_proposal`]); the proposal's state after, and the
+/// terms approved.
+pub(crate) fn approve_contract(
+    client: &Client,
+    home: &Home,
+    id: &str,
+) -> anyhow::Result<(String, Contract)> {
+    let (proposal, contract) = contract_proposal(client, id)?;
+    Ok((vote(client, home, &proposal)?, contract))
 }
 
 pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyhow::Result<()> {
@@ -559,8 +613,12 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             );
         }
         ContractCommand::Approve { id } => {
-            let state = approve_contract(&client, home, &id)?;
-            println!("approved; the contract's proposal is now {state}");
+            let (state, terms) = approve_contract(&client, home, &id)?;
+            println!(
+                "approved contract {id}, exactly these terms:\n{}\nthe contract's proposal is now \
+                 {state}",
+                serde_json::to_string_pretty(&terms.to_value())?
+            );
         }
         ContractCommand::Revoke { id } => {
             let (_, state) = propose_and_vote(
@@ -581,239 +639,47 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
     Ok(())
 }
 
-/// What a run produced.
-pub(crate) struct RunOutcome {
-    pub(crate) run: String,
-    pub(crate) rows: u64,
-    pub(crate) suppressed: u64,
-    pub(crate) simulated: bool,
-    pub(crate) audit_seq: u64,
-}
-
-/// Runs an approved contract as its workload would: attests, gets the dataset keys, decrypts
-/// while querying, applies the output rules, encrypts the result to the recipients, stores it
-/// and records the run on the ledger.
+/// Runs contract `id` as its workload would, with the workload's own code
+/// ([`confide_workload::run`]): the ledger verified under `ledger_key`, then attest, keys,
+/// query, output rules, result, run record.
 pub(crate) fn run_contract(
     client: &Client,
+    ledger_key: &VerifyingKey,
     id: &str,
-    sim: bool,
-    sim_measurement: Option<&str>,
+    tee: Tee,
     store: &Store,
 ) -> anyhow::Result<RunOutcome> {
-    let contracts = client.get("/gov/contracts")?;
-    let entry = contracts["contracts"]
-        .get(id)
-        .cloned()
-        .unwrap_or(Value::Null);
-    let datasets = client.get("/gov/datasets")?["datasets"].clone();
-
-    // The workload's ephemeral key, bound into its evidence.
-    let workload = HpkeSecretKey::generate()?;
-    let public = workload.public_key();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    // Evidence binding the key and a fresh challenge of the verifier (report data:
-    // SHA-256(key) || nonce), and a token for it: once to get the keys, and again to record the
-    // run, so that a query longer than a token's lifetime can still report (the broker's
-    // releases are tied to the key, not to one token).
-    let attest = || -> anyhow::Result<String> {
-        let nonce = client.post_json("/attest/nonce", "{}")?["nonce"]
-            .as_str()
-            .context("the verifier sent no nonce")?
-            .to_owned();
-        let mut report_data = [0u8; 64];
-        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
-        report_data[32..].copy_from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(&nonce)
-                .ok()
-                .filter(|n| n.len() == 32)
-                .context("the verifier's nonce is not 32 bytes of base64")?,
-        );
-        let (kind, evidence, collateral) = if sim {
-            let measurement: [u8; 48] = match sim_measurement {
-                Some(hex_text) => hex::decode(hex_text)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .context("--sim-measurement is not 48 bytes of hex")?,
-                None => confide_attest::sim::default_measurement(),
-            };
-            let evidence = confide_attest::sim::simulate(&measurement, &report_data)?;
-            ("sim".to_owned(), evidence, Vec::new())
-        } else {
-            // The machine's TEE: configfs-tsm (TDX, SEV-SNP) or /dev/sev-guest; none is an
-            // error.
-            let collected = confide_attester::Attester::detect()
-                .and_then(|a| a.collect(&report_data))
-                .context("collecting evidence (on a machine without a TEE, run with --sim where the deployment allows it)")?;
-            let collateral: Vec<String> =
-                collected.auxblob.as_deref().map(b64).into_iter().collect();
-            (
-                collected.kind.as_str().to_owned(),
-                collected.evidence,
-                collateral,
-            )
-        };
-        Ok(client.post_json(
-            &format!("/attest/{kind}"),
-            &json!({"evidence": b64(&evidence), "collateral": collateral,
-                    "runtime_data": b64(public.as_bytes()), "nonce": nonce})
-            .to_string(),
-        )?["token"]
-            .as_str()
-            .context("the verifier sent no token")?
-            .to_owned())
+    let launch = Launch {
+        ledger_key: ledger_key.clone(),
+        tee,
     };
-    let token = attest()?;
-
-    // The contract: from the ledger, as approved. Its tables' keys, released by the broker.
-    let terms = &entry["contract"];
-    let names: Vec<(String, String)> = terms["tables"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(t, d)| (t.clone(), d.as_str().unwrap_or_default().to_owned()))
-        .collect();
-    if names.is_empty() {
-        // No approved contract of that id: ask the broker anyway, so that the refusal is
-        // recorded on the ledger, and report its reason.
-        let refusal = client
-            .post_json(
-                "/keys/dataset-none/release",
-                &json!({"token": token, "contract": id}).to_string(),
-            )
-            .err();
-        bail!(
-            "{}",
-            refusal.map_or_else(|| format!("no contract {id}"), |e| e.to_string())
-        );
-    }
-    let contract = Contract::from_value(terms)?;
-    let mut inputs = Vec::new();
-    let (mut pending, mut stored) = (Vec::new(), Vec::new());
-    for (table, dataset) in &names {
-        let record = &datasets[dataset];
-        let key_name = format!("dataset-{dataset}");
-        let r = client.post_json(
-            &format!("/keys/{key_name}/release"),
-            &json!({"token": token, "contract": id}).to_string(),
-        )?;
-        let d = |k: &str| {
-            base64::engine::general_purpose::STANDARD
-                .decode(r[k].as_str().unwrap_or_default())
-                .unwrap_or_default()
-        };
-        let version = r["version"].as_u64().unwrap_or(0);
-        let sealed = Sealed {
-            enc: d("enc")
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("a malformed release"))?,
-            ciphertext: d("ciphertext"),
-        };
-        let secret = confide_crypto::hpke::open(
-            &workload,
-            &sealed,
-            confide_server::RELEASE_INFO,
-            format!("{key_name}/{version}").as_bytes(),
-        )?;
-        let dataset_key = HpkeSecretKey::from_bytes(&secret)?;
-        let location = record["location"]
-            .as_str()
-            .context("the dataset has no location")?;
-        let digest = record["digest"]
-            .as_str()
-            .context("the dataset has no digest")?;
-        pending.push((
-            table.clone(),
-            Format::from_name(record["format"].as_str().unwrap_or("csv")).unwrap_or(Format::Csv),
-            record_schema(record)?,
-            dataset_key,
-        ));
-        stored.push((location, digest));
-        inputs.push(json!({"dataset": dataset, "digest": digest}));
-    }
-    // Every ciphertext checked against the ledger (all at once), then each table reads its own.
-    let verified = store.runtime.block_on(store.blobs.verified_all(&stored))?;
-    let tables: Vec<Table> = pending
-        .into_iter()
-        .zip(verified)
-        .map(|((name, format, schema, key), ciphertext)| {
-            let source = ciphertext
-                .open(&key)
-                .with_context(|| format!("table {name}"))?;
-            anyhow::Ok(Table {
-                name,
-                format,
-                schema,
-                source,
-            })
-        })
-        .collect::<Result<_, _>>()?;
-
-    let released = match store.runtime.block_on(confide_cleanroom::runner::run(
-        &contract.sql,
-        tables,
-        &contract.output,
-    )) {
-        Ok(r) => r,
-        Err(e) => {
-            if matches!(e, confide_cleanroom::CleanroomError::OutputRefused(_)) {
-                client.post_json(
-                    "/cleanroom/runs",
-                    &json!({"token": attest()?, "contract": id, "refused": e.to_string()})
-                        .to_string(),
-                )?;
-            }
-            return Err(e.into());
-        }
-    };
-
-    // The result, encrypted to each recipient.
-    let members = client.get("/gov/members")?;
-    let mut keys: Vec<HpkePublicKey> = Vec::new();
-    for fp in &contract.recipients {
-        let m = members["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["fingerprint"] == fp.as_str())
-            .with_context(|| format!("recipient {fp} is not a member"))?;
-        let identity = confide_identity::PublicIdentity::from_json(
-            m["identity"].to_string().as_bytes(),
-            Path::new("the server's member list"),
-        )?;
-        keys.push(*identity.hpke_key());
-    }
-    let ciphertext = confide_crypto::envelope::encrypt_bytes(&keys, &released.csv)?;
-    let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
-    let location = format!("results/{output_digest}.cfd");
-    store
-        .runtime
-        .block_on(store.blobs.put(&location, ciphertext))?;
-    let r = client.post_json(
-        "/cleanroom/runs",
-        &json!({
-            "token": attest()?, "contract": id, "inputs": inputs,
-            "output": {"digest": output_digest, "location": location, "rows": released.rows,
-                       "suppressed": released.suppressed, "recipients": contract.recipients},
-        })
-        .to_string(),
-    )?;
-    Ok(RunOutcome {
-        run: r["run"].as_str().unwrap_or_default().to_owned(),
-        rows: released.rows,
-        suppressed: released.suppressed,
-        simulated: r["record"]["simulated"] == true,
-        audit_seq: r["audit_seq"].as_u64().unwrap_or(0),
-    })
+    Ok(confide_workload::run(
+        &launch,
+        client,
+        &store.blobs,
+        &store.runtime,
+        id,
+    )?)
 }
 
 pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
     let client = Client::new(server);
+    let ledger_key = crate::ledger::read_key(&args.ledger_key)?;
+    let tee = match (args.sim, args.sim_measurement.as_deref()) {
+        (false, _) => Tee::Hardware,
+        (true, None) => Tee::Simulated(confide_attest::sim::default_measurement()),
+        (true, Some(text)) => Tee::Simulated(
+            hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--sim-measurement is not 48 bytes of hex")?,
+        ),
+    };
     let out = run_contract(
         &client,
+        &ledger_key,
         &args.contract,
-        args.sim,
-        args.sim_measurement.as_deref(),
+        tee,
         &args.store.open()?,
     )?;
     if args.json {

@@ -138,12 +138,19 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     let (id, state) = propose_contract(&client, &homes[3], &contract)?;
     step(&format!("the analyst proposed contract {id} ({state})"));
     for (home, name) in homes[..3].iter().zip(names) {
-        let state = approve_contract(&client, home, &id)?;
+        let (state, _) = approve_contract(&client, home, &id)?;
         println!("   {name} approved: the contract is {state}");
     }
 
     // The run.
-    let out = run_contract(&client, &id, true, None, &store)?;
+    let ledger_key = crate::ledger::read_key(&root.join("data/ledger/ledger.pub"))?;
+    let out = run_contract(
+        &client,
+        &ledger_key,
+        &id,
+        confide_workload::Tee::Simulated(confide_attest::sim::default_measurement()),
+        &store,
+    )?;
     step(&format!(
         "the workload ran the contract: {} finding(s), {} row(s) suppressed, run {} on the \
          ledger (entry {}){}",

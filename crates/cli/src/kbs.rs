@@ -103,10 +103,10 @@ pub(crate) fn put_resource(
     if let Some(p) = policy {
         body["policy"] = json!(p);
     }
-    crate::serve::Client::new(server).post(
+    Ok(crate::serve::Client::new(server).post(
         &format!("/kbs/v0/resource/{path}"),
         &crate::serve::signed(home, &body)?,
-    )
+    )?)
 }
 
 /// An HTTP agent that hands every status to the caller.

@@ -250,7 +250,7 @@ fn manage(client: &Client, home: &Home, name: &str, action: &str) -> anyhow::Res
         bail!("key name {name:?} contains '/'");
     }
     let body = json!({"type": format!("kms.{action}"), "name": name});
-    client.post(&format!("/keys/{name}/{action}"), &signed(home, &body)?)
+    Ok(client.post(&format!("/keys/{name}/{action}"), &signed(home, &body)?)?)
 }
 
 fn print_key(what: &str, r: &Value) {

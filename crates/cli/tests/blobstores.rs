@@ -240,6 +240,7 @@ fn confide(
 ) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_confide"))
         .env("CONFIDE_STORE", &blobs.spec)
+        .env("CONFIDE_LEDGER_KEY", dir.join("data/ledger/ledger.pub"))
         .envs(blobs.env.iter().map(|(k, v)| (k, v)))
         .args(["--home", dir.join(who).to_str().unwrap(), "--server", url])
         .args(args)

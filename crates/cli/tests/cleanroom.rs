@@ -31,6 +31,10 @@ impl Cli<'_> {
     fn run(&self, who: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_confide"))
             .env("CONFIDE_STORE", self.dir.join("blobs"))
+            .env(
+                "CONFIDE_LEDGER_KEY",
+                self.dir.join("data/ledger/ledger.pub"),
+            )
             .args([
                 "--home",
                 self.dir.join(who).to_str().unwrap(),

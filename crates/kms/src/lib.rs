@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+/// The HPKE `info` under which the key broker wraps a released key to a workload's runtime key
+/// (the additional data is `NAME/VERSION`): the one constant the broker and the workload share.
+pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
+
 /// The release policy a key gets unless its owner gives one: the token's attestation result
 /// must be affirming, or a warning (an out-of-date TCB, or simulated evidence where the
 /// appraisal policy allowed it).

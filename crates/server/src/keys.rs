@@ -22,7 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use confide_crypto::hpke::{self, HpkePublicKey};
-use confide_kms::{KmsError, Lease};
+use confide_kms::{KmsError, Lease, RELEASE_INFO};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -32,8 +32,6 @@ use crate::writer::Outcome;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 600;
-/// The HPKE `info` of released keys.
-pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

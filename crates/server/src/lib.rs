@@ -35,11 +35,12 @@ use confide_ledger::Ledger;
 use confide_ledger::gov::Governance;
 
 pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
+pub use confide_kms::RELEASE_INFO;
 pub use kbs::{
     PROTOCOL_VERSION as KBS_PROTOCOL_VERSION, SESSION_SECONDS as KBS_SESSION_SECONDS,
     canonical_json, runtime_data_digest as kbs_runtime_data_digest,
 };
-pub use keys::{LEASE_SECONDS, RELEASE_INFO};
+pub use keys::LEASE_SECONDS;
 pub use problem::{KBS_TYPE_BASE, Problem, TYPE_BASE};
 pub use sealed::sealed_router;
 pub use token::{kid, verify_jwt};

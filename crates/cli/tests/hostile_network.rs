@@ -1,0 +1,633 @@
+//! The workload against a hostile network: a proxy between `confide run` and the real server
+//! on loopback rewrites what the server answers, as an attacker on the path (or an operator of
+//! the server's host) would. The workload acts only on a ledger verified under the ledger key
+//! it was launched with, so each rewrite either changes nothing the workload does (the run goes
+//! on, with the approved SQL, to the approved recipient) or is refused with a clear error
+//! before any key is released.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+
+/// What the proxy does to the server's answers.
+#[derive(Debug, Clone)]
+enum Attack {
+    /// Nothing: a faithful proxy.
+    None,
+    /// The consortium's state as the `/gov/*` endpoints answer it: the contract's SQL swapped
+    /// for a row-level query, the recipient's identity swapped for the attacker's, the
+    /// dataset's columns renamed.
+    GovAnswers { attacker: Value },
+    /// One byte of one ledger entry changed (the one holding the contract's terms).
+    ChangedEntry,
+    /// The last ledger entry left out of the listing.
+    DroppedEntry,
+    /// The ledger re-signed by the attacker's key.
+    ResignedLedger,
+    /// An older, genuinely signed prefix of the ledger (before the revocation).
+    OlderPrefix {
+        checkpoint: Value,
+        entries: Vec<Value>,
+    },
+    /// The key broker's release replaced by a key of the attacker's, sealed to the workload's
+    /// runtime key (which the attestation request shows).
+    SwappedRelease,
+    /// The proposals listed with only their first action, so that a bundle looks like a
+    /// proposal of one contract.
+    HiddenBundle,
+}
+
+struct Proxy {
+    url: String,
+    attack: Arc<Mutex<Attack>>,
+    /// The paths asked for, in order.
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn start(server: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let attack = Arc::new(Mutex::new(Attack::None));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let runtime_key = Arc::new(Mutex::new(Vec::new()));
+        let (server, a, s) = (server.to_owned(), attack.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let attack = a.lock().unwrap().clone();
+                relay(conn, &server, &attack, &s, &runtime_key);
+            }
+        });
+        Self { url, attack, seen }
+    }
+
+    fn set(&self, attack: Attack) {
+        *self.attack.lock().unwrap() = attack;
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+/// Relays one request (the proxy answers `Connection: close`) and rewrites its answer.
+fn relay(
+    mut conn: TcpStream,
+    server: &str,
+    attack: &Attack,
+    seen: &Mutex<Vec<String>>,
+    runtime_key: &Mutex<Vec<u8>>,
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    );
+    let (mut length, mut content_type) = (0usize, String::from("application/json"));
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "content-type" => content_type = value.trim().to_owned(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    seen.lock().unwrap().push(path.clone());
+    if path.starts_with("/attest/") && path != "/attest/nonce" {
+        let req: Value = serde_json::from_slice(&body).unwrap();
+        *runtime_key.lock().unwrap() = unb64(req["runtime_data"].as_str().unwrap());
+    }
+
+    let target = format!("{server}{path}");
+    let response = if method == "GET" {
+        agent().get(&target).call()
+    } else {
+        agent()
+            .post(&target)
+            .header("content-type", &content_type)
+            .send(&body[..])
+    };
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let mut answer = response.body_mut().read_to_vec().unwrap();
+    if status == 200 {
+        answer = rewrite(attack, &path, answer, &runtime_key.lock().unwrap());
+    }
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        answer.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&answer);
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+fn rewrite(attack: &Attack, path: &str, answer: Vec<u8>, runtime_key: &[u8]) -> Vec<u8> {
+    let mut doc: Value = match serde_json::from_slice(&answer) {
+        Ok(v) => v,
+        Err(_) => return answer,
+    };
+    match attack {
+        Attack::None => return answer,
+        Attack::GovAnswers { attacker } => {
+            if path == "/gov/contracts" {
+                for (_, c) in doc["contracts"].as_object_mut().unwrap() {
+                    c["contract"]["sql"] = json!("SELECT * FROM payments");
+                }
+            } else if path == "/gov/members" {
+                for m in doc["members"].as_array_mut().unwrap() {
+                    m["identity"] = attacker.clone();
+                }
+            } else if path == "/gov/datasets" {
+                for (_, d) in doc["datasets"].as_object_mut().unwrap() {
+                    d["schema"][0]["name"] = json!("region");
+                    d["schema"][1]["name"] = json!("account");
+                }
+            }
+        }
+        Attack::ChangedEntry | Attack::DroppedEntry if path.starts_with("/ledger/entries?") => {
+            let entries = doc["entries"].as_array_mut().unwrap();
+            if matches!(attack, Attack::DroppedEntry) {
+                entries.pop();
+            } else {
+                let entry = entries
+                    .iter_mut()
+                    .find(|e| {
+                        String::from_utf8_lossy(&unb64(e["entry"].as_str().unwrap()))
+                            .contains("approve_contract")
+                    })
+                    .expect("the contract's proposal is on the ledger");
+                let bytes = unb64(entry["entry"].as_str().unwrap());
+                let text = String::from_utf8_lossy(&bytes)
+                    .replace("SUM(amount)", "MAX(amount)")
+                    .into_bytes();
+                assert_eq!(text.len(), bytes.len());
+                entry["entry"] = json!(b64(&text));
+            }
+        }
+        Attack::ResignedLedger if path == "/ledger/checkpoints/latest" => {
+            // The attacker's checkpoint over the very same entries.
+            let size = doc["tree_size"].as_u64().unwrap();
+            let mut tree = confide_ledger::merkle::Tree::new();
+            for seq in 0..size {
+                let (_, bytes) = get_bytes(&format!("{}/ledger/entries/{seq}", server()));
+                tree.push(confide_ledger::merkle::leaf_hash(&bytes));
+            }
+            let key = confide_crypto::signing::SigningKey::generate().unwrap();
+            let cp =
+                confide_ledger::receipt::Checkpoint::sign(&key, size, tree.root(), now()).unwrap();
+            doc["cose"] = json!(b64(&cp.cose));
+        }
+        Attack::OlderPrefix {
+            checkpoint,
+            entries,
+        } => {
+            if path == "/ledger/checkpoints/latest" {
+                doc = checkpoint.clone();
+            } else if path.starts_with("/ledger/entries?") {
+                doc["entries"] = json!(entries);
+                doc["size"] = checkpoint["tree_size"].clone();
+            }
+        }
+        Attack::SwappedRelease if path.ends_with("/release") => {
+            let key = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
+            let to = confide_crypto::hpke::HpkePublicKey::from_bytes(runtime_key).unwrap();
+            let name = path
+                .trim_start_matches("/keys/")
+                .trim_end_matches("/release");
+            let sealed = confide_crypto::hpke::seal(
+                &to,
+                confide_kms::RELEASE_INFO,
+                format!("{name}/{}", doc["version"]).as_bytes(),
+                &key.to_bytes()[..],
+            )
+            .unwrap();
+            doc["enc"] = json!(b64(&sealed.enc));
+            doc["ciphertext"] = json!(b64(&sealed.ciphertext));
+        }
+        Attack::HiddenBundle if path == "/gov/proposals" => {
+            for p in doc["proposals"].as_array_mut().unwrap() {
+                p["actions"].as_array_mut().unwrap().truncate(1);
+            }
+        }
+        _ => return answer,
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
+/// The real server, for the proxy's own look-ups (the re-signed ledger's entries).
+static SERVER: Mutex<String> = Mutex::new(String::new());
+
+fn server() -> String {
+    SERVER.lock().unwrap().clone()
+}
+
+fn confide(d: &Path, server: &str, who: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .env("CONFIDE_STORE", d.join("blobs"))
+        .env("CONFIDE_LEDGER_KEY", d.join("data/ledger/ledger.pub"))
+        .args(["--home", d.join(who).to_str().unwrap(), "--server", server])
+        .args(args)
+        .output()
+        .unwrap();
+    outcome(&out)
+}
+
+fn releases(url: &str) -> usize {
+    ledger_events(url)
+        .iter()
+        .filter(|e| e["type"] == "kms.release")
+        .count()
+}
+
+fn runs(url: &str) -> usize {
+    ledger_events(url)
+        .iter()
+        .filter(|e| e["type"] == "cleanroom.run")
+        .count()
+}
+
+#[test]
+fn the_workload_acts_only_on_the_ledger_it_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = Server::start(&d.join("data"));
+    *SERVER.lock().unwrap() = s.url.clone();
+    let ok = |who: &str, args: &[&str]| {
+        let (ok, out, err) = confide(d, &s.url, who, args);
+        assert!(ok, "confide {args:?} as {who}: {err}");
+        out
+    };
+    for who in ["bank", "mallory"] {
+        ok(who, &["member", "init", "--name", who]);
+        std::fs::write(
+            d.join(format!("{who}.json")),
+            ok(who, &["member", "show", "--json"]),
+        )
+        .unwrap();
+    }
+    ok("bank", &["gov", "found"]);
+    let mut csv = String::from("account,region,amount\n");
+    for a in 0..12 {
+        csv.push_str(&format!(
+            "acct-{a},{},{}\n",
+            ["north", "south"][a % 2],
+            100 + a
+        ));
+    }
+    std::fs::write(d.join("payments.csv"), &csv).unwrap();
+    let record: Value = serde_json::from_str(&ok(
+        "bank",
+        &[
+            "dataset",
+            "publish",
+            d.join("payments.csv").to_str().unwrap(),
+            "--name",
+            "payments",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    std::fs::write(
+        d.join("q.sql"),
+        "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total \
+         FROM payments GROUP BY region ORDER BY region",
+    )
+    .unwrap();
+    let measurement = format!(
+        "sim:{}",
+        hex::encode(confide_attest::sim::default_measurement())
+    );
+    let table = format!("payments={}", record["id"].as_str().unwrap());
+    let out = ok(
+        "bank",
+        &[
+            "contract",
+            "propose",
+            "--sql",
+            d.join("q.sql").to_str().unwrap(),
+            "--measurement",
+            &measurement,
+            "--table",
+            &table,
+            "--recipient",
+            d.join("bank.json").to_str().unwrap(),
+            "--columns",
+            "region,n_accounts,total",
+            "--min-group",
+            "n_accounts:3",
+        ],
+    );
+    let contract = out
+        .split("contract ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let expected = "region,n_accounts,total\nnorth,6,630\nsouth,6,636\n";
+
+    let proxy = Proxy::start(&s.url);
+    let run = |attack: Attack| {
+        proxy.set(attack);
+        confide(
+            d,
+            &proxy.url,
+            "bank",
+            &["run", &contract, "--sim", "--json"],
+        )
+    };
+
+    // 1. The /gov answers rewritten: the workload never asks for them, runs the approved SQL,
+    // and encrypts to the recipient the ledger names; the attacker's key opens nothing.
+    let mallory =
+        serde_json::from_str(&std::fs::read_to_string(d.join("mallory.json")).unwrap()).unwrap();
+    let (ran, out, err) = run(Attack::GovAnswers { attacker: mallory });
+    assert!(ran, "{err}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|p| p.starts_with("/gov/")),
+        "the workload asked the server for state: {seen:?}"
+    );
+    let id = serde_json::from_str::<Value>(&out).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ok("bank", &["result", "fetch", &id]), expected);
+    let location = get_json(&format!("{}/cleanroom/runs/{id}", s.url))["output"]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (opened, _, err) = confide(
+        d,
+        &s.url,
+        "mallory",
+        &[
+            "decrypt",
+            "--in",
+            d.join("blobs").join(&location).to_str().unwrap(),
+            "--out",
+            d.join("stolen.csv").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !opened && !d.join("stolen.csv").exists(),
+        "the attacker decrypted the result: {err}"
+    );
+
+    // 2.–4. The ledger itself changed on the way: refused before any key is released.
+    for (attack, why) in [
+        (Attack::ChangedEntry, "do not match its signed checkpoint"),
+        (Attack::DroppedEntry, "do not match its signed checkpoint"),
+        (
+            Attack::ResignedLedger,
+            "not signed by the pinned ledger key",
+        ),
+    ] {
+        let (before, runs_before) = (releases(&s.url), runs(&s.url));
+        let (ran, out, err) = run(attack.clone());
+        assert!(!ran, "{attack:?}: the run went on: {out}");
+        assert!(err.contains(why), "{attack:?}: expected {why:?} in {err}");
+        assert_eq!(releases(&s.url), before, "{attack:?} released a key");
+        assert_eq!(runs(&s.url), runs_before, "{attack:?} recorded a run");
+        let seen = proxy.seen.lock().unwrap().clone();
+        assert!(
+            !seen
+                .iter()
+                .any(|p| p.starts_with("/keys/") || p.starts_with("/attest/")),
+            "{attack:?}: the workload went on to {seen:?}"
+        );
+    }
+
+    // 5. The broker's release swapped for the attacker's key: the dataset does not open under
+    // it, and nothing is released to anyone as a result.
+    let runs_before = runs(&s.url);
+    let (ran, _, err) = run(Attack::SwappedRelease);
+    assert!(!ran, "a run went on with a key the broker never released");
+    assert!(
+        err.contains("does not open under the key the broker released"),
+        "{err}"
+    );
+    assert_eq!(runs(&s.url), runs_before);
+
+    // 6. The owner revokes; an older, genuinely signed ledger (before the revocation) is
+    // served: the workload's view says approved, and the broker, on the current ledger, says
+    // revoked. No key.
+    let checkpoint = get_json(&format!("{}/ledger/checkpoints/latest", s.url));
+    let entries = get_json(&format!("{}/ledger/entries", s.url))["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    ok("bank", &["contract", "revoke", &contract]);
+    let before = releases(&s.url);
+    let (ran, _, err) = run(Attack::OlderPrefix {
+        checkpoint,
+        entries,
+    });
+    assert!(!ran);
+    assert!(err.contains("is revoked"), "{err}");
+    assert_eq!(releases(&s.url), before);
+    // And straight to the server: the ledger itself says revoked.
+    let (ran, _, err) = confide(d, &s.url, "bank", &["run", &contract, "--sim"]);
+    assert!(!ran && err.contains("revoked on the ledger"), "{err}");
+    s.kill();
+}
+
+/// A contract's `approve_contract` action over `dataset`, to `recipient`, with this SQL.
+fn approve_action(sql: &str, dataset: &str, recipient: &str) -> Value {
+    let terms = json!({
+        "tables": {"payments": dataset},
+        "sql": sql,
+        "measurements": [{"kind": "sim", "value": hex::encode(confide_attest::sim::default_measurement())}],
+        "recipients": [recipient],
+        "output": {"columns": ["region", "n_accounts", "total"],
+                   "min_group": {"column": "n_accounts", "min": 3},
+                   "max_rows": 100, "on_violation": "suppress"},
+    });
+    json!({"action": "approve_contract", "id": confide_cleanroom::contract::id_of(&terms),
+           "datasets": [dataset], "contract": terms})
+}
+
+#[test]
+fn approving_one_contract_approves_that_contract_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = Server::start(&d.join("data"));
+    *SERVER.lock().unwrap() = s.url.clone();
+    let ok = |who: &str, args: &[&str]| {
+        let (ok, out, err) = confide(d, &s.url, who, args);
+        assert!(ok, "confide {args:?} as {who}: {err}");
+        out
+    };
+    for who in ["bank", "mallory"] {
+        ok(who, &["member", "init", "--name", who]);
+        std::fs::write(
+            d.join(format!("{who}.json")),
+            ok(who, &["member", "show", "--json"]),
+        )
+        .unwrap();
+    }
+    ok("bank", &["gov", "found"]);
+    let out = ok(
+        "bank",
+        &[
+            "gov",
+            "propose",
+            "--add-member",
+            d.join("mallory.json").to_str().unwrap(),
+        ],
+    );
+    let proposal = out
+        .split("proposal ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    ok("bank", &["gov", "vote", proposal, "--approve"]);
+    std::fs::write(
+        d.join("payments.csv"),
+        "account,region,amount\nacct-1,north,5\n",
+    )
+    .unwrap();
+    let record: Value = serde_json::from_str(&ok(
+        "bank",
+        &[
+            "dataset",
+            "publish",
+            d.join("payments.csv").to_str().unwrap(),
+            "--name",
+            "payments",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let dataset = record["id"].as_str().unwrap();
+
+    // Mallory bundles a contract the bank expects (its aggregate, to the bank) with her own
+    // (every row, to her), in one proposal.
+    let fp = |who: &str| {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(format!("{who}.json"))).unwrap())
+                .unwrap();
+        confide_identity::PublicIdentity::from_json(doc.to_string().as_bytes(), Path::new("doc"))
+            .unwrap()
+            .fingerprint()
+            .to_hex()
+    };
+    let benign = approve_action(
+        "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total FROM payments GROUP BY region",
+        dataset,
+        &fp("bank"),
+    );
+    let theft = approve_action(
+        "SELECT region, account AS n_accounts, amount AS total FROM payments",
+        dataset,
+        &fp("mallory"),
+    );
+    let mallory = confide_identity::Home::new(d.join("mallory"))
+        .load()
+        .unwrap();
+    let nonce = confide_crypto::random::array::<16>().unwrap();
+    let request = confide_ledger::gov::sign_request(
+        mallory.signing_key(),
+        &fp("mallory"),
+        &json!({"type": "propose", "actions": [benign, theft]}),
+        now(),
+        &nonce,
+    )
+    .unwrap();
+    let (status, r) = post(&format!("{}/gov/proposals", s.url), &request);
+    assert_eq!(status, 201, "{r}");
+    let benign_id = benign["id"].as_str().unwrap();
+
+    // The bank approves "its" contract: refused, the bundle named; straight, and through a
+    // proxy that hides the bundle's second action from the listing.
+    let proxy = Proxy::start(&s.url);
+    proxy.set(Attack::HiddenBundle);
+    for server in [&s.url, &proxy.url] {
+        let (approved, _, err) = confide(d, server, "bank", &["contract", "approve", benign_id]);
+        assert!(!approved, "the bank's approval went to a bundle");
+        assert!(err.contains("together with 1 other action"), "{err}");
+    }
+    let state = get_json(&format!("{}/gov/proposals", s.url));
+    let p = &state["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["proposer"] == fp("mallory"))
+        .unwrap();
+    assert_eq!(p["state"], "open");
+    assert!(
+        p["ballots"].get(fp("bank")).is_none(),
+        "the bank voted: {p}"
+    );
+    assert_eq!(
+        get_json(&format!("{}/gov/contracts", s.url))["contracts"],
+        json!({})
+    );
+
+    // Proposed on its own, the same contract is approved, and the bank is shown its terms.
+    let (id, _) = {
+        let bank = confide_identity::Home::new(d.join("bank")).load().unwrap();
+        let request = confide_ledger::gov::sign_request(
+            bank.signing_key(),
+            &fp("bank"),
+            &json!({"type": "propose", "actions": [approve_action(
+                "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total FROM payments GROUP BY region",
+                dataset,
+                &fp("bank"),
+            )]}),
+            now(),
+            &confide_crypto::random::array::<16>().unwrap(),
+        )
+        .unwrap();
+        let (status, r) = post(&format!("{}/gov/proposals", s.url), &request);
+        assert_eq!(status, 201, "{r}");
+        (benign_id.to_owned(), r)
+    };
+    let shown = ok("bank", &["contract", "approve", &id]);
+    assert!(
+        shown.contains("COUNT(DISTINCT account)") && shown.contains("accepted"),
+        "{shown}"
+    );
+    let contracts = get_json(&format!("{}/gov/contracts", s.url))["contracts"].clone();
+    assert_eq!(
+        contracts.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec![&id]
+    );
+    s.kill();
+}

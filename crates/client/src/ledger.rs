@@ -1,0 +1,288 @@
+//! The ledger as a client verifies it: every entry, under a checkpoint signed by the ledger key
+//! the client pinned, and the consortium's state replayed from those entries on the client.
+//!
+//! This is how a workload (or a member) learns what the consortium decided without trusting
+//! the server or the network in between: a changed, dropped or inserted entry changes the
+//! Merkle root, and no checkpoint over that root carries the pinned key's signature. The state
+//! (members and their identities, datasets, contracts and whether they are approved or revoked)
+//! is then folded over the verified entries by the same governance code the server runs, so it
+//! is exactly what the ledger says, not what an endpoint answers.
+//!
+//! What it cannot tell alone is freshness: a server may present an older, genuinely signed
+//! prefix of the ledger. The key broker checks a contract's state on the current ledger before
+//! it releases any key, so an older prefix earns nothing; a client that keeps the checkpoints
+//! it has seen can also refuse to go back ([`VerifiedLedger::extends`]).
+
+use base64::Engine as _;
+use confide_crypto::signing::VerifyingKey;
+use confide_ledger::gov::{GovError, Governance};
+use confide_ledger::merkle::{self, Hash, Tree};
+use confide_ledger::receipt::Checkpoint;
+use serde_json::Value;
+
+use crate::{Client, ClientError};
+
+/// The most entries asked for in one page (the server's own limit).
+const PAGE: u64 = 1000;
+
+/// Why the ledger a server presented was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerViewError {
+    /// The server could not be asked.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The server has no checkpoint: its ledger is empty.
+    #[error("the server's ledger is empty: there is no consortium to act on")]
+    Empty,
+    /// The entries the server sent do not hash to the root its checkpoint signs.
+    #[error(
+        "the ledger's {size} entries do not match its signed checkpoint: an entry was changed, \
+         dropped or inserted on the way"
+    )]
+    EntriesChanged {
+        /// The number of entries the checkpoint covers.
+        size: u64,
+    },
+    /// The checkpoint does not carry the pinned ledger key's signature over the entries' root.
+    #[error(
+        "the ledger's checkpoint is not signed by the pinned ledger key (fingerprint {pinned}): \
+         this is not the consortium's ledger"
+    )]
+    NotSignedByPinnedKey {
+        /// The pinned key's fingerprint.
+        pinned: String,
+    },
+    /// The ledger does not extend the one this client saw before: it was forked or rolled back.
+    #[error(
+        "the ledger does not extend the one seen before (size {seen}, root {root}): the server \
+         forked or rolled back its history"
+    )]
+    Forked {
+        /// The size of the ledger seen before.
+        seen: u64,
+        /// Its root, hex.
+        root: String,
+    },
+    /// A governance entry does not replay.
+    #[error("governance entry {seq} does not replay: {error}")]
+    Replay {
+        /// Its position.
+        seq: u64,
+        /// Why.
+        error: GovError,
+    },
+    /// The server's answer was not what the ledger endpoints promise.
+    #[error("the server's ledger answer is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A ledger whose every entry is covered by a checkpoint signed with the pinned key.
+#[derive(Debug, Clone)]
+pub struct VerifiedLedger {
+    entries: Vec<Vec<u8>>,
+    tree: Tree,
+    checkpoint: Checkpoint,
+}
+
+/// The fingerprint of a ledger key as people compare it: the first 16 bytes of the SHA-256 of
+/// its SubjectPublicKeyInfo, hex.
+pub fn key_fingerprint(key: &VerifyingKey) -> String {
+    hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
+}
+
+fn malformed(what: impl Into<String>) -> LedgerViewError {
+    LedgerViewError::Malformed(what.into())
+}
+
+fn b64(value: &Value, what: &str) -> Result<Vec<u8>, LedgerViewError> {
+    value
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or_else(|| malformed(format!("{what} is not base64")))
+}
+
+impl VerifiedLedger {
+    /// Fetches the server's latest checkpoint and every entry it covers, and checks them
+    /// against `key`.
+    pub fn fetch(client: &Client, key: &VerifyingKey) -> Result<Self, LedgerViewError> {
+        let latest = match client.get("/ledger/checkpoints/latest") {
+            Err(ClientError::Refused { status: 404, .. }) => return Err(LedgerViewError::Empty),
+            other => other?,
+        };
+        let size = latest["tree_size"]
+            .as_u64()
+            .ok_or_else(|| malformed("the checkpoint has no tree_size"))?;
+        let cose = b64(&latest["cose"], "the checkpoint")?;
+        let stated_root = latest["root"].as_str().unwrap_or_default().to_owned();
+        let mut entries = Vec::new();
+        while (entries.len() as u64) < size {
+            let from = entries.len() as u64;
+            let page = client.get(&format!(
+                "/ledger/entries?from={from}&limit={}",
+                PAGE.min(size - from)
+            ))?;
+            let listed = page["entries"]
+                .as_array()
+                .ok_or_else(|| malformed("the entries page has no entries"))?;
+            if listed.is_empty() {
+                return Err(LedgerViewError::EntriesChanged { size });
+            }
+            for item in listed.iter().take((size - from) as usize) {
+                if item["seq"].as_u64() != Some(entries.len() as u64) {
+                    return Err(malformed("the entries are not in sequence"));
+                }
+                entries.push(b64(&item["entry"], "an entry")?);
+            }
+        }
+        Self::verify(entries, &cose, &stated_root, key)
+    }
+
+    /// Checks `entries` against a checkpoint (`cose`) with `key`. `stated_root` (hex, the
+    /// server's word) only tells which of two failures it is.
+    pub fn verify(
+        entries: Vec<Vec<u8>>,
+        cose: &[u8],
+        stated_root: &str,
+        key: &VerifyingKey,
+    ) -> Result<Self, LedgerViewError> {
+        let mut tree = Tree::new();
+        for entry in &entries {
+            tree.push(merkle::leaf_hash(entry));
+        }
+        let root = tree.root();
+        let size = tree.len();
+        let checkpoint = match Checkpoint::verify(cose, &root, key) {
+            Ok(c) if c.tree_size == size => c,
+            Ok(_) => return Err(LedgerViewError::EntriesChanged { size }),
+            Err(_) if stated_root != hex::encode(root) => {
+                return Err(LedgerViewError::EntriesChanged { size });
+            }
+            Err(_) => {
+                return Err(LedgerViewError::NotSignedByPinnedKey {
+                    pinned: key_fingerprint(key),
+                });
+            }
+        };
+        Ok(Self {
+            entries,
+            tree,
+            checkpoint,
+        })
+    }
+
+    /// The verified entries, in order.
+    pub fn entries(&self) -> &[Vec<u8>] {
+        &self.entries
+    }
+
+    /// The checkpoint that covers them.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Whether this ledger extends one seen before, of `size` entries with root `root`.
+    pub fn extends(&self, size: u64, root: &Hash) -> Result<(), LedgerViewError> {
+        if self.tree.root_at(size).as_ref() == Some(root) {
+            return Ok(());
+        }
+        Err(LedgerViewError::Forked {
+            seen: size,
+            root: hex::encode(root),
+        })
+    }
+
+    /// The consortium's state: the governance requests among the entries, replayed in order
+    /// by the governance code the server runs.
+    pub fn governance(&self) -> Result<Governance, LedgerViewError> {
+        let mut gov =
+            Governance::new().map_err(|error| LedgerViewError::Replay { seq: 0, error })?;
+        for (seq, entry) in (0u64..).zip(&self.entries) {
+            if confide_ledger::gov::is_governance(entry) {
+                let request = gov
+                    .check(entry, None)
+                    .map_err(|error| LedgerViewError::Replay { seq, error })?;
+                gov.apply(request, seq)
+                    .map_err(|error| LedgerViewError::Replay { seq, error })?;
+            }
+        }
+        Ok(gov)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use confide_crypto::signing::SigningKey;
+
+    fn signed(entries: &[Vec<u8>], key: &SigningKey) -> (Vec<u8>, String) {
+        let mut tree = Tree::new();
+        for e in entries {
+            tree.push(merkle::leaf_hash(e));
+        }
+        let cp = Checkpoint::sign(key, tree.len(), tree.root(), 1_700_000_000).unwrap();
+        (cp.cose, hex::encode(tree.root()))
+    }
+
+    #[test]
+    fn a_ledger_verifies_only_whole_and_under_the_pinned_key() {
+        let key = SigningKey::generate().unwrap();
+        let entries: Vec<Vec<u8>> = (0..7u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+        let (cose, root) = signed(&entries, &key);
+        let ok = VerifiedLedger::verify(entries.clone(), &cose, &root, &key.verifying_key());
+        assert_eq!(ok.unwrap().entries().len(), 7);
+
+        // Every single changed byte, a dropped entry, an added one, swapped ones.
+        for i in 0..entries.len() {
+            for j in 0..entries[i].len() {
+                let mut changed = entries.clone();
+                changed[i][j] ^= 1;
+                let e = VerifiedLedger::verify(changed, &cose, &root, &key.verifying_key());
+                assert!(matches!(e, Err(LedgerViewError::EntriesChanged { .. })));
+            }
+        }
+        let mut dropped = entries.clone();
+        dropped.pop();
+        assert!(VerifiedLedger::verify(dropped, &cose, &root, &key.verifying_key()).is_err());
+        let mut added = entries.clone();
+        added.push(b"x".to_vec());
+        assert!(VerifiedLedger::verify(added, &cose, &root, &key.verifying_key()).is_err());
+        let mut swapped = entries.clone();
+        swapped.swap(1, 2);
+        assert!(VerifiedLedger::verify(swapped, &cose, &root, &key.verifying_key()).is_err());
+
+        // The same entries under another key's checkpoint.
+        let other = SigningKey::generate().unwrap();
+        let (forged, _) = signed(&entries, &other);
+        let e = VerifiedLedger::verify(entries.clone(), &forged, &root, &key.verifying_key());
+        assert!(matches!(
+            e,
+            Err(LedgerViewError::NotSignedByPinnedKey { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ledger_extends_only_the_history_it_grew_from() {
+        let key = SigningKey::generate().unwrap();
+        let entries: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+        let (cose, root) = signed(&entries, &key);
+        let v =
+            VerifiedLedger::verify(entries.clone(), &cose, &root, &key.verifying_key()).unwrap();
+        let mut old = Tree::new();
+        for e in &entries[..3] {
+            old.push(merkle::leaf_hash(e));
+        }
+        v.extends(3, &old.root()).unwrap();
+        let mut fork = Tree::new();
+        for e in [&entries[0], &entries[1], &b"other".to_vec()] {
+            fork.push(merkle::leaf_hash(e));
+        }
+        assert!(matches!(
+            v.extends(3, &fork.root()),
+            Err(LedgerViewError::Forked { seen: 3, .. })
+        ));
+        assert!(v.extends(6, &old.root()).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! confide's HTTP client: one [`Client`] for every endpoint of `confide serve`, used by the
+//! command line and by the workload, and [`ledger`], the consortium's state as a client
+//! verifies it for itself instead of taking a server's word.
+//!
+//! An answer that is not a success becomes a [`ClientError::Refused`] carrying the problem
+//! document's stable type and detail (RFC 7807), so callers can tell one refusal from another.
+
+#![forbid(unsafe_code)]
+
+pub mod ledger;
+
+use serde_json::Value;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server could not be reached, or the connection failed mid-call.
+    #[error("reaching {server}: {source}")]
+    Unreachable {
+        /// The server's base URL.
+        server: String,
+        /// What the transport said.
+        #[source]
+        source: ureq::Error,
+    },
+    /// The server answered with an error (a problem document).
+    #[error("the server refused ({status}): {detail}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem's stable type (the last segment of its URI), when it gave one.
+        problem: Option<String>,
+        /// The problem's detail.
+        detail: String,
+    },
+    /// A successful answer that is not what the endpoint promises.
+    #[error("the server's answer to {path} is malformed: {what}")]
+    Malformed {
+        /// The endpoint.
+        path: String,
+        /// What is wrong with it.
+        what: String,
+    },
+}
+
+/// A client of one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the server at `server` (`http://host:port`).
+    pub fn new(server: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: server.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, source: ureq::Error) -> ClientError {
+        ClientError::Unreachable {
+            server: self.base.clone(),
+            source,
+        }
+    }
+
+    fn answer(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ClientError> {
+        let mut response = response.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body: Result<Value, _> = response.body_mut().read_json();
+        if status.is_success() {
+            return body.map_err(|e| ClientError::Malformed {
+                path: path.to_owned(),
+                what: format!("not JSON ({e})"),
+            });
+        }
+        Err(refusal(status.as_u16(), body.ok()))
+    }
+
+    /// `GET path`, answered with JSON.
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let response = self.agent.get(format!("{}{path}", self.base)).call();
+        self.answer(path, response)
+    }
+
+    /// `GET path`, answered with bytes.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refusal(
+                status.as_u16(),
+                response.body_mut().read_json().ok(),
+            ));
+        }
+        response
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &str) -> Result<Value, ClientError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .send(body);
+        self.answer(path, response)
+    }
+
+    /// `POST path` with a signed request (COSE_Sign1).
+    pub fn post(&self, path: &str, body: &[u8]) -> Result<Value, ClientError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/cose")
+            .send(body);
+        self.answer(path, response)
+    }
+}
+
+/// The error for a refused call, from its problem document (if it sent one).
+fn refusal(status: u16, problem: Option<Value>) -> ClientError {
+    let problem = problem.unwrap_or(Value::Null);
+    ClientError::Refused {
+        status,
+        problem: problem
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(|t| t.rsplit('/').next())
+            .map(str::to_owned),
+        detail: problem
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or("no detail")
+            .to_owned(),
+    }
+}

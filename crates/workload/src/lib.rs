@@ -1,0 +1,403 @@
+//! The workload: the code that runs inside the TEE, and whose measurement a contract approves.
+//! It is the trusted computing base of a clean-room run, so it trusts nothing it has not
+//! verified itself:
+//!
+//! 1. **The ledger**, under the ledger key given in its launch configuration: every entry under
+//!    a checkpoint signed by that key ([`confide_client::ledger`]), the consortium's state
+//!    replayed from them here. The contract's approval, the datasets' records and the
+//!    recipients' identities come from that state, never from an endpoint's answer.
+//! 2. **The terms**: the contract id is the digest of the terms it runs; each recipient's
+//!    identity has the fingerprint the contract names ([`terms`]).
+//! 3. **The data**: each ciphertext has the digest its owner registered, and decrypts (with
+//!    authentication) under the key the broker released to this workload's ephemeral key.
+//!
+//! Then it attests (evidence binding a fresh challenge and its ephemeral key), obtains each
+//! dataset's key, runs the contract's SQL as a query only, applies the output rules, encrypts
+//! the result to the recipients, stores it and records the run. An error that leaves the
+//! workload names the failure, never a value of the data.
+
+#![forbid(unsafe_code)]
+
+pub mod terms;
+
+use base64::Engine as _;
+use confide_cleanroom::{BlobStore, CleanroomError, Table};
+use confide_client::Client;
+use confide_client::ledger::{LedgerViewError, VerifiedLedger};
+use confide_crypto::CryptoError;
+use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
+use confide_crypto::signing::VerifyingKey;
+use serde_json::{Value, json};
+
+pub use terms::{Approved, DatasetRecord, NotRunnable};
+
+/// Why a run stopped. Nothing of the data is in any of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// The ledger the server presented is not the consortium's, or not whole.
+    #[error(transparent)]
+    Ledger(#[from] LedgerViewError),
+    /// A call to the verifier, the key broker or the run log failed or was refused.
+    #[error(transparent)]
+    Client(#[from] confide_client::ClientError),
+    /// The contract cannot run: the ledger says so (and so did the key broker, if it answered).
+    #[error("{reason}")]
+    NotRunnable {
+        /// Why, as the ledger and the broker say.
+        reason: String,
+    },
+    /// The terms filed under the id are not the terms the id is the digest of.
+    #[error("the terms filed under contract {id} have digest {digest}: they are not that contract")]
+    TermsNotTheContract {
+        /// The id asked for.
+        id: String,
+        /// The digest of the terms found.
+        digest: String,
+    },
+    /// A dataset's record cannot be used as it stands.
+    #[error("dataset {id}: {what}")]
+    Dataset {
+        /// The dataset.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A recipient cannot be encrypted to.
+    #[error("recipient {fingerprint}: {what}")]
+    Recipient {
+        /// The fingerprint the contract names.
+        fingerprint: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// No evidence could be collected.
+    #[error(
+        "collecting evidence: {0} (on a machine without a TEE, simulate where the deployment \
+         allows it: --sim)"
+    )]
+    Evidence(String),
+    /// The verifier or the key broker answered something other than its protocol's answer.
+    #[error("the {what} is malformed: {detail}")]
+    Protocol {
+        /// Which answer.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A released key does not open, or is not a key.
+    #[error("the key released for {key} does not open for this workload: {source}")]
+    Key {
+        /// The key's name.
+        key: String,
+        /// Why.
+        #[source]
+        source: CryptoError,
+    },
+    /// The contract's terms, the blob store or the output rules refused.
+    #[error(transparent)]
+    Cleanroom(CleanroomError),
+    /// The query failed while it ran. Its message stays inside: it may quote the data.
+    #[error(
+        "the contract's query failed while it ran (its message is withheld: it may quote the \
+         data)"
+    )]
+    QueryFailed,
+    /// A cryptographic step failed (making the run's key).
+    #[error("a cryptographic step failed: {0}")]
+    Crypto(#[from] CryptoError),
+    /// Encrypting the result failed.
+    #[error("encrypting the result: {0}")]
+    Encrypt(#[from] confide_crypto::envelope::EnvelopeError),
+}
+
+impl From<CleanroomError> for WorkloadError {
+    fn from(e: CleanroomError) -> Self {
+        match e {
+            CleanroomError::Query(_) => Self::QueryFailed,
+            other => Self::Cleanroom(other),
+        }
+    }
+}
+
+/// Where the workload's evidence comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tee {
+    /// This machine's TEE (configfs-tsm for TDX and SEV-SNP, or /dev/sev-guest).
+    Hardware,
+    /// Simulated evidence with this measurement: accepted only where the deployment's policy
+    /// names `insecure_allow_simulated_tee`, and every record of it says "simulated".
+    Simulated([u8; 48]),
+}
+
+/// What the workload is started with: its launch configuration.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The consortium's ledger key: the one trust anchor for what the consortium decided.
+    pub ledger_key: VerifyingKey,
+    /// Where its evidence comes from.
+    pub tee: Tee,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// The run's id on the ledger.
+    pub run: String,
+    /// The result's rows.
+    pub rows: u64,
+    /// The rows the output rules left out.
+    pub suppressed: u64,
+    /// Whether the evidence was simulated.
+    pub simulated: bool,
+    /// The run record's position on the ledger.
+    pub audit_seq: u64,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(value: &Value, what: &'static str) -> Result<Vec<u8>, WorkloadError> {
+    value
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or_else(|| WorkloadError::Protocol {
+            what,
+            detail: "a field is missing or not base64".into(),
+        })
+}
+
+/// The workload's ephemeral identity for one run: the key its evidence binds, to which the
+/// broker wraps each released key.
+struct Attesting<'a> {
+    client: &'a Client,
+    tee: Tee,
+    key: HpkeSecretKey,
+}
+
+impl Attesting<'_> {
+    fn public(&self) -> HpkePublicKey {
+        self.key.public_key()
+    }
+
+    /// Evidence binding a fresh challenge of the verifier and this run's key (report data:
+    /// SHA-256(key) || nonce), and the token the verifier gives for it.
+    fn token(&self) -> Result<String, WorkloadError> {
+        let public = self.public();
+        let nonce_text = self.client.post_json("/attest/nonce", "{}")?["nonce"].clone();
+        let nonce: [u8; 32] = unb64(&nonce_text, "verifier's challenge")?
+            .try_into()
+            .map_err(|_| WorkloadError::Protocol {
+                what: "verifier's challenge",
+                detail: "it is not 32 bytes".into(),
+            })?;
+        let mut report_data = [0u8; 64];
+        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
+        report_data[32..].copy_from_slice(&nonce);
+        let (kind, evidence, collateral) = match self.tee {
+            Tee::Simulated(measurement) => {
+                let evidence = confide_attest::sim::simulate(&measurement, &report_data)
+                    .map_err(|e| WorkloadError::Evidence(e.to_string()))?;
+                ("sim".to_owned(), evidence, Vec::new())
+            }
+            Tee::Hardware => {
+                let collected = confide_attester::Attester::detect()
+                    .and_then(|a| a.collect(&report_data))
+                    .map_err(|e| WorkloadError::Evidence(e.to_string()))?;
+                let collateral: Vec<String> =
+                    collected.auxblob.as_deref().map(b64).into_iter().collect();
+                (
+                    collected.kind.as_str().to_owned(),
+                    collected.evidence,
+                    collateral,
+                )
+            }
+        };
+        let answer = self.client.post_json(
+            &format!("/attest/{kind}"),
+            &json!({"evidence": b64(&evidence), "collateral": collateral,
+                    "runtime_data": b64(public.as_bytes()), "nonce": nonce_text})
+            .to_string(),
+        )?;
+        answer["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| WorkloadError::Protocol {
+                what: "verifier's answer",
+                detail: "it carries no token".into(),
+            })
+    }
+
+    /// Asks the broker for key `name` for contract `id`, and opens it.
+    fn release(&self, token: &str, name: &str, id: &str) -> Result<HpkeSecretKey, WorkloadError> {
+        let r = self.client.post_json(
+            &format!("/keys/{name}/release"),
+            &json!({"token": token, "contract": id}).to_string(),
+        )?;
+        let malformed = |detail: &str| WorkloadError::Protocol {
+            what: "key broker's release",
+            detail: detail.to_owned(),
+        };
+        let version = r["version"]
+            .as_u64()
+            .ok_or_else(|| malformed("it names no key version"))?;
+        let sealed = Sealed {
+            enc: unb64(&r["enc"], "key broker's release")?
+                .try_into()
+                .map_err(|_| malformed("its encapsulated key is not 32 bytes"))?,
+            ciphertext: unb64(&r["ciphertext"], "key broker's release")?,
+        };
+        let key_error = |source| WorkloadError::Key {
+            key: name.to_owned(),
+            source,
+        };
+        let secret = confide_crypto::hpke::open(
+            &self.key,
+            &sealed,
+            confide_kms::RELEASE_INFO,
+            format!("{name}/{version}").as_bytes(),
+        )
+        .map_err(key_error)?;
+        HpkeSecretKey::from_bytes(&secret).map_err(key_error)
+    }
+}
+
+/// Runs contract `id` as its workload: verifies the ledger under the launch configuration's
+/// key, attests, obtains the dataset keys, decrypts while querying, applies the output rules,
+/// encrypts the result to the recipients, stores it in `blobs` and records the run. Blob-store
+/// I/O and the query run on `runtime`.
+pub fn run(
+    launch: &Launch,
+    client: &Client,
+    blobs: &BlobStore,
+    runtime: &tokio::runtime::Runtime,
+    id: &str,
+) -> Result<RunOutcome, WorkloadError> {
+    let ledger = VerifiedLedger::fetch(client, &launch.ledger_key)?;
+    let gov = ledger.governance()?;
+    let attesting = Attesting {
+        client,
+        tee: launch.tee,
+        key: HpkeSecretKey::generate()?,
+    };
+    // A token once to get the keys, and again to record the run, so that a query longer than
+    // a token's lifetime can still report (the broker's releases are tied to the key).
+    let token = attesting.token()?;
+
+    let approved = match Approved::find(&gov, id)? {
+        Ok(a) => a,
+        Err(state) => return Err(refuse(&attesting, &token, id, &gov, &state)),
+    };
+
+    let mut keys = Vec::new();
+    let mut stored = Vec::new();
+    let mut inputs = Vec::new();
+    for record in approved.tables.values() {
+        keys.push(attesting.release(&token, &record.key, id)?);
+        stored.push((record.location.as_str(), record.digest.as_str()));
+        inputs.push(json!({"dataset": record.id, "digest": record.digest}));
+    }
+    // Every ciphertext checked against its registered digest (all at once), then each table
+    // reads its own, under the key released for it.
+    let verified = runtime.block_on(blobs.verified_all(&stored))?;
+    let tables = approved
+        .tables
+        .iter()
+        .zip(keys.iter().zip(verified))
+        .map(|((name, record), (key, ciphertext))| {
+            let source = ciphertext.open(key).map_err(|e| WorkloadError::Dataset {
+                id: record.id.clone(),
+                what: format!(
+                    "table {name}: its ciphertext does not open under the key the broker \
+                     released ({e})"
+                ),
+            })?;
+            Ok(Table {
+                name: name.clone(),
+                format: record.format,
+                schema: record.schema.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, WorkloadError>>()?;
+
+    let contract = &approved.contract;
+    let released = match runtime.block_on(confide_cleanroom::runner::run(
+        &contract.sql,
+        tables,
+        &contract.output,
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            if let CleanroomError::OutputRefused(reason) = &e {
+                client.post_json(
+                    "/cleanroom/runs",
+                    &json!({"token": attesting.token()?, "contract": id,
+                            "refused": format!("the result is refused: {reason}")})
+                    .to_string(),
+                )?;
+            }
+            return Err(e.into());
+        }
+    };
+
+    // The result, encrypted to each recipient's key as the ledger holds it.
+    let keys: Vec<HpkePublicKey> = approved.recipients.iter().map(|r| *r.hpke_key()).collect();
+    let ciphertext = confide_crypto::envelope::encrypt_bytes(&keys, &released.csv)?;
+    let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
+    let location = format!("results/{output_digest}.cfd");
+    runtime.block_on(blobs.put(&location, ciphertext))?;
+    let r = client.post_json(
+        "/cleanroom/runs",
+        &json!({
+            "token": attesting.token()?, "contract": id, "inputs": inputs,
+            "output": {"digest": output_digest, "location": location, "rows": released.rows,
+                       "suppressed": released.suppressed, "recipients": contract.recipients},
+        })
+        .to_string(),
+    )?;
+    let run = r["run"].as_str().ok_or_else(|| WorkloadError::Protocol {
+        what: "run log's answer",
+        detail: "it names no run".into(),
+    })?;
+    Ok(RunOutcome {
+        run: run.to_owned(),
+        rows: released.rows,
+        suppressed: released.suppressed,
+        simulated: r["record"]["simulated"] == true,
+        audit_seq: r["audit_seq"].as_u64().unwrap_or_default(),
+    })
+}
+
+/// A contract the verified ledger says cannot run. The key broker is asked all the same (for
+/// the first dataset the contract names, if any), so that the refusal is on the ledger for
+/// the owners to see; nothing it answers changes the outcome.
+fn refuse(
+    attesting: &Attesting<'_>,
+    token: &str,
+    id: &str,
+    gov: &confide_ledger::gov::Governance,
+    state: &NotRunnable,
+) -> WorkloadError {
+    let key = gov
+        .contracts()
+        .get(id)
+        .and_then(|c| c["datasets"][0].as_str())
+        .and_then(|d| gov.datasets().get(d))
+        .and_then(|d| d["key"].as_str())
+        .unwrap_or("dataset-none")
+        .to_owned();
+    let broker = match attesting.release(token, &key, id) {
+        Err(WorkloadError::Client(e)) => format!("; the key broker: {e}"),
+        _ => String::new(),
+    };
+    let reason = match state {
+        NotRunnable::NotApproved => format!(
+            "no approved contract {id} on the ledger: a contract runs only once every owner of \
+             its datasets has approved it{broker}"
+        ),
+        NotRunnable::Revoked => format!("contract {id} is revoked on the ledger{broker}"),
+    };
+    WorkloadError::NotRunnable { reason }
+}
