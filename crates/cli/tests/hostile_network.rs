@@ -138,7 +138,7 @@ fn relay(
         .to_owned();
     let mut answer = response.body_mut().read_to_vec().unwrap();
     if status == 200 {
-        answer = rewrite(attack, &path, answer, &runtime_key.lock().unwrap());
+        answer = rewrite(attack, server, &path, answer, &runtime_key.lock().unwrap());
     }
     let head = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -154,7 +154,15 @@ fn unb64(text: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn rewrite(attack: &Attack, path: &str, answer: Vec<u8>, runtime_key: &[u8]) -> Vec<u8> {
+/// The server's `answer` to `path`, as the attack makes it; `server` is the real server, for the
+/// proxy's own look-ups.
+fn rewrite(
+    attack: &Attack,
+    server: &str,
+    path: &str,
+    answer: Vec<u8>,
+    runtime_key: &[u8],
+) -> Vec<u8> {
     let mut doc: Value = match serde_json::from_slice(&answer) {
         Ok(v) => v,
         Err(_) => return answer,
@@ -189,12 +197,13 @@ fn rewrite(attack: &Attack, path: &str, answer: Vec<u8>, runtime_key: &[u8]) -> 
                             .contains("approve_contract")
                     })
                     .expect("the contract's proposal is on the ledger");
-                let bytes = unb64(entry["entry"].as_str().unwrap());
-                let text = String::from_utf8_lossy(&bytes)
-                    .replace("SUM(amount)", "MAX(amount)")
-                    .into_bytes();
-                assert_eq!(text.len(), bytes.len());
-                entry["entry"] = json!(b64(&text));
+                let mut bytes = unb64(entry["entry"].as_str().unwrap());
+                let at = bytes
+                    .windows(3)
+                    .position(|w| w == b"SUM")
+                    .expect("the terms' SQL is in the entry");
+                bytes[at..at + 3].copy_from_slice(b"MAX");
+                entry["entry"] = json!(b64(&bytes));
             }
         }
         Attack::ResignedLedger if path == "/ledger/checkpoints/latest" => {
@@ -202,7 +211,7 @@ fn rewrite(attack: &Attack, path: &str, answer: Vec<u8>, runtime_key: &[u8]) -> 
             let size = doc["tree_size"].as_u64().unwrap();
             let mut tree = confide_ledger::merkle::Tree::new();
             for seq in 0..size {
-                let (_, bytes) = get_bytes(&format!("{}/ledger/entries/{seq}", server()));
+                let (_, bytes) = get_bytes(&format!("{server}/ledger/entries/{seq}"));
                 tree.push(confide_ledger::merkle::leaf_hash(&bytes));
             }
             let key = confide_crypto::signing::SigningKey::generate().unwrap();
@@ -247,13 +256,6 @@ fn rewrite(attack: &Attack, path: &str, answer: Vec<u8>, runtime_key: &[u8]) -> 
     serde_json::to_vec(&doc).unwrap()
 }
 
-/// The real server, for the proxy's own look-ups (the re-signed ledger's entries).
-static SERVER: Mutex<String> = Mutex::new(String::new());
-
-fn server() -> String {
-    SERVER.lock().unwrap().clone()
-}
-
 fn confide(d: &Path, server: &str, who: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_confide"))
         .env("CONFIDE_STORE", d.join("blobs"))
@@ -284,7 +286,6 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let s = Server::start(&d.join("data"));
-    *SERVER.lock().unwrap() = s.url.clone();
     let ok = |who: &str, args: &[&str]| {
         let (ok, out, err) = confide(d, &s.url, who, args);
         assert!(ok, "confide {args:?} as {who}: {err}");
@@ -486,7 +487,6 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let s = Server::start(&d.join("data"));
-    *SERVER.lock().unwrap() = s.url.clone();
     let ok = |who: &str, args: &[&str]| {
         let (ok, out, err) = confide(d, &s.url, who, args);
         assert!(ok, "confide {args:?} as {who}: {err}");
