@@ -650,7 +650,7 @@ pub(crate) fn run_contract(
     store: &Store,
 ) -> anyhow::Result<RunOutcome> {
     let launch = Launch {
-        ledger_key: ledger_key.clone(),
+        ledger_key: *ledger_key,
         tee,
     };
     Ok(confide_workload::run(
