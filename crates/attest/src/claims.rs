@@ -51,6 +51,20 @@ impl TeeKind {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    /// The kind's primary measurement: the claim (among the normalised measurements) that
+    /// names the code it runs, and its length in bytes. The one table of it: contracts, the
+    /// key broker and the attestation service all read it from here. `None` for evidence that
+    /// measures nothing (`sample`).
+    pub fn primary_measurement(self) -> Option<(&'static str, usize)> {
+        Some(match self {
+            Self::SevSnp | Self::AzureSnpVtpm | Self::Sim => ("measurement", 48),
+            Self::Tdx | Self::AzureTdxVtpm => ("mr_td", 48),
+            Self::Sgx => ("mr_enclave", 32),
+            Self::NvidiaGpu => ("measurements_sha256", 32),
+            Self::Sample => return None,
+        })
+    }
+
     /// The kind's name as the command line and the service spell it.
     pub fn as_str(self) -> &'static str {
         match self {

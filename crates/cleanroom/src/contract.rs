@@ -97,6 +97,26 @@ impl Contract {
         if self.measurements.is_empty() {
             return bad("a contract allows at least one workload measurement".into());
         }
+        for m in &self.measurements {
+            let (claim, len) = confide_attest::TeeKind::from_name(&m.kind)
+                .and_then(|k| k.primary_measurement())
+                .ok_or_else(|| {
+                    CleanroomError::Contract(format!(
+                        "measurement kind {:?} is not a TEE kind that measures its code",
+                        m.kind
+                    ))
+                })?;
+            let ok = m.value.len() == 2 * len
+                && m.value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !ok {
+                return bad(format!(
+                    "measurement {}:{:?}: its {claim} is {len} bytes of lowercase hex",
+                    m.kind, m.value
+                ));
+            }
+        }
         if self.recipients.is_empty() {
             return bad("a contract names at least one recipient".into());
         }
@@ -159,7 +179,7 @@ mod tests {
             sql: "SELECT 1 AS n".into(),
             measurements: vec![Measurement {
                 kind: "sim".into(),
-                value: "00".into(),
+                value: "00".repeat(48),
             }],
             recipients: vec!["fp".into()],
             output: OutputRules {
@@ -191,8 +211,9 @@ mod tests {
         }
         // The same terms in another member order: the same id.
         let reordered: Value = serde_json::from_str(&format!(
-            r#"{{"output": {}, "sql": "SELECT 1 AS n", "tables": {{"bank_a": "ds-a"}}, "recipients": ["fp"], "measurements": [{{"value": "00", "kind": "sim"}}]}}"#,
-            serde_json::to_string(&c.output).unwrap()
+            r#"{{"output": {}, "sql": "SELECT 1 AS n", "tables": {{"bank_a": "ds-a"}}, "recipients": ["fp"], "measurements": [{{"value": "{}", "kind": "sim"}}]}}"#,
+            serde_json::to_string(&c.output).unwrap(),
+            "00".repeat(48)
         ))
         .unwrap();
         assert_eq!(id_of(&reordered), id);
@@ -211,5 +232,31 @@ mod tests {
         c.recipients.clear();
         assert!(c.check().is_err());
         assert!(Contract::from_value(&serde_json::json!({"sql": "x"})).is_err());
+        // Measurements: an empty value, a short or long one, upper case, not hex, a kind that
+        // measures nothing or does not exist.
+        for (kind, value) in [
+            ("sim", String::new()),
+            ("sim", "00".repeat(47)),
+            ("sim", "00".repeat(49)),
+            ("sim", "AB".repeat(48)),
+            ("sim", "zz".repeat(48)),
+            ("sgx", "00".repeat(48)),
+            ("sample", "00".repeat(48)),
+            ("quantum", "00".repeat(48)),
+        ] {
+            let mut c = sample();
+            c.measurements[0] = Measurement {
+                kind: kind.into(),
+                value: value.clone(),
+            };
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains("measurement"), "{kind}:{value}: {e}");
+        }
+        let mut c = sample();
+        c.measurements[0] = Measurement {
+            kind: "sgx".into(),
+            value: "ab".repeat(32),
+        };
+        c.check().unwrap();
     }
 }

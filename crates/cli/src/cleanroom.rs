@@ -204,20 +204,33 @@ fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> 
 }
 
 /// The member's key-exchange key at the broker, made on first use.
+/// A key-exchange key found under this member's name but owned by another is refused: a
+/// dataset key is never wrapped to a key its owner does not hold at the broker.
 fn member_kek(client: &Client, home: &Home) -> anyhow::Result<(String, Vec<u8>)> {
-    let name = format!("kek-{}", &fingerprint(home)?[..16]);
-    let pem = match client.get(&format!("/keks/{name}")) {
-        Ok(r) => r["kek"]["public_pem"].as_str().map(str::to_owned),
-        Err(_) => {
+    let me = fingerprint(home)?;
+    let name = format!("kek-{}", &me[..16]);
+    let kek = match client.get(&format!("/keks/{name}")) {
+        Ok(r) => r["kek"].clone(),
+        Err(confide_client::ClientError::Refused { status: 404, .. }) => {
             let r = client.post(
                 "/keks",
                 &signed(home, &json!({"type": "kms.kek.create", "name": name}))?,
             )?;
-            r["kek"]["public_pem"].as_str().map(str::to_owned)
+            r["kek"].clone()
         }
+        Err(e) => return Err(e.into()),
+    };
+    if kek["owner"] != me.as_str() {
+        bail!(
+            "the key-exchange key {name} at the broker belongs to {}, not to this member: \
+             nothing was wrapped to it",
+            kek["owner"].as_str().unwrap_or("nobody")
+        );
     }
-    .context("the key broker sent no key-exchange key")?;
-    let der = confide_crypto::pem_decode(&pem, "PUBLIC KEY")
+    let pem = kek["public_pem"]
+        .as_str()
+        .context("the key broker sent no key-exchange key")?;
+    let der = confide_crypto::pem_decode(pem, "PUBLIC KEY")
         .context("the key-exchange key is not a PEM public key")?;
     Ok((name, der))
 }

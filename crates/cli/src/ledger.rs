@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use confide_attest::Certificate;
+use confide_client::ledger::key_fingerprint as fingerprint;
 use confide_crypto::signing::VerifyingKey;
 use confide_ledger::receipt::verify_receipt;
 use confide_ledger::{Ledger, ccf};
@@ -184,10 +185,6 @@ pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyingKey> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     VerifyingKey::from_spki_pem(&text)
         .with_context(|| format!("{} is not a P-256 public key (PEM)", path.display()))
-}
-
-fn fingerprint(key: &VerifyingKey) -> String {
-    hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
 }
 
 pub(crate) fn verify_dir(

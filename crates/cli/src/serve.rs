@@ -84,10 +84,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("listening on http://{addr}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
+        let ledger_pub = args.data.join("ledger").join("ledger.pub");
         eprintln!(
-            "ledger: {} entries in {}",
+            "ledger: {} entries in {}; its key, which workloads and members pin, is {} \
+             (fingerprint {})",
             opened.entries,
-            args.data.join("ledger").display()
+            args.data.join("ledger").display(),
+            ledger_pub.display(),
+            confide_client::ledger::key_fingerprint(&crate::ledger::read_key(&ledger_pub)?)
         );
         confide_server::serve(listener, state).await?;
         anyhow::Ok(())

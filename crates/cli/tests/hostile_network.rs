@@ -452,7 +452,44 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         .as_array()
         .unwrap()
         .clone();
+    // A workload of the contract holds its dataset's key under a lease, renewed by
+    // re-attesting while the contract stands.
+    let runtime = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
+    let public = runtime.public_key();
+    let token = workload_token(&s.url, public.as_bytes());
+    let key = record["key"].as_str().unwrap();
+    let (status, lease) = post_json(
+        &format!("{}/keys/{key}/release", s.url),
+        &json!({"token": token, "contract": contract}),
+    );
+    assert_eq!(status, 200, "{lease}");
+    let renew = || {
+        post_json(
+            &format!("{}/keys/{key}/renew", s.url),
+            &json!({"token": workload_token(&s.url, public.as_bytes()), "lease": lease["lease"]}),
+        )
+    };
+    let (status, r) = renew();
+    assert_eq!(status, 200, "{r}");
+
     ok("bank", &["contract", "revoke", &contract]);
+    // Revoked: the lease renews no more, and the workload's token records no run.
+    let (status, r) = renew();
+    assert_eq!(status, 403, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("is revoked"), "{r}");
+    let real = get_json(&format!("{}/cleanroom/runs/{id}", s.url));
+    let (status, r) = post_json(
+        &format!("{}/cleanroom/runs", s.url),
+        &json!({"token": token, "contract": contract, "inputs": real["inputs"], "output": real["output"]}),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("records no more runs"),
+        "{r}"
+    );
     let before = releases(&s.url);
     let (ran, _, err) = run(Attack::OlderPrefix {
         checkpoint,
@@ -518,6 +555,40 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         .next()
         .unwrap();
     ok("bank", &["gov", "vote", proposal, "--approve"]);
+    let fp = |who: &str| {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(format!("{who}.json"))).unwrap())
+                .unwrap();
+        confide_identity::PublicIdentity::from_json(doc.to_string().as_bytes(), Path::new("doc"))
+            .unwrap()
+            .fingerprint()
+            .to_hex()
+    };
+    let mallory = confide_identity::Home::new(d.join("mallory"))
+        .load()
+        .unwrap();
+    let as_mallory = |body: Value| {
+        confide_ledger::gov::sign_request(
+            mallory.signing_key(),
+            &fp("mallory"),
+            &body,
+            now(),
+            &confide_crypto::random::array::<16>().unwrap(),
+        )
+        .unwrap()
+    };
+
+    // Mallory takes the name of the bank's key-exchange key before the bank first publishes:
+    // refused, so the bank's dataset key can only be wrapped to the bank's own.
+    let (status, r) = post(
+        &format!("{}/keks", s.url),
+        &as_mallory(
+            json!({"type": "kms.kek.create", "name": format!("kek-{}", &fp("bank")[..16])}),
+        ),
+    );
+    assert_eq!(status, 400, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("reserved"), "{r}");
+
     std::fs::write(
         d.join("payments.csv"),
         "account,region,amount\nacct-1,north,5\n",
@@ -537,17 +608,31 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
     .unwrap();
     let dataset = record["id"].as_str().unwrap();
 
+    // Mallory registers the bank's data as hers, over the bank's key, or over a key nobody has
+    // deposited yet: refused before it reaches the ledger.
+    for (key, why) in [
+        (
+            record["key"].as_str().unwrap().to_owned(),
+            "belongs to another member",
+        ),
+        (format!("dataset-{dataset}-next"), "deposits it first"),
+    ] {
+        let mut claim = record.clone();
+        claim["id"] = json!(format!("{dataset}-mine"));
+        claim["owner"] = json!(fp("mallory"));
+        claim["key"] = json!(key);
+        let (status, r) = post(
+            &format!("{}/gov/proposals", s.url),
+            &as_mallory(json!({"type": "propose", "actions": [claim]})),
+        );
+        assert_eq!(status, 403, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
+    }
+    let datasets = get_json(&format!("{}/gov/datasets", s.url))["datasets"].clone();
+    assert_eq!(datasets.as_object().unwrap().len(), 1, "{datasets}");
+
     // Mallory bundles a contract the bank expects (its aggregate, to the bank) with her own
     // (every row, to her), in one proposal.
-    let fp = |who: &str| {
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join(format!("{who}.json"))).unwrap())
-                .unwrap();
-        confide_identity::PublicIdentity::from_json(doc.to_string().as_bytes(), Path::new("doc"))
-            .unwrap()
-            .fingerprint()
-            .to_hex()
-    };
     let benign = approve_action(
         "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total FROM payments GROUP BY region",
         dataset,
@@ -558,18 +643,7 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         dataset,
         &fp("mallory"),
     );
-    let mallory = confide_identity::Home::new(d.join("mallory"))
-        .load()
-        .unwrap();
-    let nonce = confide_crypto::random::array::<16>().unwrap();
-    let request = confide_ledger::gov::sign_request(
-        mallory.signing_key(),
-        &fp("mallory"),
-        &json!({"type": "propose", "actions": [benign, theft]}),
-        now(),
-        &nonce,
-    )
-    .unwrap();
+    let request = as_mallory(json!({"type": "propose", "actions": [benign, theft]}));
     let (status, r) = post(&format!("{}/gov/proposals", s.url), &request);
     assert_eq!(status, 201, "{r}");
     let benign_id = benign["id"].as_str().unwrap();

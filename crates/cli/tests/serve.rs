@@ -392,6 +392,20 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         &format!("{u}/gov/found"),
         &a.sign(&json!({"type": "found", "member": a.doc()})),
     );
+    // Another kind's trusted measurement says nothing of this one's code.
+    enact(
+        u,
+        &a,
+        json!([{"action": "add_measurement", "kind": "tdx", "value": "cd".repeat(48)}]),
+    );
+    let (status, r) = post_json(&format!("{u}/attest/sim"), &request);
+    assert_eq!(status, 200, "{r}");
+    let claims =
+        confide_server::verify_jwt(r["token"].as_str().unwrap(), &get_json(&jwks_uri)).unwrap();
+    assert_eq!(
+        claims["submods"]["sim"]["ear.trustworthiness-vector"]["executables"], 0,
+        "a sim token was matched against TDX measurements"
+    );
     let trusted = hex::encode(m);
     enact(
         u,

@@ -61,8 +61,21 @@ impl KeyStore {
     }
 
     /// Makes the key-exchange key `name` for `owner` and returns its public half.
+    /// A name `kek-HEX`, with 16 hex digits or more, is reserved to the member whose fingerprint
+    /// begins with `HEX` (`confide dataset publish` uses such a name), so no member can take
+    /// another's.
     pub fn create_kek(&self, name: &str, owner: &str, now: i64) -> Result<KekInfo, KmsError> {
         check_name(name)?;
+        if let Some(prefix) = name.strip_prefix("kek-")
+            && prefix.len() >= 16
+            && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+            && !owner.starts_with(&prefix.to_ascii_lowercase())
+        {
+            return Err(KmsError::Invalid(format!(
+                "the key-exchange key name {name} is reserved to the member whose fingerprint \
+                 begins with {prefix}"
+            )));
+        }
         let path = self.kek_path(name);
         if path.exists() {
             return Err(KmsError::Exists(format!("key-exchange key {name}")));
@@ -201,6 +214,13 @@ mod tests {
     fn imported_keys_are_released_as_given_and_only_through_the_owners_kek() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open_dev(dir.path()).unwrap();
+        // A name made of a fingerprint prefix is that member's alone.
+        let bob = format!("kek-{}", "b0".repeat(8));
+        assert!(matches!(
+            store.create_kek(&bob, &"a1".repeat(32), 1),
+            Err(KmsError::Invalid(_))
+        ));
+        store.create_kek(&bob, &"b0".repeat(32), 1).unwrap();
         let kek = store.create_kek("kek-1", "alice", 1).unwrap();
         assert!(matches!(
             store.create_kek("kek-1", "alice", 1),

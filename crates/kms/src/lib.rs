@@ -428,6 +428,9 @@ pub struct Lease {
     pub last_heartbeat: i64,
     /// Until when the workload may hold the key.
     pub expires: i64,
+    /// The contract the key was released for (a dataset's key): every renewal checks it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
 }
 
 /// The leases granted, by id.
@@ -440,6 +443,11 @@ impl Leases {
     /// Records a lease.
     pub fn grant(&mut self, lease: Lease) {
         self.leases.insert(lease.id.clone(), lease);
+    }
+
+    /// Lease `id`.
+    pub fn get(&self, id: &str) -> Option<&Lease> {
+        self.leases.get(id)
     }
 
     /// Renews lease `id` of `key` for the same runtime key, until `expires`.

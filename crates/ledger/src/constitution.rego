@@ -7,6 +7,10 @@
 # - Everything else (membership, the constitution, policies, trusted measurements) needs a
 #   majority of the members.
 #
+# Whatever a constitution says, the governance code (gov.rs, "consent is code") also holds back
+# an action that grants or widens access to a member's data until that member voted yes, and a
+# new constitution until every member did.
+#
 # input: {proposal: {id, proposer, actions}, ballots: {member: bool}, members: [member],
 #         datasets: {id: {owner}}, contracts: {id: {datasets: [id]}}}
 package confide.constitution

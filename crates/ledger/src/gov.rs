@@ -8,6 +8,12 @@
 //! decides whether the proposal is accepted, rejected or still open; accepted actions change
 //! the state. The state is exactly what replaying the ledger gives.
 //!
+//! Consent is code, not a vote: whatever the constitution decides, a proposal that grants or
+//! widens access to a member's data (approving a contract over it, registering a dataset as
+//! theirs, a policy or a trusted measurement while they own data) is accepted only once each
+//! such member voted yes, and rejected by any one of their no's; a new constitution needs every
+//! member. No majority, and no constitution a majority installs, can take a member's data.
+//!
 //! [`Governance::check`] refuses, before anything is written, a request that is malformed, not
 //! signed by a member, replayed (a nonce seen before from the same signer), out of its time
 //! window, or that names unknown proposals, members or datasets; so a refused request changes
@@ -450,6 +456,15 @@ impl Governance {
             Some("rejected") => ProposalState::Rejected,
             _ => ProposalState::Open,
         };
+        // Consent is code: whatever the constitution decided, an action that grants or widens
+        // access to a member's data waits for that member's own yes, and that member's no
+        // rejects it.
+        let consent = self.registry.consent(&p.actions, &p.ballots);
+        let state = match (state, consent) {
+            (_, Consent::Refused) => ProposalState::Rejected,
+            (ProposalState::Accepted, Consent::Missing) => ProposalState::Open,
+            (state, _) => state,
+        };
         let state = if state == ProposalState::Accepted {
             // Actions were checked when proposed, but the state may have moved since: they are
             // applied all together or, if one no longer fits, not at all and the proposal
@@ -508,7 +523,69 @@ impl Governance {
     }
 }
 
+/// Where the consent of the members whose data a proposal touches stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consent {
+    /// Every one of them voted yes (or the proposal touches no one's data).
+    Given,
+    /// Someone whose consent it needs has not voted yes yet.
+    Missing,
+    /// Someone whose consent it needs voted no.
+    Refused,
+}
+
 impl Registry {
+    /// The members whose own approval `actions` need, whatever the constitution says: the
+    /// owners of the datasets a contract reads; the owner a dataset is registered to; every
+    /// owner of a registered dataset for a change of policy or a newly trusted measurement
+    /// (either can widen which workloads get keys); every member for a new constitution.
+    /// Narrowing actions (revoking a contract, removing a measurement) need no one's consent.
+    fn consenters(&self, actions: &[Value]) -> BTreeSet<String> {
+        let owner_of = |d: &Value| {
+            d.as_str()
+                .and_then(|d| self.datasets.get(d))
+                .and_then(|r| r.get("owner"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let mut needed = BTreeSet::new();
+        for a in actions {
+            match a.get("action").and_then(Value::as_str) {
+                Some("approve_contract") => needed.extend(
+                    a.get("datasets")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(owner_of),
+                ),
+                Some("register_dataset") => {
+                    needed.extend(a.get("owner").and_then(Value::as_str).map(str::to_owned));
+                }
+                Some("set_policy") | Some("add_measurement") => {
+                    needed.extend(
+                        self.datasets.values().filter_map(|r| {
+                            r.get("owner").and_then(Value::as_str).map(str::to_owned)
+                        }),
+                    );
+                }
+                Some("set_constitution") => needed.extend(self.members.keys().cloned()),
+                _ => {}
+            }
+        }
+        needed
+    }
+
+    fn consent(&self, actions: &[Value], ballots: &BTreeMap<String, bool>) -> Consent {
+        let needed = self.consenters(actions);
+        if needed.iter().any(|m| ballots.get(m) == Some(&false)) {
+            Consent::Refused
+        } else if needed.iter().all(|m| ballots.get(m) == Some(&true)) {
+            Consent::Given
+        } else {
+            Consent::Missing
+        }
+    }
+
     fn check_action(&self, a: &Value) -> Result<(), GovError> {
         let s = |name: &str| a.get(name).and_then(Value::as_str);
         let need =
@@ -536,7 +613,8 @@ impl Registry {
                 need("name")?;
                 Policy::new("policy.rego", need("rego")?).map_err(|e| malformed(e.to_string()))?;
             }
-            Some("add_measurement") | Some("remove_measurement") => {
+            Some("add_measurement") => check_measurement(need("kind")?, need("value")?)?,
+            Some("remove_measurement") => {
                 need("kind")?;
                 hex::decode(need("value")?)
                     .map_err(|_| malformed("measurement value is not hex"))?;
@@ -569,6 +647,15 @@ impl Registry {
                     return Err(malformed(format!(
                         "the contract id {id} is not the digest of its terms ({digest})"
                     )));
+                }
+                for m in terms
+                    .get("measurements")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let field = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or_default();
+                    check_measurement(field("kind"), field("value"))?;
                 }
                 let mut named: Vec<&str> = terms
                     .get("tables")
@@ -725,6 +812,23 @@ fn parse_signed(cose: &[u8]) -> Result<Signed, GovError> {
         nonce,
         body,
     })
+}
+
+/// A measurement as a contract or the trusted set may name it: a TEE kind that measures its
+/// code, and that kind's primary measurement as lowercase hex of its length.
+fn check_measurement(kind: &str, value: &str) -> Result<(), GovError> {
+    let (claim, len) = confide_attest::TeeKind::from_name(kind)
+        .and_then(|k| k.primary_measurement())
+        .ok_or_else(|| malformed(format!("{kind:?} is not a TEE kind that measures its code")))?;
+    let hex_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if value.len() != 2 * len || !hex_ok {
+        return Err(malformed(format!(
+            "measurement {kind}:{value:?}: its {claim} is {len} bytes of lowercase hex"
+        )));
+    }
+    Ok(())
 }
 
 fn identity(value: Option<&Value>) -> Result<PublicIdentity, GovError> {

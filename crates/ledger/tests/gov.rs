@@ -268,3 +268,142 @@ fn bad_requests_are_refused_and_change_nothing() {
     assert!(k.vote(&a, &"00".repeat(32), true, 12).is_err());
     assert_eq!(k.snapshot(), after_ballot);
 }
+
+/// A `register_dataset` action for `owner`.
+fn dataset(id: &str, owner: &Member) -> Value {
+    json!({"action": "register_dataset", "id": id, "owner": owner.fp(), "name": id,
+           "format": "csv", "schema": [], "rows": 1, "size": 1, "digest": "00".repeat(32),
+           "location": format!("datasets/{id}.cfd"), "key": format!("dataset-{id}")})
+}
+
+/// An `approve_contract` action over `datasets`.
+fn contract(datasets: &[&str], to: &Member) -> Value {
+    let tables: serde_json::Map<String, Value> = datasets
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("t{i}"), json!(d)))
+        .collect();
+    let terms = json!({"tables": tables, "sql": "SELECT 1", "recipients": [to.fp()]});
+    let id = hex::encode(confide_crypto::digest::sha256(
+        confide_ledger::jcs::canonical_json(&terms).as_bytes(),
+    ));
+    let mut sorted: Vec<&str> = datasets.to_vec();
+    sorted.sort_unstable();
+    json!({"action": "approve_contract", "id": id, "datasets": sorted, "contract": terms})
+}
+
+/// A consortium whose constitution accepts every proposal at once: the worst a majority could
+/// install. Consent is still the owners'.
+#[test]
+fn no_constitution_overrules_an_owner() {
+    let (a, b, c) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("bank-c"),
+    );
+    let anything = "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n";
+    let mut k = Consortium {
+        gov: Governance::new().unwrap(),
+        log: Vec::new(),
+    };
+    k.submit(a.sign(
+        json!({"type": "found", "member": a.doc(), "constitution": anything}),
+        0,
+    ))
+    .unwrap();
+    for (m, n) in [(&b, 1), (&c, 2)] {
+        k.propose(&a, json!([{"action": "add_member", "member": m.doc()}]), n);
+    }
+    assert_eq!(k.gov.members().len(), 3, "membership is the constitution's");
+
+    // Another member registers c's data as c's: it waits for c, and c's no rejects it.
+    let claim = k.propose(&a, json!([dataset("c-data", &c)]), 3);
+    assert_eq!(k.gov.proposals()[&claim].state, ProposalState::Open);
+    assert_eq!(
+        k.vote(&c, &claim, false, 4).unwrap(),
+        Some(ProposalState::Rejected)
+    );
+    assert!(k.gov.datasets().is_empty());
+    let own = k.propose(&c, json!([dataset("c-data", &c)]), 5);
+    assert_eq!(
+        k.vote(&c, &own, true, 6).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    let b_data = k.propose(&b, json!([dataset("b-data", &b)]), 7);
+    k.vote(&b, &b_data, true, 8).unwrap();
+
+    // A contract over c's data, proposed and voted for by the other two: open until c says yes.
+    let take = contract(&["c-data", "b-data"], &a);
+    let p = k.propose(&a, json!([take]), 9);
+    k.vote(&a, &p, true, 10).unwrap();
+    assert_eq!(k.vote(&b, &p, true, 11).unwrap(), Some(ProposalState::Open));
+    assert!(k.gov.contracts().is_empty(), "a majority took c's data");
+
+    // Widening who gets keys (a policy, a trusted measurement) waits for every owner; a new
+    // constitution waits for every member.
+    for (n, action) in [
+        (
+            12,
+            json!({"action": "set_policy", "name": "appraisal", "rego": "package p"}),
+        ),
+        (
+            13,
+            json!({"action": "add_measurement", "kind": "sim", "value": "ab".repeat(48)}),
+        ),
+        (14, json!({"action": "set_constitution", "rego": anything})),
+    ] {
+        let p = k.propose(&a, json!([action]), n);
+        assert_eq!(
+            k.vote(&b, &p, true, n + 20).unwrap(),
+            Some(ProposalState::Open),
+            "{action}"
+        );
+        assert_eq!(
+            k.vote(&c, &p, true, n + 40).unwrap(),
+            if action["action"] == "set_constitution" {
+                Some(ProposalState::Open)
+            } else {
+                Some(ProposalState::Accepted)
+            },
+            "{action}"
+        );
+    }
+
+    // A measurement that names no code is refused when proposed, in the trusted set or in a
+    // contract's terms.
+    let mut empty = contract(&["b-data"], &a);
+    empty["contract"]["measurements"] = json!([{"kind": "sim", "value": ""}]);
+    empty["id"] = json!(hex::encode(confide_crypto::digest::sha256(
+        confide_ledger::jcs::canonical_json(&empty["contract"]).as_bytes(),
+    )));
+    for (n, action) in [
+        (
+            60,
+            json!({"action": "add_measurement", "kind": "sim", "value": ""}),
+        ),
+        (
+            61,
+            json!({"action": "add_measurement", "kind": "sample", "value": "00".repeat(48)}),
+        ),
+        (62, empty),
+    ] {
+        let err = k
+            .submit(a.sign(json!({"type": "propose", "actions": [action]}), n))
+            .unwrap_err();
+        assert!(err.to_string().contains("measure"), "{err}");
+    }
+
+    // c's own yes is what approves the contract; the state replays to the same.
+    assert_eq!(
+        k.vote(&c, &p, true, 70).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert_eq!(k.gov.contracts().len(), 1);
+    let mut replayed = Governance::new().unwrap();
+    for (seq, cose) in k.log.iter().enumerate() {
+        let request = replayed.check(cose, None).unwrap();
+        replayed.apply(request, seq as u64).unwrap();
+    }
+    assert_eq!(replayed.contracts(), k.gov.contracts());
+    assert_eq!(replayed.datasets(), k.gov.datasets());
+}

@@ -1,8 +1,9 @@
 # confide's default appraisal policy: what verified evidence must show before the attestation
 # service issues a token. Every refusal is a {rule, claim, detail} in `deny`.
 #
-# input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}]},
-#         fresh: whether the evidence answered a challenge of this service}
+# input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}],
+#         primary: the claim naming the code for this kind}, fresh: whether the evidence
+#         answered a challenge of this service}
 package confide.appraisal
 
 import rego.v1
@@ -38,14 +39,13 @@ deny contains {"rule": "tcb_status", "claim": "tcb.status", "detail": sprintf("T
 }
 
 # When the consortium trusts measurements for this kind of TEE, the evidence's primary
-# measurement must be one of them.
-primary := {"sev-snp": "measurement", "azure-snp-vtpm": "measurement", "sim": "measurement", "tdx": "mr_td", "azure-tdx-vtpm": "mr_td", "sgx": "mr_enclave", "nvidia-gpu": "measurements_sha256"}
-
+# measurement must be one of them. Which claim is primary for each kind is given as data
+# (input.reference.primary, from confide's one table of it), not restated here.
 trusted := {m.value | some m in input.reference.measurements; m.kind == claims.kind}
 
 deny contains {"rule": "measurement", "claim": name, "detail": sprintf("%v %v is not a trusted measurement", [name, value])} if {
 	count(trusted) > 0
-	name := primary[claims.kind]
+	name := input.reference.primary
 	value := lower(claims.measurements[name])
 	not value in trusted
 }

@@ -343,8 +343,13 @@ pub(crate) fn appraise(
     if let Some(m) = claims_json.as_object_mut() {
         m.remove("report");
     }
-    let input =
-        json!({"claims": claims_json, "reference": {"measurements": trusted}, "fresh": fresh});
+    // The primary measurement's claim comes from the one table of it, in `attest`.
+    let primary = kind.primary_measurement().map(|(claim, _)| claim);
+    let input = json!({
+        "claims": claims_json,
+        "reference": {"measurements": trusted, "primary": primary},
+        "fresh": fresh,
+    });
     let denials = policy
         .eval("data.confide.appraisal.deny", &input)
         .map_err(|e| Problem::internal(e.to_string()))?;
@@ -383,7 +388,9 @@ pub(crate) fn appraise(
             "affirming"
         },
         tcb_ok,
-        matched: !trusted.is_empty(),
+        // Matched only when this kind's own measurements are trusted (the policy has then
+        // checked the evidence's against them), not another kind's.
+        matched: trusted.iter().any(|m| m["kind"] == kind.as_str()),
         policy_id: format!(
             "confide/appraisal/{}",
             hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])

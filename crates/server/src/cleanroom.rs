@@ -19,21 +19,18 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use confide_attest::TeeKind;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::now;
 use crate::problem::Problem;
 
-/// The claim holding each TEE kind's primary measurement, as the appraisal policy names it.
+/// The claim holding each TEE kind's primary measurement ([`TeeKind::primary_measurement`]).
 fn primary_measurement(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "sev-snp" | "azure-snp-vtpm" | "sim" => "measurement",
-        "tdx" | "azure-tdx-vtpm" => "mr_td",
-        "sgx" => "mr_enclave",
-        "nvidia-gpu" => "measurements_sha256",
-        _ => return None,
-    })
+    TeeKind::from_name(kind)?
+        .primary_measurement()
+        .map(|(claim, _)| claim)
 }
 
 /// The (kind, measurement) pairs a token's claims carry.
@@ -68,15 +65,22 @@ pub(crate) fn check_release(
     if contract["state"] != "approved" {
         return Err(format!("contract {id} is revoked"));
     }
-    let named = contract["datasets"]
+    // The dataset whose record names this key, among the contract's.
+    let record = contract["datasets"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .any(|d| key == format!("dataset-{d}"));
-    if !named {
+        .filter_map(|d| gov.datasets().get(d))
+        .find(|r| r["key"] == key)
+        .ok_or_else(|| format!("contract {id} does not name the dataset of key {key}"))?;
+    // The key must be the dataset owner's own: a dataset registered over another member's key
+    // releases nothing.
+    let key_owner = s.kms.info(key).map_err(|e| e.to_string())?.owner;
+    if record["owner"] != key_owner.as_str() {
         return Err(format!(
-            "contract {id} does not name the dataset of key {key}"
+            "key {key} belongs to another member than the owner of dataset {}",
+            record["id"].as_str().unwrap_or("?")
         ));
     }
     allows_measurement(&contract, id, claims)?;
@@ -121,6 +125,9 @@ fn check_run(
     runtime_key: &str,
     req: &Value,
 ) -> Result<(), String> {
+    if contract["state"] != "approved" {
+        return Err(format!("contract {id} is revoked: it records no more runs"));
+    }
     allows_measurement(contract, id, claims)?;
     if req["refused"].is_string() {
         return Ok(());
@@ -163,9 +170,16 @@ fn check_run(
         ));
     }
     let leases = s.leases.lock().map_err(|e| e.to_string())?;
+    let key_of = |d: &str| {
+        gov.datasets()
+            .get(d)
+            .and_then(|r| r["key"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     if let Some(dataset) = read
         .iter()
-        .find(|d| !leases.released_to(&format!("dataset-{d}"), runtime_key))
+        .find(|d| !leases.released_to(&key_of(d), runtime_key))
     {
         return Err(format!(
             "the key of dataset {dataset} was never released to this workload"

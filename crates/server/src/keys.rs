@@ -391,12 +391,20 @@ pub(crate) async fn release(
         granted: now,
         last_heartbeat: now,
         expires: now + LEASE_SECONDS,
+        contract: req
+            .get("contract")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     };
-    let seq = audit(&s, json!({
+    let mut event = json!({
         "type": "kms.release", "key": name, "version": version, "lease": lease.id,
         "token": token_digest, "runtime_key": runtime_digest, "simulated": claims["confide.simulated"],
         "at": now, "expires": lease.expires,
-    })).await?;
+    });
+    if let Some(contract) = &lease.contract {
+        event["contract"] = json!(contract);
+    }
+    let seq = audit(&s, event).await?;
     s.leases
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
@@ -433,6 +441,7 @@ pub(crate) fn replay_lease(leases: &mut confide_kms::Leases, entry: &[u8]) {
             granted: at,
             last_heartbeat: at,
             expires,
+            contract: event["contract"].as_str().map(str::to_owned),
         }),
         Some("kms.renew") => leases.heartbeat(&text("lease"), at, expires),
         _ => {}
@@ -444,7 +453,7 @@ pub(crate) async fn renew(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (_, runtime, req) = token_claims(&s, &body)?;
+    let (claims, runtime, req) = token_claims(&s, &body)?;
     let id = req
         .get("lease")
         .and_then(Value::as_str)
@@ -452,6 +461,39 @@ pub(crate) async fn renew(
         .to_owned();
     if s.kms.info(&name)?.revoked {
         return Err(KmsError::Revoked(name).into());
+    }
+    // A renewal is a release again: the contract it was released for must still be approved
+    // and allow this workload, and the key's policy must still allow the fresh token.
+    let contract = s
+        .leases
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .get(&id)
+        .and_then(|l| l.contract.clone());
+    let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
+    let recheck = match &contract {
+        Some(c) => crate::cleanroom::check_release(&s, &name, c, &claims).map(Some),
+        None => Ok(None),
+    }
+    .and_then(|terms| {
+        s.kms
+            .release_for(&name, &claims, terms.as_ref())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    if let Err(reason) = recheck {
+        audit(
+            &s,
+            json!({"type": "kms.deny", "key": name, "lease": id, "contract": contract,
+                         "token": token_digest, "reason": reason, "at": now()}),
+        )
+        .await?;
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "renewal-denied",
+            "The lease may not be renewed",
+            reason,
+        ));
     }
     let now = now();
     let lease = s

@@ -231,8 +231,34 @@ async fn propose(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    body_type(&body, "propose")?;
+    let payload = body_type(&body, "propose")?;
+    for action in payload["actions"].as_array().into_iter().flatten() {
+        if action["action"] == "register_dataset" {
+            dataset_key_is_owners(&s, action)?;
+        }
+    }
     submit(&s, body).await
+}
+
+/// A dataset is registered only over a key its owner already holds at the key broker, so no
+/// member can claim another's dataset (whose key the other imported) as her own, nor register
+/// one before its owner has deposited the key.
+fn dataset_key_is_owners(s: &AppState, action: &Value) -> Result<(), Problem> {
+    let key = action["key"].as_str().unwrap_or_default();
+    let owner = action["owner"].as_str().unwrap_or_default();
+    let holder = s.kms.info(key).map(|k| k.owner).ok();
+    if holder.as_deref() == Some(owner) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "dataset-key-not-owned",
+        "A dataset is registered only over its owner's own key",
+        match holder {
+            Some(_) => format!("key {key:?} at the key broker belongs to another member"),
+            None => format!("no key {key:?} at the key broker: its owner deposits it first"),
+        },
+    ))
 }
 
 async fn ballot(
