@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::serve::{Client, signed};
+use crate::serve::{Client, member_client, signed};
 
 /// Where ciphertexts are kept (`--store`, `CONFIDE_STORE`).
 #[derive(Debug, Clone, clap::Args)]
@@ -364,7 +364,7 @@ pub(crate) fn publish_as(
 }
 
 pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
-    let client = Client::new(server);
+    let client = member_client(home, server)?;
     match cmd {
         DatasetCommand::Publish {
             file,
@@ -595,7 +595,7 @@ pub(crate) fn approve_contract(
 }
 
 pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyhow::Result<()> {
-    let client = Client::new(server);
+    let client = member_client(home, server)?;
     match cmd {
         ContractCommand::Propose {
             tables,
@@ -755,7 +755,7 @@ pub(crate) fn fetch_result(
 
 pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let ResultCommand::Fetch { run, out, store } = cmd;
-    let client = Client::new(server);
+    let client = member_client(home, server)?;
     let (csv, simulated) = fetch_result(&client, home, &run, &store.open()?)?;
     match out {
         Some(path) => {

@@ -140,6 +140,52 @@ pub(crate) enum GovCommand {
 
 pub(crate) use confide_client::Client;
 
+/// A client for a member's commands, once the server's ledger has been checked against what
+/// this member saw before: its newest checkpoint must be signed by the ledger key pinned in
+/// the member's home (`HOME/ledger.pub`) and extend the checkpoint kept there
+/// (`HOME/checkpoint.json`) by a consistency proof, so a server that forks or rolls back its
+/// ledger is refused before the member reads or signs anything. The key is pinned on first
+/// contact from `CONFIDE_LEDGER_KEY` when set, else from the server itself (trust on first use,
+/// its fingerprint said on stderr to compare out of band). Without a home directory there is
+/// nothing to keep, and nothing is checked.
+pub(crate) fn member_client(home: &Home, server: &str) -> anyhow::Result<Client> {
+    let client = Client::new(server);
+    if !home.dir().is_dir() {
+        return Ok(client);
+    }
+    let pinned = home.dir().join("ledger.pub");
+    let key = if pinned.exists() {
+        crate::ledger::read_key(&pinned)?
+    } else {
+        let (pem, from) = match std::env::var_os("CONFIDE_LEDGER_KEY") {
+            Some(path) => (
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.to_string_lossy()))?,
+                "CONFIDE_LEDGER_KEY",
+            ),
+            None => (
+                String::from_utf8(client.get_bytes("/ledger/key")?)
+                    .context("the server's ledger key is not text")?,
+                "the server, on first use",
+            ),
+        };
+        let key = confide_crypto::signing::VerifyingKey::from_spki_pem(&pem)
+            .context("the ledger key is not a P-256 public key (PEM)")?;
+        std::fs::write(&pinned, key.to_spki_pem())
+            .with_context(|| format!("pinning the ledger key in {}", pinned.display()))?;
+        eprintln!(
+            "pinned the ledger key {} from {from} in {}: compare its fingerprint with the one \
+             the consortium published",
+            confide_client::ledger::key_fingerprint(&key),
+            pinned.display()
+        );
+        key
+    };
+    confide_client::ledger::check_consistency(&client, &key, &home.dir().join("checkpoint.json"))
+        .with_context(|| format!("checking the ledger of {server}"))?;
+    Ok(client)
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -161,7 +207,7 @@ pub(crate) fn signed(home: &Home, body: &Value) -> anyhow::Result<Vec<u8>> {
 }
 
 pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<()> {
-    let client = Client::new(server);
+    let client = member_client(home, server)?;
     match cmd {
         GovCommand::Found => {
             let member: Value = serde_json::from_str(&home.load_public()?.to_json())?;

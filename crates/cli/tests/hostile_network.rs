@@ -267,6 +267,41 @@ fn confide(d: &Path, server: &str, who: &str, args: &[&str]) -> (bool, String, S
     outcome(&out)
 }
 
+/// `confide` as `who`, which must succeed; its standard output.
+fn succeeds(d: &Path, server: &str, who: &str, args: &[&str]) -> String {
+    let (ok, out, err) = confide(d, server, who, args);
+    assert!(ok, "confide {args:?} as {who}: {err}");
+    out
+}
+
+/// A server whose consortium the bank founded; the bank and mallory have identities (their
+/// public documents in D/NAME.json), and mallory is not a member yet.
+fn founded(d: &Path) -> Server {
+    let s = Server::start(&d.join("data"));
+    for who in ["bank", "mallory"] {
+        succeeds(d, &s.url, who, &["member", "init", "--name", who]);
+        let doc = succeeds(d, &s.url, who, &["member", "show", "--json"]);
+        std::fs::write(d.join(format!("{who}.json")), doc).unwrap();
+    }
+    succeeds(d, &s.url, "bank", &["gov", "found"]);
+    s
+}
+
+/// The bank publishes `csv` as dataset "payments"; its ledger record.
+fn publish(d: &Path, server: &str, csv: &str) -> Value {
+    std::fs::write(d.join("payments.csv"), csv).unwrap();
+    let file = d.join("payments.csv");
+    let args = [
+        "dataset",
+        "publish",
+        file.to_str().unwrap(),
+        "--name",
+        "payments",
+        "--json",
+    ];
+    serde_json::from_str(&succeeds(d, server, "bank", &args)).unwrap()
+}
+
 fn releases(url: &str) -> usize {
     ledger_events(url)
         .iter()
@@ -285,21 +320,8 @@ fn runs(url: &str) -> usize {
 fn the_workload_acts_only_on_the_ledger_it_verified() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let s = Server::start(&d.join("data"));
-    let ok = |who: &str, args: &[&str]| {
-        let (ok, out, err) = confide(d, &s.url, who, args);
-        assert!(ok, "confide {args:?} as {who}: {err}");
-        out
-    };
-    for who in ["bank", "mallory"] {
-        ok(who, &["member", "init", "--name", who]);
-        std::fs::write(
-            d.join(format!("{who}.json")),
-            ok(who, &["member", "show", "--json"]),
-        )
-        .unwrap();
-    }
-    ok("bank", &["gov", "found"]);
+    let s = founded(d);
+    let ok = |who: &str, args: &[&str]| succeeds(d, &s.url, who, args);
     let mut csv = String::from("account,region,amount\n");
     for a in 0..12 {
         csv.push_str(&format!(
@@ -308,19 +330,7 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
             100 + a
         ));
     }
-    std::fs::write(d.join("payments.csv"), &csv).unwrap();
-    let record: Value = serde_json::from_str(&ok(
-        "bank",
-        &[
-            "dataset",
-            "publish",
-            d.join("payments.csv").to_str().unwrap(),
-            "--name",
-            "payments",
-            "--json",
-        ],
-    ))
-    .unwrap();
+    let record = publish(d, &s.url, &csv);
     std::fs::write(
         d.join("q.sql"),
         "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total \
@@ -523,21 +533,8 @@ fn approve_action(sql: &str, dataset: &str, recipient: &str) -> Value {
 fn approving_one_contract_approves_that_contract_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let s = Server::start(&d.join("data"));
-    let ok = |who: &str, args: &[&str]| {
-        let (ok, out, err) = confide(d, &s.url, who, args);
-        assert!(ok, "confide {args:?} as {who}: {err}");
-        out
-    };
-    for who in ["bank", "mallory"] {
-        ok(who, &["member", "init", "--name", who]);
-        std::fs::write(
-            d.join(format!("{who}.json")),
-            ok(who, &["member", "show", "--json"]),
-        )
-        .unwrap();
-    }
-    ok("bank", &["gov", "found"]);
+    let s = founded(d);
+    let ok = |who: &str, args: &[&str]| succeeds(d, &s.url, who, args);
     let out = ok(
         "bank",
         &[
@@ -589,23 +586,7 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
     assert_eq!(status, 400, "{r}");
     assert!(r["detail"].as_str().unwrap().contains("reserved"), "{r}");
 
-    std::fs::write(
-        d.join("payments.csv"),
-        "account,region,amount\nacct-1,north,5\n",
-    )
-    .unwrap();
-    let record: Value = serde_json::from_str(&ok(
-        "bank",
-        &[
-            "dataset",
-            "publish",
-            d.join("payments.csv").to_str().unwrap(),
-            "--name",
-            "payments",
-            "--json",
-        ],
-    ))
-    .unwrap();
+    let record = publish(d, &s.url, "account,region,amount\nacct-1,north,5\n");
     let dataset = record["id"].as_str().unwrap();
 
     // Mallory registers the bank's data as hers, over the bank's key, or over a key nobody has
@@ -704,4 +685,49 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         vec![&id]
     );
     s.kill();
+}
+
+/// The operator keeps a copy of the data directory and later serves it again: the history it
+/// holds is genuine and signed, only shorter. A member who has seen the newer ledger refuses
+/// it before reading or signing anything.
+#[test]
+fn a_member_refuses_a_ledger_that_went_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = founded(d);
+    let members = ["gov", "members", "--json"];
+    succeeds(d, &s.url, "bank", &members);
+    let kept = d.join("bank/checkpoint.json");
+    assert!(kept.exists(), "the member kept no checkpoint");
+    assert!(
+        d.join("bank/ledger.pub").exists(),
+        "the member pinned no key"
+    );
+    let copy = d.join("data-then");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(d.join("data"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    publish(d, &s.url, "account,region,amount\nacct-1,north,5\n");
+    succeeds(d, &s.url, "bank", &members);
+    s.kill();
+
+    let then = Server::start(&copy);
+    let (ok, out, err) = confide(d, &then.url, "bank", &members);
+    assert!(!ok, "the member read a rolled-back ledger: {out}");
+    assert!(err.contains("forked or rolled back"), "{err}");
+    then.kill();
+
+    // Another consortium's server (another ledger key) at the same address is refused too.
+    let other = Server::start(&d.join("elsewhere"));
+    succeeds(d, &other.url, "mallory", &["gov", "found"]);
+    let (ok, _, err) = confide(d, &other.url, "bank", &members);
+    assert!(
+        !ok && err.contains("not signed by the pinned ledger key"),
+        "{err}"
+    );
+    other.kill();
 }

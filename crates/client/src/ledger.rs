@@ -286,3 +286,112 @@ mod tests {
         assert!(v.extends(6, &old.root()).is_err());
     }
 }
+
+/// The newest checkpoint a client has seen, kept in a file between its calls, so that a server
+/// cannot present a shorter or different history later without the client noticing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The entries it covers.
+    pub tree_size: u64,
+    /// Their root.
+    pub root: Hash,
+}
+
+impl Seen {
+    /// The checkpoint kept in `path`, if there is one.
+    pub fn load(path: &std::path::Path) -> Result<Option<Self>, LedgerViewError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(malformed(format!("reading {}: {e}", path.display()))),
+        };
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|_| malformed(format!("{} is not a kept checkpoint", path.display())))?;
+        let root = doc["root"]
+            .as_str()
+            .and_then(|r| hex::decode(r).ok())
+            .and_then(|r| Hash::try_from(r).ok());
+        match (doc["tree_size"].as_u64(), root) {
+            (Some(tree_size), Some(root)) => Ok(Some(Self { tree_size, root })),
+            _ => Err(malformed(format!(
+                "{} is not a kept checkpoint",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Keeps this checkpoint in `path`, replacing the file whole.
+    pub fn store(&self, path: &std::path::Path) -> Result<(), LedgerViewError> {
+        let doc = serde_json::json!({"tree_size": self.tree_size, "root": hex::encode(self.root)});
+        let aside = path.with_extension("tmp");
+        std::fs::write(&aside, doc.to_string())
+            .and_then(|()| std::fs::rename(&aside, path))
+            .map_err(|e| malformed(format!("keeping the checkpoint in {}: {e}", path.display())))
+    }
+}
+
+/// Checks the server's newest checkpoint against `key` and against the checkpoint kept in
+/// `kept` (a file): it must be signed by the pinned key and extend what was seen before, by a
+/// consistency proof (RFC 9162 2.1.4) checked here. Keeps the newer checkpoint and returns it.
+/// A server whose ledger forked or went back is refused ([`LedgerViewError::Forked`]).
+pub fn check_consistency(
+    client: &Client,
+    key: &VerifyingKey,
+    kept: &std::path::Path,
+) -> Result<Option<Seen>, LedgerViewError> {
+    let seen = Seen::load(kept)?;
+    let forked = |s: &Seen| LedgerViewError::Forked {
+        seen: s.tree_size,
+        root: hex::encode(s.root),
+    };
+    let latest = match client.get("/ledger/checkpoints/latest") {
+        Err(ClientError::Refused { status: 404, .. }) => {
+            return match seen {
+                Some(s) => Err(forked(&s)),
+                None => Ok(None),
+            };
+        }
+        other => other?,
+    };
+    let root: Hash = latest["root"]
+        .as_str()
+        .and_then(|r| hex::decode(r).ok())
+        .and_then(|r| Hash::try_from(r).ok())
+        .ok_or_else(|| malformed("the checkpoint has no root"))?;
+    let cose = b64(&latest["cose"], "the checkpoint")?;
+    let checkpoint = Checkpoint::verify(&cose, &root, key).map_err(|_| {
+        LedgerViewError::NotSignedByPinnedKey {
+            pinned: key_fingerprint(key),
+        }
+    })?;
+    let now = Seen {
+        tree_size: checkpoint.tree_size,
+        root,
+    };
+    if let Some(s) = &seen {
+        let holds = match s.tree_size.cmp(&now.tree_size) {
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => s.root == now.root,
+            std::cmp::Ordering::Less => {
+                let answer = client.get(&format!(
+                    "/ledger/consistency?from={}&to={}",
+                    s.tree_size, now.tree_size
+                ))?;
+                let proof: Vec<Vec<u8>> = answer["proof"]
+                    .as_array()
+                    .ok_or_else(|| malformed("the consistency answer has no proof"))?
+                    .iter()
+                    .map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| malformed("the consistency proof is not hex"))?;
+                merkle::verify_consistency(s.tree_size, now.tree_size, &s.root, &now.root, &proof)
+                    .is_ok()
+            }
+        };
+        if !holds {
+            return Err(forked(s));
+        }
+    }
+    now.store(kept)?;
+    Ok(Some(now))
+}

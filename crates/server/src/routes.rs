@@ -25,6 +25,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ledger/entries/{seq}", get(entry))
         .route("/ledger/entries/{seq}/receipt", get(receipt))
         .route("/ledger/checkpoints/latest", get(latest_checkpoint))
+        .route("/ledger/key", get(ledger_key))
         .route("/ledger/consistency", get(consistency))
         .route("/gov/found", post(found))
         .route("/gov/proposals", get(proposals).post(propose))
@@ -127,6 +128,17 @@ async fn receipt(State(s): State<AppState>, Path(seq): Path<u64>) -> Result<Resp
             ledger.len()
         ))),
     }
+}
+
+/// The ledger's public key (PEM), for a client to pin on first use; a client that pinned it
+/// before checks every checkpoint against its own copy, not against this.
+async fn ledger_key(State(s): State<AppState>) -> Result<Response, Problem> {
+    let ledger = s.ledger.read().map_err(unavailable)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        ledger.public_key().to_spki_pem(),
+    )
+        .into_response())
 }
 
 async fn latest_checkpoint(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
