@@ -678,16 +678,8 @@ pub(crate) fn run_contract(
 pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
     let client = Client::new(server);
     let ledger_key = crate::ledger::read_key(&args.ledger_key)?;
-    let tee = match (args.sim, args.sim_measurement.as_deref()) {
-        (false, _) => Tee::Hardware,
-        (true, None) => Tee::Simulated(confide_attest::sim::default_measurement()),
-        (true, Some(text)) => Tee::Simulated(
-            hex::decode(text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .context("--sim-measurement is not 48 bytes of hex")?,
-        ),
-    };
+    let tee =
+        Tee::from_flags(args.sim, args.sim_measurement.as_deref()).map_err(anyhow::Error::msg)?;
     let out = run_contract(
         &client,
         &ledger_key,

@@ -102,19 +102,39 @@ fn b64(value: &Value, what: &str) -> Result<Vec<u8>, LedgerViewError> {
         .ok_or_else(|| malformed(format!("{what} is not base64")))
 }
 
+/// A 32-byte hash written as hex.
+fn hash(value: &Value) -> Option<Hash> {
+    value
+        .as_str()
+        .and_then(|r| hex::decode(r).ok())
+        .and_then(|r| Hash::try_from(r).ok())
+}
+
+/// A checkpoint as a server states it, not yet checked: its COSE bytes, size and root.
+type Stated = (Vec<u8>, u64, Option<Hash>);
+
+/// The server's newest checkpoint as it states it, or `None` for an empty ledger.
+fn latest(client: &Client) -> Result<Option<Stated>, LedgerViewError> {
+    let latest = match client.get("/ledger/checkpoints/latest") {
+        Err(ClientError::Refused { status: 404, .. }) => return Ok(None),
+        other => other?,
+    };
+    let size = latest["tree_size"]
+        .as_u64()
+        .ok_or_else(|| malformed("the checkpoint has no tree_size"))?;
+    Ok(Some((
+        b64(&latest["cose"], "the checkpoint")?,
+        size,
+        hash(&latest["root"]),
+    )))
+}
+
 impl VerifiedLedger {
     /// Fetches the server's latest checkpoint and every entry it covers, and checks them
     /// against `key`.
     pub fn fetch(client: &Client, key: &VerifyingKey) -> Result<Self, LedgerViewError> {
-        let latest = match client.get("/ledger/checkpoints/latest") {
-            Err(ClientError::Refused { status: 404, .. }) => return Err(LedgerViewError::Empty),
-            other => other?,
-        };
-        let size = latest["tree_size"]
-            .as_u64()
-            .ok_or_else(|| malformed("the checkpoint has no tree_size"))?;
-        let cose = b64(&latest["cose"], "the checkpoint")?;
-        let stated_root = latest["root"].as_str().unwrap_or_default().to_owned();
+        let (cose, size, stated_root) = latest(client)?.ok_or(LedgerViewError::Empty)?;
+        let stated_root = stated_root.map(hex::encode).unwrap_or_default();
         let mut entries = Vec::new();
         while (entries.len() as u64) < size {
             let from = entries.len() as u64;
@@ -307,11 +327,7 @@ impl Seen {
         };
         let doc: Value = serde_json::from_str(&text)
             .map_err(|_| malformed(format!("{} is not a kept checkpoint", path.display())))?;
-        let root = doc["root"]
-            .as_str()
-            .and_then(|r| hex::decode(r).ok())
-            .and_then(|r| Hash::try_from(r).ok());
-        match (doc["tree_size"].as_u64(), root) {
+        match (doc["tree_size"].as_u64(), hash(&doc["root"])) {
             (Some(tree_size), Some(root)) => Ok(Some(Self { tree_size, root })),
             _ => Err(malformed(format!(
                 "{} is not a kept checkpoint",
@@ -344,21 +360,13 @@ pub fn check_consistency(
         seen: s.tree_size,
         root: hex::encode(s.root),
     };
-    let latest = match client.get("/ledger/checkpoints/latest") {
-        Err(ClientError::Refused { status: 404, .. }) => {
-            return match seen {
-                Some(s) => Err(forked(&s)),
-                None => Ok(None),
-            };
-        }
-        other => other?,
+    let Some((cose, _, root)) = latest(client)? else {
+        return match seen {
+            Some(s) => Err(forked(&s)),
+            None => Ok(None),
+        };
     };
-    let root: Hash = latest["root"]
-        .as_str()
-        .and_then(|r| hex::decode(r).ok())
-        .and_then(|r| Hash::try_from(r).ok())
-        .ok_or_else(|| malformed("the checkpoint has no root"))?;
-    let cose = b64(&latest["cose"], "the checkpoint")?;
+    let root = root.ok_or_else(|| malformed("the checkpoint has no root"))?;
     let checkpoint = Checkpoint::verify(&cose, &root, key).map_err(|_| {
         LedgerViewError::NotSignedByPinnedKey {
             pinned: key_fingerprint(key),

@@ -130,6 +130,23 @@ pub enum Tee {
     Simulated([u8; 48]),
 }
 
+impl Tee {
+    /// The TEE the flags `--sim` and `--sim-measurement HEX` ask for (the measurement only with
+    /// `--sim`; without one, the simulator's default).
+    pub fn from_flags(sim: bool, measurement: Option<&str>) -> Result<Self, String> {
+        match (sim, measurement) {
+            (false, None) => Ok(Self::Hardware),
+            (false, Some(_)) => Err("--sim-measurement needs --sim".into()),
+            (true, None) => Ok(Self::Simulated(confide_attest::sim::default_measurement())),
+            (true, Some(text)) => hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .map(Self::Simulated)
+                .ok_or_else(|| "--sim-measurement is not 48 bytes of hex".into()),
+        }
+    }
+}
+
 /// What the workload is started with: its launch configuration.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -400,4 +417,27 @@ fn refuse(
         NotRunnable::Revoked => format!("contract {id} is revoked on the ledger{broker}"),
     };
     WorkloadError::NotRunnable { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tee;
+
+    #[test]
+    fn the_tee_is_what_the_flags_say_and_nothing_else() {
+        assert_eq!(Tee::from_flags(false, None), Ok(Tee::Hardware));
+        assert_eq!(
+            Tee::from_flags(true, None),
+            Ok(Tee::Simulated(confide_attest::sim::default_measurement()))
+        );
+        assert_eq!(
+            Tee::from_flags(true, Some(&"ab".repeat(48))),
+            Ok(Tee::Simulated([0xab; 48]))
+        );
+        // No silent simulation, and no measurement that is not one.
+        assert!(Tee::from_flags(false, Some(&"ab".repeat(48))).is_err());
+        for bad in ["", "ab", "zz", &"ab".repeat(49)] {
+            assert!(Tee::from_flags(true, Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

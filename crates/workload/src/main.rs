@@ -68,17 +68,7 @@ fn main_result() -> Result<String, String> {
     let pem = std::fs::read_to_string(&key_path).map_err(|e| format!("reading {key_path}: {e}"))?;
     let ledger_key = VerifyingKey::from_spki_pem(&pem)
         .map_err(|_| format!("{key_path} is not a P-256 public key (PEM)"))?;
-    let tee = match (args.sim, args.sim_measurement) {
-        (false, None) => Tee::Hardware,
-        (false, Some(_)) => return Err("--sim-measurement needs --sim".into()),
-        (true, None) => Tee::Simulated(confide_attest::sim::default_measurement()),
-        (true, Some(text)) => Tee::Simulated(
-            hex::decode(&text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or("--sim-measurement is not 48 bytes of hex")?,
-        ),
-    };
+    let tee = Tee::from_flags(args.sim, args.sim_measurement.as_deref())?;
     let blobs = BlobStore::open(&args.store, &[]).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
