@@ -24,9 +24,14 @@ pub(crate) enum KbsCommand {
         /// The file holding the resource (at most 256 KiB).
         file: PathBuf,
         /// A Rego resource policy (package confide.resource, rule allow) over
-        /// {token, resource}; default: the token's status is affirming or warning.
+        /// {token, resource}. This or --any-attested-tee is required when the resource is new:
+        /// there is no default that gives a resource out.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Give the resource to any workload whose attestation result is affirming or a
+        /// warning, whatever code it runs.
+        #[arg(long, conflicts_with = "policy")]
+        any_attested_tee: bool,
     },
     /// Fetch a resource over the KBS protocol as a workload would, attesting with Trustee
     /// `sample` evidence. Insecure: only servers that allow simulated TEEs accept it.
@@ -44,7 +49,12 @@ pub(crate) enum KbsCommand {
 
 pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     match cmd {
-        KbsCommand::PutResource { path, file, policy } => {
+        KbsCommand::PutResource {
+            path,
+            file,
+            policy,
+            any_attested_tee,
+        } => {
             let content = Zeroizing::new(
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
             );
@@ -52,7 +62,16 @@ pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<
                 .map(|p| {
                     std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
                 })
-                .transpose()?;
+                .transpose()?
+                .or_else(|| {
+                    any_attested_tee.then(|| confide_kms::ATTESTED_RESOURCE_POLICY.to_owned())
+                });
+            if policy.is_none() {
+                eprintln!(
+                    "no policy given: a new resource is given to no one, and one that exists \
+                     keeps its policy (--policy FILE or --any-attested-tee sets one)"
+                );
+            }
             let answer = put_resource(home, server, &path, &content, policy.as_deref())?;
             println!(
                 "stored {} ({} bytes), owner {}; audit entry {}",
@@ -237,7 +256,13 @@ pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
                 &crate::serve::signed(&home, &json!({"type": "found", "member": founder}))?,
             )?;
             let secret = Zeroizing::new(confide_crypto::random::array::<32>()?);
-            put_resource(&home, &e.url, "bench/key/one", &secret[..], None)?;
+            put_resource(
+                &home,
+                &e.url,
+                "bench/key/one",
+                &secret[..],
+                Some(confide_kms::ATTESTED_RESOURCE_POLICY),
+            )?;
             let base = e.url.clone();
             _embedded = e;
             (base, "bench/key/one".to_owned())

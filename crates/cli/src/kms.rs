@@ -41,10 +41,22 @@ pub(crate) enum KmsCommand {
     Create {
         /// The key's name.
         name: String,
-        /// A Rego release policy (package confide.release, rule allow) over {token, key};
-        /// default: the token's status is affirming or warning.
+        /// A Rego release policy (package confide.release, rule allow) over {token, key,
+        /// contract}. One of --policy, --dataset-policy, --any-attested-tee or --no-release is
+        /// required: there is no default that releases a key.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Release only to workloads of approved contracts that name the dataset of this key
+        /// (the policy `confide cleanroom publish` sets).
+        #[arg(long, conflicts_with_all = ["policy", "any_attested_tee", "no_release"])]
+        dataset_policy: bool,
+        /// Release to any workload whose attestation result is affirming or a warning,
+        /// whatever code it runs.
+        #[arg(long, conflicts_with_all = ["policy", "no_release"])]
+        any_attested_tee: bool,
+        /// Release to no one (until the key is imported again with a policy).
+        #[arg(long, conflicts_with = "policy")]
+        no_release: bool,
     },
     /// Add a new version of a key; releases give it from now on.
     Rotate {
@@ -89,9 +101,14 @@ pub(crate) enum KmsCommand {
         /// The RSA-OAEP hash: sha256 or sha1.
         #[arg(long, default_value = "sha256")]
         hash: String,
-        /// A Rego release policy to set.
+        /// A Rego release policy to set. A new key imported without one (nor
+        /// --any-attested-tee) is released to no one; a new version keeps the key's policy.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Release to any workload whose attestation result is affirming or a warning,
+        /// whatever code it runs.
+        #[arg(long, conflicts_with = "policy")]
+        any_attested_tee: bool,
     },
     /// List a key's leases: who holds it, until when, last heartbeat, lapsed or not.
     Leases {
@@ -148,14 +165,27 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
             let r = client.get("/kms/status")?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
-        KmsCommand::Create { name, policy } => {
-            let mut body = json!({"type": "kms.create", "name": name});
-            if let Some(p) = policy {
-                body["policy"] = json!(
-                    std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?
-                );
-            }
+        KmsCommand::Create {
+            name,
+            policy,
+            dataset_policy,
+            any_attested_tee,
+            no_release,
+        } => {
+            let policy = match (policy, dataset_policy, any_attested_tee, no_release) {
+                (Some(p), ..) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                (None, true, ..) => confide_kms::DATASET_RELEASE_POLICY.to_owned(),
+                (None, false, true, _) => confide_kms::ATTESTED_RELEASE_POLICY.to_owned(),
+                (None, false, false, true) => confide_kms::DEFAULT_RELEASE_POLICY.to_owned(),
+                (None, false, false, false) => bail!(
+                    "say who may have key {name}: --policy FILE (your own Rego), \
+                     --dataset-policy (only workloads of approved contracts over its dataset), \
+                     --any-attested-tee (any workload the appraisal accepts, whatever its code) \
+                     or --no-release"
+                ),
+            };
+            let body = json!({"type": "kms.create", "name": name, "policy": policy});
             let r = client.post("/keys", &signed(home, &body)?)?;
             print_key("created", &r);
         }
@@ -184,6 +214,7 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
             blob,
             hash,
             policy,
+            any_attested_tee,
         } => {
             let oaep = confide_crypto::byok::OaepHash::from_name(&hash)
                 .with_context(|| format!("--hash {hash:?}: sha256 or sha1"))?;
@@ -215,6 +246,8 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                     std::fs::read_to_string(&p)
                         .with_context(|| format!("reading {}", p.display()))?
                 );
+            } else if any_attested_tee {
+                body["policy"] = json!(confide_kms::ATTESTED_RELEASE_POLICY);
             }
             let r = client.post(&format!("/keys/{name}/import"), &signed(home, &body)?)?;
             print_key("imported", &r);

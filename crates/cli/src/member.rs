@@ -56,7 +56,11 @@ pub(crate) fn run(cmd: MemberCommand, home: &Home) -> anyhow::Result<()> {
                 let hpke = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .encode(public.hpke_key().as_bytes());
                 println!("name         {}", public.name());
-                println!("fingerprint  {}", public.fingerprint());
+                println!(
+                    "fingerprint  {} (in full: {}, as --founder takes it)",
+                    public.fingerprint(),
+                    public.fingerprint().to_hex()
+                );
                 println!("signing key  {} (ECDSA P-256 JWK)", public.signing_jwk());
                 println!("hpke key     {hpke} (X25519)");
                 println!("identity     {}", home.public_path().display());

@@ -23,7 +23,8 @@ pub(crate) struct ServeArgs {
     /// shares are given (`confide kms init`, then `confide kms unseal`).
     #[arg(long)]
     dev: bool,
-    /// Only the member with this identity fingerprint (hex) may found the consortium.
+    /// Only the member with this identity fingerprint (hex) may found the consortium. Without
+    /// it, no one may (the development profile: whoever calls first).
     #[arg(long, value_name = "FINGERPRINT")]
     founder: Option<String>,
     /// The URL clients reach this server at, the issuer of its tokens (default: http://ADDR).
@@ -46,6 +47,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = confide_server::bind(args.listen).await?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let has_founder = args.founder.is_some();
         let config = confide_server::Config {
             data: args.data.clone(),
             dev: args.dev,
@@ -93,6 +95,12 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ledger_pub.display(),
             confide_client::ledger::key_fingerprint(&crate::ledger::read_key(&ledger_pub)?)
         );
+        if opened.entries == 0 && !has_founder {
+            eprintln!(
+                "no --founder: the first member to call POST /gov/found founds the consortium \
+                 (development profile only)"
+            );
+        }
         confide_server::serve(listener, state).await?;
         anyhow::Ok(())
     })

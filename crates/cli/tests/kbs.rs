@@ -105,6 +105,10 @@ fn session(url: &str) -> (String, String) {
     (cookie, a.body["nonce"].as_str().unwrap().to_owned())
 }
 
+/// The resource policy that gives a resource to any appraised workload: chosen, never a
+/// default.
+const ATTESTED: &str = confide_kms::ATTESTED_RESOURCE_POLICY;
+
 fn put(
     url: &str,
     member: &Member,
@@ -144,7 +148,7 @@ fn a_trustee_client_exchange_replayed_against_confide() {
     let url = server.url.clone();
     let alice = Member::new("alice");
     found(&url, &alice);
-    let (status, r) = put(&url, &alice, "default/key/demo", SECRET, None);
+    let (status, r) = put(&url, &alice, "default/key/demo", SECRET, Some(ATTESTED));
     assert_eq!(status, 201, "{r}");
 
     // [1]-[2]: no session, no token: 401 TokenNotFound as an RFC 7807 document.
@@ -316,17 +320,13 @@ fn every_refusal_is_typed_and_changes_nothing() {
     let url = server.url.clone();
     let (alice, mallory) = (Member::new("alice"), Member::new("mallory"));
     found(&url, &alice);
-    assert_eq!(put(&url, &alice, "default/key/demo", SECRET, None).0, 201);
-    let deny_all = "package confide.resource\nimport rego.v1\ndefault allow := false\n";
     assert_eq!(
-        put(
-            &url,
-            &alice,
-            "default/key/locked",
-            b"locked",
-            Some(deny_all)
-        )
-        .0,
+        put(&url, &alice, "default/key/demo", SECRET, Some(ATTESTED)).0,
+        201
+    );
+    // Stored without a policy: given to no one (default deny).
+    assert_eq!(
+        put(&url, &alice, "default/key/locked", b"locked", None).0,
         201
     );
     let entries_before = ledger_events(&url).len();

@@ -107,7 +107,7 @@ fn a_sealed_server_opens_only_with_its_shares() {
     assert!(text(&dev).contains("sealed key store"), "{}", text(&dev));
 
     // Sealed: every service refuses with 503 until the threshold.
-    let s = Server::start_sealed(&data);
+    let s = Server::start_sealed(&data, &[]);
     let u = s.url.clone();
     assert_eq!(status(&u, "/ledger/entries"), 503);
     assert_eq!(status(&u, "/.well-known/jwks.json"), 503);
@@ -121,19 +121,46 @@ fn a_sealed_server_opens_only_with_its_shares() {
     assert!(text(&out).contains("unsealed"), "{}", text(&out));
     assert_eq!(status(&u, "/ledger/entries"), 200);
 
-    // Open: a member founds the consortium and makes a key.
+    // Open, but started without --founder: no one founds it, not even the first caller.
     assert!(
         confide(&home, &u, &["member", "init", "--name", "alice"], None)
             .status
             .success()
     );
-    assert!(confide(&home, &u, &["gov", "found"], None).status.success());
+    let out = confide(&home, &u, &["gov", "found"], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--founder"), "{}", text(&out));
+    s.kill();
+    let shown = String::from_utf8(confide(&home, none, &["member", "show"], None).stdout).unwrap();
+    let fingerprint = shown
+        .split("in full: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .to_owned();
+    let s = Server::start_sealed(&data, &["--founder", &fingerprint]);
+    let u = s.url.clone();
+    for share in &shares[..2] {
+        confide(&home, &u, &["kms", "unseal"], Some(share));
+    }
+    // The founder the operator named founds it, and makes a key.
+    let out = confide(&home, &u, &["gov", "found"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    // No default releases a key: the owner is asked who may have it.
     let out = confide(&home, &u, &["kms", "create", "dek-1"], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--dataset-policy"), "{}", text(&out));
+    let out = confide(
+        &home,
+        &u,
+        &["kms", "create", "dek-1", "--any-attested-tee"],
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out));
     s.kill();
 
     // Restarted: sealed again; another pair of shares opens the same store.
-    let s = Server::start_sealed(&data);
+    let s = Server::start_sealed(&data, &[]);
     let u = s.url.clone();
     assert_eq!(status(&u, "/ledger/entries"), 503);
     confide(&home, &u, &["kms", "unseal"], Some(shares[2]));

@@ -305,7 +305,9 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         )
     );
 
-    // Real SEV-SNP evidence (its VCEK is valid until 2030): authentic, affirming.
+    // Real SEV-SNP evidence (its VCEK is valid until 2030): authentic, but a warning at best
+    // while the consortium trusts no SEV-SNP measurement (default deny: no affirming token for
+    // code nobody said they trust).
     let (status, r) = post_json(
         &format!("{u}/attest/sev-snp"),
         &json!({
@@ -316,7 +318,11 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
     assert_eq!(status, 200, "{r}");
     let claims =
         confide_server::verify_jwt(r["token"].as_str().unwrap(), &get_json(&jwks_uri)).unwrap();
-    assert_eq!(claims["submods"]["sev-snp"]["ear.status"], "affirming");
+    assert_eq!(claims["submods"]["sev-snp"]["ear.status"], "warning");
+    assert_eq!(
+        claims["submods"]["sev-snp"]["ear.trustworthiness-vector"]["executables"],
+        0
+    );
     assert_eq!(
         claims["submods"]["sev-snp"]["confide.claims"]["measurements"]["measurement"],
         "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"
@@ -430,6 +436,22 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         claims["submods"]["sim"]["ear.trustworthiness-vector"]["executables"],
         2
     );
+    assert_eq!(
+        claims["submods"]["sim"]["ear.status"], "warning",
+        "simulated evidence is never affirming"
+    );
+    // Once the consortium trusts its measurement, the real SEV-SNP evidence is affirming.
+    enact(
+        u,
+        &a,
+        json!([{"action": "add_measurement", "kind": "sev-snp",
+                "value": "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"}]),
+    );
+    let (status, r) = post_json(&format!("{u}/attest/sev-snp"), &s1_alone);
+    assert_eq!(status, 200, "{r}");
+    let claims =
+        confide_server::verify_jwt(r["token"].as_str().unwrap(), &get_json(&jwks_uri)).unwrap();
+    assert_eq!(claims["submods"]["sev-snp"]["ear.status"], "affirming");
     s.kill();
 
     // Rotating the signing key: new tokens use the new key, old tokens still verify.
@@ -452,6 +474,83 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
         header(&token)["kid"]
     );
     assert!(confide_server::verify_jwt(&token, &jwks).is_some());
+    s.kill();
+}
+
+#[test]
+fn gpu_evidence_earns_a_token_only_beside_cpu_evidence_that_binds_its_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let jwks = get_json(&format!("{u}/.well-known/jwks.json"));
+    // Real H100 evidence (nvtrust's sample): its requester nonce is 931d8dd0…
+    let gpu = json!({
+        "evidence": b64(&testdata("nvidia/N1-nvtrust-hopper/hopperAttestationReport.txt")),
+        "collateral": [b64(&testdata("nvidia/N1-nvtrust-hopper/hopperCertChain.txt"))],
+    });
+    let gpu_nonce =
+        hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb").unwrap();
+
+    // Alone, it proves no CPU TEE: no token, whatever the request says.
+    let (status, r) = post_json(&format!("{u}/attest/nvidia-gpu"), &gpu);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/gpu-evidence-alone")),
+        "{r}"
+    );
+
+    // Beside CPU evidence that binds only the runtime key, not the GPU's nonce: refused.
+    let key = b"the workload's runtime key";
+    let m = confide_attest::sim::default_measurement();
+    let (status, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&m, key)), "runtime_data": b64(key), "gpu": [gpu]}),
+    );
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (
+            403,
+            Some("https://confide.dev/problems/runtime-data-not-bound")
+        ),
+        "{r}"
+    );
+    // Without runtime data, nothing could bind it.
+    let (status, _) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&m, key)), "gpu": [gpu]}),
+    );
+    assert_eq!(status, 400);
+
+    // CPU evidence whose report binds SHA-256(runtime key || GPU nonce): one token, a submod
+    // for each.
+    let mut bound = key.to_vec();
+    bound.extend_from_slice(&gpu_nonce);
+    let mut report_data = [0u8; 64];
+    report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(&bound));
+    let cpu = confide_attest::sim::simulate(&m, &report_data).unwrap();
+    let (status, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&cpu), "runtime_data": b64(key), "gpu": [gpu]}),
+    );
+    assert_eq!(status, 200, "{r}");
+    let claims = confide_server::verify_jwt(r["token"].as_str().unwrap(), &jwks).unwrap();
+    assert_eq!(claims["submods"]["sim"]["ear.status"], "warning");
+    assert_eq!(claims["submods"]["nvidia-gpu"]["ear.status"], "warning");
+    assert_eq!(
+        claims["submods"]["nvidia-gpu"]["confide.claims"]["measurements"]["measurements_sha256"],
+        "d2e0f10327ad8d1a9811653fcb998095c5e41400b7ef17646bd1a0c78e496c34"
+    );
+
+    // A changed byte in the GPU's transcript: the whole request is refused.
+    let mut transcript = testdata("nvidia/N1-nvtrust-hopper/hopperAttestationReport.txt");
+    let at = transcript.len() / 2;
+    transcript[at] = if transcript[at] == b'0' { b'1' } else { b'0' };
+    let tampered = json!({"evidence": b64(&transcript), "collateral": gpu["collateral"]});
+    let (status, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&cpu), "runtime_data": b64(key), "gpu": [tampered]}),
+    );
+    assert_eq!(status, 403, "{r}");
     s.kill();
 }
 
@@ -583,6 +682,9 @@ fn two_banks_and_an_outsider(u: &str) -> (Member, Member, Member) {
 }
 
 /// `member` proposes `actions` and votes for them; as the only member, that enacts them.
+/// The release policy that gives a key to any appraised workload: chosen, never a default.
+const ATTESTED: &str = confide_kms::ATTESTED_RELEASE_POLICY;
+
 fn enact(u: &str, member: &Member, actions: Value) {
     let (status, r) = post(
         &format!("{u}/gov/proposals"),
@@ -606,7 +708,7 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
     let (a, b, mallory) = two_banks_and_an_outsider(u);
 
     // Creating: a member may; a non-member, a tampered request or a replay may not.
-    let create = a.sign(&json!({"type": "kms.create", "name": "dek-1"}));
+    let create = a.sign(&json!({"type": "kms.create", "name": "dek-1", "policy": ATTESTED}));
     let (status, r) = post(&format!("{u}/keys"), &create);
     assert_eq!(status, 201, "{r}");
     let (status, r) = post(&format!("{u}/keys"), &create);
@@ -665,6 +767,23 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
     assert_eq!(key.len(), 32);
     let (_, r2) = release(&token);
     assert_eq!(open(&r2), key, "the same key version is released again");
+    // A key created without a release policy is released to no one, with the denial audited.
+    let (status, _) = post(
+        &format!("{u}/keys"),
+        &a.sign(&json!({"type": "kms.create", "name": "dek-0"})),
+    );
+    assert_eq!(status, 201);
+    let (status, r) = post_json(&format!("{u}/keys/dek-0/release"), &json!({"token": token}));
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/release-denied")),
+        "{r}"
+    );
+    assert!(
+        ledger_events(u)
+            .iter()
+            .any(|e| e["type"] == "kms.deny" && e["key"] == "dek-0")
+    );
 
     // Tokens that must not work: forged, for no runtime key, from another server.
     let (status, r) = release(&format!("{token}x"));
@@ -914,6 +1033,7 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
         "kek-1",
         "--blob",
         path("blob1").to_str().unwrap(),
+        "--any-attested-tee",
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("version 1"), "{out}");
@@ -1106,7 +1226,7 @@ fn expired_tokens_are_refused() {
     );
     post(
         &format!("{u}/keys"),
-        &a.sign(&json!({"type": "kms.create", "name": "k"})),
+        &a.sign(&json!({"type": "kms.create", "name": "k", "policy": ATTESTED})),
     );
     let workload = HpkeSecretKey::generate().unwrap();
     let token = workload_token(u, workload.public_key().as_bytes());

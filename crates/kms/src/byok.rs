@@ -262,7 +262,7 @@ mod tests {
             kek: "kek-1",
             blob,
             hash: OaepHash::Sha256,
-            policy: None,
+            policy: Some(crate::ATTESTED_RELEASE_POLICY),
         }
     }
 }

@@ -15,7 +15,10 @@ mod resources;
 mod seal;
 
 pub use byok::{Import, KekInfo};
-pub use resources::{DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo, ResourcePath};
+pub use resources::{
+    ATTESTED_RESOURCE_POLICY, DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo,
+    ResourcePath,
+};
 pub use seal::{Progress, Unsealer, init_sealed, is_sealed_store};
 
 use std::collections::BTreeMap;
@@ -34,10 +37,21 @@ use zeroize::Zeroizing;
 /// (the additional data is `NAME/VERSION`): the one constant the broker and the workload share.
 pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
 
-/// The release policy a key gets unless its owner gives one: the token's attestation result
-/// must be affirming, or a warning (an out-of-date TCB, or simulated evidence where the
-/// appraisal policy allowed it).
+/// The release policy a key gets unless its owner gives one: released to no one (default
+/// deny). Its owner chooses who may have it: a policy of their own, [`DATASET_RELEASE_POLICY`]
+/// or [`ATTESTED_RELEASE_POLICY`].
 pub const DEFAULT_RELEASE_POLICY: &str = r#"package confide.release
+
+import rego.v1
+
+# A key created without a release policy is released to no one.
+default allow := false
+"#;
+
+/// A release policy its owner may choose: the token's attestation result is affirming, or a
+/// warning (an out-of-date TCB, simulated evidence where the appraisal policy allowed it, or a
+/// TEE kind whose measurements the consortium has not said it trusts).
+pub const ATTESTED_RELEASE_POLICY: &str = r#"package confide.release
 
 import rego.v1
 
@@ -520,9 +534,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open_dev(dir.path()).unwrap();
         let token = json!({"submods": {"sim": {"ear.status": "warning"}}});
-        store.create("k1", "alice", None, 1).unwrap();
+        // Without a policy of its owner's choosing, a key is released to no one.
+        store.create("k0", "alice", None, 1).unwrap();
+        assert!(matches!(store.release("k0", &token), Err(KmsError::Denied)));
+        let attested = Some(ATTESTED_RELEASE_POLICY);
+        store.create("k1", "alice", attested, 1).unwrap();
         assert!(matches!(
-            store.create("k1", "bob", None, 1),
+            store.create("k1", "bob", attested, 1),
             Err(KmsError::Exists(_))
         ));
         assert!(store.create("../x", "alice", None, 1).is_err());
@@ -569,7 +587,7 @@ mod tests {
         // Another master key opens nothing.
         std::fs::write(dir.path().join("master.key"), [9u8; 32]).unwrap();
         let other = KeyStore::open_dev(dir.path()).unwrap();
-        store.create("k3", "alice", None, 3).unwrap();
+        store.create("k3", "alice", attested, 3).unwrap();
         assert!(matches!(
             other.release("k3", &token),
             Err(KmsError::Corrupt(_))

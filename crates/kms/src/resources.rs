@@ -14,10 +14,19 @@ use zeroize::Zeroizing;
 
 use crate::{KeyStore, KmsError, check_name, io, replace_file};
 
-/// The resource policy a resource gets unless its owner gives one: as for keys, the token's
-/// attestation result must be affirming, or a warning (an out-of-date TCB, or simulated
-/// evidence where the appraisal policy allowed it).
+/// The resource policy a resource gets unless its owner gives one: given to no one (default
+/// deny), until its owner sets one such as [`ATTESTED_RESOURCE_POLICY`].
 pub const DEFAULT_RESOURCE_POLICY: &str = r#"package confide.resource
+
+import rego.v1
+
+# A resource stored without a policy is given to no one.
+default allow := false
+"#;
+
+/// A resource policy its owner may choose: as [`crate::ATTESTED_RELEASE_POLICY`] for keys, the
+/// token's attestation result is affirming or a warning.
+pub const ATTESTED_RESOURCE_POLICY: &str = r#"package confide.resource
 
 import rego.v1
 
@@ -225,7 +234,15 @@ mod tests {
         let warning = json!({"submods": {"sample": {"ear.status": "warning"}}});
         let contraindicated = json!({"submods": {"sample": {"ear.status": "contraindicated"}}});
         let secret = b"the resource's secret bytes, long enough to look for";
+        // Stored without a policy, a resource is given to no one.
         store.put_resource(&path, "alice", secret, None, 1).unwrap();
+        assert!(matches!(
+            store.resource(&path, &warning),
+            Err(KmsError::Denied)
+        ));
+        store
+            .put_resource(&path, "alice", secret, Some(ATTESTED_RESOURCE_POLICY), 1)
+            .unwrap();
         assert_eq!(&store.resource(&path, &warning).unwrap()[..], secret);
         assert!(matches!(
             store.resource(&path, &contraindicated),

@@ -107,6 +107,21 @@ struct Request {
     /// `SHA-256(runtime_data) || nonce`.
     #[serde(default)]
     nonce: Option<String>,
+    /// GPU evidence of the same workload (NVIDIA), whose nonces the CPU evidence binds: its
+    /// report data is then `SHA-256(runtime_data || nonce_1 || … || nonce_k)`, followed by the
+    /// challenge if there is one.
+    #[serde(default)]
+    gpu: Vec<GpuEvidence>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuEvidence {
+    /// The GPU's evidence, base64.
+    evidence: String,
+    /// Its endorsements, each base64.
+    #[serde(default)]
+    collateral: Vec<String>,
 }
 
 fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
@@ -144,18 +159,48 @@ pub(crate) async fn attest(
                 .map_err(|_| Problem::bad_request("the nonce is not 32 bytes"))
         })
         .transpose()?;
+    // The GPUs first: the CPU evidence must bind their nonces.
+    let mut gpus = Vec::new();
+    for gpu in &req.gpu {
+        let collateral = gpu
+            .collateral
+            .iter()
+            .map(|c| b64(c, "gpu collateral"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let evidence = b64(&gpu.evidence, "gpu evidence")?;
+        let evidence = confide_attest::decode_text(&evidence).into_owned();
+        gpus.push(appraise_one(
+            &s,
+            TeeKind::NvidiaGpu,
+            &evidence,
+            &collateral,
+            None,
+            nonce.is_some(),
+        )?);
+    }
+    if !gpus.is_empty() && runtime_data.is_none() {
+        return Err(Problem::bad_request(
+            "GPU evidence binds to the CPU evidence through runtime_data: give it",
+        ));
+    }
     let mut binding = match &runtime_data {
         None => None,
-        Some(data) => Some(match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
-            "sha256" => confide_crypto::digest::sha256(data).to_vec(),
-            "sha384" => confide_crypto::digest::sha384(data).to_vec(),
-            "sha512" => confide_crypto::digest::sha512(data).to_vec(),
-            other => {
-                return Err(Problem::bad_request(format!(
-                    "unknown runtime_data_hash {other:?}"
-                )));
+        Some(data) => {
+            let mut bound = data.clone();
+            for gpu in &gpus {
+                bound.extend_from_slice(&gpu.report_data);
             }
-        }),
+            Some(match req.runtime_data_hash.as_deref().unwrap_or("sha256") {
+                "sha256" => confide_crypto::digest::sha256(&bound).to_vec(),
+                "sha384" => confide_crypto::digest::sha384(&bound).to_vec(),
+                "sha512" => confide_crypto::digest::sha512(&bound).to_vec(),
+                other => {
+                    return Err(Problem::bad_request(format!(
+                        "unknown runtime_data_hash {other:?}"
+                    )));
+                }
+            })
+        }
     };
     if let Some(nonce) = &nonce {
         match (&mut binding, req.runtime_data_hash.as_deref()) {
@@ -195,6 +240,8 @@ pub(crate) async fn attest(
         confide_crypto::jwe::check_recipient(jwk)
             .map_err(|e| Problem::bad_request(format!("the runtime data's JWK: {e}")))?;
     }
+    let mut appraised = vec![appraised];
+    appraised.extend(gpus);
     let (token, expires, _) = issue(
         &s,
         &appraised,
@@ -205,7 +252,7 @@ pub(crate) async fn attest(
     )?;
     Ok((
         StatusCode::OK,
-        Json(json!({"token": token, "expires_at": expires, "status": appraised.status})),
+        Json(json!({"token": token, "expires_at": expires, "status": appraised[0].status})),
     ))
 }
 
@@ -218,6 +265,8 @@ pub(crate) struct Appraised {
     tcb_ok: bool,
     matched: bool,
     policy_id: String,
+    /// What the evidence binds (for GPU evidence, the requester's nonce).
+    report_data: Vec<u8>,
 }
 
 /// Verifies `evidence` of `kind` with the `collateral` given (kept in the collateral store if
@@ -225,7 +274,33 @@ pub(crate) struct Appraised {
 /// starts with `binding` (then zeros), and appraises its claims with the consortium's policy;
 /// `fresh` says whether the binding includes a challenge of this service. A refusal names the
 /// check, or the rule and claim, that failed.
+///
+/// GPU evidence is refused here: it proves no CPU TEE, and the nonce it binds is whatever its
+/// requester chose. It is appraised only beside the CPU evidence of the same workload, whose
+/// report binds the GPU's nonce (`gpu` in `POST /attest/{kind}`).
 pub(crate) fn appraise(
+    s: &AppState,
+    kind: TeeKind,
+    evidence: &[u8],
+    collateral: &[Vec<u8>],
+    binding: Option<&[u8]>,
+    fresh: bool,
+) -> Result<Appraised, Problem> {
+    if kind == TeeKind::NvidiaGpu {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "gpu-evidence-alone",
+            "GPU evidence alone earns no token",
+            "GPU evidence proves no CPU TEE, and its nonce is its requester's own choice: send \
+             it as \"gpu\" beside the CPU TEE evidence of the same workload, whose report binds \
+             the GPU's nonce",
+        ));
+    }
+    appraise_one(s, kind, evidence, collateral, binding, fresh)
+}
+
+/// [`appraise`], for any kind.
+fn appraise_one(
     s: &AppState,
     kind: TeeKind,
     evidence: &[u8],
@@ -378,19 +453,24 @@ pub(crate) fn appraise(
         claims.tcb().status,
         None | Some(confide_attest::TcbStatus::UpToDate)
     );
+    // Matched only when this kind's own measurements are trusted (the policy has then checked
+    // the evidence's against them), not another kind's.
+    let matched = trusted.iter().any(|m| m["kind"] == kind.as_str());
     Ok(Appraised {
         kind,
         simulated: claims.simulated(),
         claims: claims_json,
-        status: if claims.simulated() || !tcb_ok {
-            "warning"
-        } else {
+        // Affirming only for code the consortium has said it trusts, on an up-to-date
+        // platform: a kind with no trusted measurement earns a warning at best, which no
+        // default policy accepts.
+        status: if matched && tcb_ok && !claims.simulated() {
             "affirming"
+        } else {
+            "warning"
         },
         tcb_ok,
-        // Matched only when this kind's own measurements are trusted (the policy has then
-        // checked the evidence's against them), not another kind's.
-        matched: trusted.iter().any(|m| m["kind"] == kind.as_str()),
+        matched,
+        report_data: claims.report_data().to_vec(),
         policy_id: format!(
             "confide/appraisal/{}",
             hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])
@@ -398,15 +478,32 @@ pub(crate) fn appraise(
     })
 }
 
-/// Signs a token (a JWT carrying an EAR attestation result) for `appraised`, with the claims
-/// of `extra` (an object) added; returns it, its expiry and its claims.
+/// Signs a token (a JWT carrying an EAR attestation result, one submod per evidence) for
+/// `appraised`, with the claims of `extra` (an object) added; returns it, its expiry and its
+/// claims.
 pub(crate) fn issue(
     s: &AppState,
-    appraised: &Appraised,
+    appraised: &[Appraised],
     extra: Value,
 ) -> Result<(String, i64, Value), Problem> {
     let now = now();
     let tier = |good: bool| if good { 2 } else { 32 };
+    let submods: serde_json::Map<String, Value> = appraised
+        .iter()
+        .map(|a| {
+            let submod = json!({
+                "ear.status": a.status,
+                "ear.trustworthiness-vector": {
+                    "instance-identity": 2,
+                    "hardware": tier(a.tcb_ok && !a.simulated),
+                    "executables": if a.matched { 2 } else { 0 },
+                },
+                "ear.appraisal-policy-id": a.policy_id,
+                "confide.claims": a.claims,
+            });
+            (a.kind.as_str().to_owned(), submod)
+        })
+        .collect();
     let mut claims = json!({
         "iss": s.issuer,
         "iat": now,
@@ -414,19 +511,8 @@ pub(crate) fn issue(
         "exp": now + s.token_lifetime,
         "eat_profile": EAR_PROFILE,
         "ear.verifier-id": {"developer": "confide", "build": env!("CARGO_PKG_VERSION")},
-        "submods": {
-            appraised.kind.as_str(): {
-                "ear.status": appraised.status,
-                "ear.trustworthiness-vector": {
-                    "instance-identity": 2,
-                    "hardware": tier(appraised.tcb_ok && !appraised.simulated),
-                    "executables": if appraised.matched { 2 } else { 0 },
-                },
-                "ear.appraisal-policy-id": appraised.policy_id,
-                "confide.claims": appraised.claims,
-            }
-        },
-        "confide.simulated": appraised.simulated,
+        "submods": submods,
+        "confide.simulated": appraised.iter().any(|a| a.simulated),
     });
     if let (Some(m), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
         m.extend(extra.clone());

@@ -265,7 +265,7 @@ pub(crate) async fn attest(
     let hashed = runtime_data_claims(&req.runtime_data, &req.tee_evidence.additional_evidence);
     let (token, _, claims) = crate::attest::issue(
         &s,
-        &appraised,
+        std::slice::from_ref(&appraised),
         json!({"confide.tee_pubkey": tee_pubkey, "confide.runtime_data_claims": hashed}),
     )?;
     {

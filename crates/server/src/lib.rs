@@ -80,7 +80,8 @@ pub struct Config {
     pub data: PathBuf,
     /// The development profile: keys in local files, said loudly at start.
     pub dev: bool,
-    /// If set, only this member (identity fingerprint, hex) may found the consortium.
+    /// Only this member (identity fingerprint, hex) may found the consortium. Outside the
+    /// development profile, no one may found it without one.
     pub founder: Option<String>,
     /// The token issuer: the server's base URL as clients reach it.
     pub issuer: String,
@@ -109,6 +110,8 @@ pub struct AppState {
     pub(crate) gov: Arc<RwLock<Governance>>,
     pub(crate) writer: writer::Handle,
     pub(crate) founder: Option<String>,
+    /// The development profile: simulated evidence accepted, anyone may found.
+    pub(crate) dev: bool,
     pub(crate) issuer: String,
     pub(crate) token_lifetime: i64,
     pub(crate) appraisal: String,
@@ -201,6 +204,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             gov,
             writer,
             founder: config.founder.clone(),
+            dev: config.dev,
             token_lifetime: config.token_lifetime,
             issuer: config.issuer.trim_end_matches('/').to_owned(),
             appraisal: if config.dev {

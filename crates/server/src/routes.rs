@@ -215,26 +215,39 @@ async fn found(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     body_type(&body, "found")?;
-    if let Some(founder) = &s.founder {
-        // The request's kid is checked to be the founding identity's fingerprint when the
-        // request itself is checked; here it must also be the one the operator named.
-        let kid_ok = confide_ledger::cose::Sign1::parse(&body)
-            .ok()
-            .and_then(|s1| {
-                match confide_ledger::cose::get(&s1.protected_map, confide_ledger::cose::KID) {
-                    Some(ciborium::value::Value::Bytes(k)) => Some(hex::encode(k)),
-                    _ => None,
-                }
-            })
-            .is_some_and(|kid| kid.eq_ignore_ascii_case(founder));
-        if !kid_ok {
+    // Outside the development profile, only the founder the operator started the server with
+    // founds the consortium: never whoever calls first.
+    let founder = match (&s.founder, s.dev) {
+        (Some(founder), _) => founder,
+        (None, true) => return submit(&s, body).await,
+        (None, false) => {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "not-the-founder",
-                "Only the configured founder may found this consortium",
-                "the server was started with --founder naming another member",
+                "This server names no founder",
+                "the server was started without --founder; the operator restarts it with \
+                 --founder FINGERPRINT (the founding member's, from `confide member show`)",
             ));
         }
+    };
+    // The request's kid is checked to be the founding identity's fingerprint when the request
+    // itself is checked; here it must also be the one the operator named.
+    let kid_ok = confide_ledger::cose::Sign1::parse(&body)
+        .ok()
+        .and_then(|s1| {
+            match confide_ledger::cose::get(&s1.protected_map, confide_ledger::cose::KID) {
+                Some(ciborium::value::Value::Bytes(k)) => Some(hex::encode(k)),
+                _ => None,
+            }
+        })
+        .is_some_and(|kid| kid.eq_ignore_ascii_case(founder));
+    if !kid_ok {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-the-founder",
+            "Only the configured founder may found this consortium",
+            "the server was started with --founder naming another member",
+        ));
     }
     submit(&s, body).await
 }

@@ -28,9 +28,9 @@ impl Server {
         Self::start_profile(data, &[&["--dev"], extra].concat())
     }
 
-    /// Without `--dev`: a sealed start.
-    pub(crate) fn start_sealed(data: &Path) -> Self {
-        Self::start_profile(data, &[])
+    /// Without `--dev`: a sealed start, with `extra` arguments.
+    pub(crate) fn start_sealed(data: &Path, extra: &[&str]) -> Self {
+        Self::start_profile(data, extra)
     }
 
     fn start_profile(data: &Path, extra: &[&str]) -> Self {
