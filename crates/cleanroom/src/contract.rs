@@ -165,7 +165,7 @@ impl Contract {
 /// The id of a contract given as JSON.
 pub fn id_of(contract: &Value) -> String {
     hex::encode(confide_crypto::digest::sha256(
-        confide_ledger::jcs::canonical_json(contract).as_bytes(),
+        confide_crypto::jcs::canonical_json(contract).as_bytes(),
     ))
 }
 

@@ -305,7 +305,8 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
     // was given no key reports the real run's inputs; one that reports other inputs or other
     // recipients; each refused with its reason and on the ledger, no run recorded.
     let real = get_json(&format!("{}/cleanroom/runs/{run_id}", s.url));
-    let stranger = workload_token(&s.url, &confide_crypto::random::array::<32>().unwrap());
+    let stranger = Workload::new();
+    let stranger_token = stranger.token(&s.url);
     let mut other_inputs = real["inputs"].clone();
     other_inputs[0]["digest"] = Value::from("00".repeat(32));
     let mut other_output = real["output"].clone();
@@ -324,9 +325,10 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         ),
         (&real["inputs"], &other_output, "recipients"),
     ] {
+        let outcome = serde_json::json!({"released": {"inputs": inputs, "output": output}});
         let (status, r) = post_json(
             &format!("{}/cleanroom/runs", s.url),
-            &serde_json::json!({"token": stranger, "contract": id, "inputs": inputs, "output": output}),
+            &stranger.report(&stranger_token, &id, outcome),
         );
         assert_eq!(status, 403, "{r}");
         assert!(r["detail"].as_str().unwrap().contains(why), "{r}");

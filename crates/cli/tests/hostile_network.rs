@@ -47,11 +47,16 @@ enum Attack {
     HiddenBundle,
 }
 
+/// The bodies posted through the proxy, with their paths.
+type Posted = Mutex<Vec<(String, Vec<u8>)>>;
+
 struct Proxy {
     url: String,
     attack: Arc<Mutex<Attack>>,
     /// The paths asked for, in order.
     seen: Arc<Mutex<Vec<String>>>,
+    /// The bodies posted, with their paths: what an observer of the wire sees.
+    posted: Arc<Posted>,
 }
 
 impl Proxy {
@@ -60,16 +65,26 @@ impl Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let attack = Arc::new(Mutex::new(Attack::None));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let runtime_key = Arc::new(Mutex::new(Vec::new()));
-        let (server, a, s) = (server.to_owned(), attack.clone(), seen.clone());
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let (server, a, s, p) = (
+            server.to_owned(),
+            attack.clone(),
+            seen.clone(),
+            posted.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let attack = a.lock().unwrap().clone();
-                relay(conn, &server, &attack, &s, &runtime_key);
+                relay(conn, &server, &attack, &s, &p);
             }
         });
-        Self { url, attack, seen }
+        Self {
+            url,
+            attack,
+            seen,
+            posted,
+        }
     }
 
     fn set(&self, attack: Attack) {
@@ -84,7 +99,7 @@ fn relay(
     server: &str,
     attack: &Attack,
     seen: &Mutex<Vec<String>>,
-    runtime_key: &Mutex<Vec<u8>>,
+    posted: &Posted,
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
@@ -114,9 +129,8 @@ fn relay(
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).unwrap();
     seen.lock().unwrap().push(path.clone());
-    if path.starts_with("/attest/") && path != "/attest/nonce" {
-        let req: Value = serde_json::from_slice(&body).unwrap();
-        *runtime_key.lock().unwrap() = unb64(req["runtime_data"].as_str().unwrap());
+    if method == "POST" {
+        posted.lock().unwrap().push((path.clone(), body.clone()));
     }
 
     let target = format!("{server}{path}");
@@ -138,7 +152,7 @@ fn relay(
         .to_owned();
     let mut answer = response.body_mut().read_to_vec().unwrap();
     if status == 200 {
-        answer = rewrite(attack, server, &path, answer, &runtime_key.lock().unwrap());
+        answer = rewrite(attack, server, &path, answer, posted);
     }
     let head = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -156,13 +170,7 @@ fn unb64(text: &str) -> Vec<u8> {
 
 /// The server's `answer` to `path`, as the attack makes it; `server` is the real server, for the
 /// proxy's own look-ups.
-fn rewrite(
-    attack: &Attack,
-    server: &str,
-    path: &str,
-    answer: Vec<u8>,
-    runtime_key: &[u8],
-) -> Vec<u8> {
+fn rewrite(attack: &Attack, server: &str, path: &str, answer: Vec<u8>, posted: &Posted) -> Vec<u8> {
     let mut doc: Value = match serde_json::from_slice(&answer) {
         Ok(v) => v,
         Err(_) => return answer,
@@ -232,7 +240,19 @@ fn rewrite(
         }
         Attack::SwappedRelease if path.ends_with("/release") => {
             let key = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
-            let to = confide_crypto::hpke::HpkePublicKey::from_bytes(runtime_key).unwrap();
+            // The workload's runtime keys, as its attestation request showed them.
+            let attested = posted
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|(p, _)| p.starts_with("/attest/") && p != "/attest/nonce")
+                .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap())
+                .unwrap();
+            let runtime_data = unb64(attested["runtime_data"].as_str().unwrap());
+            let to = confide_model::RuntimeKeys::parse(&runtime_data)
+                .unwrap()
+                .hpke;
             let name = path
                 .trim_start_matches("/keys/")
                 .trim_end_matches("/release");
@@ -419,6 +439,69 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         "the attacker decrypted the result: {err}"
     );
 
+    // 1b. What an observer of the wire saw of that run: the workload's token and its signed
+    // report. Replayed as it was, it records nothing more; the token with a report of the
+    // observer's own (the result's location swapped for its file) fails the signature; and
+    // unsigned, the old bearer-token record, it is not a run report at all.
+    let reported = proxy
+        .posted
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| p == "/cleanroom/runs")
+        .map(|(_, body)| body.clone())
+        .unwrap();
+    let runs_before = runs(&s.url);
+    let (status, r) = post(&format!("{}/cleanroom/runs", s.url), &reported);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (
+            409,
+            Some("https://confide.dev/problems/replayed-run-report")
+        ),
+        "{r}"
+    );
+    let seen: Value = serde_json::from_slice(&reported).unwrap();
+    let mut forged = seen.clone();
+    forged["report"]["outcome"]["released"]["output"]["location"] = json!("results/forged.cfd");
+    forged["report"]["nonce"] = json!("00".repeat(16));
+    let (status, r) = post_json(&format!("{}/cleanroom/runs", s.url), &forged);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/bad-signature")),
+        "{r}"
+    );
+    let mut resigned = forged.clone();
+    let observer = Workload::new();
+    let report: confide_model::RunReport =
+        serde_json::from_value(forged["report"].clone()).unwrap();
+    resigned["signature"] = json!(
+        serde_json::to_value(report.sign(&observer.signing, String::new()).unwrap()).unwrap()["signature"]
+    );
+    let (status, r) = post_json(&format!("{}/cleanroom/runs", s.url), &resigned);
+    assert_eq!(status, 403, "signed by a key the token does not bind: {r}");
+    let (status, r) = post_json(
+        &format!("{}/cleanroom/runs", s.url),
+        &json!({"token": seen["token"], "contract": contract,
+                "inputs": seen["report"]["outcome"]["released"]["inputs"],
+                "output": forged["report"]["outcome"]["released"]["output"]}),
+    );
+    assert_eq!(status, 400, "{r}");
+    // A token that binds a bare key (no signing key) records nothing, whatever it reports.
+    let bare = workload_token(&s.url, &[7u8; 32]);
+    let mut unsigned = resigned.clone();
+    unsigned["token"] = json!(bare);
+    let (status, r) = post_json(&format!("{}/cleanroom/runs", s.url), &unsigned);
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (
+            403,
+            Some("https://confide.dev/problems/unsigned-run-report")
+        ),
+        "{r}"
+    );
+    assert_eq!(runs(&s.url), runs_before, "a forged report recorded a run");
+
     // 2.–4. The ledger itself changed on the way: refused before any key is released.
     for (attack, why) in [
         (Attack::ChangedEntry, "do not match its signed checkpoint"),
@@ -464,9 +547,8 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         .clone();
     // A workload of the contract holds its dataset's key under a lease, renewed by
     // re-attesting while the contract stands.
-    let runtime = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
-    let public = runtime.public_key();
-    let token = workload_token(&s.url, public.as_bytes());
+    let workload = Workload::new();
+    let token = workload.token(&s.url);
     let key = record["key"].as_str().unwrap();
     let (status, lease) = post_json(
         &format!("{}/keys/{key}/release", s.url),
@@ -476,7 +558,7 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
     let renew = || {
         post_json(
             &format!("{}/keys/{key}/renew", s.url),
-            &json!({"token": workload_token(&s.url, public.as_bytes()), "lease": lease["lease"]}),
+            &json!({"token": workload.token(&s.url), "lease": lease["lease"]}),
         )
     };
     let (status, r) = renew();
@@ -490,7 +572,11 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
     let real = get_json(&format!("{}/cleanroom/runs/{id}", s.url));
     let (status, r) = post_json(
         &format!("{}/cleanroom/runs", s.url),
-        &json!({"token": token, "contract": contract, "inputs": real["inputs"], "output": real["output"]}),
+        &workload.report(
+            &token,
+            &contract,
+            json!({"released": {"inputs": real["inputs"], "output": real["output"]}}),
+        ),
     );
     assert_eq!(status, 403, "{r}");
     assert!(

@@ -27,6 +27,7 @@ pub mod digest;
 pub mod envelope;
 mod error;
 pub mod hpke;
+pub mod jcs;
 pub mod jwe;
 pub mod random;
 pub mod shamir;

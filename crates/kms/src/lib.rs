@@ -34,8 +34,8 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 /// The HPKE `info` under which the key broker wraps a released key to a workload's runtime key
-/// (the additional data is `NAME/VERSION`): the one constant the broker and the workload share.
-pub const RELEASE_INFO: &[u8] = b"confide/kms/release/v1";
+/// (stated once, in the model the broker and the workload share).
+pub use confide_model::RELEASE_INFO;
 
 /// The release policy a key gets unless its owner gives one: released to no one (default
 /// deny). Its owner chooses who may have it: a policy of their own, [`DATASET_RELEASE_POLICY`]

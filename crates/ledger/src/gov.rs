@@ -641,7 +641,7 @@ impl Registry {
                     malformed("a contract action carries its terms (\"contract\")")
                 })?;
                 let digest = hex::encode(confide_crypto::digest::sha256(
-                    crate::jcs::canonical_json(terms).as_bytes(),
+                    confide_crypto::jcs::canonical_json(terms).as_bytes(),
                 ));
                 if digest != id {
                     return Err(malformed(format!(

@@ -15,7 +15,6 @@
 pub mod ccf;
 pub mod cose;
 pub mod gov;
-pub mod jcs;
 pub mod merkle;
 pub mod receipt;
 pub mod store;

@@ -131,7 +131,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
     let contract_action = |sql: &str| {
         let terms = json!({"tables": {"a": "tx-a", "b": "tx-b"}, "sql": sql});
         let id = hex::encode(confide_crypto::digest::sha256(
-            confide_ledger::jcs::canonical_json(&terms).as_bytes(),
+            confide_crypto::jcs::canonical_json(&terms).as_bytes(),
         ));
         (
             id.clone(),
@@ -285,7 +285,7 @@ fn contract(datasets: &[&str], to: &Member) -> Value {
         .collect();
     let terms = json!({"tables": tables, "sql": "SELECT 1", "recipients": [to.fp()]});
     let id = hex::encode(confide_crypto::digest::sha256(
-        confide_ledger::jcs::canonical_json(&terms).as_bytes(),
+        confide_crypto::jcs::canonical_json(&terms).as_bytes(),
     ));
     let mut sorted: Vec<&str> = datasets.to_vec();
     sorted.sort_unstable();
@@ -374,7 +374,7 @@ fn no_constitution_overrules_an_owner() {
     let mut empty = contract(&["b-data"], &a);
     empty["contract"]["measurements"] = json!([{"kind": "sim", "value": ""}]);
     empty["id"] = json!(hex::encode(confide_crypto::digest::sha256(
-        confide_ledger::jcs::canonical_json(&empty["contract"]).as_bytes(),
+        confide_crypto::jcs::canonical_json(&empty["contract"]).as_bytes(),
     )));
     for (n, action) in [
         (

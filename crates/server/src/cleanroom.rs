@@ -7,19 +7,24 @@
 //!   workload runs (`"contract": ID`); it is refused, with the reason and on the ledger, unless
 //!   the contract is approved and not revoked, names that dataset, and allows the workload's
 //!   measurement (the token's primary measurement for its TEE kind).
-//! - `POST /cleanroom/runs` with the workload's token records a run (contract, input digests,
-//!   output digest and location, token digest, simulated or not) or a refused result, as an
-//!   audit event on the ledger; `GET /cleanroom/runs/{id}` returns a run's record. A record is
-//!   checked first, and refused (on the ledger, as `cleanroom.deny`) unless the token's
-//!   measurement is one the contract allows, the inputs are exactly the contract's datasets
-//!   with the digests the ledger registered, each of their keys was released to this token's
-//!   runtime key, and the output goes to exactly the contract's recipients.
+//! - `POST /cleanroom/runs` takes a workload's [`SignedRunReport`]: its token, and its report
+//!   of a run (contract, input digests, output digest and location) or of a refused result,
+//!   signed with the signing key the token's evidence binds. A bearer of the token alone forges
+//!   nothing, and a report is recorded once (its id is the digest of what was signed). The
+//!   report is recorded as an audit event on the ledger; `GET /cleanroom/runs/{id}` returns it.
+//!   It is checked first, and refused (on the ledger, as `cleanroom.deny`) unless the contract
+//!   is approved and not revoked, the token's measurement is one the contract allows, the
+//!   inputs are exactly the contract's datasets with the digests the ledger registered, each
+//!   of their keys was released to this token's runtime key, and the output goes to exactly
+//!   the contract's recipients.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use base64::Engine as _;
 use confide_attest::TeeKind;
+use confide_model::{RunOutcome, SignedRunReport};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -115,7 +120,7 @@ fn allows_measurement(contract: &Value, id: &str, claims: &Value) -> Result<(), 
     Ok(())
 }
 
-/// Checks a run's record against the ledger and the broker's releases (see the module's
+/// Checks a run's report against the ledger and the broker's releases (see the module's
 /// documentation); why not, if it does not hold.
 fn check_run(
     s: &AppState,
@@ -123,15 +128,15 @@ fn check_run(
     id: &str,
     claims: &Value,
     runtime_key: &str,
-    req: &Value,
+    outcome: &RunOutcome,
 ) -> Result<(), String> {
     if contract["state"] != "approved" {
         return Err(format!("contract {id} is revoked: it records no more runs"));
     }
     allows_measurement(contract, id, claims)?;
-    if req["refused"].is_string() {
+    let RunOutcome::Released { inputs, output } = outcome else {
         return Ok(());
-    }
+    };
     let mut named: Vec<&str> = contract["datasets"]
         .as_array()
         .into_iter()
@@ -139,13 +144,7 @@ fn check_run(
         .filter_map(Value::as_str)
         .collect();
     named.sort_unstable();
-    let inputs = req["inputs"]
-        .as_array()
-        .ok_or("a run record needs \"inputs\"")?;
-    let mut read: Vec<&str> = inputs
-        .iter()
-        .map(|i| i["dataset"].as_str().unwrap_or_default())
-        .collect();
+    let mut read: Vec<&str> = inputs.iter().map(|i| i.dataset.as_str()).collect();
     read.sort_unstable();
     if read != named {
         return Err(format!(
@@ -156,15 +155,15 @@ fn check_run(
     }
     let gov = s.gov.read().map_err(|e| e.to_string())?;
     for input in inputs {
-        let dataset = input["dataset"].as_str().unwrap_or_default();
-        let registered = gov.datasets().get(dataset).map(|d| &d["digest"]);
-        if registered != Some(&input["digest"]) {
+        let registered = gov.datasets().get(&input.dataset).map(|d| &d["digest"]);
+        if registered.and_then(Value::as_str) != Some(input.digest.as_str()) {
             return Err(format!(
-                "the run's digest of dataset {dataset} is not the one registered on the ledger"
+                "the run's digest of dataset {} is not the one registered on the ledger",
+                input.dataset
             ));
         }
     }
-    if req["output"]["recipients"] != contract["contract"]["recipients"] {
+    if json!(output.recipients) != contract["contract"]["recipients"] {
         return Err(format!(
             "the run's output is not for contract {id}'s recipients"
         ));
@@ -198,24 +197,51 @@ pub(crate) async fn contracts(State(s): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({ "contracts": gov.contracts() })))
 }
 
-/// The run id of a record: the first 16 bytes of the SHA-256 of its canonical JSON, hex.
-fn run_id(record: &Value) -> String {
-    hex::encode(
-        &confide_crypto::digest::sha256(crate::kbs::canonical_json(record).as_bytes())[..16],
-    )
+fn refused(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, kind, title, detail)
 }
 
 pub(crate) async fn record_run(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let req: Value = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
-    let (claims, runtime, _) = crate::keys::token_claims(&s, &body)?;
-    let contract = req["contract"]
-        .as_str()
-        .ok_or_else(|| Problem::bad_request("no contract"))?
-        .to_owned();
+    let signed = SignedRunReport::from_json(&body).map_err(|e| {
+        Problem::bad_request(format!("the request is not a signed run report: {e}"))
+    })?;
+    let presented = crate::keys::verify_token(&s, &signed.token)?;
+    let signing = presented.signing.as_ref().ok_or_else(|| {
+        refused(
+            "unsigned-run-report",
+            "The token binds no signing key",
+            "a run is recorded only when its report is signed by the signing key the \
+             workload's evidence binds (its runtime keys), not on a bearer token alone",
+        )
+    })?;
+    signed.verify(signing).map_err(|e| {
+        refused(
+            "bad-signature",
+            "The run report's signature does not verify",
+            e.to_string(),
+        )
+    })?;
+    let report = &signed.report;
+    let id = report.id();
+    let contract = report.contract.clone();
+    let replayed = || {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "replayed-run-report",
+            "This run report is recorded already",
+            format!("run {id} is on the ledger; a report is recorded once"),
+        )
+    };
+    if s.runs
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .contains_key(&id)
+    {
+        return Err(replayed());
+    }
     let terms = s
         .gov
         .read()
@@ -224,49 +250,73 @@ pub(crate) async fn record_run(
         .get(&contract)
         .cloned()
         .ok_or_else(|| Problem::not_found(format!("no contract {contract}")))?;
-    let token = req["token"].as_str().unwrap_or_default();
-    let token_digest = hex::encode(confide_crypto::digest::sha256(token.as_bytes()));
-    if let Err(reason) = check_run(&s, &terms, &contract, &claims, &runtime.digest(), &req) {
+    let token_digest = hex::encode(confide_crypto::digest::sha256(signed.token.as_bytes()));
+    let runtime = presented.runtime.digest();
+    if let Err(reason) = check_run(
+        &s,
+        &terms,
+        &contract,
+        &presented.claims,
+        &runtime,
+        &report.outcome,
+    ) {
         crate::keys::audit(
             &s,
             json!({"type": "cleanroom.deny", "contract": contract, "token": token_digest,
                    "reason": reason, "at": now()}),
         )
         .await?;
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
+        return Err(refused(
             "run-refused",
-            "The run record does not match the contract and the releases",
+            "The run report does not match the contract and the releases",
             reason,
         ));
     }
     let mut record = json!({
+        "run": id,
         "contract": contract,
         "token": token_digest,
-        "simulated": claims["confide.simulated"],
+        "simulated": presented.claims["confide.simulated"],
         "at": now(),
+        "nonce": report.nonce,
+        "signed_by": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.to_sec1()),
+        "signature": signed.signature,
     });
-    if let Some(reason) = req["refused"].as_str() {
-        record["type"] = json!("cleanroom.refused");
-        record["reason"] = json!(reason);
-    } else {
-        record["type"] = json!("cleanroom.run");
-        for k in ["inputs", "output"] {
-            if req[k].is_null() {
-                return Err(Problem::bad_request(format!("a run record needs {k:?}")));
-            }
-            record[k] = req[k].clone();
+    match &report.outcome {
+        RunOutcome::Refused { reason } => {
+            record["type"] = json!("cleanroom.refused");
+            record["reason"] = json!(reason);
+        }
+        RunOutcome::Released { inputs, output } => {
+            record["type"] = json!("cleanroom.run");
+            record["inputs"] = json!(inputs);
+            record["output"] = json!(output);
         }
     }
-    let id = run_id(&record);
-    record["run"] = json!(id);
-    let seq = crate::keys::audit(&s, record.clone()).await?;
-    if record["type"] == "cleanroom.run" {
-        s.runs
-            .lock()
-            .map_err(|e| Problem::internal(e.to_string()))?
-            .insert(id.clone(), record.clone());
+    // The id is taken before the append, so that two copies of one report sent at once
+    // record one run; it is given back if the append fails.
+    if s.runs
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .insert(id.clone(), Value::Null)
+        .is_some()
+    {
+        return Err(replayed());
     }
+    let appended = crate::keys::audit(&s, record.clone()).await;
+    let mut runs = s
+        .runs
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let seq = match appended {
+        Ok(seq) => seq,
+        Err(e) => {
+            runs.remove(&id);
+            return Err(e);
+        }
+    };
+    runs.insert(id.clone(), record.clone());
+    drop(runs);
     Ok((
         StatusCode::CREATED,
         Json(json!({"run": id, "record": record, "audit_seq": seq})),
@@ -281,15 +331,17 @@ pub(crate) async fn run(
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
         .get(&id)
+        .filter(|r| !r.is_null())
         .cloned()
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no run {id}")))
 }
 
-/// Rebuilds the run index from an audit event of the ledger.
+/// Rebuilds the index of runs (and refused runs) from an audit event of the ledger: what
+/// `GET /cleanroom/runs/{id}` answers, and the reports already recorded.
 pub(crate) fn replay_run(runs: &mut std::collections::BTreeMap<String, Value>, entry: &[u8]) {
     if let Ok(event) = serde_json::from_slice::<Value>(entry)
-        && event["type"] == "cleanroom.run"
+        && (event["type"] == "cleanroom.run" || event["type"] == "cleanroom.refused")
         && let Some(id) = event["run"].as_str()
     {
         runs.insert(id.to_owned(), event.clone());

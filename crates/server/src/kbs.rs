@@ -85,7 +85,7 @@ fn no_token(detail: impl Into<String>) -> Problem {
     Problem::kbs(StatusCode::UNAUTHORIZED, "TokenNotFound", detail)
 }
 
-pub use confide_ledger::jcs::canonical_json;
+pub use confide_crypto::jcs::canonical_json;
 
 /// What a KBS client hashes: the runtime data with `"additional-evidence"` added.
 fn runtime_data_claims(runtime_data: &Value, additional_evidence: &Value) -> Value {

@@ -23,6 +23,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use confide_crypto::hpke::{self, HpkePublicKey};
 use confide_kms::{KmsError, Lease, RELEASE_INFO};
+
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -272,17 +273,30 @@ impl RuntimeKey {
     }
 }
 
-/// The verified claims of a token this service issued, and the workload's runtime key in it.
-pub(crate) fn token_claims(
-    s: &AppState,
-    body: &[u8],
-) -> Result<(Value, RuntimeKey, Value), Problem> {
+/// A token this service issued, verified: its claims and the workload's runtime keys in it.
+pub(crate) struct Presented {
+    /// The token's claims.
+    pub(crate) claims: Value,
+    /// The key released keys are wrapped to.
+    pub(crate) runtime: RuntimeKey,
+    /// The key the workload signs its run reports with, if its evidence binds one
+    /// ([`confide_model::RuntimeKeys`]).
+    pub(crate) signing: Option<confide_crypto::signing::VerifyingKey>,
+}
+
+/// The request body (JSON with `"token"`), and the token in it verified.
+pub(crate) fn token_claims(s: &AppState, body: &[u8]) -> Result<(Presented, Value), Problem> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
     let token = req
         .get("token")
         .and_then(Value::as_str)
         .ok_or_else(|| Problem::bad_request("no token"))?;
+    Ok((verify_token(s, token)?, req))
+}
+
+/// Verifies a token this service issued: signature, issuer, expiry, and a runtime key.
+pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Problem> {
     let invalid = |detail: &str| {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -308,25 +322,37 @@ pub(crate) fn token_claims(
     {
         return Err(invalid("the token has expired"));
     }
-    let x25519 = claims
+    let runtime_data = claims
         .get("confide.runtime_data")
         .and_then(Value::as_str)
         .and_then(|r| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(r)
                 .ok()
-        })
-        .and_then(|r| HpkePublicKey::from_bytes(&r).ok());
-    let runtime = match (x25519, claims.get("confide.tee_pubkey")) {
-        (Some(k), _) => RuntimeKey::Hpke(k),
-        (None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
+        });
+    // A workload's pair of runtime keys; or a bare X25519 key; or a JWK.
+    let pair = runtime_data
+        .as_deref()
+        .and_then(|r| confide_model::RuntimeKeys::parse(r).ok());
+    let x25519 = runtime_data
+        .as_deref()
+        .and_then(|r| HpkePublicKey::from_bytes(r).ok());
+    let (runtime, signing) = match (pair, x25519, claims.get("confide.tee_pubkey")) {
+        (Some(keys), ..) => (RuntimeKey::Hpke(keys.hpke), Some(keys.signing)),
+        (None, Some(k), _) => (RuntimeKey::Hpke(k), None),
+        (None, None, Some(jwk)) if jwk.is_object() => (RuntimeKey::Jwk(jwk.clone()), None),
         _ => {
             return Err(invalid(
-                "the token carries no runtime key (a 32-byte X25519 public key, or a JWK)",
+                "the token carries no runtime key (a workload's runtime keys, a 32-byte X25519 \
+                 public key, or a JWK)",
             ));
         }
     };
-    Ok((claims, runtime, req))
+    Ok(Presented {
+        claims,
+        runtime,
+        signing,
+    })
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -338,7 +364,12 @@ pub(crate) async fn release(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (claims, runtime, req) = token_claims(&s, &body)?;
+    let (
+        Presented {
+            claims, runtime, ..
+        },
+        req,
+    ) = token_claims(&s, &body)?;
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let runtime_digest = runtime.digest();
     // A dataset's key goes only to a workload running an approved contract over it.
@@ -453,7 +484,12 @@ pub(crate) async fn renew(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (claims, runtime, req) = token_claims(&s, &body)?;
+    let (
+        Presented {
+            claims, runtime, ..
+        },
+        req,
+    ) = token_claims(&s, &body)?;
     let id = req
         .get("lease")
         .and_then(Value::as_str)

@@ -26,7 +26,8 @@ use confide_client::Client;
 use confide_client::ledger::{LedgerViewError, VerifiedLedger};
 use confide_crypto::CryptoError;
 use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
-use confide_crypto::signing::VerifyingKey;
+use confide_crypto::signing::{SigningKey, VerifyingKey};
+use confide_model::{self as model, RunInput, RunOutput, RunReport, RuntimeKeys};
 use serde_json::{Value, json};
 
 pub use terms::{Approved, DatasetRecord, NotRunnable};
@@ -185,23 +186,45 @@ fn unb64(value: &Value, what: &'static str) -> Result<Vec<u8>, WorkloadError> {
         })
 }
 
-/// The workload's ephemeral identity for one run: the key its evidence binds, to which the
-/// broker wraps each released key.
+/// The workload's ephemeral identity for one run: the keys its evidence binds. The broker
+/// wraps each released key to the HPKE key; the run log records only reports signed with the
+/// signing key.
 struct Attesting<'a> {
     client: &'a Client,
     tee: Tee,
     key: HpkeSecretKey,
+    signing: SigningKey,
 }
 
 impl Attesting<'_> {
-    fn public(&self) -> HpkePublicKey {
-        self.key.public_key()
+    /// The runtime data the evidence binds: both public keys ([`RuntimeKeys`]).
+    fn runtime_data(&self) -> Vec<u8> {
+        RuntimeKeys {
+            hpke: self.key.public_key(),
+            signing: self.signing.verifying_key(),
+        }
+        .to_bytes()
     }
 
-    /// Evidence binding a fresh challenge of the verifier and this run's key (report data:
-    /// SHA-256(key) || nonce), and the token the verifier gives for it.
+    /// Reports how the run ended, signed with this run's signing key, under a fresh token.
+    fn report(&self, id: &str, outcome: model::RunOutcome) -> Result<Value, WorkloadError> {
+        let report = RunReport {
+            contract: id.to_owned(),
+            nonce: hex::encode(confide_crypto::random::array::<16>()?),
+            outcome,
+        };
+        let signed = report.sign(&self.signing, self.token()?)?;
+        let body = serde_json::to_string(&signed).map_err(|e| WorkloadError::Protocol {
+            what: "run report",
+            detail: e.to_string(),
+        })?;
+        Ok(self.client.post_json("/cleanroom/runs", &body)?)
+    }
+
+    /// Evidence binding a fresh challenge of the verifier and this run's keys (report data:
+    /// SHA-256(runtime data) || nonce), and the token the verifier gives for it.
     fn token(&self) -> Result<String, WorkloadError> {
-        let public = self.public();
+        let runtime_data = self.runtime_data();
         let nonce_text = self.client.post_json("/attest/nonce", "{}")?["nonce"].clone();
         let nonce: [u8; 32] = unb64(&nonce_text, "verifier's challenge")?
             .try_into()
@@ -210,7 +233,7 @@ impl Attesting<'_> {
                 detail: "it is not 32 bytes".into(),
             })?;
         let mut report_data = [0u8; 64];
-        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(public.as_bytes()));
+        report_data[..32].copy_from_slice(&confide_crypto::digest::sha256(&runtime_data));
         report_data[32..].copy_from_slice(&nonce);
         let (kind, evidence, collateral) = match self.tee {
             Tee::Simulated(measurement) => {
@@ -234,7 +257,7 @@ impl Attesting<'_> {
         let answer = self.client.post_json(
             &format!("/attest/{kind}"),
             &json!({"evidence": b64(&evidence), "collateral": collateral,
-                    "runtime_data": b64(public.as_bytes()), "nonce": nonce_text})
+                    "runtime_data": b64(&runtime_data), "nonce": nonce_text})
             .to_string(),
         )?;
         answer["token"]
@@ -272,7 +295,7 @@ impl Attesting<'_> {
         let secret = confide_crypto::hpke::open(
             &self.key,
             &sealed,
-            confide_kms::RELEASE_INFO,
+            confide_model::RELEASE_INFO,
             format!("{name}/{version}").as_bytes(),
         )
         .map_err(key_error)?;
@@ -297,6 +320,7 @@ pub fn run(
         client,
         tee: launch.tee,
         key: HpkeSecretKey::generate()?,
+        signing: SigningKey::generate()?,
     };
     // A token once to get the keys, and again to record the run, so that a query longer than
     // a token's lifetime can still report (the broker's releases are tied to the key).
@@ -313,7 +337,10 @@ pub fn run(
     for record in approved.tables.values() {
         keys.push(attesting.release(&token, &record.key, id)?);
         stored.push((record.location.as_str(), record.digest.as_str()));
-        inputs.push(json!({"dataset": record.id, "digest": record.digest}));
+        inputs.push(RunInput {
+            dataset: record.id.clone(),
+            digest: record.digest.clone(),
+        });
     }
     // Every ciphertext checked against its registered digest (all at once), then each table
     // reads its own, under the key released for it.
@@ -348,12 +375,8 @@ pub fn run(
         Ok(r) => r,
         Err(e) => {
             if let CleanroomError::OutputRefused(reason) = &e {
-                client.post_json(
-                    "/cleanroom/runs",
-                    &json!({"token": attesting.token()?, "contract": id,
-                            "refused": format!("the result is refused: {reason}")})
-                    .to_string(),
-                )?;
+                let reason = format!("the result is refused: {reason}");
+                attesting.report(id, model::RunOutcome::Refused { reason })?;
             }
             return Err(e.into());
         }
@@ -365,14 +388,18 @@ pub fn run(
     let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
     let location = format!("results/{output_digest}.cfd");
     runtime.block_on(blobs.put(&location, ciphertext))?;
-    let r = client.post_json(
-        "/cleanroom/runs",
-        &json!({
-            "token": attesting.token()?, "contract": id, "inputs": inputs,
-            "output": {"digest": output_digest, "location": location, "rows": released.rows,
-                       "suppressed": released.suppressed, "recipients": contract.recipients},
-        })
-        .to_string(),
+    let r = attesting.report(
+        id,
+        model::RunOutcome::Released {
+            inputs,
+            output: RunOutput {
+                digest: output_digest,
+                location,
+                rows: released.rows,
+                suppressed: released.suppressed,
+                recipients: contract.recipients.clone(),
+            },
+        },
     )?;
     let run = r["run"].as_str().ok_or_else(|| WorkloadError::Protocol {
         what: "run log's answer",

@@ -179,6 +179,47 @@ pub(crate) fn workload_token(url: &str, runtime_public: &[u8]) -> String {
     r["token"].as_str().unwrap().to_owned()
 }
 
+/// A workload's runtime keys, as the real workload makes them: the HPKE key released keys are
+/// sealed to and the key its run reports are signed with, both bound into its evidence.
+pub(crate) struct Workload {
+    pub(crate) hpke: confide_crypto::hpke::HpkeSecretKey,
+    pub(crate) signing: confide_crypto::signing::SigningKey,
+}
+
+impl Workload {
+    pub(crate) fn new() -> Self {
+        Self {
+            hpke: confide_crypto::hpke::HpkeSecretKey::generate().unwrap(),
+            signing: confide_crypto::signing::SigningKey::generate().unwrap(),
+        }
+    }
+
+    /// The runtime data its evidence binds.
+    pub(crate) fn runtime_data(&self) -> Vec<u8> {
+        confide_model::RuntimeKeys {
+            hpke: self.hpke.public_key(),
+            signing: self.signing.verifying_key(),
+        }
+        .to_bytes()
+    }
+
+    /// A token for its runtime keys (simulated evidence, development profile).
+    pub(crate) fn token(&self, url: &str) -> String {
+        workload_token(url, &self.runtime_data())
+    }
+
+    /// A run report of contract `id` with this outcome (the model's JSON), signed with its key,
+    /// under `token`; the request body of `POST /cleanroom/runs`.
+    pub(crate) fn report(&self, token: &str, id: &str, outcome: Value) -> Value {
+        let report = confide_model::RunReport {
+            contract: id.to_owned(),
+            nonce: hex::encode(confide_crypto::random::array::<16>().unwrap()),
+            outcome: serde_json::from_value(outcome).unwrap(),
+        };
+        serde_json::to_value(report.sign(&self.signing, token.to_owned()).unwrap()).unwrap()
+    }
+}
+
 /// A finished command's (success, stdout, stderr).
 pub(crate) fn outcome(out: &std::process::Output) -> (bool, String, String) {
     (

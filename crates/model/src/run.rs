@@ -1,0 +1,203 @@
+//! What a workload reports of a run, signed with its attested signing key
+//! ([`crate::RuntimeKeys::signing`]): a bearer token seen on the wire forges no run.
+//!
+//! The signature covers [`RUN_REPORT_CONTEXT`] followed by the RFC 8785 canonical JSON of the
+//! report; the report's id is the first 16 bytes of the SHA-256 of that same message, so one
+//! signed report records at most one run, and a replayed report is known by its id.
+
+use confide_crypto::signing::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelError, b64url, unb64url};
+
+/// The domain separation of a run report's signature.
+pub const RUN_REPORT_CONTEXT: &[u8] = b"confide/run-report/v1\n";
+
+/// A dataset a run read, and the digest of the ciphertext it read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// The dataset's id.
+    pub dataset: String,
+    /// SHA-256 of its ciphertext, hex.
+    pub digest: String,
+}
+
+/// Where a run's result went: encrypted to the recipients, stored at `location`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOutput {
+    /// SHA-256 of the encrypted result, hex.
+    pub digest: String,
+    /// Where it is stored, relative to the blob store.
+    pub location: String,
+    /// The result's rows.
+    pub rows: u64,
+    /// The rows the output rules left out.
+    pub suppressed: u64,
+    /// The fingerprints it is encrypted to.
+    pub recipients: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RunOutcome {
+    /// The result passed the output rules and was stored for the recipients.
+    Released {
+        /// What it read.
+        inputs: Vec<RunInput>,
+        /// What it wrote.
+        output: RunOutput,
+    },
+    /// The output rules refused the result; nothing was stored.
+    Refused {
+        /// Which rule, in words that carry no value of the data.
+        reason: String,
+    },
+}
+
+/// A workload's report of one run of a contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunReport {
+    /// The contract's id.
+    pub contract: String,
+    /// 16 random bytes, hex: two reports of the same outcome are still two reports.
+    pub nonce: String,
+    /// How it ended.
+    pub outcome: RunOutcome,
+}
+
+/// A run report as the run log receives it: the workload's token, the report, and the
+/// signature of the key the token's evidence binds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedRunReport {
+    /// The workload's attestation token.
+    pub token: String,
+    /// The report.
+    pub report: RunReport,
+    /// ES256 (raw r || s), base64url.
+    pub signature: String,
+}
+
+impl RunReport {
+    /// What the signature covers: the context, then the report's canonical JSON.
+    pub fn message(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let mut message = RUN_REPORT_CONTEXT.to_vec();
+        message.extend_from_slice(confide_crypto::jcs::canonical_json(&value).as_bytes());
+        message
+    }
+
+    /// The report's id: the first 16 bytes of the SHA-256 of [`Self::message`], hex.
+    pub fn id(&self) -> String {
+        hex::encode(&confide_crypto::digest::sha256(&self.message())[..16])
+    }
+
+    /// Signs the report with the workload's runtime signing key.
+    pub fn sign(
+        self,
+        key: &SigningKey,
+        token: String,
+    ) -> Result<SignedRunReport, confide_crypto::CryptoError> {
+        let signature = b64url(&key.sign(&self.message())?);
+        Ok(SignedRunReport {
+            token,
+            report: self,
+            signature,
+        })
+    }
+}
+
+impl SignedRunReport {
+    /// Reads a signed report: exactly these fields, each of its type.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        serde_json::from_slice(bytes).map_err(|e| ModelError::Malformed {
+            field: "run report",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Checks the signature under `key`, the signing key the token's evidence binds.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ModelError> {
+        let signature = unb64url(&self.signature, "signature")?;
+        key.verify(&self.report.message(), &signature)
+            .map_err(|_| ModelError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn released() -> RunReport {
+        RunReport {
+            contract: "c0".repeat(32),
+            nonce: "ab".repeat(16),
+            outcome: RunOutcome::Released {
+                inputs: vec![RunInput {
+                    dataset: "d1".into(),
+                    digest: "00".repeat(32),
+                }],
+                output: RunOutput {
+                    digest: "11".repeat(32),
+                    location: "results/x.cfd".into(),
+                    rows: 3,
+                    suppressed: 1,
+                    recipients: vec!["22".repeat(32)],
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_report_verifies_only_under_its_key_and_as_signed() {
+        let key = SigningKey::generate().unwrap();
+        let signed = released().sign(&key, "token".into()).unwrap();
+        signed.verify(&key.verifying_key()).unwrap();
+        let wire = serde_json::to_vec(&signed).unwrap();
+        assert_eq!(SignedRunReport::from_json(&wire).unwrap(), signed);
+
+        // Another key: refused.
+        let other = SigningKey::generate().unwrap().verifying_key();
+        assert_eq!(signed.verify(&other), Err(ModelError::BadSignature));
+        // Any change to what was reported: refused.
+        let mut changed = signed.clone();
+        if let RunOutcome::Released { output, .. } = &mut changed.report.outcome {
+            output.recipients = vec!["33".repeat(32)];
+        }
+        assert_eq!(
+            changed.verify(&key.verifying_key()),
+            Err(ModelError::BadSignature)
+        );
+        let mut refused = signed.clone();
+        refused.report.outcome = RunOutcome::Refused { reason: "x".into() };
+        assert!(refused.verify(&key.verifying_key()).is_err());
+        // The token is not what the signature covers, but the id is the report's alone.
+        let mut retokened = signed.clone();
+        retokened.token = "another".into();
+        assert_eq!(retokened.report.id(), signed.report.id());
+        // Unknown fields and wrong types are refused by name.
+        let mut value: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        value["report"]["extra"] = serde_json::json!(1);
+        let err = SignedRunReport::from_json(value.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+        let mut value: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        value["report"]["outcome"]["released"]["output"]["rows"] = serde_json::json!("3");
+        assert!(SignedRunReport::from_json(value.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_id_changes_with_every_field() {
+        let base = released();
+        let mut nonce = base.clone();
+        nonce.nonce = "cd".repeat(16);
+        let mut contract = base.clone();
+        contract.contract = "c1".repeat(32);
+        let ids = [base.id(), nonce.id(), contract.id()];
+        assert_eq!(ids[0].len(), 32);
+        assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2]);
+    }
+}
