@@ -1265,3 +1265,96 @@ fn expired_tokens_are_refused() {
     assert_eq!(before, after);
     s.kill();
 }
+
+/// Attack 7: a member's Rego that would run for minutes holds neither the ledger's writer nor a
+/// restart. A proposed constitution that does not decide within the time limit is refused when
+/// proposed; one that is cheap on an empty proposal (so it is installed) but slow on a real one
+/// refuses that request, not the ledger. Meanwhile reads are answered, and a restart replays
+/// the ledger at once.
+#[test]
+fn no_proposal_holds_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let a = Member::new("bank-a");
+    let (status, r) = post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    assert_eq!(status, 201, "{r}");
+    let slow_always = "package confide.constitution\nimport rego.v1\n\
+        work := count([x | some i in numbers.range(1, 4000); some j in numbers.range(1, 4000); x := i * j])\n\
+        decision := \"accepted\" if work > 0\n";
+    let started = Instant::now();
+    let (status, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(&json!({"type": "propose", "actions": [{"action": "set_constitution", "rego": slow_always}]})),
+    );
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (422, Some("https://confide.dev/problems/policy-too-slow")),
+        "{r}"
+    );
+    assert!(
+        r["detail"].as_str().unwrap().contains("within 250 ms"),
+        "{r}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Slow only when a proposal has actions: installed (every member, here one, said yes).
+    let slow_later = "package confide.constitution\nimport rego.v1\n\
+        n := 4000 * count(input.proposal.actions)\n\
+        work := count([x | some i in numbers.range(1, n); some j in numbers.range(1, n); x := i * j])\n\
+        decision := \"accepted\" if work > 0\n";
+    enact(
+        u,
+        &a,
+        json!([{"action": "set_constitution", "rego": slow_later}]),
+    );
+    let entries_before = size(u);
+    let reader = {
+        let u = u.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let _ = get_json(&format!("{u}/gov/members"));
+            started.elapsed()
+        })
+    };
+    let started = Instant::now();
+    let (status, r) = post(
+        &format!("{u}/gov/proposals"),
+        &a.sign(&json!({"type": "propose", "actions": [{"action": "add_measurement", "kind": "sim", "value": "ab".repeat(48)}]})),
+    );
+    assert_eq!(
+        (status, r["type"].as_str()),
+        (422, Some("https://confide.dev/problems/policy-too-slow")),
+        "{r}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(reader.join().unwrap() < Duration::from_secs(5));
+    assert_eq!(
+        size(u),
+        entries_before,
+        "the refused proposal is on the ledger"
+    );
+    s.kill();
+
+    // The restart replays what was accepted, without delay.
+    let started = Instant::now();
+    let s = Server::start(dir.path());
+    assert_eq!(size(&s.url), entries_before);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    s.kill();
+}

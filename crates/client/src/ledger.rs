@@ -213,10 +213,12 @@ impl VerifiedLedger {
     }
 
     /// The consortium's state: the governance requests among the entries, replayed in order
-    /// by the governance code the server runs.
+    /// by the governance code the server runs (without its time limit: each was decided within
+    /// it when it was accepted).
     pub fn governance(&self) -> Result<Governance, LedgerViewError> {
         let mut gov =
             Governance::new().map_err(|error| LedgerViewError::Replay { seq: 0, error })?;
+        gov.set_time_limit(None);
         for (seq, entry) in (0u64..).zip(&self.entries) {
             if confide_ledger::gov::is_governance(entry) {
                 let request = gov

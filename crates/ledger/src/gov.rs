@@ -65,6 +65,10 @@ pub enum GovError {
     /// The request does not fit the current state.
     #[error("refused: {0}")]
     Refused(String),
+    /// A constitution (proposed, or the one in force on this request) did not decide within
+    /// its time limit; the request is refused so that it holds neither the ledger nor a replay.
+    #[error("{0}: the request is refused, so that no proposal can hold the ledger")]
+    TooSlow(confide_policy::PolicyError),
 }
 
 fn malformed(what: impl Into<String>) -> GovError {
@@ -213,6 +217,9 @@ struct Registry {
     measurements: BTreeSet<(String, String)>,
     datasets: BTreeMap<String, Value>,
     contracts: BTreeMap<String, Value>,
+    /// How long the constitution may take to decide: [`confide_policy::TIME_LIMIT`] for new
+    /// requests, none when replaying requests that were decided within it.
+    limit: Option<std::time::Duration>,
 }
 
 /// What applying a request did.
@@ -236,10 +243,19 @@ impl Governance {
                 measurements: BTreeSet::new(),
                 datasets: BTreeMap::new(),
                 contracts: BTreeMap::new(),
+                limit: Some(confide_policy::TIME_LIMIT),
             },
             proposals: BTreeMap::new(),
             nonces: BTreeMap::new(),
         })
+    }
+
+    /// Sets how long a constitution may take to decide. New requests are decided within
+    /// [`confide_policy::TIME_LIMIT`] (the default), and one that takes longer is refused, so
+    /// that no proposal holds the ledger's writer; replaying the ledger's own requests, which
+    /// were all decided within it, sets `None`, so that a slower machine reaches the same state.
+    pub fn set_time_limit(&mut self, limit: Option<std::time::Duration>) {
+        self.registry.limit = limit;
     }
 
     /// Authenticates a member's request to another service (the key broker): the signer must
@@ -330,7 +346,7 @@ impl Governance {
         match kind {
             Kind::Found => {
                 if let Some(rego) = request.body.get("constitution") {
-                    compile_constitution(rego)?;
+                    compile_constitution(rego, self.registry.limit)?;
                 }
             }
             Kind::Propose => {
@@ -366,27 +382,22 @@ impl Governance {
         Ok(request)
     }
 
-    /// Applies a checked request that is now at ledger position `seq`.
+    /// Applies a checked request that is now at ledger position `seq`. Everything that can
+    /// fail is done first, so that a refused request changes nothing.
     pub fn apply(&mut self, request: Request, seq: u64) -> Result<Applied, GovError> {
-        // A request older than this one by twice the allowed skew can no longer pass the time
-        // check, so its nonce need not be remembered.
-        let horizon = request.ts - 2 * MAX_SKEW;
-        self.nonces.retain(|_, ts| *ts >= horizon);
-        self.nonces
-            .insert((request.signer.clone(), request.nonce.clone()), request.ts);
-        match request.kind {
+        let applied = match request.kind {
             Kind::Found => {
                 let member = identity(request.body.get("member"))?;
                 if let Some(rego) = request.body.get("constitution") {
-                    self.registry.constitution = compile_constitution(rego)?;
+                    self.registry.constitution = compile_constitution(rego, self.registry.limit)?;
                 }
                 self.registry
                     .members
                     .insert(member.fingerprint().to_hex(), member);
-                Ok(Applied {
+                Applied {
                     proposal: None,
                     state: None,
-                })
+                }
             }
             Kind::Propose => {
                 let id = request.id();
@@ -396,61 +407,65 @@ impl Governance {
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
-                self.proposals.insert(
-                    id.clone(),
-                    Proposal {
-                        id: id.clone(),
-                        proposer: request.signer,
-                        actions,
-                        ballots: BTreeMap::new(),
-                        state: ProposalState::Open,
-                        seq,
-                    },
-                );
-                let state = self.decide(&id)?;
-                Ok(Applied {
-                    proposal: Some(id),
-                    state: Some(state),
-                })
+                let proposal = Proposal {
+                    id: id.clone(),
+                    proposer: request.signer.clone(),
+                    actions,
+                    ballots: BTreeMap::new(),
+                    state: ProposalState::Open,
+                    seq,
+                };
+                self.decide(proposal)?
             }
             Kind::Ballot => {
                 let id = request
                     .body
                     .get("proposal")
                     .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                    .unwrap_or_default();
+                let mut proposal = self
+                    .proposals
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| refused(format!("no proposal {id}")))?;
                 let vote = request.body.get("vote").and_then(Value::as_bool) == Some(true);
-                if let Some(p) = self.proposals.get_mut(&id) {
-                    p.ballots.insert(request.signer, vote);
-                }
-                let state = self.decide(&id)?;
-                Ok(Applied {
-                    proposal: Some(id),
-                    state: Some(state),
-                })
+                proposal.ballots.insert(request.signer.clone(), vote);
+                self.decide(proposal)?
             }
-        }
+        };
+        // A request older than this one by twice the allowed skew can no longer pass the time
+        // check, so its nonce need not be remembered.
+        let horizon = request.ts - 2 * MAX_SKEW;
+        self.nonces.retain(|_, ts| *ts >= horizon);
+        self.nonces
+            .insert((request.signer, request.nonce), request.ts);
+        Ok(applied)
     }
 
-    /// Asks the constitution about proposal `id`, and applies its actions if accepted.
-    fn decide(&mut self, id: &str) -> Result<ProposalState, GovError> {
-        let Some(p) = self.proposals.get(id) else {
-            return Err(refused(format!("no proposal {id}")));
-        };
+    /// Asks the constitution about `proposal` (new, or with a new ballot), applies its actions
+    /// if accepted, and keeps it with its state. A constitution that fails to evaluate decides
+    /// nothing (the proposal stays open); one that runs past its time limit refuses the
+    /// request, and nothing changes.
+    fn decide(&mut self, mut proposal: Proposal) -> Result<Applied, GovError> {
         let input = json!({
-            "proposal": {"id": p.id, "proposer": p.proposer, "actions": p.actions},
-            "ballots": p.ballots,
+            "proposal": {"id": proposal.id, "proposer": proposal.proposer, "actions": proposal.actions},
+            "ballots": proposal.ballots,
             "members": self.registry.members.keys().collect::<Vec<_>>(),
             "datasets": self.registry.datasets,
             "contracts": self.registry.contracts,
         });
-        // A constitution that fails to evaluate decides nothing: the proposal stays open.
-        let decision = self
-            .registry
-            .constitution
-            .eval(DECISION, &input)
-            .unwrap_or(Value::Null);
+        let decision =
+            match self
+                .registry
+                .constitution
+                .eval_within(DECISION, &input, self.registry.limit)
+            {
+                Ok(decision) => decision,
+                Err(e @ confide_policy::PolicyError::TimeLimit { .. }) => {
+                    return Err(GovError::TooSlow(e));
+                }
+                Err(_) => Value::Null,
+            };
         let state = match decision.as_str() {
             Some("accepted") => ProposalState::Accepted,
             Some("rejected") => ProposalState::Rejected,
@@ -459,7 +474,7 @@ impl Governance {
         // Consent is code: whatever the constitution decided, an action that grants or widens
         // access to a member's data waits for that member's own yes, and that member's no
         // rejects it.
-        let consent = self.registry.consent(&p.actions, &p.ballots);
+        let consent = self.registry.consent(&proposal.actions, &proposal.ballots);
         let state = match (state, consent) {
             (_, Consent::Refused) => ProposalState::Rejected,
             (ProposalState::Accepted, Consent::Missing) => ProposalState::Open,
@@ -469,9 +484,8 @@ impl Governance {
             // Actions were checked when proposed, but the state may have moved since: they are
             // applied all together or, if one no longer fits, not at all and the proposal
             // fails.
-            let actions = p.actions.clone();
             let mut next = self.registry.clone();
-            match next.apply_actions(&actions) {
+            match next.apply_actions(&proposal.actions) {
                 Ok(()) => {
                     self.registry = next;
                     ProposalState::Accepted
@@ -481,10 +495,13 @@ impl Governance {
         } else {
             state
         };
-        if let Some(p) = self.proposals.get_mut(id) {
-            p.state = state;
-        }
-        Ok(state)
+        proposal.state = state;
+        let id = proposal.id.clone();
+        self.proposals.insert(id.clone(), proposal);
+        Ok(Applied {
+            proposal: Some(id),
+            state: Some(state),
+        })
     }
 
     /// The members, by fingerprint.
@@ -607,7 +624,7 @@ impl Registry {
                 }
             }
             Some("set_constitution") => {
-                compile_constitution(a.get("rego").unwrap_or(&Value::Null))?;
+                compile_constitution(a.get("rego").unwrap_or(&Value::Null), self.limit)?;
             }
             Some("set_policy") => {
                 need("name")?;
@@ -719,7 +736,8 @@ impl Registry {
                 self.members.remove(&s("fingerprint"));
             }
             Some("set_constitution") => {
-                self.constitution = compile_constitution(a.get("rego").unwrap_or(&Value::Null))?;
+                self.constitution =
+                    compile_constitution(a.get("rego").unwrap_or(&Value::Null), self.limit)?;
             }
             Some("set_policy") => {
                 self.policies.insert(s("name"), s("rego"));
@@ -837,14 +855,22 @@ fn identity(value: Option<&Value>) -> Result<PublicIdentity, GovError> {
         .map_err(|e| malformed(format!("member identity: {e}")))
 }
 
-fn compile_constitution(rego: &Value) -> Result<Policy, GovError> {
+/// Compiles a constitution, which must decide something for an empty proposal (within
+/// `limit`).
+fn compile_constitution(
+    rego: &Value,
+    limit: Option<std::time::Duration>,
+) -> Result<Policy, GovError> {
     let text = rego
         .as_str()
         .ok_or_else(|| malformed("a constitution is Rego text"))?;
     let policy = Policy::new("constitution.rego", text).map_err(|e| malformed(e.to_string()))?;
-    // It must decide something for an empty proposal.
+    let empty = json!({"proposal": {"actions": []}, "ballots": {}, "members": [], "datasets": {}, "contracts": {}});
     policy
-        .eval(DECISION, &json!({"proposal": {"actions": []}, "ballots": {}, "members": [], "datasets": {}, "contracts": {}}))
-        .map_err(|e| malformed(format!("the constitution does not evaluate: {e}")))?;
+        .eval_within(DECISION, &empty, limit)
+        .map_err(|e| match e {
+            confide_policy::PolicyError::TimeLimit { .. } => GovError::TooSlow(e),
+            e => malformed(format!("the constitution does not evaluate: {e}")),
+        })?;
     Ok(policy)
 }

@@ -233,6 +233,9 @@ pub(crate) fn replay(ledger: &Ledger) -> Result<Governance, ServeError> {
 /// [`replay`], handing every other entry (the audit events) to `audit`.
 fn replay_with(ledger: &Ledger, mut audit: impl FnMut(&[u8])) -> Result<Governance, ServeError> {
     let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
+    // Every request on the ledger was decided within the time limit when it was accepted;
+    // replayed without it, a slower machine reaches the same state.
+    gov.set_time_limit(None);
     for seq in 0..ledger.len() {
         let entry = ledger.entry(seq)?.unwrap_or_default();
         if confide_ledger::gov::is_governance(&entry) {
@@ -245,6 +248,7 @@ fn replay_with(ledger: &Ledger, mut audit: impl FnMut(&[u8])) -> Result<Governan
             audit(&entry);
         }
     }
+    gov.set_time_limit(Some(confide_policy::TIME_LIMIT));
     Ok(gov)
 }
 

@@ -123,6 +123,11 @@ impl From<confide_ledger::gov::GovError> for Problem {
                 "stale-request",
                 "The request's time is out of range",
             ),
+            G::TooSlow(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy-too-slow",
+                "A constitution did not decide within its time limit",
+            ),
             _ => (
                 StatusCode::CONFLICT,
                 "refused",
