@@ -1358,3 +1358,65 @@ fn no_proposal_holds_the_ledger() {
     );
     s.kill();
 }
+
+/// A member's key-management request seen on the wire, replayed after the server restarts
+/// (within its time window): refused as before the restart, with nothing changed. The nonces
+/// are on the ledger with the requests' audit events, not only in memory.
+#[test]
+fn member_requests_replayed_after_a_restart_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let a = Member::new("bank-a");
+    post(
+        &format!("{u}/gov/found"),
+        &a.sign(&json!({"type": "found", "member": a.doc()})),
+    );
+    let rotate = a.sign(&json!({"type": "kms.rotate", "name": "k"}));
+    let put_old = a.sign(&json!({"type": "kbs.put", "path": "r/t/g", "content": b64(b"old"), "policy": confide_kms::ATTESTED_RESOURCE_POLICY}));
+    let (status, r) = post(
+        &format!("{u}/keys"),
+        &a.sign(&json!({"type": "kms.create", "name": "k", "policy": ATTESTED})),
+    );
+    assert_eq!(status, 201, "{r}");
+    for (path, body) in [
+        ("/keys/k/rotate", &rotate),
+        ("/kbs/v0/resource/r/t/g", &put_old),
+    ] {
+        let (status, r) = post(&format!("{u}{path}"), body);
+        assert!(status == 200 || status == 201, "{path}: {r}");
+    }
+    let put_new = a.sign(&json!({"type": "kbs.put", "path": "r/t/g", "content": b64(b"new")}));
+    let (status, _) = post(&format!("{u}/kbs/v0/resource/r/t/g"), &put_new);
+    assert_eq!(status, 201);
+    s.kill();
+
+    let s = Server::start(dir.path());
+    let u = &s.url;
+    let entries = size(u);
+    for (path, body) in [
+        ("/keys/k/rotate", &rotate),
+        ("/kbs/v0/resource/r/t/g", &put_old),
+    ] {
+        let (status, r) = post(&format!("{u}{path}"), body);
+        assert_eq!(
+            (status, r["type"].as_str()),
+            (409, Some("https://confide.dev/problems/replayed-request")),
+            "{path} replayed after a restart: {r}"
+        );
+    }
+    assert_eq!(size(u), entries, "a replay changed the ledger");
+    // The resource is still the newer one, released as such to an attested workload.
+    let workload = confide_crypto::jwe::DecryptionKey::generate_p256().unwrap();
+    let token = workload_token(u, workload.public_jwk().unwrap().to_string().as_bytes());
+    let r = agent()
+        .get(format!("{u}/kbs/v0/resource/r/t/g"))
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap();
+    assert_eq!(&workload.decrypt(&r).unwrap()[..], b"new");
+    s.kill();
+}

@@ -378,7 +378,8 @@ pub(crate) async fn put(
     Path((repo, kind, tag)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let (signer, req) = crate::keys::member_request(&s, &body, "kbs.put")?;
+    let request = crate::keys::member_request(&s, &body, "kbs.put")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     let path = ResourcePath::new(&repo, &kind, &tag)?;
     if req.get("path").and_then(Value::as_str) != Some(path.to_string().as_str()) {
         return Err(Problem::bad_request(
@@ -400,7 +401,7 @@ pub(crate) async fn put(
     )?;
     let seq = audit(
         &s,
-        json!({"type": "kbs.put", "resource": info.path, "owner": signer, "size": info.size, "at": now()}),
+        request.audited(json!({"type": "kbs.put", "resource": info.path, "owner": signer, "size": info.size, "at": now()})),
     )
     .await?;
     Ok((

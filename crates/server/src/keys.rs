@@ -74,12 +74,31 @@ pub(crate) async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
     }
 }
 
+/// A member's request to the key broker, authenticated.
+pub(crate) struct MemberRequest {
+    /// The signer's fingerprint.
+    pub(crate) signer: String,
+    /// The request's body.
+    pub(crate) body: Value,
+    /// Its signer, nonce and time, as its audit event records them.
+    stamp: Value,
+}
+
+impl MemberRequest {
+    /// `event`, with this request's signer, nonce and time: on the ledger, they make the
+    /// request's replay refused after a restart too ([`replay_nonce`]).
+    pub(crate) fn audited(&self, mut event: Value) -> Value {
+        event["request"] = self.stamp.clone();
+        event
+    }
+}
+
 /// Authenticates a member's signed request of `expected` type, refusing replays.
 pub(crate) fn member_request(
     s: &AppState,
     body: &[u8],
     expected: &str,
-) -> Result<(String, Value), Problem> {
+) -> Result<MemberRequest, Problem> {
     let now = now();
     let request = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
@@ -94,15 +113,53 @@ pub(crate) fn member_request(
         .nonces
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?;
-    let horizon = now - 2 * confide_ledger::gov::MAX_SKEW;
-    nonces.retain(|_, ts| *ts >= horizon);
-    if nonces
-        .insert((request.signer.clone(), request.nonce.clone()), request.ts)
-        .is_some()
-    {
+    if !remember_nonce(
+        &mut nonces,
+        &request.signer,
+        &request.nonce,
+        request.ts,
+        now,
+    ) {
         return Err(confide_ledger::gov::GovError::Replay.into());
     }
-    Ok((request.signer, request.body))
+    Ok(MemberRequest {
+        stamp: json!({"signer": request.signer, "nonce": hex::encode(&request.nonce), "ts": request.ts}),
+        signer: request.signer,
+        body: request.body,
+    })
+}
+
+/// Remembers a request's nonce (dropping those too old to pass the time check again); false
+/// if it was seen before.
+fn remember_nonce(
+    nonces: &mut crate::SeenNonces,
+    signer: &str,
+    nonce: &[u8],
+    ts: i64,
+    now: i64,
+) -> bool {
+    let horizon = now - 2 * confide_ledger::gov::MAX_SKEW;
+    nonces.retain(|_, ts| *ts >= horizon);
+    ts < horizon
+        || nonces
+            .insert((signer.to_owned(), nonce.to_vec()), ts)
+            .is_none()
+}
+
+/// Rebuilds the nonces of members' requests from an audit event of the ledger, so that a
+/// request replayed after a restart is refused as it would have been before.
+pub(crate) fn replay_nonce(nonces: &mut crate::SeenNonces, entry: &[u8], now: i64) {
+    let Ok(event) = serde_json::from_slice::<Value>(entry) else {
+        return;
+    };
+    let stamp = &event["request"];
+    if let (Some(signer), Some(nonce), Some(ts)) = (
+        stamp["signer"].as_str(),
+        stamp["nonce"].as_str().and_then(|n| hex::decode(n).ok()),
+        stamp["ts"].as_i64(),
+    ) {
+        remember_nonce(nonces, signer, &nonce, ts, now);
+    }
 }
 
 fn name_in(body: &Value, path: &str) -> Result<(), Problem> {
@@ -119,7 +176,8 @@ pub(crate) async fn create(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.create")?;
+    let request = member_request(&s, &body, "kms.create")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     let name = req
         .get("name")
         .and_then(Value::as_str)
@@ -131,7 +189,7 @@ pub(crate) async fn create(
         req.get("policy").and_then(Value::as_str),
         now(),
     )?;
-    let seq = audit(&s, json!({"type": "kms.create", "key": name, "owner": signer, "version": info.version, "at": now()})).await?;
+    let seq = audit(&s, request.audited(json!({"type": "kms.create", "key": name, "owner": signer, "version": info.version, "at": now()}))).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"key": info, "audit_seq": seq})),
@@ -143,10 +201,11 @@ pub(crate) async fn rotate(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.rotate")?;
+    let request = member_request(&s, &body, "kms.rotate")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     name_in(&req, &name)?;
     let info = s.kms.rotate(&name, &signer, now())?;
-    let seq = audit(&s, json!({"type": "kms.rotate", "key": name, "by": signer, "version": info.version, "at": now()})).await?;
+    let seq = audit(&s, request.audited(json!({"type": "kms.rotate", "key": name, "by": signer, "version": info.version, "at": now()}))).await?;
     Ok(Json(json!({"key": info, "audit_seq": seq})))
 }
 
@@ -155,12 +214,13 @@ pub(crate) async fn revoke(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.revoke")?;
+    let request = member_request(&s, &body, "kms.revoke")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     name_in(&req, &name)?;
     let info = s.kms.revoke(&name, &signer)?;
     let seq = audit(
         &s,
-        json!({"type": "kms.revoke", "key": name, "by": signer, "at": now()}),
+        request.audited(json!({"type": "kms.revoke", "key": name, "by": signer, "at": now()})),
     )
     .await?;
     Ok(Json(json!({"key": info, "audit_seq": seq})))
@@ -170,7 +230,8 @@ pub(crate) async fn create_kek(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.kek.create")?;
+    let request = member_request(&s, &body, "kms.kek.create")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     let name = req
         .get("name")
         .and_then(Value::as_str)
@@ -179,7 +240,8 @@ pub(crate) async fn create_kek(
     let kek = s.kms.create_kek(&name, &signer, now())?;
     let seq = audit(
         &s,
-        json!({"type": "kms.kek.create", "kek": name, "owner": signer, "at": now()}),
+        request
+            .audited(json!({"type": "kms.kek.create", "kek": name, "owner": signer, "at": now()})),
     )
     .await?;
     Ok((
@@ -200,7 +262,8 @@ pub(crate) async fn import(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.import")?;
+    let request = member_request(&s, &body, "kms.import")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     name_in(&req, &name)?;
     let text = |k: &str| req.get(k).and_then(Value::as_str);
     let kek = text("kek").ok_or_else(|| Problem::bad_request("no kek"))?;
@@ -216,7 +279,7 @@ pub(crate) async fn import(
         policy: text("policy"),
     };
     let info = s.kms.import(&name, &signer, import, now())?;
-    let seq = audit(&s, json!({"type": "kms.import", "key": name, "owner": signer, "kek": kek, "version": info.version, "at": now()})).await?;
+    let seq = audit(&s, request.audited(json!({"type": "kms.import", "key": name, "owner": signer, "kek": kek, "version": info.version, "at": now()}))).await?;
     Ok(Json(json!({"key": info, "audit_seq": seq})))
 }
 
@@ -225,12 +288,13 @@ pub(crate) async fn delete(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.delete")?;
+    let request = member_request(&s, &body, "kms.delete")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     name_in(&req, &name)?;
     let info = s.kms.delete(&name, &signer)?;
     let seq = audit(
         &s,
-        json!({"type": "kms.delete", "key": name, "by": signer, "at": now()}),
+        request.audited(json!({"type": "kms.delete", "key": name, "by": signer, "at": now()})),
     )
     .await?;
     Ok(Json(json!({"deleted": info, "audit_seq": seq})))
@@ -241,7 +305,8 @@ pub(crate) async fn leases(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (signer, req) = member_request(&s, &body, "kms.leases")?;
+    let request = member_request(&s, &body, "kms.leases")?;
+    let (signer, req) = (request.signer.clone(), &request.body);
     name_in(&req, &name)?;
     if s.kms.info(&name)?.owner != signer {
         return Err(KmsError::NotOwner.into());

@@ -118,7 +118,8 @@ pub struct AppState {
     pub(crate) tokens: Arc<RwLock<token::KeySet>>,
     pub(crate) kms: Arc<confide_kms::KeyStore>,
     pub(crate) leases: Arc<std::sync::Mutex<confide_kms::Leases>>,
-    /// Nonces of members' key-management requests, with their times (for replays).
+    /// Nonces of members' key-management requests, with their times (for replays); rebuilt
+    /// from the ledger at start.
     pub(crate) nonces: Arc<std::sync::Mutex<SeenNonces>>,
     /// The KBS protocol's sessions.
     pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
@@ -183,9 +184,12 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     // The leases granted and renewed are on the ledger: they survive restarts.
     let mut leases = confide_kms::Leases::default();
     let mut runs = std::collections::BTreeMap::new();
+    let mut nonces = SeenNonces::new();
+    let started = now();
     let gov = replay_with(&ledger, |entry| {
         keys::replay_lease(&mut leases, entry);
         cleanroom::replay_run(&mut runs, entry);
+        keys::replay_nonce(&mut nonces, entry, started);
     })?;
     let opened = Opened {
         entries: ledger.len(),
@@ -215,7 +219,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             tokens: Arc::new(RwLock::new(tokens)),
             kms: Arc::new(kms),
             leases: Arc::new(std::sync::Mutex::new(leases)),
-            nonces: Arc::default(),
+            nonces: Arc::new(std::sync::Mutex::new(nonces)),
             kbs: Arc::default(),
             challenges: Arc::default(),
             collateral: Arc::new(collateral::Store::open(&config.data.join("collateral"))?),
