@@ -203,7 +203,7 @@ pub(crate) async fn rotate(
 ) -> Result<Json<Value>, Problem> {
     let request = member_request(&s, &body, "kms.rotate")?;
     let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(&req, &name)?;
+    name_in(req, &name)?;
     let info = s.kms.rotate(&name, &signer, now())?;
     let seq = audit(&s, request.audited(json!({"type": "kms.rotate", "key": name, "by": signer, "version": info.version, "at": now()}))).await?;
     Ok(Json(json!({"key": info, "audit_seq": seq})))
@@ -216,7 +216,7 @@ pub(crate) async fn revoke(
 ) -> Result<Json<Value>, Problem> {
     let request = member_request(&s, &body, "kms.revoke")?;
     let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(&req, &name)?;
+    name_in(req, &name)?;
     let info = s.kms.revoke(&name, &signer)?;
     let seq = audit(
         &s,
@@ -264,7 +264,7 @@ pub(crate) async fn import(
 ) -> Result<Json<Value>, Problem> {
     let request = member_request(&s, &body, "kms.import")?;
     let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(&req, &name)?;
+    name_in(req, &name)?;
     let text = |k: &str| req.get(k).and_then(Value::as_str);
     let kek = text("kek").ok_or_else(|| Problem::bad_request("no kek"))?;
     let blob = text("blob")
@@ -290,7 +290,7 @@ pub(crate) async fn delete(
 ) -> Result<Json<Value>, Problem> {
     let request = member_request(&s, &body, "kms.delete")?;
     let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(&req, &name)?;
+    name_in(req, &name)?;
     let info = s.kms.delete(&name, &signer)?;
     let seq = audit(
         &s,
@@ -307,7 +307,7 @@ pub(crate) async fn leases(
 ) -> Result<Json<Value>, Problem> {
     let request = member_request(&s, &body, "kms.leases")?;
     let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(&req, &name)?;
+    name_in(req, &name)?;
     if s.kms.info(&name)?.owner != signer {
         return Err(KmsError::NotOwner.into());
     }
