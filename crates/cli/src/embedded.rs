@@ -30,6 +30,7 @@ impl Embedded {
             founder: None,
             issuer: url.clone(),
             rotate_token_key: false,
+            retire_token_keys: Vec::new(),
             token_lifetime: confide_server::TOKEN_LIFETIME,
         };
         let (state, _) = confide_server::open(&config, None)?;

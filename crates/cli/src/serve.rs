@@ -33,6 +33,11 @@ pub(crate) struct ServeArgs {
     /// Sign attestation tokens with a new key from now on (older keys stay published).
     #[arg(long)]
     rotate_token_key: bool,
+    /// Retire the token signing key with this kid (repeatable; after --rotate-token-key if the
+    /// newest): its file is deleted, it is published no more, and every token it signed stops
+    /// verifying at once.
+    #[arg(long, value_name = "KID")]
+    retire_token_key: Vec<String>,
     /// How long attestation tokens are valid, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = confide_server::TOKEN_LIFETIME,
           value_parser = clap::value_parser!(i64).range(1..=86_400))]
@@ -54,6 +59,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             founder: args.founder,
             issuer: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
             rotate_token_key: args.rotate_token_key,
+            retire_token_keys: args.retire_token_key,
             token_lifetime: args.token_lifetime,
         };
         if !args.dev {

@@ -475,6 +475,48 @@ fn the_attestation_service_issues_tokens_any_jwt_library_can_check() {
     );
     assert!(confide_server::verify_jwt(&token, &jwks).is_some());
     s.kill();
+
+    // Retiring: the newest key signs, so it cannot be retired without a rotation; an older
+    // one is deleted and published no more, and its tokens stop working at once.
+    let old_kid = header(&token)["kid"].as_str().unwrap().to_owned();
+    let new_kid = header(r["token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args(["--retire-token-key", &new_kid])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("rotate first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let s = Server::start_with(dir.path(), &["--retire-token-key", &old_kid]);
+    let jwks = get_json(&format!("{}/.well-known/jwks.json", s.url));
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [new_kid.as_str()]);
+    assert!(confide_server::verify_jwt(&token, &jwks).is_none());
+    let (status, r) = post_json(
+        &format!("{}/keys/any/release", s.url),
+        &json!({"token": token}),
+    );
+    assert_eq!(status, 401, "a retired key's token was accepted: {r}");
+    s.kill();
+    // A rotation after a retirement makes a new key, not the retired one again.
+    let s = Server::start_with(dir.path(), &["--rotate-token-key"]);
+    let jwks = get_json(&format!("{}/.well-known/jwks.json", s.url));
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert!(confide_server::verify_jwt(&token, &jwks).is_none());
+    s.kill();
 }
 
 #[test]

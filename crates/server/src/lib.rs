@@ -87,6 +87,8 @@ pub struct Config {
     pub issuer: String,
     /// Start signing tokens with a new key (the old ones stay published).
     pub rotate_token_key: bool,
+    /// Retire these token keys (by kid), after any rotation: deleted and published no more.
+    pub retire_token_keys: Vec<String>,
     /// How long the attestation tokens issued are valid, in seconds ([`TOKEN_LIFETIME`] by
     /// default).
     pub token_lifetime: i64,
@@ -201,6 +203,9 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     let mut tokens = token::KeySet::open(&config.data.join("token-keys"), at_rest)?;
     if config.rotate_token_key {
         tokens.rotate()?;
+    }
+    for kid in &config.retire_token_keys {
+        tokens.retire(kid)?;
     }
     Ok((
         AppState {

@@ -1,6 +1,8 @@
 //! Attestation tokens: JWTs (RFC 7519) signed with ES256 (RFC 7518), whose keys are published as
 //! a JWKS so that any JWT library can check them. Keys rotate: the newest signs, every key is
-//! published, so tokens issued before a rotation still verify until they expire.
+//! published, so tokens issued before a rotation still verify until they expire. A key that
+//! may have leaked is retired: its file is deleted and it is published no more, so every token
+//! it signed stops verifying at once.
 
 use std::path::{Path, PathBuf};
 
@@ -19,11 +21,11 @@ pub fn kid(key: &VerifyingKey) -> String {
     hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
 }
 
-/// The token signing keys, oldest first.
+/// The token signing keys, oldest first, with their files.
 #[derive(Debug)]
 pub(crate) struct KeySet {
     dir: PathBuf,
-    keys: Vec<SigningKey>,
+    keys: Vec<(PathBuf, SigningKey)>,
     at_rest: crate::AtRest,
 }
 
@@ -41,7 +43,8 @@ impl KeySet {
         names.sort();
         let mut keys = Vec::new();
         for path in names {
-            keys.push(crate::signing_key_file(&path, &at_rest)?);
+            let key = crate::signing_key_file(&path, &at_rest)?;
+            keys.push((path, key));
         }
         let mut set = Self {
             dir: dir.to_owned(),
@@ -56,10 +59,44 @@ impl KeySet {
 
     /// Adds a new newest key, which signs from now on.
     pub(crate) fn rotate(&mut self) -> Result<(), ServeError> {
-        let path = self.dir.join(format!("{:06}.key", self.keys.len()));
-        self.keys
-            .push(crate::signing_key_file(&path, &self.at_rest)?);
+        // Numbered after the newest, so that a retired key's number is never reused.
+        let next = self
+            .keys
+            .last()
+            .and_then(|(p, _)| p.file_stem()?.to_str()?.parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let path = self.dir.join(format!("{next:06}.key"));
+        if path.exists() {
+            return Err(ServeError::Config(format!(
+                "{} exists but is not a token key in sequence",
+                path.display()
+            )));
+        }
+        let key = crate::signing_key_file(&path, &self.at_rest)?;
+        self.keys.push((path, key));
         Ok(())
+    }
+
+    /// Retires the key `kid`: deletes its file and stops publishing it. The newest key, which
+    /// signs, is retired only after a rotation.
+    pub(crate) fn retire(&mut self, retired: &str) -> Result<(), ServeError> {
+        let at = self
+            .keys
+            .iter()
+            .position(|(_, k)| kid(&k.verifying_key()) == retired)
+            .ok_or_else(|| {
+                ServeError::Config(format!("no token signing key has the kid {retired}"))
+            })?;
+        if at + 1 == self.keys.len() {
+            return Err(ServeError::Config(format!(
+                "token key {retired} is the one that signs: rotate first (--rotate-token-key)"
+            )));
+        }
+        let (path, _) = self.keys.remove(at);
+        std::fs::remove_file(&path).map_err(|source| ServeError::Io {
+            what: format!("deleting {}", path.display()),
+            source,
+        })
     }
 
     /// The JWKS of every key.
@@ -67,7 +104,7 @@ impl KeySet {
         let keys: Vec<Value> = self
             .keys
             .iter()
-            .map(|k| {
+            .map(|(_, k)| {
                 let public = k.verifying_key();
                 json!({
                     "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
@@ -80,7 +117,7 @@ impl KeySet {
 
     /// Signs `claims` as a compact JWT with the newest key.
     pub(crate) fn sign(&self, claims: &Value) -> Result<String, ServeError> {
-        let key = self
+        let (_, key) = self
             .keys
             .last()
             .ok_or_else(|| ServeError::Config("no token signing key".into()))?;
