@@ -38,7 +38,7 @@ impl Embedded {
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    _ = confide_server::serve(listener, state) => {}
+                    _ = confide_server::serve(listener, state, None) => {}
                     _ = rx => {}
                 }
             });

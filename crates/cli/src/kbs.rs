@@ -130,10 +130,7 @@ pub(crate) fn put_resource(
 
 /// An HTTP agent that hands every status to the caller.
 pub(crate) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    confide_client::agent()
 }
 
 fn answer(

@@ -47,6 +47,11 @@ struct Cli {
     )]
     server: String,
 
+    /// Trust only these certificates (PEM) for an HTTPS server: its CA (`DATA/tls/ca.pem`,
+    /// whose fingerprint `confide serve` prints) or the deployment's. Default: the Mozilla roots.
+    #[arg(long, global = true, env = "CONFIDE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -117,6 +122,15 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(ca) = &cli.ca {
+        let trusted = std::fs::read(ca)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| Ok(confide_client::trust(&pem)?));
+        if let Err(e) = trusted {
+            eprintln!("error: --ca {}: {e:#}", ca.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.home_dir() {
         Ok(home) => match cli.command {
             Command::Member(cmd) => member::run(cmd, &home),

@@ -42,6 +42,55 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = confide_server::TOKEN_LIFETIME,
           value_parser = clap::value_parser!(i64).range(1..=86_400))]
     token_lifetime: i64,
+    /// Serve HTTPS even on loopback in the development profile (elsewhere it is the default),
+    /// with a certificate made on first start in DATA/tls unless --tls-cert is given.
+    #[arg(long)]
+    tls: bool,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// How the server is reached: HTTPS with a given or made certificate, or plain HTTP only on
+/// loopback or in the development profile (and it says so).
+fn tls_identity(
+    args: &ServeArgs,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<confide_server::tls::TlsIdentity>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(confide_server::tls::given(cert, key)?));
+    }
+    if !args.tls && (args.dev || addr.ip().is_loopback()) {
+        eprintln!(
+            "PLAIN HTTP on {addr}: allowed only on loopback or in the development profile; \
+             --tls serves HTTPS"
+        );
+        return Ok(None);
+    }
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if !addr.ip().is_unspecified() {
+        names.push(addr.ip().to_string());
+    }
+    if let Some(host) = args
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+    {
+        names.push(host);
+    }
+    names.dedup();
+    Ok(Some(confide_server::tls::made(
+        &args.data.join("tls"),
+        &names,
+    )?))
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -53,18 +102,30 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = confide_server::bind(args.listen).await?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let has_founder = args.founder.is_some();
+        let tls = tls_identity(&args, addr)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = &tls {
+            eprintln!(
+                "HTTPS: clients trust {} (SHA-256 {}): confide --ca {}",
+                tls.trust.display(),
+                tls.fingerprint,
+                tls.trust.display()
+            );
+        }
         let config = confide_server::Config {
             data: args.data.clone(),
             dev: args.dev,
             founder: args.founder,
-            issuer: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
+            issuer: args
+                .public_url
+                .unwrap_or_else(|| format!("{scheme}://{addr}")),
             rotate_token_key: args.rotate_token_key,
             retire_token_keys: args.retire_token_key,
             token_lifetime: args.token_lifetime,
         };
         if !args.dev {
             let router = confide_server::sealed_router(config)?;
-            println!("listening on http://{addr}");
+            println!("listening on {scheme}://{addr}");
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
             eprintln!(
@@ -72,7 +133,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
                  (each holder runs `confide kms unseal`)",
                 args.data.join("kms").display()
             );
-            confide_server::serve_router(listener, router).await?;
+            confide_server::serve_router(listener, router, tls.as_ref()).await?;
             return anyhow::Ok(());
         }
         let (state, opened) = confide_server::open(&config, None)?;
@@ -89,7 +150,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         // The one line on stdout: scripts and tests read the address from it.
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let ledger_pub = args.data.join("ledger").join("ledger.pub");
@@ -107,7 +168,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
                  (development profile only)"
             );
         }
-        confide_server::serve(listener, state).await?;
+        confide_server::serve(listener, state, tls.as_ref()).await?;
         anyhow::Ok(())
     })
 }

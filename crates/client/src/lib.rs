@@ -4,6 +4,11 @@
 //!
 //! An answer that is not a success becomes a [`ClientError::Refused`] carrying the problem
 //! document's stable type and detail (RFC 7807), so callers can tell one refusal from another.
+//!
+//! HTTPS servers are verified (rustls over aws-lc-rs) against the certificates the member pins
+//! ([`Client::with_ca`], or [`trust`] once for the whole process, as the command line's `--ca`
+//! does): a server's own CA (`DATA/tls/ca.pem`) or the deployment's. Without any, against the
+//! Mozilla roots.
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +39,9 @@ pub enum ClientError {
         /// The problem's detail.
         detail: String,
     },
+    /// The certificates to trust could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A successful answer that is not what the endpoint promises.
     #[error("the server's answer to {path} is malformed: {what}")]
     Malformed {
@@ -44,6 +52,60 @@ pub enum ClientError {
     },
 }
 
+/// Certificates trusted for HTTPS by every [`Client::new`] of this process.
+static TRUSTED: std::sync::OnceLock<Vec<ureq::tls::Certificate<'static>>> =
+    std::sync::OnceLock::new();
+
+/// Trusts the certificates in `ca_pem` (PEM) for HTTPS, instead of the Mozilla roots, in every
+/// [`Client::new`] made afterwards by this process. Once per process.
+pub fn trust(ca_pem: &[u8]) -> Result<(), ClientError> {
+    let certs = certificates(ca_pem)?;
+    TRUSTED
+        .set(certs)
+        .map_err(|_| ClientError::Tls("the trusted certificates are set already".into()))
+}
+
+fn certificates(ca_pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, ClientError> {
+    let certs: Vec<_> = ureq::tls::parse_pem(ca_pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(ClientError::Tls(format!("reading the CA: {e}")))),
+        })
+        .collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err(ClientError::Tls(
+            "the CA file holds no PEM certificate".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// A bare HTTP agent with the same TLS trust as [`Client::new`] (for protocols that need their
+/// own handling of answers, such as the KBS protocol's cookies).
+pub fn agent() -> ureq::Agent {
+    agent_trusting(TRUSTED.get().cloned())
+}
+
+fn agent_trusting(trusted: Option<Vec<ureq::tls::Certificate<'static>>>) -> ureq::Agent {
+    let roots = match trusted {
+        Some(certs) => ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)),
+        None => ureq::tls::RootCerts::WebPki,
+    };
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .root_certs(roots)
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -52,16 +114,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `server` (`http://host:port`).
+    /// A client of the server at `server` (`https://host:port`, or `http://` on loopback and
+    /// in development), trusting what [`trust`] set for this process.
     pub fn new(server: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
         Self {
             base: server.trim_end_matches('/').to_owned(),
-            agent,
+            agent: agent(),
         }
+    }
+
+    /// A client of the HTTPS server at `server` that trusts only the certificates in `ca_pem`.
+    pub fn with_ca(server: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        Ok(Self {
+            base: server.trim_end_matches('/').to_owned(),
+            agent: agent_trusting(Some(certificates(ca_pem)?)),
+        })
     }
 
     /// The server's base URL.

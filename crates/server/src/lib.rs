@@ -22,6 +22,7 @@ mod keys;
 mod problem;
 mod routes;
 mod sealed;
+pub mod tls;
 mod token;
 mod writer;
 
@@ -266,17 +267,26 @@ pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// Serves `state` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ServeError> {
-    serve_router(listener, router(state)).await
+/// Serves `state` on `listener` until the process ends: over TLS with `tls`, or plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<&tls::TlsIdentity>,
+) -> Result<(), ServeError> {
+    serve_router(listener, router(state), tls).await
 }
 
-/// Serves `router` (the services', or a sealed start's) on `listener` until the process ends.
+/// Serves `router` (the services', or a sealed start's) on `listener` until the process ends:
+/// over TLS with `tls`, or plain HTTP.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    tls: Option<&tls::TlsIdentity>,
 ) -> Result<(), ServeError> {
     let router = router.layer(axum::middleware::from_fn(read_whole_body));
+    if let Some(tls) = tls {
+        return tls::serve(listener, router, tls.config.clone()).await;
+    }
     axum::serve(listener, router)
         .await
         .map_err(|source| ServeError::Io {

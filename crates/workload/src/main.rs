@@ -2,10 +2,11 @@
 //! and exits; everything it needs is in its launch configuration (arguments or environment):
 //!
 //! ```text
-//! confide-workload --server URL --ledger-key PEM [--store DIR|URL] [--sim [--sim-measurement HEX]] CONTRACT
+//! confide-workload --server URL --ledger-key PEM [--ca PEM] [--store DIR|URL] [--sim [--sim-measurement HEX]] CONTRACT
 //! ```
 //!
-//! (`CONFIDE_SERVER`, `CONFIDE_LEDGER_KEY` and `CONFIDE_STORE` stand in for the flags.) It prints
+//! (`CONFIDE_SERVER`, `CONFIDE_LEDGER_KEY`, `CONFIDE_CA` and `CONFIDE_STORE` stand in for the
+//! flags.) `--ca` names the only certificates trusted for an HTTPS server. It prints
 //! the run's record as one JSON line on success; on failure the reason on stderr and exit 1.
 
 #![forbid(unsafe_code)]
@@ -18,12 +19,13 @@ use confide_client::Client;
 use confide_crypto::signing::VerifyingKey;
 use confide_workload::{Launch, Tee};
 
-const USAGE: &str = "usage: confide-workload --server URL --ledger-key PEM [--store DIR|URL] \
-                     [--sim [--sim-measurement HEX]] CONTRACT";
+const USAGE: &str = "usage: confide-workload --server URL --ledger-key PEM [--ca PEM] \
+                     [--store DIR|URL] [--sim [--sim-measurement HEX]] CONTRACT";
 
 struct Args {
     server: Option<String>,
     ledger_key: Option<String>,
+    ca: Option<String>,
     store: String,
     sim: bool,
     sim_measurement: Option<String>,
@@ -35,6 +37,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         server: env("CONFIDE_SERVER"),
         ledger_key: env("CONFIDE_LEDGER_KEY"),
+        ca: env("CONFIDE_CA"),
         store: env("CONFIDE_STORE").unwrap_or_else(|| "confide-blobs".into()),
         sim: false,
         sim_measurement: None,
@@ -46,6 +49,7 @@ fn parse() -> Result<Args, String> {
         match arg.as_str() {
             "--server" => args.server = Some(value("--server")?),
             "--ledger-key" => args.ledger_key = Some(value("--ledger-key")?),
+            "--ca" => args.ca = Some(value("--ca")?),
             "--store" => args.store = value("--store")?,
             "--sim" => args.sim = true,
             "--sim-measurement" => args.sim_measurement = Some(value("--sim-measurement")?),
@@ -74,8 +78,15 @@ fn main_result() -> Result<String, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let client = match &args.ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+            Client::with_ca(&server, &pem).map_err(|e| format!("--ca {path}: {e}"))?
+        }
+        None => Client::new(&server),
+    };
     let launch = Launch { ledger_key, tee };
-    let out = confide_workload::run(&launch, &Client::new(&server), &blobs, &runtime, &contract)
+    let out = confide_workload::run(&launch, &client, &blobs, &runtime, &contract)
         .map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "run": out.run, "rows": out.rows, "suppressed": out.suppressed,
