@@ -710,14 +710,17 @@ pub(crate) fn run(args: RunArgs, server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Downloads and decrypts run `id`'s result as this member.
+/// Downloads and decrypts run `id`'s result as this member. The run's record is taken from the
+/// ledger as verified under `ledger_key` (and checked to be the report its workload signed),
+/// never from an endpoint's answer; the ciphertext must have the digest it records.
 pub(crate) fn fetch_result(
     client: &Client,
     home: &Home,
+    ledger_key: &confide_crypto::signing::VerifyingKey,
     id: &str,
     store: &Store,
 ) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
-    let record = client.get(&format!("/cleanroom/runs/{id}"))?;
+    let record = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?.run(id)?;
     let me = fingerprint(home)?;
     let recipients: Vec<&str> = record["output"]["recipients"]
         .as_array()
@@ -748,7 +751,10 @@ pub(crate) fn fetch_result(
 pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let ResultCommand::Fetch { run, out, store } = cmd;
     let client = member_client(home, server)?;
-    let (csv, simulated) = fetch_result(&client, home, &run, &store.open()?)?;
+    let pinned = home.dir().join("ledger.pub");
+    let ledger_key = crate::ledger::read_key(&pinned)
+        .with_context(|| format!("no ledger key is pinned in {}", pinned.display()))?;
+    let (csv, simulated) = fetch_result(&client, home, &ledger_key, &run, &store.open()?)?;
     match out {
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt as _;

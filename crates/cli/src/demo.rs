@@ -164,7 +164,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
             ""
         }
     ));
-    let (csv, simulated) = fetch_result(&client, &homes[3], &out.run, &store)?;
+    let (csv, simulated) = fetch_result(&client, &homes[3], &ledger_key, &out.run, &store)?;
     let text = String::from_utf8_lossy(&csv).into_owned();
     let found: BTreeSet<aml::Finding> = text
         .lines()

@@ -45,6 +45,9 @@ enum Attack {
     /// The proposals listed with only their first action, so that a bundle looks like a
     /// proposal of one contract.
     HiddenBundle,
+    /// A run's record as `/cleanroom/runs/{id}` answers it, its output pointed at a result the
+    /// attacker encrypted to the recipient.
+    ForgedRunRecord { location: String, digest: String },
 }
 
 /// The bodies posted through the proxy, with their paths.
@@ -192,6 +195,10 @@ fn rewrite(attack: &Attack, server: &str, path: &str, answer: Vec<u8>, posted: &
                     d["schema"][1]["name"] = json!("account");
                 }
             }
+        }
+        Attack::ForgedRunRecord { location, digest } if path.starts_with("/cleanroom/runs/") => {
+            doc["output"]["location"] = json!(location);
+            doc["output"]["digest"] = json!(digest);
         }
         Attack::ChangedEntry | Attack::DroppedEntry if path.starts_with("/ledger/entries?") => {
             let entries = doc["entries"].as_array_mut().unwrap();
@@ -438,6 +445,30 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         !opened && !d.join("stolen.csv").exists(),
         "the attacker decrypted the result: {err}"
     );
+
+    // 1c. The run's record rewritten on its way to the recipient, pointing at a result the
+    // attacker encrypted to the bank (whose key is public) and stored beside the real one:
+    // `result fetch` reads the record from the verified ledger, so it opens the real result.
+    let bank = confide_identity::PublicIdentity::from_json(
+        &std::fs::read(d.join("bank.json")).unwrap(),
+        Path::new("bank.json"),
+    )
+    .unwrap();
+    let forged = confide_crypto::envelope::encrypt_bytes(
+        &[*bank.hpke_key()],
+        b"region,n_accounts,total\nnowhere,9,999\n",
+    )
+    .unwrap();
+    let digest = hex::encode(confide_crypto::digest::sha256(&forged));
+    let location = format!("results/{digest}.cfd");
+    std::fs::write(d.join("blobs").join(&location), &forged).unwrap();
+    proxy.set(Attack::ForgedRunRecord { location, digest });
+    let (fetched, out, err) = confide(d, &proxy.url, "bank", &["result", "fetch", &id]);
+    assert!(fetched, "{err}");
+    assert_eq!(out, expected, "the recipient opened the attacker's result");
+    let unknown = "00".repeat(16);
+    let (fetched, _, err) = confide(d, &proxy.url, "bank", &["result", "fetch", &unknown]);
+    assert!(!fetched && err.contains("no run"), "{err}");
 
     // 1b. What an observer of the wire saw of that run: the workload's token and its signed
     // report. Replayed as it was, it records nothing more; the token with a report of the

@@ -64,6 +64,17 @@ pub enum LedgerViewError {
         /// Its root, hex.
         root: String,
     },
+    /// No run of that id is on the ledger.
+    #[error("no run {0} is on the ledger")]
+    NoSuchRun(String),
+    /// The run's record on the ledger does not carry the workload's signature over its report.
+    #[error("the record of run {run} on the ledger is not its workload's signed report: {why}")]
+    RunNotSigned {
+        /// The run.
+        run: String,
+        /// What failed.
+        why: String,
+    },
     /// A governance entry does not replay.
     #[error("governance entry {seq} does not replay: {error}")]
     Replay {
@@ -194,6 +205,57 @@ impl VerifiedLedger {
     /// The verified entries, in order.
     pub fn entries(&self) -> &[Vec<u8>] {
         &self.entries
+    }
+
+    /// The record of run `id` (or of a refused run) as the ledger holds it, after checking that
+    /// it is the report its workload signed: the report rebuilt from the record verifies under
+    /// the signing key the record names, and its id is `id`. What the record says (inputs,
+    /// output digest and location, recipients) is then the ledger's word and the workload's,
+    /// not an endpoint's.
+    pub fn run(&self, id: &str) -> Result<Value, LedgerViewError> {
+        let record = self
+            .entries
+            .iter()
+            .filter(|e| !confide_ledger::gov::is_governance(e))
+            .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+            .find(|r| {
+                (r["type"] == "cleanroom.run" || r["type"] == "cleanroom.refused") && r["run"] == id
+            })
+            .ok_or_else(|| LedgerViewError::NoSuchRun(id.to_owned()))?;
+        let not_signed = |why: &str| LedgerViewError::RunNotSigned {
+            run: id.to_owned(),
+            why: why.to_owned(),
+        };
+        let outcome = if record["type"] == "cleanroom.run" {
+            serde_json::json!({"released": {"inputs": record["inputs"], "output": record["output"]}})
+        } else {
+            serde_json::json!({"refused": {"reason": record["reason"]}})
+        };
+        let report = serde_json::from_value::<confide_model::RunReport>(serde_json::json!({
+            "contract": record["contract"], "nonce": record["nonce"], "outcome": outcome,
+        }))
+        .map_err(|e| not_signed(&format!("it holds no report ({e})")))?;
+        let signer = record["signed_by"]
+            .as_str()
+            .and_then(|k| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k)
+                    .ok()
+            })
+            .and_then(|k| VerifyingKey::from_sec1(&k).ok())
+            .ok_or_else(|| not_signed("it names no signing key"))?;
+        let signed = confide_model::SignedRunReport {
+            token: String::new(),
+            report,
+            signature: record["signature"].as_str().unwrap_or_default().to_owned(),
+        };
+        signed
+            .verify(&signer)
+            .map_err(|e| not_signed(&e.to_string()))?;
+        if signed.report.id() != id {
+            return Err(not_signed("its report has another id"));
+        }
+        Ok(record)
     }
 
     /// The checkpoint that covers them.
