@@ -204,9 +204,15 @@ fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> 
 }
 
 /// The member's key-exchange key at the broker, made on first use.
-/// A key-exchange key found under this member's name but owned by another is refused: a
-/// dataset key is never wrapped to a key its owner does not hold at the broker.
-fn member_kek(client: &Client, home: &Home) -> anyhow::Result<(String, Vec<u8>)> {
+/// A key-exchange key found under this member's name but owned by another is refused, and so
+/// is a public key that is not the one whose digest the ledger (verified under `ledger_key`)
+/// recorded when the broker made it: a dataset key is never wrapped to a key its owner does
+/// not hold at the broker, whatever the network answers.
+fn member_kek(
+    client: &Client,
+    home: &Home,
+    ledger_key: &confide_crypto::signing::VerifyingKey,
+) -> anyhow::Result<(String, Vec<u8>)> {
     let me = fingerprint(home)?;
     let name = format!("kek-{}", &me[..16]);
     let kek = match client.get(&format!("/keks/{name}")) {
@@ -232,6 +238,7 @@ fn member_kek(client: &Client, home: &Home) -> anyhow::Result<(String, Vec<u8>)>
         .context("the key broker sent no key-exchange key")?;
     let der = confide_crypto::pem_decode(pem, "PUBLIC KEY")
         .context("the key-exchange key is not a PEM public key")?;
+    crate::kms::check_kek(client, ledger_key, &name, &me, &der)?;
     Ok((name, der))
 }
 
@@ -272,6 +279,7 @@ fn describe(file: &Path, format: Format) -> anyhow::Result<(Vec<(String, String)
 fn publish(
     client: &Client,
     home: &Home,
+    ledger_key: &confide_crypto::signing::VerifyingKey,
     file: &Path,
     name: &str,
     format: Option<&str>,
@@ -319,7 +327,7 @@ fn publish(
     upload.finish();
 
     // Deposit the dataset's key, wrapped to this member's key-exchange key.
-    let (kek, kek_der) = member_kek(client, home)?;
+    let (kek, kek_der) = member_kek(client, home, ledger_key)?;
     let secret = dataset_key.to_bytes();
     let blob = confide_crypto::byok::wrap(
         &kek_der,
@@ -356,11 +364,12 @@ fn publish(
 pub(crate) fn publish_as(
     client: &Client,
     home: &Home,
+    ledger_key: &confide_crypto::signing::VerifyingKey,
     file: &Path,
     name: &str,
     store: &Store,
 ) -> anyhow::Result<Value> {
-    publish(client, home, file, name, None, store)
+    publish(client, home, ledger_key, file, name, None, store)
 }
 
 pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
@@ -376,6 +385,7 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             let r = publish(
                 &client,
                 home,
+                &crate::serve::pinned_ledger_key(home)?,
                 &file,
                 &name,
                 format.as_deref(),
@@ -751,9 +761,7 @@ pub(crate) fn fetch_result(
 pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let ResultCommand::Fetch { run, out, store } = cmd;
     let client = member_client(home, server)?;
-    let pinned = home.dir().join("ledger.pub");
-    let ledger_key = crate::ledger::read_key(&pinned)
-        .with_context(|| format!("no ledger key is pinned in {}", pinned.display()))?;
+    let ledger_key = crate::serve::pinned_ledger_key(home)?;
     let (csv, simulated) = fetch_result(&client, home, &ledger_key, &run, &store.open()?)?;
     match out {
         Some(path) => {

@@ -102,11 +102,14 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
         planted.len()
     ));
 
+    // The consortium's ledger key, as every member and the workload pin it.
+    let ledger_key = crate::ledger::read_key(&root.join("data/ledger/ledger.pub"))?;
     let mut datasets = Vec::new();
     for (i, (_, table)) in BANKS.iter().enumerate() {
         let record = crate::cleanroom::publish_as(
             &client,
             &homes[i],
+            &ledger_key,
             &paths[i],
             &format!("{}-transactions", names[i]),
             &store,
@@ -143,7 +146,6 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     }
 
     // The run.
-    let ledger_key = crate::ledger::read_key(&root.join("data/ledger/ledger.pub"))?;
     let out = run_contract(
         &client,
         &ledger_key,

@@ -120,6 +120,33 @@ pub(crate) enum KmsCommand {
     },
 }
 
+/// Checks that `der` is the public key of key-exchange key `name`, owned by `owner`, as the
+/// ledger (verified under `ledger_key`) recorded it when the broker made it: what the member
+/// wraps a key to is the broker's key-exchange key, not one the network swapped in.
+pub(crate) fn check_kek(
+    client: &Client,
+    ledger_key: &confide_crypto::signing::VerifyingKey,
+    name: &str,
+    owner: &str,
+    der: &[u8],
+) -> anyhow::Result<()> {
+    let digest = hex::encode(confide_crypto::digest::sha256(der));
+    let ledger = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?;
+    let recorded = ledger.events().any(|e| {
+        e["type"] == "kms.kek.create"
+            && e["kek"] == name
+            && e["owner"] == owner
+            && e["public_sha256"] == digest.as_str()
+    });
+    if !recorded {
+        bail!(
+            "the key-exchange key {name} the server sent (SHA-256 {digest}) is not the one the \
+             ledger records for this member: nothing was wrapped to it"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let client = Client::new(server);
     match cmd {
@@ -224,12 +251,18 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                         std::fs::read(&key)
                             .with_context(|| format!("reading {}", key.display()))?,
                     );
-                    let pem = client.get(&format!("/keks/{kek}"))?["kek"]["public_pem"]
+                    let answer = client.get(&format!("/keks/{kek}"))?;
+                    let pem = answer["kek"]["public_pem"]
                         .as_str()
                         .map(str::to_owned)
                         .context("the server sent no public key")?;
                     let der = confide_crypto::pem_decode(&pem, "PUBLIC KEY")
                         .context("the key-exchange key's PEM is not a public key")?;
+                    let owner = home.load_public()?.fingerprint().to_hex();
+                    // The ledger key pinned in the member's home (pinned now if it is not yet).
+                    crate::serve::member_client(home, server)?;
+                    let ledger_key = crate::serve::pinned_ledger_key(home)?;
+                    check_kek(&client, &ledger_key, &kek, &owner, &der)?;
                     confide_crypto::byok::wrap(&der, &raw, oaep)?
                 }
                 (None, Some(blob)) => {

@@ -261,6 +261,15 @@ pub(crate) fn member_client(home: &Home, server: &str) -> anyhow::Result<Client>
     Ok(client)
 }
 
+/// The ledger key pinned in the member's home (by [`member_client`], on first use).
+pub(crate) fn pinned_ledger_key(
+    home: &Home,
+) -> anyhow::Result<confide_crypto::signing::VerifyingKey> {
+    let pinned = home.dir().join("ledger.pub");
+    crate::ledger::read_key(&pinned)
+        .with_context(|| format!("no ledger key is pinned in {}", pinned.display()))
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

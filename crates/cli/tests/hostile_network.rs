@@ -48,6 +48,9 @@ enum Attack {
     /// A run's record as `/cleanroom/runs/{id}` answers it, its output pointed at a result the
     /// attacker encrypted to the recipient.
     ForgedRunRecord { location: String, digest: String },
+    /// The key broker's key-exchange key (`GET /keks/{name}`) swapped for the attacker's, so
+    /// that the owner wraps its dataset key to it.
+    SwappedKek { pem: String },
 }
 
 /// The bodies posted through the proxy, with their paths.
@@ -195,6 +198,9 @@ fn rewrite(attack: &Attack, server: &str, path: &str, answer: Vec<u8>, posted: &
                     d["schema"][1]["name"] = json!("account");
                 }
             }
+        }
+        Attack::SwappedKek { pem } if path.starts_with("/keks/") => {
+            doc["kek"]["public_pem"] = json!(pem);
         }
         Attack::ForgedRunRecord { location, digest } if path.starts_with("/cleanroom/runs/") => {
             doc["output"]["location"] = json!(location);
@@ -847,4 +853,61 @@ fn a_member_refuses_a_ledger_that_went_back() {
         "{err}"
     );
     other.kill();
+}
+
+/// The key-exchange key the owner wraps its dataset key to, swapped on the way for the
+/// attacker's: `dataset publish` checks the key against the digest the ledger recorded when the
+/// broker made it, and wraps nothing to another.
+#[test]
+fn a_swapped_key_exchange_key_gets_no_dataset_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = founded(d);
+    // The bank's key-exchange key exists at the broker (made on its first publish).
+    publish(d, &s.url, "region,account,amount\nnorth,a1,10\n");
+    let attacker = tempfile::tempdir().unwrap();
+    let store = confide_kms::KeyStore::open_dev(attacker.path()).unwrap();
+    let pem = store
+        .create_kek("kek-attacker", "mallory", 0)
+        .unwrap()
+        .public_pem;
+    let proxy = Proxy::start(&s.url);
+    proxy.set(Attack::SwappedKek { pem });
+    let imports = |url: &str| {
+        ledger_events(url)
+            .iter()
+            .filter(|e| e["type"] == "kms.import")
+            .count()
+    };
+    let before = imports(&s.url);
+    std::fs::write(d.join("more.csv"), "region,account,amount\nsouth,a2,20\n").unwrap();
+    let more = d.join("more.csv");
+    let (published, _, err) = confide(
+        d,
+        &proxy.url,
+        "bank",
+        &[
+            "dataset",
+            "publish",
+            more.to_str().unwrap(),
+            "--name",
+            "more",
+        ],
+    );
+    assert!(
+        !published,
+        "a dataset key was wrapped to the attacker's key"
+    );
+    assert!(err.contains("is not the one the ledger records"), "{err}");
+    assert_eq!(imports(&s.url), before, "a key was imported");
+    assert!(
+        !proxy
+            .posted
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _)| p.ends_with("/import")),
+        "the wrapped key left the member"
+    );
+    s.kill();
 }

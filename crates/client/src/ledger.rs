@@ -207,6 +207,15 @@ impl VerifiedLedger {
         &self.entries
     }
 
+    /// The audit events among the entries (the services' records: key releases, runs, …), in
+    /// order, as JSON.
+    pub fn events(&self) -> impl Iterator<Item = Value> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| !confide_ledger::gov::is_governance(e))
+            .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+    }
+
     /// The record of run `id` (or of a refused run) as the ledger holds it, after checking that
     /// it is the report its workload signed: the report rebuilt from the record verifies under
     /// the signing key the record names, and its id is `id`. What the record says (inputs,
@@ -214,10 +223,7 @@ impl VerifiedLedger {
     /// not an endpoint's.
     pub fn run(&self, id: &str) -> Result<Value, LedgerViewError> {
         let record = self
-            .entries
-            .iter()
-            .filter(|e| !confide_ledger::gov::is_governance(e))
-            .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+            .events()
             .find(|r| {
                 (r["type"] == "cleanroom.run" || r["type"] == "cleanroom.refused") && r["run"] == id
             })

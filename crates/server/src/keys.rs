@@ -238,10 +238,17 @@ pub(crate) async fn create_kek(
         .unwrap_or_default()
         .to_owned();
     let kek = s.kms.create_kek(&name, &signer, now())?;
+    // The public key's digest goes on the ledger, so a member checks the key it wraps to
+    // against the ledger, not against an answer alone.
+    let public_sha256 = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
+        .map(|der| hex::encode(confide_crypto::digest::sha256(&der)))
+        .ok_or_else(|| Problem::internal("the key-exchange key's PEM does not decode"))?;
     let seq = audit(
         &s,
-        request
-            .audited(json!({"type": "kms.kek.create", "kek": name, "owner": signer, "at": now()})),
+        request.audited(
+            json!({"type": "kms.kek.create", "kek": name, "owner": signer,
+                               "public_sha256": public_sha256, "at": now()}),
+        ),
     )
     .await?;
     Ok((
