@@ -652,8 +652,12 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             println!("revocation {state}");
         }
         ContractCommand::Show { id } => {
-            let r = client.get("/gov/contracts")?;
-            let c = r["contracts"].get(&id).with_context(|| {
+            // From the ledger verified under the pinned key, replayed here: what every owner
+            // approved, not what an endpoint says.
+            let ledger_key = crate::serve::pinned_ledger_key(home)?;
+            let gov = confide_client::ledger::VerifiedLedger::fetch(&client, &ledger_key)?
+                .governance()?;
+            let c = gov.contracts().get(&id).with_context(|| {
                 format!("no contract {id} on the ledger (not yet approved by every owner?)")
             })?;
             println!("{}", serde_json::to_string_pretty(c)?);

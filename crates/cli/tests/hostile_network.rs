@@ -430,6 +430,14 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         .as_str()
         .unwrap()
         .to_owned();
+    // `contract show` through the same proxy shows the terms the ledger holds, not the
+    // rewritten answer of /gov/contracts.
+    let (shown, terms, err) = confide(d, &proxy.url, "bank", &["contract", "show", &contract]);
+    assert!(shown, "{err}");
+    assert!(
+        !terms.contains("SELECT * FROM payments") && terms.contains("GROUP BY"),
+        "{terms}"
+    );
     assert_eq!(ok("bank", &["result", "fetch", &id]), expected);
     let location = get_json(&format!("{}/cleanroom/runs/{id}", s.url))["output"]["location"]
         .as_str()
