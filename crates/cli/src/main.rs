@@ -52,6 +52,11 @@ struct Cli {
     #[arg(long, global = true, env = "CONFIDE_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
 
+    /// Talk plain HTTP to a server on another machine (a development server only: signed
+    /// requests and the ledger cross the network readable).
+    #[arg(long, global = true)]
+    insecure_http: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +127,10 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = confide_client::check_transport(&cli.server, cli.insecure_http) {
+        eprintln!("error: --server {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(ca) = &cli.ca {
         let trusted = std::fs::read(ca)
             .map_err(anyhow::Error::from)

@@ -106,6 +106,32 @@ fn agent_trusting(trusted: Option<Vec<ureq::tls::Certificate<'static>>>) -> ureq
         .into()
 }
 
+/// Refuses a plain-HTTP server that is not on this machine: signed requests, tokens and the
+/// ledger would cross the network readable and changeable. `allow_plain` is the explicit
+/// opt-out for a development server elsewhere.
+pub fn check_transport(server: &str, allow_plain: bool) -> Result<(), ClientError> {
+    let Some(rest) = server.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allow_plain {
+        Ok(())
+    } else {
+        Err(ClientError::Tls(format!(
+            "{server} is plain HTTP to another machine: use https:// (confide serve speaks it \
+             off loopback), or --insecure-http for a development server"
+        )))
+    }
+}
+
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -222,5 +248,33 @@ fn refusal(status: u16, problem: Option<Value>) -> ClientError {
             .and_then(Value::as_str)
             .unwrap_or("no detail")
             .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "https://ledger.example:7780",
+            "http://127.0.0.1:7780",
+            "http://localhost:7780/",
+            "http://[::1]:7780",
+            "http://127.0.0.2",
+        ] {
+            assert!(check_transport(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://10.0.0.5:7780",
+            "http://ledger.example",
+            "http://127.0.0.1.evil.example:80",
+            "http://[2001:db8::1]:7780",
+            "http://localhost.evil.example",
+        ] {
+            assert!(check_transport(refused, false).is_err(), "{refused}");
+            assert!(check_transport(refused, true).is_ok(), "{refused}");
+        }
     }
 }

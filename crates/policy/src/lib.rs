@@ -8,6 +8,12 @@
 //! [`Policy::eval`] stops after [`TIME_LIMIT`] and says so ([`PolicyError::TimeLimit`]). Only
 //! replaying what was already accepted under that bound evaluates without it
 //! ([`Policy::eval_within`] with `None`), so that a slower machine reaches the same decisions.
+//!
+//! The timer is checked between evaluation steps, so a policy may not call a builtin that makes
+//! one step as large as its argument asks (`numbers.range`: one call of it allocated 2.4 PB and
+//! aborted the process), nor one whose answer changes from one evaluation to the next
+//! (`rand.intn`, `time.now_ns`, …: a replay would decide otherwise): [`FORBIDDEN_BUILTINS`]
+//! are refused when a policy is compiled.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +21,73 @@ use std::time::Duration;
 
 /// How long one evaluation may run.
 pub const TIME_LIMIT: Duration = Duration::from_millis(250);
+
+/// Builtins no policy may call: those whose one call allocates as much as its argument asks,
+/// and those that answer differently each time (a decision must be the same on replay) or
+/// reach outside the evaluation.
+pub const FORBIDDEN_BUILTINS: &[&str] = &[
+    "numbers.range",
+    "numbers.range_step",
+    "rand.intn",
+    "time.now_ns",
+    "uuid.rfc4122",
+    "http.send",
+    "net.lookup_ip_addr",
+    "opa.runtime",
+    "trace",
+    "print",
+];
+
+/// The first forbidden builtin `rego` calls, if any. The text is read without its comments and
+/// whitespace, and `a["b"]` as `a.b`, so that no spelling of a reference hides one.
+fn forbidden_builtin(rego: &str) -> Option<&'static str> {
+    let mut text = String::with_capacity(rego.len());
+    let mut chars = rego.chars().peekable();
+    let mut in_string: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match in_string {
+            Some(q) => {
+                if c == '\\' && q == '"' {
+                    if let Some(escaped) = chars.next() {
+                        text.push(escaped);
+                    }
+                    continue;
+                }
+                if c == q {
+                    in_string = None;
+                    text.push('"');
+                    continue;
+                }
+                text.push(c);
+            }
+            None => match c {
+                '#' => {
+                    for rest in chars.by_ref() {
+                        if rest == '\n' {
+                            break;
+                        }
+                    }
+                    text.push(' ');
+                }
+                '"' | '`' => {
+                    in_string = Some(c);
+                    text.push('"');
+                }
+                c if c.is_whitespace() => {}
+                c => text.push(c),
+            },
+        }
+    }
+    let text = text.replace("[\"", ".").replace("\"]", "");
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    FORBIDDEN_BUILTINS.iter().copied().find(|name| {
+        text.match_indices(name).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + name.len()..].chars().next();
+            !before.is_some_and(|c| is_ident(c) || c == '.') && !after.is_some_and(is_ident)
+        })
+    })
+}
 
 /// Why a policy could not be loaded or evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +130,15 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Compiles `rego` (one module); `name` is used in error messages.
+    /// Compiles `rego` (one module); `name` is used in error messages. A policy that calls one
+    /// of [`FORBIDDEN_BUILTINS`] is refused.
     pub fn new(name: &str, rego: &str) -> Result<Self, PolicyError> {
+        if let Some(builtin) = forbidden_builtin(rego) {
+            return Err(PolicyError::Compile(format!(
+                "{name} calls {builtin}, which no policy may call (it can allocate without \
+                 bound in one step, or decide differently on replay)"
+            )));
+        }
         let mut engine = regorus::Engine::new();
         engine
             .add_policy(name.to_owned(), rego.to_owned())
@@ -163,11 +243,14 @@ mod tests {
         let p = Policy::new(
             "slow.rego",
             "package t\nimport rego.v1\n\
-             n := count([x | some a in numbers.range(1, input.n); some b in numbers.range(1, input.n); x := a * b])\n",
+             d := [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n\
+             n := count([x | some h in input.h; some a in d; some b in d; some c in d; some e in d; some f in d; some g in d; x := [a, b, c, e, f, g, h]])\n",
         )
         .unwrap();
         let started = std::time::Instant::now();
-        let err = p.eval("data.t.n", &json!({"n": 100_000})).unwrap_err();
+        let err = p
+            .eval("data.t.n", &json!({"h": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}))
+            .unwrap_err();
         assert!(
             matches!(err, PolicyError::TimeLimit { ref rule, .. } if rule == "data.t.n"),
             "{err}"
@@ -178,8 +261,34 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(
-            p.eval_within("data.t.n", &json!({"n": 10}), None).unwrap(),
-            json!(100)
+            p.eval_within("data.t.n", &json!({"h": []}), None).unwrap(),
+            json!(0)
         );
+    }
+
+    /// Builtins that allocate as their argument asks, or decide differently each time, are
+    /// refused however the reference is spelled; the same names in comments or inside other
+    /// identifiers are not. (A string spelling one is refused too: the check errs on the side
+    /// of refusing.)
+    #[test]
+    fn forbidden_builtins_are_refused_in_every_spelling() {
+        for call in [
+            "count(numbers.range(1, 100000000000000)) > 0",
+            "count(numbers . range(1, 10)) > 0",
+            "count(numbers[\"range\"](1, 10)) > 0",
+            "count(numbers.range_step(1, 10, 1)) > 0",
+            "rand.intn(\"x\", 2) == 1",
+            "time.now_ns() > 0",
+        ] {
+            let rego = format!("package t\nimport rego.v1\nallow if {{\n\t{call}\n}}\n");
+            let err = Policy::new("p.rego", &rego).unwrap_err();
+            assert!(
+                err.to_string().contains("no policy may call"),
+                "{call}: {err}"
+            );
+        }
+        assert!(forbidden_builtin("package t\n# numbers.range(1, 2)\nx := 1\n").is_none());
+        assert!(forbidden_builtin("package t\nmy_numbers_range := 1\n").is_none());
+        assert!(forbidden_builtin("package t\nx := my.numbers.range\n").is_none());
     }
 }

@@ -169,14 +169,16 @@ pub(crate) async fn attest(
             .collect::<Result<Vec<_>, _>>()?;
         let evidence = b64(&gpu.evidence, "gpu evidence")?;
         let evidence = confide_attest::decode_text(&evidence).into_owned();
-        gpus.push(appraise_one(
-            &s,
-            TeeKind::NvidiaGpu,
-            &evidence,
-            &collateral,
-            None,
-            nonce.is_some(),
-        )?);
+        gpus.push(crate::blocking(|| {
+            appraise_one(
+                &s,
+                TeeKind::NvidiaGpu,
+                &evidence,
+                &collateral,
+                None,
+                nonce.is_some(),
+            )
+        })?);
     }
     if !gpus.is_empty() && runtime_data.is_none() {
         return Err(Problem::bad_request(
@@ -227,7 +229,8 @@ pub(crate) async fn attest(
     }
     let evidence = confide_attest::decode_text(&evidence).into_owned();
     let fresh = nonce.is_some();
-    let appraised = appraise(&s, kind, &evidence, &collateral, binding.as_deref(), fresh)?;
+    let appraised =
+        crate::blocking(|| appraise(&s, kind, &evidence, &collateral, binding.as_deref(), fresh))?;
     let runtime = runtime_data
         .as_deref()
         .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d));
@@ -478,9 +481,11 @@ fn appraise_one(
     })
 }
 
-/// Signs a token (a JWT carrying an EAR attestation result, one submod per evidence) for
-/// `appraised`, with the claims of `extra` (an object) added; returns it, its expiry and its
-/// claims.
+/// Signs a token (a JWT carrying an EAR attestation result) for `appraised`, with the claims
+/// of `extra` (an object) added; returns it, its expiry and its claims. The CPU TEE's result is
+/// the token's one submod, which contracts and release policies read; GPU results go under
+/// `confide.gpu`, so that no policy written for the CPU (`some sub in submods`) is ever
+/// satisfied by a GPU's measurement or status instead.
 pub(crate) fn issue(
     s: &AppState,
     appraised: &[Appraised],
@@ -488,21 +493,27 @@ pub(crate) fn issue(
 ) -> Result<(String, i64, Value), Problem> {
     let now = now();
     let tier = |good: bool| if good { 2 } else { 32 };
-    let submods: serde_json::Map<String, Value> = appraised
-        .iter()
-        .map(|a| {
-            let submod = json!({
-                "ear.status": a.status,
-                "ear.trustworthiness-vector": {
-                    "instance-identity": 2,
-                    "hardware": tier(a.tcb_ok && !a.simulated),
-                    "executables": if a.matched { 2 } else { 0 },
-                },
-                "ear.appraisal-policy-id": a.policy_id,
-                "confide.claims": a.claims,
-            });
-            (a.kind.as_str().to_owned(), submod)
+    let result = |a: &Appraised| {
+        json!({
+            "ear.status": a.status,
+            "ear.trustworthiness-vector": {
+                "instance-identity": 2,
+                "hardware": tier(a.tcb_ok && !a.simulated),
+                "executables": if a.matched { 2 } else { 0 },
+            },
+            "ear.appraisal-policy-id": a.policy_id,
+            "confide.claims": a.claims,
         })
+    };
+    let (gpus, cpus): (Vec<&Appraised>, Vec<&Appraised>) =
+        appraised.iter().partition(|a| a.kind == TeeKind::NvidiaGpu);
+    let submods: serde_json::Map<String, Value> = cpus
+        .iter()
+        .map(|a| (a.kind.as_str().to_owned(), result(a)))
+        .collect();
+    let gpu: serde_json::Map<String, Value> = gpus
+        .iter()
+        .map(|a| (a.kind.as_str().to_owned(), result(a)))
         .collect();
     let mut claims = json!({
         "iss": s.issuer,
@@ -514,8 +525,13 @@ pub(crate) fn issue(
         "submods": submods,
         "confide.simulated": appraised.iter().any(|a| a.simulated),
     });
-    if let (Some(m), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
-        m.extend(extra.clone());
+    if let Some(m) = claims.as_object_mut() {
+        if !gpu.is_empty() {
+            m.insert("confide.gpu".into(), Value::Object(gpu));
+        }
+        if let Some(extra) = extra.as_object() {
+            m.extend(extra.clone());
+        }
     }
     let token = s
         .tokens

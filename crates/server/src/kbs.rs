@@ -255,7 +255,8 @@ pub(crate) async fn attest(
     let evidence = serde_json::to_vec(&req.tee_evidence.primary_evidence).map_err(unavailable)?;
     // Fresh: the runtime data carries this session's challenge, checked above.
     let appraised =
-        crate::attest::appraise(&s, tee, &evidence, &[], Some(&digest), true).map_err(|p| {
+        crate::blocking(|| crate::attest::appraise(&s, tee, &evidence, &[], Some(&digest), true))
+            .map_err(|p| {
             if p.status == StatusCode::SERVICE_UNAVAILABLE {
                 p
             } else {
@@ -335,7 +336,7 @@ pub(crate) async fn resource(
 ) -> Result<Json<Value>, Problem> {
     let attested = attested(&s, &headers)?;
     let path = ResourcePath::new(&repo, &kind, &tag).map_err(|e| invalid(e.to_string()))?;
-    let content = match s.kms.resource(&path, &attested.claims) {
+    let content = match crate::blocking(|| s.kms.resource(&path, &attested.claims)) {
         Ok(c) => c,
         Err(KmsError::NotFound(_)) => {
             return Err(Problem::kbs(

@@ -460,7 +460,9 @@ pub(crate) async fn release(
             }
         },
     };
-    let (version, material) = match s.kms.release_for(&name, &claims, contract.as_ref()) {
+    let (version, material) = match crate::blocking(|| {
+        s.kms.release_for(&name, &claims, contract.as_ref())
+    }) {
         Ok(v) => v,
         Err(e) => {
             audit(&s, json!({"type": "kms.deny", "key": name, "token": token_digest, "reason": e.to_string(), "at": now()})).await?;
@@ -584,8 +586,7 @@ pub(crate) async fn renew(
         None => Ok(None),
     }
     .and_then(|terms| {
-        s.kms
-            .release_for(&name, &claims, terms.as_ref())
+        crate::blocking(|| s.kms.release_for(&name, &claims, terms.as_ref()))
             .map(drop)
             .map_err(|e| e.to_string())
     });

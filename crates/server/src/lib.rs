@@ -103,6 +103,12 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Runs `work` (a Rego evaluation, an evidence verification) without holding up the other
+/// requests on this async worker thread: the runtime moves them elsewhere while it runs.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
 /// Nonces seen per signer, with their requests' times.
 pub(crate) type SeenNonces = std::collections::BTreeMap<(String, Vec<u8>), i64>;
 

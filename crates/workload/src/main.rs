@@ -78,6 +78,7 @@ fn main_result() -> Result<String, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
+    confide_client::check_transport(&server, false).map_err(|e| format!("--server {e}"))?;
     let client = match &args.ca {
         Some(path) => {
             let pem = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
