@@ -8,9 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -133,19 +132,8 @@ fn off_loopback_the_server_speaks_only_https() {
         ],
     );
     assert!(init.status.success(), "{}", stderr(&init));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(line.starts_with("listening on https://"), "{line}");
+    let s = Server::start_at(&data, "0.0.0.0:0", &[]);
+    assert!(s.url.starts_with("https://0.0.0.0:"), "{}", s.url);
+    s.kill();
     assert!(data.join("tls/ca.pem").exists());
 }

@@ -34,9 +34,14 @@ impl Server {
     }
 
     fn start_profile(data: &Path, extra: &[&str]) -> Self {
+        Self::start_at(data, "127.0.0.1:0", extra)
+    }
+
+    /// `confide serve` listening on `listen`, with `extra` arguments (no `--dev` added).
+    pub(crate) fn start_at(data: &Path, listen: &str, extra: &[&str]) -> Self {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
