@@ -87,9 +87,9 @@ run "$confide" gov members
 
 # The key broker: bank-a keeps a key and a secret for attested workloads; a guest speaking the
 # Trustee KBS protocol (here with Trustee's insecure sample evidence) fetches the secret.
-run "$confide" --home bank-a kms create dek-1
+run "$confide" --home bank-a kms create dek-1 --any-attested-tee
 printf 'the consortium API token' > secret.txt
-run "$confide" --home bank-a kbs put-resource consortium/token/api secret.txt
+run "$confide" --home bank-a kbs put-resource consortium/token/api secret.txt --any-attested-tee
 say "$confide kbs get-resource consortium/token/api --insecure-sample"
 "$confide" kbs get-resource consortium/token/api --insecure-sample 2>/dev/null; echo
 say "$confide --home bank-b kms rotate dek-1   (bank-b does not own dek-1)"
