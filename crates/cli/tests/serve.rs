@@ -208,6 +208,16 @@ fn every_acknowledged_entry_survives_sigkill() {
                 })
             })
             .collect();
+        // The kill lands at a random moment of sustained appends: after the first few are
+        // acknowledged (a loaded machine may take a while to start the server), then a random
+        // 20–170 ms more.
+        let before = acked.lock().unwrap().len();
+        let waiting = Instant::now();
+        while acked.lock().unwrap().len() < before + 3
+            && waiting.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
