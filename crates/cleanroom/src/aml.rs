@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use crate::contract::{MinGroup, OnViolation, OutputRules};
+use confide_model::contract::{MinGroup, OnViolation, OutputRules};
 
 /// The bank letters and their table names.
 pub const BANKS: [(char, &str); 3] = [('A', "bank_a"), ('B', "bank_b"), ('C', "bank_c")];

@@ -9,13 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod aml;
-pub mod contract;
 mod plaintext;
 pub mod rules;
 pub mod runner;
 pub mod store;
 
-pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
+pub use confide_model::contract::{
+    self, Contract, Measurement, MinGroup, OnViolation, OutputRules,
+};
 pub use rules::Released;
 pub use runner::{Format, Table};
 pub use store::BlobStore;
@@ -26,7 +27,7 @@ pub use store::BlobStore;
 pub enum CleanroomError {
     /// The contract's terms are not acceptable.
     #[error("the contract: {0}")]
-    Contract(String),
+    Contract(#[from] confide_model::ModelError),
     /// A dataset could not be read as its record says.
     #[error("a dataset: {0}")]
     Dataset(String),

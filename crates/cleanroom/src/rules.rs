@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::CleanroomError;
-use crate::contract::{OnViolation, OutputRules};
+use confide_model::contract::{OnViolation, OutputRules};
 
 /// A result that met the rules.
 #[derive(Debug, Clone)]

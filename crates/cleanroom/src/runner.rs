@@ -16,37 +16,11 @@ use datafusion::prelude::{
     CsvReadOptions, DataFrame, ParquetReadOptions, SessionConfig, SessionContext,
 };
 
-use crate::contract::OutputRules;
 use crate::rules::{self, Released};
 use crate::{CleanroomError, plaintext};
+use confide_model::contract::OutputRules;
 
-/// How a dataset's plaintext is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// CSV with a header line.
-    Csv,
-    /// Apache Parquet.
-    Parquet,
-}
-
-impl Format {
-    /// `csv` or `parquet`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "csv" => Some(Self::Csv),
-            "parquet" => Some(Self::Parquet),
-            _ => None,
-        }
-    }
-
-    /// The format's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Parquet => "parquet",
-        }
-    }
-}
+pub use confide_model::Format;
 
 /// One table of the query.
 #[derive(Clone)]

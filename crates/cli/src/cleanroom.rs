@@ -15,6 +15,10 @@ use confide_cleanroom::{
 use confide_crypto::hpke::HpkeSecretKey;
 use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
+use confide_model::{
+    Action, Approval, Column, DatasetList, DatasetRecord, GovBody, Proposal, ProposalList,
+    ProposalState,
+};
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
 use serde_json::{Value, json};
@@ -178,11 +182,11 @@ fn fingerprint(home: &Home) -> anyhow::Result<String> {
 pub(crate) fn propose_and_vote(
     client: &Client,
     home: &Home,
-    actions: Value,
+    actions: Vec<Action>,
 ) -> anyhow::Result<(String, String)> {
     let r = client.post(
         "/gov/proposals",
-        &signed(home, &json!({"type": "propose", "actions": actions}))?,
+        &signed(home, &GovBody::Propose { actions })?,
     )?;
     let id = r["proposal"]
         .as_str()
@@ -197,7 +201,10 @@ fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> 
         &format!("/gov/proposals/{proposal}/ballots"),
         &signed(
             home,
-            &json!({"type": "ballot", "proposal": proposal, "vote": true}),
+            &GovBody::Ballot {
+                proposal: proposal.to_owned(),
+                vote: true,
+            },
         )?,
     )?;
     Ok(r["state"].as_str().unwrap_or("?").to_owned())
@@ -284,7 +291,7 @@ fn publish(
     name: &str,
     format: Option<&str>,
     store: &Store,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<DatasetRecord> {
     let format = match format {
         Some(f) => {
             Format::from_name(f).with_context(|| format!("--format {f:?}: csv or parquet"))?
@@ -314,6 +321,7 @@ fn publish(
     }
     let digest = digest_file(tmp.path())?;
     let id = format!("{name}-{}", &digest[..12]);
+    DatasetRecord::check_id(&id).context("the dataset's name")?;
     let location = format!("datasets/{id}.cfd");
     let size = tmp.as_file().metadata()?.len();
     let mut upload = crate::progress::Progress::new(
@@ -334,7 +342,7 @@ fn publish(
         &secret[..],
         confide_crypto::byok::OaepHash::Sha256,
     )?;
-    let key = format!("dataset-{id}");
+    let key = DatasetRecord::key_name(&id);
     client.post(
         &format!("/keys/{key}/import"),
         &signed(
@@ -347,13 +355,23 @@ fn publish(
         )?,
     )?;
 
-    let record = json!({
-        "action": "register_dataset", "id": id, "owner": fingerprint(home)?, "name": name,
-        "format": format.as_str(),
-        "schema": schema.iter().map(|(n, t)| json!({"name": n, "type": t})).collect::<Vec<_>>(),
-        "rows": rows, "size": size, "digest": digest, "location": location, "key": key,
-    });
-    let (_, state) = propose_and_vote(client, home, json!([record]))?;
+    let record = DatasetRecord {
+        id,
+        owner: fingerprint(home)?,
+        name: name.to_owned(),
+        format,
+        schema: schema
+            .into_iter()
+            .map(|(name, ty)| Column { name, ty })
+            .collect(),
+        rows,
+        size,
+        digest,
+        location,
+        key,
+    };
+    record.check().context("the dataset's record")?;
+    let (_, state) = propose_and_vote(client, home, vec![Action::RegisterDataset(record.clone())])?;
     if state != "accepted" {
         bail!("the dataset's registration is {state}, not accepted");
     }
@@ -368,7 +386,7 @@ pub(crate) fn publish_as(
     file: &Path,
     name: &str,
     store: &Store,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<DatasetRecord> {
     publish(client, home, ledger_key, file, name, None, store)
 }
 
@@ -397,10 +415,7 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
                 println!(
                     "published {} ({} rows, {} bytes encrypted, digest {}); its key is with the \
                      key broker, released only for approved contracts",
-                    r["id"].as_str().unwrap_or("?"),
-                    r["rows"],
-                    r["size"],
-                    r["digest"].as_str().unwrap_or("?")
+                    r.id, r.rows, r.size, r.digest
                 );
             }
         }
@@ -480,17 +495,11 @@ pub(crate) fn build_contract(
 }
 
 /// The columns a dataset's ledger record gives, as a schema.
-fn record_schema(record: &Value) -> anyhow::Result<SchemaRef> {
-    let columns: Vec<(String, String)> = record["schema"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap_or_default().to_owned(),
-                c["type"].as_str().unwrap_or("Utf8").to_owned(),
-            )
-        })
+fn record_schema(record: &DatasetRecord) -> anyhow::Result<SchemaRef> {
+    let columns: Vec<(String, String)> = record
+        .schema
+        .iter()
+        .map(|c| (c.name.clone(), c.ty.clone()))
         .collect();
     Ok(confide_cleanroom::runner::schema_from(&columns)?)
 }
@@ -504,7 +513,11 @@ pub(crate) fn propose_contract(
     home: &Home,
     contract: &Contract,
 ) -> anyhow::Result<(String, String)> {
-    let datasets = client.get("/gov/datasets")?["datasets"].clone();
+    // The server's listing is enough here: this only spares the owners a contract that could
+    // never run; what they approve is checked against the ledger when they approve it.
+    let listing: DatasetList = serde_json::from_value(client.get("/gov/datasets")?)
+        .context("the server's list of datasets")?;
+    let datasets = listing.datasets;
     let tables = contract
         .tables
         .iter()
@@ -524,12 +537,9 @@ pub(crate) fn propose_contract(
             &contract.output,
         ))
         .context("checking the contract before proposing it")?;
-    let id = contract.id();
-    let action = json!({
-        "action": "approve_contract", "id": id, "datasets": contract.datasets(),
-        "contract": contract.to_value(),
-    });
-    let (_, state) = propose_and_vote(client, home, json!([action]))?;
+    let approval = Approval::of(contract.clone());
+    let id = approval.id.clone();
+    let (_, state) = propose_and_vote(client, home, vec![Action::ApproveContract(approval)])?;
     Ok((id, state))
 }
 
@@ -539,43 +549,34 @@ pub(crate) fn propose_contract(
 /// and nothing else, with terms whose digest is `id`. So a ballot never approves more, or
 /// other, than the contract the member asked to approve.
 fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contract)> {
-    let listing = client.get("/gov/proposals")?;
-    let approves = |p: &&Value| {
-        p["state"] == "open"
-            && p["actions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|a| a["action"] == "approve_contract" && a["id"] == id)
+    let listing: ProposalList = serde_json::from_value(client.get("/gov/proposals")?)
+        .context("the server's list of proposals")?;
+    let approves = |p: &&Proposal| {
+        p.state == ProposalState::Open
+            && p.actions
+                .iter()
+                .any(|a| matches!(a, Action::ApproveContract(c) if c.id == id))
     };
-    let proposals: Vec<&Value> = listing["proposals"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(approves)
-        .collect();
+    let proposals: Vec<&Proposal> = listing.proposals.iter().filter(approves).collect();
     // A proposal of that one action (the earliest, if the contract was proposed twice).
     let listed = proposals
         .iter()
-        .filter(|p| p["actions"].as_array().is_some_and(|a| a.len() == 1))
-        .min_by_key(|p| p["seq"].as_u64())
+        .filter(|p| p.actions.len() == 1)
+        .min_by_key(|p| p.seq)
         .or(proposals.first())
         .with_context(|| format!("no open proposal to approve contract {id}"))?;
-    let proposal = listed["id"]
-        .as_str()
-        .context("the server named no proposal id")?;
-    let seq = listed["seq"]
-        .as_u64()
-        .context("the server gave no ledger position")?;
+    let (proposal, seq) = (listed.id.as_str(), listed.seq);
     let entry = client.get_bytes(&format!("/ledger/entries/{seq}"))?;
     if hex::encode(confide_crypto::digest::sha256(&entry)) != proposal {
         bail!("ledger entry {seq} is not proposal {proposal}: the server's listing is false");
     }
     let sign1 = confide_ledger::cose::Sign1::parse(&entry)
         .context("the proposal's ledger entry is not a signed request")?;
-    let body: Value = serde_json::from_slice(sign1.payload.as_deref().unwrap_or_default())
-        .context("the proposal's ledger entry has no JSON payload")?;
-    let actions = body["actions"].as_array().cloned().unwrap_or_default();
+    let body = GovBody::from_json(sign1.payload.as_deref().unwrap_or_default())
+        .context("the proposal's ledger entry is not a governance request")?;
+    let GovBody::Propose { actions } = body else {
+        bail!("ledger entry {seq} is not a proposal");
+    };
     let [action] = &actions[..] else {
         bail!(
             "proposal {proposal} approves contract {id} together with {} other action(s); \
@@ -583,10 +584,13 @@ fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contr
             actions.len().saturating_sub(1)
         );
     };
-    if action["action"] != "approve_contract" || action["id"] != id {
+    let Action::ApproveContract(approval) = action else {
+        bail!("proposal {proposal} does not approve contract {id}");
+    };
+    if approval.id != id {
         bail!("proposal {proposal} does not approve contract {id}");
     }
-    let contract = Contract::from_value(&action["contract"])?;
+    let contract = approval.contract.clone();
     if contract.id() != id {
         bail!("the terms in proposal {proposal} are not contract {id} (their digest differs)");
     }
@@ -644,11 +648,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             );
         }
         ContractCommand::Revoke { id } => {
-            let (_, state) = propose_and_vote(
-                &client,
-                home,
-                json!([{"action": "revoke_contract", "id": id}]),
-            )?;
+            let (_, state) = propose_and_vote(&client, home, vec![Action::RevokeContract { id }])?;
             println!("revocation {state}");
         }
         ContractCommand::Show { id } => {

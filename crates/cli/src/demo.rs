@@ -12,7 +12,7 @@ use std::io::Write as _;
 use anyhow::{Context, bail};
 use confide_cleanroom::aml::{self, BANKS, Scale};
 use confide_identity::Home;
-use serde_json::{Value, json};
+use confide_model::{Action, GovBody};
 
 use crate::cleanroom::{
     approve_contract, build_contract, fetch_result, propose_and_vote, propose_contract,
@@ -55,21 +55,25 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
         home.init(name)
             .with_context(|| format!("creating {name}"))?;
     }
-    let doc = |h: &Home| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&h.load_public()?.to_json())?)
-    };
     client.post(
         "/gov/found",
         &signed(
             &homes[0],
-            &json!({"type": "found", "member": doc(&homes[0])?}),
+            &GovBody::Found {
+                member: homes[0].load_public()?,
+                constitution: None,
+            },
         )?,
     )?;
-    let adds: Vec<Value> = homes[1..]
+    let adds: Vec<Action> = homes[1..]
         .iter()
-        .map(|h| Ok(json!({"action": "add_member", "member": doc(h)?})))
+        .map(|h| {
+            Ok(Action::AddMember {
+                member: h.load_public()?,
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
-    propose_and_vote(&client, &homes[0], json!(adds))?;
+    propose_and_vote(&client, &homes[0], adds)?;
     step("bank-a founded the consortium and admitted bank-b, bank-c and the analyst");
 
     // Data.
@@ -114,10 +118,10 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
             &format!("{}-transactions", names[i]),
             &store,
         )?;
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
+        let id = record.id;
         println!(
             "   {} published {id}: {} rows, encrypted; key deposited with the broker",
-            names[i], record["rows"]
+            names[i], record.rows
         );
         datasets.push(format!("{table}={id}"));
     }

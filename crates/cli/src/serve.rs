@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use confide_identity::Home;
-use serde_json::{Value, json};
+use confide_model::{Action, GovBody};
+use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -278,7 +279,7 @@ fn now() -> i64 {
 }
 
 /// Signs `body` as this member, with a fresh nonce and the current time.
-pub(crate) fn signed(home: &Home, body: &Value) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn signed(home: &Home, body: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
     let identity = home.load().context("loading this member's identity")?;
     let nonce = confide_crypto::random::array::<16>()?;
     Ok(confide_ledger::gov::sign_request(
@@ -294,10 +295,16 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
     let client = member_client(home, server)?;
     match cmd {
         GovCommand::Found => {
-            let member: Value = serde_json::from_str(&home.load_public()?.to_json())?;
+            let member = home.load_public()?;
             let r = client.post(
                 "/gov/found",
-                &signed(home, &json!({"type": "found", "member": member}))?,
+                &signed(
+                    home,
+                    &GovBody::Found {
+                        member,
+                        constitution: None,
+                    },
+                )?,
             )?;
             println!("founded the consortium (ledger entry {})", r["seq"]);
         }
@@ -306,7 +313,9 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
             add_member,
             remove_member,
         } => {
-            let mut list: Vec<Value> = match actions {
+            // Read whole and checked before anything is signed: an unknown action or field is
+            // refused here, with its name, not sent.
+            let mut list: Vec<Action> = match actions {
                 Some(path) => serde_json::from_slice(
                     &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
                 )
@@ -314,21 +323,24 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
                 None => Vec::new(),
             };
             for path in add_member {
-                let member: Value = serde_json::from_slice(
-                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-                )
-                .with_context(|| format!("{} is not an identity document", path.display()))?;
-                list.push(json!({"action": "add_member", "member": member}));
+                let member = confide_identity::PublicIdentity::load(&path)
+                    .with_context(|| format!("{} is not an identity document", path.display()))?;
+                list.push(Action::AddMember { member });
             }
-            for fp in remove_member {
-                list.push(json!({"action": "remove_member", "fingerprint": fp}));
+            for fingerprint in remove_member {
+                list.push(Action::RemoveMember { fingerprint });
             }
             if list.is_empty() {
                 bail!("nothing to propose: give a file of actions or --add-member/--remove-member");
             }
+            for action in &list {
+                action
+                    .check()
+                    .with_context(|| format!("the {} action", action.name()))?;
+            }
             let r = client.post(
                 "/gov/proposals",
-                &signed(home, &json!({"type": "propose", "actions": list}))?,
+                &signed(home, &GovBody::Propose { actions: list })?,
             )?;
             println!(
                 "proposal {} ({}), ledger entry {}",
@@ -342,7 +354,10 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
                 &format!("/gov/proposals/{id}/ballots"),
                 &signed(
                     home,
-                    &json!({"type": "ballot", "proposal": id, "vote": approve}),
+                    &GovBody::Ballot {
+                        proposal: id,
+                        vote: approve,
+                    },
                 )?,
             )?;
             println!(

@@ -730,6 +730,7 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         (format!("dataset-{dataset}-next"), "deposits it first"),
     ] {
         let mut claim = record.clone();
+        claim["action"] = json!("register_dataset");
         claim["id"] = json!(format!("{dataset}-mine"));
         claim["owner"] = json!(fp("mallory"));
         claim["key"] = json!(key);

@@ -194,9 +194,8 @@ impl PublicIdentity {
         }
     }
 
-    /// The identity document, pretty-printed JSON with a final newline.
-    pub fn to_json(&self) -> String {
-        let doc = Document {
+    fn document(&self) -> Document {
+        Document {
             confide_identity: DOCUMENT_VERSION,
             name: self.name.to_string(),
             fingerprint: self.fingerprint().to_string(),
@@ -205,8 +204,12 @@ impl PublicIdentity {
                 suite: hpke::SUITE_NAME.into(),
                 public_key: B64.encode(self.hpke_key.as_bytes()),
             },
-        };
-        let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        }
+    }
+
+    /// The identity document, pretty-printed JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.document()).unwrap_or_default();
         s.push('\n');
         s
     }
@@ -214,12 +217,21 @@ impl PublicIdentity {
     /// Parses an identity document; `path` is only used to name the source in errors. The keys
     /// must be valid and the stated fingerprint and `kid` must be the keys' own.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self, IdentityError> {
+        let doc: Document =
+            serde_json::from_slice(bytes).map_err(|e| IdentityError::Malformed {
+                path: path.to_owned(),
+                what: "confide identity document",
+                reason: e.to_string(),
+            })?;
+        Self::from_document(doc, path)
+    }
+
+    fn from_document(doc: Document, path: &Path) -> Result<Self, IdentityError> {
         let malformed = |reason: String| IdentityError::Malformed {
             path: path.to_owned(),
             what: "confide identity document",
             reason,
         };
-        let doc: Document = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         if doc.confide_identity != DOCUMENT_VERSION {
             return Err(malformed(format!(
                 "document version {} is not supported (expected {DOCUMENT_VERSION})",
@@ -271,6 +283,21 @@ impl PublicIdentity {
             source,
         })?;
         Self::from_json(&bytes, path)
+    }
+}
+
+/// An identity is written as its document, and read only as a document whose keys are valid
+/// and whose stated fingerprint is the keys' own (as [`PublicIdentity::from_json`]).
+impl Serialize for PublicIdentity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.document().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicIdentity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let doc = Document::deserialize(deserializer)?;
+        Self::from_document(doc, Path::new("identity document")).map_err(serde::de::Error::custom)
     }
 }
 

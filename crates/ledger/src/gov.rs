@@ -20,12 +20,13 @@
 //! nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use ciborium::value::Value as Cbor;
 use confide_crypto::digest::sha256;
 use confide_crypto::signing::SigningKey;
 use confide_identity::PublicIdentity;
+pub use confide_model::gov::{Proposal, ProposalState};
+use confide_model::{Action, ContractRecord, ContractState, DatasetRecord, GovBody, Measurement};
 use confide_policy::Policy;
 use serde_json::{Value, json};
 
@@ -100,7 +101,7 @@ pub struct Request {
     /// Its timestamp.
     pub ts: i64,
     nonce: Vec<u8>,
-    body: Value,
+    body: GovBody,
     /// The request as signed; what goes on the ledger.
     pub cose: Vec<u8>,
 }
@@ -112,11 +113,12 @@ impl Request {
     }
 }
 
-/// Signs a governance request with a member's key. `body` must carry `"type"`.
+/// Signs a governance request with a member's key. `body` is JSON with a `"type"`: a
+/// [`GovBody`], or another service's request (the key broker's).
 pub fn sign_request(
     key: &SigningKey,
     fingerprint_hex: &str,
-    body: &Value,
+    body: &impl serde::Serialize,
     ts: i64,
     nonce: &[u8],
 ) -> Result<Vec<u8>, GovError> {
@@ -168,35 +170,6 @@ pub struct Authenticated {
     pub body: Value,
 }
 
-/// Where a proposal stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProposalState {
-    /// Waiting for ballots.
-    Open,
-    /// Accepted and applied.
-    Accepted,
-    /// Rejected; nothing applied.
-    Rejected,
-}
-
-/// A proposal and its ballots.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Proposal {
-    /// SHA-256 of the proposal request, hex.
-    pub id: String,
-    /// The proposing member's fingerprint.
-    pub proposer: String,
-    /// The actions proposed.
-    pub actions: Vec<Value>,
-    /// Each member's vote.
-    pub ballots: BTreeMap<String, bool>,
-    /// Where it stands.
-    pub state: ProposalState,
-    /// The ledger position of the proposal.
-    pub seq: u64,
-}
-
 /// The consortium's state, derived from the ledger.
 #[derive(Debug, Clone)]
 pub struct Governance {
@@ -215,8 +188,8 @@ struct Registry {
     constitution: Policy,
     policies: BTreeMap<String, String>,
     measurements: BTreeSet<(String, String)>,
-    datasets: BTreeMap<String, Value>,
-    contracts: BTreeMap<String, Value>,
+    datasets: BTreeMap<String, DatasetRecord>,
+    contracts: BTreeMap<String, ContractRecord>,
     /// How long the constitution may take to decide: [`confide_policy::TIME_LIMIT`] for new
     /// requests, none when replaying requests that were decided within it.
     limit: Option<std::time::Duration>,
@@ -263,14 +236,15 @@ impl Governance {
     /// Remembering the nonce against replays is the caller's.
     pub fn authenticate(&self, cose: &[u8], now: i64) -> Result<Authenticated, GovError> {
         let signed = parse_signed(cose)?;
+        let body = serde_json::from_slice(&signed.payload)
+            .map_err(|e| malformed(format!("JSON ({e})")))?;
         let member = self.registry.members.get(&signed.kid).ok_or_else(|| {
             GovError::NotAMember(format!("no member has fingerprint {}", signed.kid))
         })?;
-        let payload = signed.sign1.payload.as_deref().unwrap_or_default();
         member
             .signing_key()
             .verify(
-                &cose::sig_structure(&signed.sign1.protected, payload),
+                &cose::sig_structure(&signed.sign1.protected, &signed.payload),
                 &signed.sign1.signature,
             )
             .map_err(|_| GovError::BadSignature)?;
@@ -281,7 +255,7 @@ impl Governance {
             signer: signed.kid,
             ts: signed.ts,
             nonce: signed.nonce,
-            body: signed.body,
+            body,
         })
     }
 
@@ -293,37 +267,36 @@ impl Governance {
             kid,
             ts,
             nonce,
-            body,
+            payload,
         } = parse_signed(cose)?;
-        let payload = sign1.payload.as_deref().unwrap_or_default();
-        let kind = match body.get("type").and_then(Value::as_str) {
-            Some("found") => Kind::Found,
-            Some("propose") => Kind::Propose,
-            Some("ballot") => Kind::Ballot,
-            other => return Err(malformed(format!("unknown request type {other:?}"))),
+        let body = GovBody::from_json(&payload).map_err(|e| malformed(e.to_string()))?;
+        let kind = match body {
+            GovBody::Found { .. } => Kind::Found,
+            GovBody::Propose { .. } => Kind::Propose,
+            GovBody::Ballot { .. } => Kind::Ballot,
         };
         // The signer: a member, or for `found` the identity being founded.
         let signer =
-            if kind == Kind::Found {
-                if !self.registry.members.is_empty() {
-                    return Err(refused("the consortium is already founded"));
+            match &body {
+                GovBody::Found { member, .. } => {
+                    if !self.registry.members.is_empty() {
+                        return Err(refused("the consortium is already founded"));
+                    }
+                    if member.fingerprint().to_hex() != kid {
+                        return Err(GovError::NotAMember(
+                            "the founding request's kid is not the founder's fingerprint".into(),
+                        ));
+                    }
+                    member.clone()
                 }
-                let member = identity(body.get("member"))?;
-                if member.fingerprint().to_hex() != kid {
-                    return Err(GovError::NotAMember(
-                        "the founding request's kid is not the founder's fingerprint".into(),
-                    ));
-                }
-                member
-            } else {
-                self.registry.members.get(&kid).cloned().ok_or_else(|| {
+                _ => self.registry.members.get(&kid).cloned().ok_or_else(|| {
                     GovError::NotAMember(format!("no member has fingerprint {kid}"))
-                })?
+                })?,
             };
         signer
             .signing_key()
             .verify(
-                &cose::sig_structure(&sign1.protected, payload),
+                &cose::sig_structure(&sign1.protected, &payload),
                 &sign1.signature,
             )
             .map_err(|_| GovError::BadSignature)?;
@@ -343,27 +316,19 @@ impl Governance {
             body,
             cose: cose.to_vec(),
         };
-        match kind {
-            Kind::Found => {
-                if let Some(rego) = request.body.get("constitution") {
+        match &request.body {
+            GovBody::Found { constitution, .. } => {
+                if let Some(rego) = constitution {
                     compile_constitution(rego, self.registry.limit)?;
                 }
             }
-            Kind::Propose => {
-                let actions = request
-                    .body
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .filter(|a| !a.is_empty())
-                    .ok_or_else(|| malformed("a proposal needs a non-empty list of actions"))?;
+            GovBody::Propose { actions } => {
+                if actions.is_empty() {
+                    return Err(malformed("a proposal needs a non-empty list of actions"));
+                }
                 self.registry.clone().apply_actions(actions)?;
             }
-            Kind::Ballot => {
-                let id = request
-                    .body
-                    .get("proposal")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+            GovBody::Ballot { proposal: id, .. } => {
                 let p = self
                     .proposals
                     .get(id)
@@ -374,9 +339,6 @@ impl Governance {
                 if p.ballots.contains_key(&request.signer) {
                     return Err(refused("this member already voted on this proposal"));
                 }
-                if !request.body.get("vote").is_some_and(Value::is_boolean) {
-                    return Err(malformed("a ballot's vote is true or false"));
-                }
             }
         }
         Ok(request)
@@ -385,11 +347,14 @@ impl Governance {
     /// Applies a checked request that is now at ledger position `seq`. Everything that can
     /// fail is done first, so that a refused request changes nothing.
     pub fn apply(&mut self, request: Request, seq: u64) -> Result<Applied, GovError> {
-        let applied = match request.kind {
-            Kind::Found => {
-                let member = identity(request.body.get("member"))?;
-                if let Some(rego) = request.body.get("constitution") {
-                    self.registry.constitution = compile_constitution(rego, self.registry.limit)?;
+        let id = request.id();
+        let applied = match request.body {
+            GovBody::Found {
+                member,
+                constitution,
+            } => {
+                if let Some(rego) = constitution {
+                    self.registry.constitution = compile_constitution(&rego, self.registry.limit)?;
                 }
                 self.registry
                     .members
@@ -399,36 +364,20 @@ impl Governance {
                     state: None,
                 }
             }
-            Kind::Propose => {
-                let id = request.id();
-                let actions = request
-                    .body
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let proposal = Proposal {
-                    id: id.clone(),
-                    proposer: request.signer.clone(),
-                    actions,
-                    ballots: BTreeMap::new(),
-                    state: ProposalState::Open,
-                    seq,
-                };
-                self.decide(proposal)?
-            }
-            Kind::Ballot => {
-                let id = request
-                    .body
-                    .get("proposal")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+            GovBody::Propose { actions } => self.decide(Proposal {
+                id,
+                proposer: request.signer.clone(),
+                actions,
+                ballots: BTreeMap::new(),
+                state: ProposalState::Open,
+                seq,
+            })?,
+            GovBody::Ballot { proposal, vote } => {
                 let mut proposal = self
                     .proposals
-                    .get(id)
+                    .get(&proposal)
                     .cloned()
-                    .ok_or_else(|| refused(format!("no proposal {id}")))?;
-                let vote = request.body.get("vote").and_then(Value::as_bool) == Some(true);
+                    .ok_or_else(|| refused(format!("no proposal {proposal}")))?;
                 proposal.ballots.insert(request.signer.clone(), vote);
                 self.decide(proposal)?
             }
@@ -515,12 +464,12 @@ impl Governance {
     }
 
     /// The registered datasets, by id.
-    pub fn datasets(&self) -> &BTreeMap<String, Value> {
+    pub fn datasets(&self) -> &BTreeMap<String, DatasetRecord> {
         &self.registry.datasets
     }
 
-    /// The contracts, by id, with their state (`approved`, `revoked`).
-    pub fn contracts(&self) -> &BTreeMap<String, Value> {
+    /// The contracts, by id, with their state (approved or revoked).
+    pub fn contracts(&self) -> &BTreeMap<String, ContractRecord> {
         &self.registry.contracts
     }
 
@@ -537,6 +486,207 @@ impl Governance {
     /// The constitution's text.
     pub fn constitution(&self) -> &str {
         self.registry.constitution.source()
+    }
+}
+
+/// Why governance lets a workload have no dataset key, or records no run of it. Each variant
+/// names the rule; none carries a value of anyone's data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No contract of that id was approved.
+    #[error(
+        "no approved contract {contract} on the ledger: a contract runs only once every owner \
+         of its datasets has approved it"
+    )]
+    NoContract {
+        /// The contract asked for.
+        contract: String,
+    },
+    /// The contract was revoked.
+    #[error("contract {contract} is revoked: it releases no more keys and records no more runs")]
+    Revoked {
+        /// The contract.
+        contract: String,
+    },
+    /// The key is not the key of any dataset the contract reads.
+    #[error("contract {contract} does not name the dataset of key {key}")]
+    KeyNotInContract {
+        /// The contract.
+        contract: String,
+        /// The key asked for.
+        key: String,
+    },
+    /// The key is not the dataset owner's own (or not at the key broker at all).
+    #[error("key {key} belongs to another member than the owner of dataset {dataset}")]
+    KeyNotOwners {
+        /// The key.
+        key: String,
+        /// The dataset whose record names it.
+        dataset: String,
+    },
+    /// None of the workload's measurements is one the contract allows.
+    #[error("the workload's measurement ({}) is not one contract {contract} allows", shown(.presented))]
+    MeasurementNotAllowed {
+        /// The contract.
+        contract: String,
+        /// What the workload's token carries.
+        presented: Vec<Measurement>,
+    },
+    /// The run read other datasets than the contract's.
+    #[error("the run's inputs ({}) are not contract {contract}'s datasets ({})", .read.join(", "), .named.join(", "))]
+    InputsNotTheContracts {
+        /// The contract.
+        contract: String,
+        /// What the run says it read.
+        read: Vec<String>,
+        /// What the contract reads.
+        named: Vec<String>,
+    },
+    /// The run read a dataset whose digest is not the registered one.
+    #[error("the run's digest of dataset {dataset} is not the one registered on the ledger")]
+    DigestNotRegistered {
+        /// The dataset.
+        dataset: String,
+    },
+    /// The run's output goes to others than the contract's recipients.
+    #[error("the run's output is not for contract {contract}'s recipients")]
+    RecipientsNotTheContracts {
+        /// The contract.
+        contract: String,
+    },
+    /// The run read a dataset whose key the broker never released to this workload.
+    #[error("the key of dataset {dataset} was never released to this workload")]
+    KeyNotReleased {
+        /// The dataset.
+        dataset: String,
+    },
+}
+
+fn shown(presented: &[Measurement]) -> String {
+    if presented.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<String> = presented
+        .iter()
+        .map(|m| format!("{} {}", m.kind, m.value))
+        .collect();
+    shown.join(", ")
+}
+
+impl Governance {
+    /// May a workload whose token carries `presented` measurements have key `key` (held at the
+    /// key broker by `key_owner`) to run contract `contract`? Only if the contract is approved
+    /// and not revoked, reads a dataset whose record names that key, that dataset's owner holds
+    /// the key, and the contract allows one of the measurements. The contract, if so.
+    pub fn may_release(
+        &self,
+        key: &str,
+        key_owner: Option<&str>,
+        contract: &str,
+        presented: &[Measurement],
+    ) -> Result<&ContractRecord, Denial> {
+        let record = self.runnable(contract, presented)?;
+        let dataset = record
+            .datasets
+            .iter()
+            .filter_map(|d| self.registry.datasets.get(d))
+            .find(|d| d.key == key)
+            .ok_or_else(|| Denial::KeyNotInContract {
+                contract: contract.to_owned(),
+                key: key.to_owned(),
+            })?;
+        // A dataset registered over another member's key releases nothing.
+        if key_owner != Some(dataset.owner.as_str()) {
+            return Err(Denial::KeyNotOwners {
+                key: key.to_owned(),
+                dataset: dataset.id.clone(),
+            });
+        }
+        Ok(record)
+    }
+
+    /// May a run of `contract` by a workload whose token carries `presented` measurements, which
+    /// ended in `outcome`, be recorded? Only if the contract still runs and allows one of the
+    /// measurements, and a released result read exactly the contract's datasets with the
+    /// registered digests, each of whose keys `released(key)` says went to this workload, and
+    /// went to exactly the contract's recipients.
+    pub fn may_record(
+        &self,
+        contract: &str,
+        presented: &[Measurement],
+        outcome: &confide_model::RunOutcome,
+        released: impl Fn(&str) -> bool,
+    ) -> Result<&ContractRecord, Denial> {
+        let record = self.runnable(contract, presented)?;
+        let confide_model::RunOutcome::Released { inputs, output } = outcome else {
+            return Ok(record);
+        };
+        let mut read: Vec<String> = inputs.iter().map(|i| i.dataset.clone()).collect();
+        read.sort_unstable();
+        if read != record.datasets {
+            return Err(Denial::InputsNotTheContracts {
+                contract: contract.to_owned(),
+                read,
+                named: record.datasets.clone(),
+            });
+        }
+        for input in inputs {
+            let registered = self.registry.datasets.get(&input.dataset);
+            if registered.map(|d| d.digest.as_str()) != Some(input.digest.as_str()) {
+                return Err(Denial::DigestNotRegistered {
+                    dataset: input.dataset.clone(),
+                });
+            }
+        }
+        if output.recipients != record.contract.recipients {
+            return Err(Denial::RecipientsNotTheContracts {
+                contract: contract.to_owned(),
+            });
+        }
+        if let Some(d) = inputs.iter().find(|i| {
+            let key = self
+                .registry
+                .datasets
+                .get(&i.dataset)
+                .map(|d| d.key.as_str());
+            !key.is_some_and(&released)
+        }) {
+            return Err(Denial::KeyNotReleased {
+                dataset: d.dataset.clone(),
+            });
+        }
+        Ok(record)
+    }
+
+    /// The contract, if it is approved, not revoked, and allows one of `presented`.
+    fn runnable(
+        &self,
+        contract: &str,
+        presented: &[Measurement],
+    ) -> Result<&ContractRecord, Denial> {
+        let record = self
+            .registry
+            .contracts
+            .get(contract)
+            .ok_or_else(|| Denial::NoContract {
+                contract: contract.to_owned(),
+            })?;
+        if record.state != ContractState::Approved {
+            return Err(Denial::Revoked {
+                contract: contract.to_owned(),
+            });
+        }
+        if !presented
+            .iter()
+            .any(|m| record.contract.measurements.contains(m))
+        {
+            return Err(Denial::MeasurementNotAllowed {
+                contract: contract.to_owned(),
+                presented: presented.to_vec(),
+            });
+        }
+        Ok(record)
     }
 }
 
@@ -557,42 +707,31 @@ impl Registry {
     /// owner of a registered dataset for a change of policy or a newly trusted measurement
     /// (either can widen which workloads get keys); every member for a new constitution.
     /// Narrowing actions (revoking a contract, removing a measurement) need no one's consent.
-    fn consenters(&self, actions: &[Value]) -> BTreeSet<String> {
-        let owner_of = |d: &Value| {
-            d.as_str()
-                .and_then(|d| self.datasets.get(d))
-                .and_then(|r| r.get("owner"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+    fn consenters(&self, actions: &[Action]) -> BTreeSet<String> {
+        let owner_of = |d: &String| self.datasets.get(d).map(|r| r.owner.clone());
         let mut needed = BTreeSet::new();
         for a in actions {
-            match a.get("action").and_then(Value::as_str) {
-                Some("approve_contract") => needed.extend(
-                    a.get("datasets")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(owner_of),
-                ),
-                Some("register_dataset") => {
-                    needed.extend(a.get("owner").and_then(Value::as_str).map(str::to_owned));
+            match a {
+                Action::ApproveContract(approval) => {
+                    needed.extend(approval.datasets.iter().filter_map(owner_of));
                 }
-                Some("set_policy") | Some("add_measurement") => {
-                    needed.extend(
-                        self.datasets.values().filter_map(|r| {
-                            r.get("owner").and_then(Value::as_str).map(str::to_owned)
-                        }),
-                    );
+                Action::RegisterDataset(record) => {
+                    needed.insert(record.owner.clone());
                 }
-                Some("set_constitution") => needed.extend(self.members.keys().cloned()),
-                _ => {}
+                Action::SetPolicy { .. } | Action::AddMeasurement(_) => {
+                    needed.extend(self.datasets.values().map(|r| r.owner.clone()));
+                }
+                Action::SetConstitution { .. } => needed.extend(self.members.keys().cloned()),
+                Action::AddMember { .. }
+                | Action::RemoveMember { .. }
+                | Action::RemoveMeasurement(_)
+                | Action::RevokeContract { .. } => {}
             }
         }
         needed
     }
 
-    fn consent(&self, actions: &[Value], ballots: &BTreeMap<String, bool>) -> Consent {
+    fn consent(&self, actions: &[Action], ballots: &BTreeMap<String, bool>) -> Consent {
         let needed = self.consenters(actions);
         if needed.iter().any(|m| ballots.get(m) == Some(&false)) {
             Consent::Refused
@@ -603,116 +742,73 @@ impl Registry {
         }
     }
 
-    fn check_action(&self, a: &Value) -> Result<(), GovError> {
-        let s = |name: &str| a.get(name).and_then(Value::as_str);
-        let need =
-            |name: &str| s(name).ok_or_else(|| malformed(format!("action needs \"{name}\"")));
-        match s("action") {
-            Some("add_member") => {
-                let m = identity(a.get("member"))?;
-                if self.members.contains_key(&m.fingerprint().to_hex()) {
+    /// Checks that action `a` fits the current state (after [`Action::check`], which checks
+    /// it on its own).
+    fn check_action(&self, a: &Action) -> Result<(), GovError> {
+        a.check()
+            .map_err(|e| malformed(format!("{}: {e}", a.name())))?;
+        match a {
+            Action::AddMember { member } => {
+                if self.members.contains_key(&member.fingerprint().to_hex()) {
                     return Err(refused("already a member"));
                 }
             }
-            Some("remove_member") => {
-                let fp = need("fingerprint")?;
-                if !self.members.contains_key(fp) {
-                    return Err(refused(format!("no member {fp}")));
+            Action::RemoveMember { fingerprint } => {
+                if !self.members.contains_key(fingerprint) {
+                    return Err(refused(format!("no member {fingerprint}")));
                 }
                 if self.members.len() == 1 {
                     return Err(refused("the last member cannot be removed"));
                 }
             }
-            Some("set_constitution") => {
-                compile_constitution(a.get("rego").unwrap_or(&Value::Null), self.limit)?;
+            Action::SetConstitution { rego } => {
+                compile_constitution(rego, self.limit)?;
             }
-            Some("set_policy") => {
-                need("name")?;
-                Policy::new("policy.rego", need("rego")?).map_err(|e| malformed(e.to_string()))?;
+            Action::SetPolicy { rego, .. } => {
+                Policy::new("policy.rego", rego).map_err(|e| malformed(e.to_string()))?;
             }
-            Some("add_measurement") => check_measurement(need("kind")?, need("value")?)?,
-            Some("remove_measurement") => {
-                need("kind")?;
-                hex::decode(need("value")?)
-                    .map_err(|_| malformed("measurement value is not hex"))?;
-            }
-            Some("register_dataset") => {
-                let id = need("id")?;
-                let owner = need("owner")?;
-                if self.datasets.contains_key(id) {
-                    return Err(refused(format!("dataset {id} is already registered")));
-                }
-                if !self.members.contains_key(owner) {
-                    return Err(refused(format!("dataset owner {owner} is not a member")));
-                }
-            }
-            Some("approve_contract") => {
-                let id = need("id")?;
-                if self.contracts.contains_key(id) {
+            Action::AddMeasurement(_) | Action::RemoveMeasurement(_) => {}
+            Action::RegisterDataset(record) => {
+                if self.datasets.contains_key(&record.id) {
                     return Err(refused(format!(
-                        "contract {id} exists; a changed contract is a new contract"
+                        "dataset {} is already registered",
+                        record.id
                     )));
                 }
-                // The id is the digest of the terms, byte for byte (RFC 8785 canonical JSON).
-                let terms = a.get("contract").filter(|c| c.is_object()).ok_or_else(|| {
-                    malformed("a contract action carries its terms (\"contract\")")
-                })?;
-                let digest = hex::encode(confide_crypto::digest::sha256(
-                    confide_crypto::jcs::canonical_json(terms).as_bytes(),
-                ));
-                if digest != id {
-                    return Err(malformed(format!(
-                        "the contract id {id} is not the digest of its terms ({digest})"
+                if !self.members.contains_key(&record.owner) {
+                    return Err(refused(format!(
+                        "dataset owner {} is not a member",
+                        record.owner
                     )));
-                }
-                for m in terms
-                    .get("measurements")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let field = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or_default();
-                    check_measurement(field("kind"), field("value"))?;
-                }
-                let mut named: Vec<&str> = terms
-                    .get("tables")
-                    .and_then(Value::as_object)
-                    .map(|t| t.values().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                named.sort_unstable();
-                named.dedup();
-                let datasets = a
-                    .get("datasets")
-                    .and_then(Value::as_array)
-                    .filter(|d| !d.is_empty())
-                    .ok_or_else(|| malformed("a contract names its datasets"))?;
-                let listed: Vec<&str> = datasets.iter().filter_map(Value::as_str).collect();
-                if listed != named {
-                    return Err(malformed(
-                        "the contract's datasets are not the sorted datasets of its tables",
-                    ));
-                }
-                for d in datasets {
-                    let d = d.as_str().unwrap_or_default();
-                    if !self.datasets.contains_key(d) {
-                        return Err(refused(format!("no dataset {d}")));
-                    }
                 }
             }
-            Some("revoke_contract") => {
-                let id = need("id")?;
-                if self.contracts.get(id).and_then(|c| c.get("state")) != Some(&json!("approved")) {
+            Action::ApproveContract(approval) => {
+                if self.contracts.contains_key(&approval.id) {
+                    return Err(refused(format!(
+                        "contract {} exists; a changed contract is a new contract",
+                        approval.id
+                    )));
+                }
+                if let Some(d) = approval
+                    .datasets
+                    .iter()
+                    .find(|d| !self.datasets.contains_key(*d))
+                {
+                    return Err(refused(format!("no dataset {d}")));
+                }
+            }
+            Action::RevokeContract { id } => {
+                if self.contracts.get(id).map(|c| c.state) != Some(ContractState::Approved) {
                     return Err(refused(format!("no approved contract {id}")));
                 }
             }
-            other => return Err(malformed(format!("unknown action {other:?}"))),
         }
         Ok(())
     }
 
     /// Checks and applies `actions` in order; on error the state is left part-way, so call it
     /// on a copy.
-    fn apply_actions(&mut self, actions: &[Value]) -> Result<(), GovError> {
+    fn apply_actions(&mut self, actions: &[Action]) -> Result<(), GovError> {
         for a in actions {
             self.check_action(a)?;
             self.apply_action(a)?;
@@ -720,56 +816,42 @@ impl Registry {
         Ok(())
     }
 
-    fn apply_action(&mut self, a: &Value) -> Result<(), GovError> {
-        let s = |name: &str| {
-            a.get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        match a.get("action").and_then(Value::as_str) {
-            Some("add_member") => {
-                let m = identity(a.get("member"))?;
-                self.members.insert(m.fingerprint().to_hex(), m);
+    fn apply_action(&mut self, a: &Action) -> Result<(), GovError> {
+        let pair = |m: &Measurement| (m.kind.clone(), m.value.clone());
+        match a {
+            Action::AddMember { member } => {
+                self.members
+                    .insert(member.fingerprint().to_hex(), member.clone());
             }
-            Some("remove_member") => {
-                self.members.remove(&s("fingerprint"));
+            Action::RemoveMember { fingerprint } => {
+                self.members.remove(fingerprint);
             }
-            Some("set_constitution") => {
-                self.constitution =
-                    compile_constitution(a.get("rego").unwrap_or(&Value::Null), self.limit)?;
+            Action::SetConstitution { rego } => {
+                self.constitution = compile_constitution(rego, self.limit)?;
             }
-            Some("set_policy") => {
-                self.policies.insert(s("name"), s("rego"));
+            Action::SetPolicy { name, rego } => {
+                self.policies.insert(name.clone(), rego.clone());
             }
-            Some("add_measurement") => {
-                self.measurements
-                    .insert((s("kind"), s("value").to_lowercase()));
+            Action::AddMeasurement(m) => {
+                self.measurements.insert(pair(m));
             }
-            Some("remove_measurement") => {
-                self.measurements
-                    .remove(&(s("kind"), s("value").to_lowercase()));
+            Action::RemoveMeasurement(m) => {
+                self.measurements.remove(&pair(m));
             }
-            Some("register_dataset") => {
-                self.datasets.insert(s("id"), a.clone());
+            Action::RegisterDataset(record) => {
+                self.datasets.insert(record.id.clone(), record.clone());
             }
-            Some("approve_contract") => {
-                let mut c = a.clone();
-                if let Some(m) = c.as_object_mut() {
-                    m.insert("state".into(), json!("approved"));
-                }
-                self.contracts.insert(s("id"), c);
+            Action::ApproveContract(approval) => {
+                self.contracts.insert(
+                    approval.id.clone(),
+                    ContractRecord::approved(approval.clone()),
+                );
             }
-            Some("revoke_contract") => {
-                if let Some(m) = self
-                    .contracts
-                    .get_mut(&s("id"))
-                    .and_then(Value::as_object_mut)
-                {
-                    m.insert("state".into(), json!("revoked"));
+            Action::RevokeContract { id } => {
+                if let Some(c) = self.contracts.get_mut(id) {
+                    c.state = ContractState::Revoked;
                 }
             }
-            _ => {}
         }
         Ok(())
     }
@@ -781,7 +863,7 @@ struct Signed {
     kid: String,
     ts: i64,
     nonce: Vec<u8>,
-    body: Value,
+    payload: Vec<u8>,
 }
 
 /// Parses a member-signed request: canonical COSE_Sign1, ES256, a 32-byte kid, the
@@ -819,51 +901,23 @@ fn parse_signed(cose: &[u8]) -> Result<Signed, GovError> {
     };
     let payload = sign1
         .payload
-        .as_deref()
+        .clone()
         .ok_or_else(|| malformed("no payload"))?;
-    let body: Value =
-        serde_json::from_slice(payload).map_err(|e| malformed(format!("JSON ({e})")))?;
     Ok(Signed {
         sign1,
         kid,
         ts,
         nonce,
-        body,
+        payload,
     })
-}
-
-/// A measurement as a contract or the trusted set may name it: a TEE kind that measures its
-/// code, and that kind's primary measurement as lowercase hex of its length.
-fn check_measurement(kind: &str, value: &str) -> Result<(), GovError> {
-    let (claim, len) = confide_attest::TeeKind::from_name(kind)
-        .and_then(|k| k.primary_measurement())
-        .ok_or_else(|| malformed(format!("{kind:?} is not a TEE kind that measures its code")))?;
-    let hex_ok = value
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if value.len() != 2 * len || !hex_ok {
-        return Err(malformed(format!(
-            "measurement {kind}:{value:?}: its {claim} is {len} bytes of lowercase hex"
-        )));
-    }
-    Ok(())
-}
-
-fn identity(value: Option<&Value>) -> Result<PublicIdentity, GovError> {
-    let v = value.ok_or_else(|| malformed("no member identity"))?;
-    PublicIdentity::from_json(v.to_string().as_bytes(), Path::new("request"))
-        .map_err(|e| malformed(format!("member identity: {e}")))
 }
 
 /// Compiles a constitution, which must decide something for an empty proposal (within
 /// `limit`).
 fn compile_constitution(
-    rego: &Value,
+    text: &str,
     limit: Option<std::time::Duration>,
 ) -> Result<Policy, GovError> {
-    let text = rego
-        .as_str()
-        .ok_or_else(|| malformed("a constitution is Rego text"))?;
     let policy = Policy::new("constitution.rego", text).map_err(|e| malformed(e.to_string()))?;
     let empty = json!({"proposal": {"actions": []}, "ballots": {}, "members": [], "datasets": {}, "contracts": {}});
     policy

@@ -7,6 +7,7 @@
 
 use confide_identity::{Identity, MemberName};
 use confide_ledger::gov::{GovError, Governance, ProposalState, sign_request};
+use confide_model::ContractState;
 use serde_json::{Value, json};
 
 const NOW: i64 = 1_795_500_000;
@@ -116,11 +117,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
 
     // Each owner registers a dataset with their own approval.
     for (m, id, n) in [(&a, "tx-a", 6u8), (&b, "tx-b", 8)] {
-        let p = k.propose(
-            m,
-            json!([{"action": "register_dataset", "id": id, "owner": m.fp(), "digest": "00"}]),
-            n,
-        );
+        let p = k.propose(m, json!([dataset(id, m)]), n);
         assert_eq!(
             k.vote(m, &p, true, n + 1).unwrap(),
             Some(ProposalState::Accepted)
@@ -129,7 +126,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
 
     // A contract over both datasets needs both owners; the third member's vote is not enough.
     let contract_action = |sql: &str| {
-        let terms = json!({"tables": {"a": "tx-a", "b": "tx-b"}, "sql": sql});
+        let terms = terms(json!({"a": "tx-a", "b": "tx-b"}), sql, &c);
         let id = hex::encode(confide_crypto::digest::sha256(
             confide_crypto::jcs::canonical_json(&terms).as_bytes(),
         ));
@@ -157,7 +154,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &p, true, 13).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()[&aml1]["state"], "approved");
+    assert_eq!(k.gov.contracts()[&aml1].state, ContractState::Approved);
 
     // A changed contract is a new contract; one owner's refusal rejects it.
     let (aml2, changed) = contract_action("select *");
@@ -174,7 +171,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &r, true, 17).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()[&aml1]["state"], "revoked");
+    assert_eq!(k.gov.contracts()[&aml1].state, ContractState::Revoked);
 
     // Replaying what was accepted gives the same state.
     let mut replayed = Governance::new().unwrap();
@@ -264,15 +261,28 @@ fn bad_requests_are_refused_and_change_nothing() {
             11,
         ))
         .unwrap_err();
-    assert!(err.to_string().contains("unknown action"), "{err}");
+    assert!(
+        matches!(&err, GovError::Malformed(m) if m.contains("unknown variant `format_disk`")),
+        "{err}"
+    );
     assert!(k.vote(&a, &"00".repeat(32), true, 12).is_err());
     assert_eq!(k.snapshot(), after_ballot);
+}
+
+/// A contract's terms over `tables`, to `to`.
+fn terms(tables: Value, sql: &str, to: &Member) -> Value {
+    json!({"tables": tables, "sql": sql,
+           "measurements": [{"kind": "sim", "value": "00".repeat(48)}],
+           "recipients": [to.fp()],
+           "output": {"columns": ["n"], "min_group": {"column": "n", "min": 1},
+                      "max_rows": 10, "on_violation": "refuse"}})
 }
 
 /// A `register_dataset` action for `owner`.
 fn dataset(id: &str, owner: &Member) -> Value {
     json!({"action": "register_dataset", "id": id, "owner": owner.fp(), "name": id,
-           "format": "csv", "schema": [], "rows": 1, "size": 1, "digest": "00".repeat(32),
+           "format": "csv", "schema": [{"name": "amount", "type": "Int64"}], "rows": 1,
+           "size": 1, "digest": "00".repeat(32),
            "location": format!("datasets/{id}.cfd"), "key": format!("dataset-{id}")})
 }
 
@@ -283,7 +293,7 @@ fn contract(datasets: &[&str], to: &Member) -> Value {
         .enumerate()
         .map(|(i, d)| (format!("t{i}"), json!(d)))
         .collect();
-    let terms = json!({"tables": tables, "sql": "SELECT 1", "recipients": [to.fp()]});
+    let terms = terms(Value::Object(tables), "SELECT 1 AS n", to);
     let id = hex::encode(confide_crypto::digest::sha256(
         confide_crypto::jcs::canonical_json(&terms).as_bytes(),
     ));

@@ -1,13 +1,24 @@
-//! The pure types of the consortium that every side shares: what the workload's evidence binds
-//! ([`RuntimeKeys`]), what it reports of a run ([`RunReport`], signed by the attested key), and
-//! the protocol constants between the workload and the services. No I/O, no server, no engine:
-//! the workload, the server and the CLI all read and write these, so each rule is stated once.
+//! The pure types of the consortium that every side shares: a contract's terms and its id
+//! ([`Contract`]), a dataset's record ([`DatasetRecord`]), governance's bodies and actions
+//! ([`GovBody`], [`Action`]), what the workload's evidence binds ([`RuntimeKeys`]), what it
+//! reports of a run ([`RunReport`], signed by the attested key), and the protocol constants
+//! between the workload and the services. No I/O, no server, no engine: governance, the
+//! workload, the server and the CLI all read and write these, so each rule is stated once.
 
 #![forbid(unsafe_code)]
 
+pub mod contract;
+pub mod dataset;
+pub mod gov;
 pub mod run;
 pub mod runtime;
 
+pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
+pub use dataset::{Column, DatasetRecord, Format};
+pub use gov::{
+    Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Proposal,
+    ProposalList, ProposalState,
+};
 pub use run::{RunInput, RunOutcome, RunOutput, RunReport, SignedRunReport};
 pub use runtime::RuntimeKeys;
 
@@ -45,4 +56,28 @@ pub(crate) fn unb64url(text: &str, field: &'static str) -> Result<Vec<u8>, Model
             field,
             detail: "not base64url without padding".into(),
         })
+}
+
+/// Checks that `value` is a member fingerprint: 64 lowercase hex digits.
+pub fn check_fingerprint(field: &'static str, value: &str) -> Result<(), ModelError> {
+    check_hex(field, value, "a member fingerprint")
+}
+
+/// Checks that `value` is a SHA-256 digest: 64 lowercase hex digits.
+pub fn check_digest(field: &'static str, value: &str) -> Result<(), ModelError> {
+    check_hex(field, value, "a SHA-256 digest")
+}
+
+fn check_hex(field: &'static str, value: &str, what: &str) -> Result<(), ModelError> {
+    let ok = value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !ok {
+        return Err(ModelError::Malformed {
+            field,
+            detail: format!("{value:?} is not {what} (64 lowercase hex digits)"),
+        });
+    }
+    Ok(())
 }

@@ -24,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use confide_attest::TeeKind;
-use confide_model::{RunOutcome, SignedRunReport};
+use confide_model::{ContractList, DatasetList, Measurement, RunOutcome, SignedRunReport};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -38,8 +38,8 @@ fn primary_measurement(kind: &str) -> Option<&'static str> {
         .map(|(claim, _)| claim)
 }
 
-/// The (kind, measurement) pairs a token's claims carry.
-fn token_measurements(claims: &Value) -> Vec<(String, String)> {
+/// The measurements a token's claims carry: each submod's primary measurement for its kind.
+fn token_measurements(claims: &Value) -> Vec<Measurement> {
     claims["submods"]
         .as_object()
         .into_iter()
@@ -47,154 +47,43 @@ fn token_measurements(claims: &Value) -> Vec<(String, String)> {
         .filter_map(|(kind, sub)| {
             let name = primary_measurement(kind)?;
             let value = sub["confide.claims"]["measurements"][name].as_str()?;
-            Some((kind.clone(), value.to_lowercase()))
+            Some(Measurement {
+                kind: kind.clone(),
+                value: value.to_lowercase(),
+            })
         })
         .collect()
 }
 
-/// Checks that a workload with token `claims` may have the key `key` for the contract `id`;
-/// the contract (with its state) for the release policy, or why not.
+/// Checks that a workload with token `claims` may have the key `key` for the contract `id`
+/// ([`confide_ledger::gov::Governance::may_release`]); the contract (with its state) for the
+/// release policy, or why not.
 pub(crate) fn check_release(
     s: &AppState,
     key: &str,
     id: &str,
     claims: &Value,
 ) -> Result<Value, String> {
+    let owner = s.kms.info(key).map(|k| k.owner).ok();
     let gov = s.gov.read().map_err(|e| e.to_string())?;
-    let contract = gov.contracts().get(id).cloned().ok_or_else(|| {
-        format!(
-            "no approved contract {id} on the ledger: a contract runs only once every owner of \
-             its datasets has approved it"
-        )
-    })?;
-    if contract["state"] != "approved" {
-        return Err(format!("contract {id} is revoked"));
-    }
-    // The dataset whose record names this key, among the contract's.
-    let record = contract["datasets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(|d| gov.datasets().get(d))
-        .find(|r| r["key"] == key)
-        .ok_or_else(|| format!("contract {id} does not name the dataset of key {key}"))?;
-    // The key must be the dataset owner's own: a dataset registered over another member's key
-    // releases nothing.
-    let key_owner = s.kms.info(key).map_err(|e| e.to_string())?.owner;
-    if record["owner"] != key_owner.as_str() {
-        return Err(format!(
-            "key {key} belongs to another member than the owner of dataset {}",
-            record["id"].as_str().unwrap_or("?")
-        ));
-    }
-    allows_measurement(&contract, id, claims)?;
-    Ok(contract)
+    let record = gov
+        .may_release(key, owner.as_deref(), id, &token_measurements(claims))
+        .map_err(|denial| denial.to_string())?;
+    serde_json::to_value(record).map_err(|e| e.to_string())
 }
 
-/// Whether the contract (as the ledger holds it) allows the token's measurement.
-fn allows_measurement(contract: &Value, id: &str, claims: &Value) -> Result<(), String> {
-    let allowed: Vec<(String, String)> = contract["contract"]["measurements"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| {
-            Some((
-                m["kind"].as_str()?.to_owned(),
-                m["value"].as_str()?.to_lowercase(),
-            ))
-        })
-        .collect();
-    let presented = token_measurements(claims);
-    if !presented.iter().any(|m| allowed.contains(m)) {
-        let shown: Vec<String> = presented.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        return Err(format!(
-            "the workload's measurement ({}) is not one contract {id} allows",
-            if shown.is_empty() {
-                "none".into()
-            } else {
-                shown.join(", ")
-            }
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a run's report against the ledger and the broker's releases (see the module's
-/// documentation); why not, if it does not hold.
-fn check_run(
-    s: &AppState,
-    contract: &Value,
-    id: &str,
-    claims: &Value,
-    runtime_key: &str,
-    outcome: &RunOutcome,
-) -> Result<(), String> {
-    if contract["state"] != "approved" {
-        return Err(format!("contract {id} is revoked: it records no more runs"));
-    }
-    allows_measurement(contract, id, claims)?;
-    let RunOutcome::Released { inputs, output } = outcome else {
-        return Ok(());
-    };
-    let mut named: Vec<&str> = contract["datasets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    named.sort_unstable();
-    let mut read: Vec<&str> = inputs.iter().map(|i| i.dataset.as_str()).collect();
-    read.sort_unstable();
-    if read != named {
-        return Err(format!(
-            "the run's inputs ({}) are not contract {id}'s datasets ({})",
-            read.join(", "),
-            named.join(", ")
-        ));
-    }
-    let gov = s.gov.read().map_err(|e| e.to_string())?;
-    for input in inputs {
-        let registered = gov.datasets().get(&input.dataset).map(|d| &d["digest"]);
-        if registered.and_then(Value::as_str) != Some(input.digest.as_str()) {
-            return Err(format!(
-                "the run's digest of dataset {} is not the one registered on the ledger",
-                input.dataset
-            ));
-        }
-    }
-    if json!(output.recipients) != contract["contract"]["recipients"] {
-        return Err(format!(
-            "the run's output is not for contract {id}'s recipients"
-        ));
-    }
-    let leases = s.leases.lock().map_err(|e| e.to_string())?;
-    let key_of = |d: &str| {
-        gov.datasets()
-            .get(d)
-            .and_then(|r| r["key"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    if let Some(dataset) = read
-        .iter()
-        .find(|d| !leases.released_to(&key_of(d), runtime_key))
-    {
-        return Err(format!(
-            "the key of dataset {dataset} was never released to this workload"
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) async fn datasets(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+pub(crate) async fn datasets(State(s): State<AppState>) -> Result<Json<DatasetList>, Problem> {
     let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(Json(json!({ "datasets": gov.datasets() })))
+    Ok(Json(DatasetList {
+        datasets: gov.datasets().clone(),
+    }))
 }
 
-pub(crate) async fn contracts(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+pub(crate) async fn contracts(State(s): State<AppState>) -> Result<Json<ContractList>, Problem> {
     let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(Json(json!({ "contracts": gov.contracts() })))
+    Ok(Json(ContractList {
+        contracts: gov.contracts().clone(),
+    }))
 }
 
 fn refused(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
@@ -242,24 +131,27 @@ pub(crate) async fn record_run(
     {
         return Err(replayed());
     }
-    let terms = s
-        .gov
-        .read()
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .contracts()
-        .get(&contract)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("no contract {contract}")))?;
     let token_digest = hex::encode(confide_crypto::digest::sha256(signed.token.as_bytes()));
     let runtime = presented.runtime.digest();
-    if let Err(reason) = check_run(
-        &s,
-        &terms,
-        &contract,
-        &presented.claims,
-        &runtime,
-        &report.outcome,
-    ) {
+    let decision = {
+        let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+        if !gov.contracts().contains_key(&contract) {
+            return Err(Problem::not_found(format!("no contract {contract}")));
+        }
+        let leases = s
+            .leases
+            .lock()
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        gov.may_record(
+            &contract,
+            &token_measurements(&presented.claims),
+            &report.outcome,
+            |key| leases.released_to(key, &runtime),
+        )
+        .map(|_| ())
+    };
+    if let Err(denial) = decision {
+        let reason = denial.to_string();
         crate::keys::audit(
             &s,
             json!({"type": "cleanroom.deny", "contract": contract, "token": token_digest,

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use confide_model::{Action, DatasetRecord, GovBody, Proposal, ProposalList};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -194,20 +195,23 @@ async fn submit(s: &AppState, body: Bytes) -> Result<(StatusCode, Json<Value>), 
     }
 }
 
-fn body_type(body: &[u8], expected: &str) -> Result<Value, Problem> {
+/// The governance body a signed request carries, which must be of type `expected` (the
+/// signature and everything else are governance's to check).
+fn body_type(body: &[u8], expected: &str) -> Result<GovBody, Problem> {
     let sign1 = confide_ledger::cose::Sign1::parse(body)
         .map_err(|e| Problem::bad_request(format!("the body is not a COSE_Sign1: {e}")))?;
-    let payload: Value = sign1
+    let payload = sign1
         .payload
         .as_deref()
-        .and_then(|p| serde_json::from_slice(p).ok())
-        .ok_or_else(|| Problem::bad_request("the request has no JSON payload"))?;
-    if payload.get("type").and_then(Value::as_str) != Some(expected) {
+        .ok_or_else(|| Problem::bad_request("the request has no payload"))?;
+    let body = GovBody::from_json(payload)
+        .map_err(|e| Problem::bad_request(format!("the request's payload: {e}")))?;
+    if body.kind() != expected {
         return Err(Problem::bad_request(format!(
             "this endpoint takes requests of type {expected:?}"
         )));
     }
-    Ok(payload)
+    Ok(body)
 }
 
 async fn found(
@@ -256,10 +260,11 @@ async fn propose(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let payload = body_type(&body, "propose")?;
-    for action in payload["actions"].as_array().into_iter().flatten() {
-        if action["action"] == "register_dataset" {
-            dataset_key_is_owners(&s, action)?;
+    if let GovBody::Propose { actions } = body_type(&body, "propose")? {
+        for action in &actions {
+            if let Action::RegisterDataset(record) = action {
+                dataset_key_is_owners(&s, record)?;
+            }
         }
     }
     submit(&s, body).await
@@ -268,11 +273,10 @@ async fn propose(
 /// A dataset is registered only over a key its owner already holds at the key broker, so no
 /// member can claim another's dataset (whose key the other imported) as her own, nor register
 /// one before its owner has deposited the key.
-fn dataset_key_is_owners(s: &AppState, action: &Value) -> Result<(), Problem> {
-    let key = action["key"].as_str().unwrap_or_default();
-    let owner = action["owner"].as_str().unwrap_or_default();
+fn dataset_key_is_owners(s: &AppState, record: &DatasetRecord) -> Result<(), Problem> {
+    let key = &record.key;
     let holder = s.kms.info(key).map(|k| k.owner).ok();
-    if holder.as_deref() == Some(owner) {
+    if holder.as_deref() == Some(record.owner.as_str()) {
         return Ok(());
     }
     Err(Problem::new(
@@ -291,8 +295,10 @@ async fn ballot(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let payload = body_type(&body, "ballot")?;
-    if payload.get("proposal").and_then(Value::as_str) != Some(id.as_str()) {
+    let GovBody::Ballot { proposal, .. } = body_type(&body, "ballot")? else {
+        unreachable!("body_type checked the type");
+    };
+    if proposal != id {
         return Err(Problem::bad_request(
             "the ballot is for another proposal than the one in the path",
         ));
@@ -300,23 +306,23 @@ async fn ballot(
     submit(&s, body).await
 }
 
-async fn proposals(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+async fn proposals(State(s): State<AppState>) -> Result<Json<ProposalList>, Problem> {
     let gov = s.gov.read().map_err(unavailable)?;
-    Ok(Json(
-        json!({"proposals": gov.proposals().values().collect::<Vec<_>>()}),
-    ))
+    let mut proposals: Vec<Proposal> = gov.proposals().values().cloned().collect();
+    proposals.sort_by_key(|p| p.seq);
+    Ok(Json(ProposalList { proposals }))
 }
 
 async fn proposal(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Proposal>, Problem> {
     let gov = s.gov.read().map_err(unavailable)?;
     let p = gov
         .proposals()
         .get(&id)
         .ok_or_else(|| Problem::not_found(format!("no proposal {id}")))?;
-    Ok(Json(json!(p)))
+    Ok(Json(p.clone()))
 }
 
 async fn members(State(s): State<AppState>) -> Result<Json<Value>, Problem> {

@@ -30,7 +30,7 @@ use confide_crypto::signing::{SigningKey, VerifyingKey};
 use confide_model::{self as model, RunInput, RunOutput, RunReport, RuntimeKeys};
 use serde_json::{Value, json};
 
-pub use terms::{Approved, DatasetRecord, NotRunnable};
+pub use terms::{Approved, Input, NotRunnable};
 
 /// Why a run stopped. Nothing of the data is in any of these.
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +334,7 @@ pub fn run(
     let mut keys = Vec::new();
     let mut stored = Vec::new();
     let mut inputs = Vec::new();
-    for record in approved.tables.values() {
+    for record in approved.tables.values().map(|input| &input.record) {
         keys.push(attesting.release(&token, &record.key, id)?);
         stored.push((record.location.as_str(), record.digest.as_str()));
         inputs.push(RunInput {
@@ -349,9 +349,9 @@ pub fn run(
         .tables
         .iter()
         .zip(keys.iter().zip(verified))
-        .map(|((name, record), (key, ciphertext))| {
+        .map(|((name, input), (key, ciphertext))| {
             let source = ciphertext.open(key).map_err(|e| WorkloadError::Dataset {
-                id: record.id.clone(),
+                id: input.record.id.clone(),
                 what: format!(
                     "table {name}: its ciphertext does not open under the key the broker \
                      released ({e})"
@@ -359,8 +359,8 @@ pub fn run(
             })?;
             Ok(Table {
                 name: name.clone(),
-                format: record.format,
-                schema: record.schema.clone(),
+                format: input.record.format,
+                schema: input.schema.clone(),
                 source,
             })
         })
@@ -427,10 +427,9 @@ fn refuse(
     let key = gov
         .contracts()
         .get(id)
-        .and_then(|c| c["datasets"][0].as_str())
+        .and_then(|c| c.datasets.first())
         .and_then(|d| gov.datasets().get(d))
-        .and_then(|d| d["key"].as_str())
-        .unwrap_or("dataset-none")
+        .map_or("dataset-none", |d| d.key.as_str())
         .to_owned();
     let broker = match attesting.release(token, &key, id) {
         Err(WorkloadError::Client(e)) => format!("; the key broker: {e}"),

@@ -5,77 +5,40 @@
 
 use std::collections::BTreeMap;
 
-use confide_cleanroom::{Contract, Format};
 use confide_identity::PublicIdentity;
 use confide_ledger::gov::Governance;
+use confide_model::{Contract, ContractState, DatasetRecord};
 use datafusion::arrow::datatypes::SchemaRef;
-use serde_json::Value;
 
 use crate::WorkloadError;
 
-/// A dataset as its owner registered it on the ledger.
+/// A dataset the contract reads: its record as its owner registered it on the ledger, and
+/// its columns as the engine types them.
 #[derive(Debug, Clone)]
-pub struct DatasetRecord {
-    /// Its id.
-    pub id: String,
-    /// Its owner's fingerprint.
-    pub owner: String,
-    /// How its plaintext is laid out.
-    pub format: Format,
+pub struct Input {
+    /// The record.
+    pub record: DatasetRecord,
     /// Its columns.
     pub schema: SchemaRef,
-    /// SHA-256 of its ciphertext, hex.
-    pub digest: String,
-    /// Where its ciphertext is, in the blob store.
-    pub location: String,
-    /// The name of its key at the key broker.
-    pub key: String,
 }
 
-impl DatasetRecord {
-    /// Reads a `register_dataset` action; every field must be there and well formed.
-    pub fn from_action(action: &Value) -> Result<Self, WorkloadError> {
-        let id = action["id"].as_str().unwrap_or("?").to_owned();
-        let bad = |what: &str| WorkloadError::Dataset {
-            id: id.clone(),
-            what: what.to_owned(),
-        };
-        let text = |field: &str| {
-            action[field]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| bad(&format!("its record has no {field:?}")))
-        };
-        let format_name = text("format")?;
-        let format = Format::from_name(&format_name).ok_or_else(|| {
-            bad(&format!(
-                "its format {format_name:?} is neither csv nor parquet"
-            ))
-        })?;
-        let columns = action["schema"]
-            .as_array()
-            .ok_or_else(|| bad("its record has no schema"))?
+impl Input {
+    /// Types the record's columns; a column type the engine does not know is refused.
+    pub fn of(record: &DatasetRecord) -> Result<Self, WorkloadError> {
+        let columns: Vec<(String, String)> = record
+            .schema
             .iter()
-            .map(|c| match (c["name"].as_str(), c["type"].as_str()) {
-                (Some(n), Some(t)) => Ok((n.to_owned(), t.to_owned())),
-                _ => Err(bad("a column of its schema has no name or type")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let schema = confide_cleanroom::runner::schema_from(&columns)
-            .map_err(|e| bad(&format!("its schema: {e}")))?;
-        let digest = text("digest")?;
-        if digest.len() != 64 || hex::decode(&digest).is_err() {
-            return Err(bad("its digest is not a SHA-256 in hex"));
-        }
+            .map(|c| (c.name.clone(), c.ty.clone()))
+            .collect();
+        let schema = confide_cleanroom::runner::schema_from(&columns).map_err(|e| {
+            WorkloadError::Dataset {
+                id: record.id.clone(),
+                what: format!("its schema: {e}"),
+            }
+        })?;
         Ok(Self {
-            owner: text("owner")?,
-            format,
+            record: record.clone(),
             schema,
-            digest,
-            location: text("location")?,
-            key: text("key")?,
-            id,
         })
     }
 }
@@ -88,7 +51,7 @@ pub struct Approved {
     /// Its terms.
     pub contract: Contract,
     /// Each table's dataset, by SQL table name.
-    pub tables: BTreeMap<String, DatasetRecord>,
+    pub tables: BTreeMap<String, Input>,
     /// The recipients' identities, in the contract's order.
     pub recipients: Vec<PublicIdentity>,
 }
@@ -108,12 +71,10 @@ impl Approved {
         let Some(entry) = gov.contracts().get(id) else {
             return Ok(Err(NotRunnable::NotApproved));
         };
-        match entry["state"].as_str() {
-            Some("approved") => {}
-            Some("revoked") => return Ok(Err(NotRunnable::Revoked)),
-            _ => return Ok(Err(NotRunnable::NotApproved)),
+        if entry.state == ContractState::Revoked {
+            return Ok(Err(NotRunnable::Revoked));
         }
-        let contract = Contract::from_value(&entry["contract"])?;
+        let contract = entry.contract.clone();
         // The terms are what the id names, byte for byte: anything else is another contract.
         let digest = contract.id();
         if digest != id {
@@ -122,24 +83,25 @@ impl Approved {
                 digest,
             });
         }
-        contract.check()?;
+        contract
+            .check()
+            .map_err(|e| WorkloadError::Cleanroom(e.into()))?;
         let mut tables = BTreeMap::new();
         for (table, dataset) in &contract.tables {
-            let action = gov
+            let record = gov
                 .datasets()
                 .get(dataset)
                 .ok_or_else(|| WorkloadError::Dataset {
                     id: dataset.clone(),
                     what: "it is not registered on the ledger".into(),
                 })?;
-            let record = DatasetRecord::from_action(action)?;
             if record.id != *dataset {
                 return Err(WorkloadError::Dataset {
                     id: dataset.clone(),
                     what: format!("its record is filed under another id ({})", record.id),
                 });
             }
-            tables.insert(table.clone(), record);
+            tables.insert(table.clone(), Input::of(record)?);
         }
         let recipients = contract
             .recipients

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::CleanroomError;
+use crate::ModelError;
 
 /// A workload measurement the contract allows, as the attestation token's claims carry it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -20,6 +20,36 @@ pub struct Measurement {
     pub kind: String,
     /// The primary measurement, lowercase hex.
     pub value: String,
+}
+
+impl Measurement {
+    /// A TEE kind that measures its code (its primary measurement is defined once, in
+    /// `confide_attest`), and that measurement as lowercase hex of its length.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let (claim, len) = confide_attest::TeeKind::from_name(&self.kind)
+            .and_then(|k| k.primary_measurement())
+            .ok_or_else(|| ModelError::Malformed {
+                field: "measurements",
+                detail: format!(
+                    "measurement kind {:?} is not a TEE kind that measures its code",
+                    self.kind
+                ),
+            })?;
+        let hex_ok = self
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if self.value.len() != 2 * len || !hex_ok {
+            return Err(ModelError::Malformed {
+                field: "measurements",
+                detail: format!(
+                    "measurement {}:{:?}: its {claim} is {len} bytes of lowercase hex",
+                    self.kind, self.value
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What happens to result rows that break the minimum group size.
@@ -74,11 +104,13 @@ pub struct Contract {
 }
 
 impl Contract {
-    /// Checks the terms make sense on their own (not against the ledger).
-    pub fn check(&self) -> Result<(), CleanroomError> {
-        let bad = |m: String| Err(CleanroomError::Contract(m));
+    /// Checks the terms make sense on their own (not against the ledger); the error names the
+    /// field at fault.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let bad =
+            |field: &'static str, detail: String| Err(ModelError::Malformed { field, detail });
         if self.tables.is_empty() {
-            return bad("a contract names at least one table".into());
+            return bad("tables", "a contract names at least one table".into());
         }
         for name in self.tables.keys() {
             let ok = !name.is_empty()
@@ -86,51 +118,49 @@ impl Contract {
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !name.as_bytes()[0].is_ascii_digit();
             if !ok {
-                return bad(format!(
-                    "table name {name:?}: letters, digits and '_', not starting with a digit"
-                ));
+                return bad(
+                    "tables",
+                    format!(
+                        "table name {name:?}: letters, digits and '_', not starting with a digit"
+                    ),
+                );
             }
         }
         if self.sql.trim().is_empty() {
-            return bad("the SQL is empty".into());
+            return bad("sql", "the SQL is empty".into());
         }
         if self.measurements.is_empty() {
-            return bad("a contract allows at least one workload measurement".into());
+            return bad(
+                "measurements",
+                "a contract allows at least one workload measurement".into(),
+            );
         }
         for m in &self.measurements {
-            let (claim, len) = confide_attest::TeeKind::from_name(&m.kind)
-                .and_then(|k| k.primary_measurement())
-                .ok_or_else(|| {
-                    CleanroomError::Contract(format!(
-                        "measurement kind {:?} is not a TEE kind that measures its code",
-                        m.kind
-                    ))
-                })?;
-            let ok = m.value.len() == 2 * len
-                && m.value
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if !ok {
-                return bad(format!(
-                    "measurement {}:{:?}: its {claim} is {len} bytes of lowercase hex",
-                    m.kind, m.value
-                ));
-            }
+            m.check()?;
         }
         if self.recipients.is_empty() {
-            return bad("a contract names at least one recipient".into());
+            return bad(
+                "recipients",
+                "a contract names at least one recipient".into(),
+            );
+        }
+        for r in &self.recipients {
+            crate::check_fingerprint("recipients", r)?;
         }
         if self.output.columns.is_empty() {
-            return bad("the output rules allow no column".into());
+            return bad("output.columns", "the output rules allow no column".into());
         }
         if !self.output.columns.contains(&self.output.min_group.column) {
-            return bad(format!(
-                "the minimum-group column {:?} is not among the allowed columns",
-                self.output.min_group.column
-            ));
+            return bad(
+                "output.min_group",
+                format!(
+                    "the minimum-group column {:?} is not among the allowed columns",
+                    self.output.min_group.column
+                ),
+            );
         }
         if self.output.max_rows == 0 {
-            return bad("max_rows is 0".into());
+            return bad("output.max_rows", "max_rows is 0".into());
         }
         Ok(())
     }
@@ -153,10 +183,12 @@ impl Contract {
         id_of(&self.to_value())
     }
 
-    /// The contract from JSON (e.g. the `contract` member of a governance action).
-    pub fn from_value(value: &Value) -> Result<Self, CleanroomError> {
-        let c: Self = serde_json::from_value(value.clone())
-            .map_err(|e| CleanroomError::Contract(format!("not a contract: {e}")))?;
+    /// The contract from JSON (e.g. the `contract` member of a governance action), checked.
+    pub fn from_value(value: &Value) -> Result<Self, ModelError> {
+        let c: Self = serde_json::from_value(value.clone()).map_err(|e| ModelError::Malformed {
+            field: "contract",
+            detail: e.to_string(),
+        })?;
         c.check()?;
         Ok(c)
     }
@@ -181,7 +213,7 @@ mod tests {
                 kind: "sim".into(),
                 value: "00".repeat(48),
             }],
-            recipients: vec!["fp".into()],
+            recipients: vec!["0f".repeat(32)],
             output: OutputRules {
                 columns: vec!["n".into()],
                 min_group: MinGroup {
@@ -203,7 +235,7 @@ mod tests {
         let mut sql = c.clone();
         sql.sql.push(' ');
         let mut recipients = c.clone();
-        recipients.recipients.push("fp2".into());
+        recipients.recipients.push("1f".repeat(32));
         let mut rules = c.clone();
         rules.output.max_rows = 11;
         for other in [sql, recipients, rules] {
@@ -211,8 +243,9 @@ mod tests {
         }
         // The same terms in another member order: the same id.
         let reordered: Value = serde_json::from_str(&format!(
-            r#"{{"output": {}, "sql": "SELECT 1 AS n", "tables": {{"bank_a": "ds-a"}}, "recipients": ["fp"], "measurements": [{{"value": "{}", "kind": "sim"}}]}}"#,
+            r#"{{"output": {}, "sql": "SELECT 1 AS n", "tables": {{"bank_a": "ds-a"}}, "recipients": ["{}"], "measurements": [{{"value": "{}", "kind": "sim"}}]}}"#,
             serde_json::to_string(&c.output).unwrap(),
+            "0f".repeat(32),
             "00".repeat(48)
         ))
         .unwrap();

@@ -1,0 +1,211 @@
+//! A dataset as its owner registers it on the ledger: where its ciphertext is, what digest it
+//! has, how its plaintext is laid out, and the name of its key at the key broker. Every field
+//! is checked when the record is read, so a record that passed governance is one the workload
+//! can act on without defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// How a dataset's plaintext is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// CSV with a header line.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// `csv` or `parquet`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "csv" => Some(Self::Csv),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// One column of a dataset: its name and its Arrow type's name (`Utf8`, `Int64`, …), which
+/// the clean room maps to a type when it reads the dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// The column's name.
+    pub name: String,
+    /// Its type's name.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// A registered dataset (the `register_dataset` action's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRecord {
+    /// Its id: the owner's name for it and the first 12 hex digits of its digest.
+    pub id: String,
+    /// Its owner's fingerprint, hex.
+    pub owner: String,
+    /// The owner's name for it.
+    pub name: String,
+    /// How its plaintext is laid out.
+    pub format: Format,
+    /// Its columns.
+    pub schema: Vec<Column>,
+    /// Its rows.
+    pub rows: u64,
+    /// The size of its ciphertext in bytes.
+    pub size: u64,
+    /// SHA-256 of its ciphertext, hex.
+    pub digest: String,
+    /// Where its ciphertext is, relative to the blob store.
+    pub location: String,
+    /// The name of its key at the key broker.
+    pub key: String,
+}
+
+impl DatasetRecord {
+    /// The name a dataset's key has at the key broker when its owner publishes it.
+    pub fn key_name(id: &str) -> String {
+        format!("dataset-{id}")
+    }
+
+    /// Checks a dataset id: 1 to 128 characters from `A-Z a-z 0-9 . _ -`, not starting with
+    /// a dot or a dash.
+    pub fn check_id(id: &str) -> Result<(), ModelError> {
+        let ok = (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !id.starts_with(['.', '-']);
+        if !ok {
+            return Err(ModelError::Malformed {
+                field: "id",
+                detail: format!(
+                    "dataset id {id:?}: 1 to 128 letters, digits, '.', '_' or '-', not starting \
+                     with '.' or '-'"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks every field on its own (not against the ledger); the error names the field.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let bad = |field: &'static str, detail: &str| {
+            Err(ModelError::Malformed {
+                field,
+                detail: detail.to_owned(),
+            })
+        };
+        Self::check_id(&self.id)?;
+        crate::check_fingerprint("owner", &self.owner)?;
+        if self.name.is_empty() {
+            return bad("name", "the dataset has no name");
+        }
+        if self.schema.is_empty() {
+            return bad("schema", "the dataset has no columns");
+        }
+        if self
+            .schema
+            .iter()
+            .any(|c| c.name.is_empty() || c.ty.is_empty())
+        {
+            return bad("schema", "a column has no name or no type");
+        }
+        crate::check_digest("digest", &self.digest)?;
+        let relative = !self.location.is_empty()
+            && !self.location.starts_with('/')
+            && !self.location.split('/').any(|p| p.is_empty() || p == "..");
+        if !relative {
+            return bad("location", "not a relative path inside the blob store");
+        }
+        if self.key.is_empty() {
+            return bad("key", "the dataset names no key");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> DatasetRecord {
+        DatasetRecord {
+            id: "payments-0123456789ab".into(),
+            owner: "0f".repeat(32),
+            name: "payments".into(),
+            format: Format::Csv,
+            schema: vec![Column {
+                name: "amount".into(),
+                ty: "Int64".into(),
+            }],
+            rows: 3,
+            size: 100,
+            digest: "ab".repeat(32),
+            location: "datasets/payments-0123456789ab.cfd".into(),
+            key: DatasetRecord::key_name("payments-0123456789ab"),
+        }
+    }
+
+    #[test]
+    fn a_record_is_read_whole_or_not_at_all() {
+        let r = sample();
+        r.check().unwrap();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["schema"][0]["type"], "Int64");
+        assert_eq!(
+            serde_json::from_value::<DatasetRecord>(json.clone()).unwrap(),
+            r
+        );
+        // An unknown format, a missing field, an extra one: refused, never defaulted.
+        for (field, value) in [("format", Some("xml")), ("key", None), ("admin", Some("1"))] {
+            let mut bad = json.clone();
+            match value {
+                Some(v) => bad[field] = v.into(),
+                None => {
+                    bad.as_object_mut().unwrap().remove(field);
+                }
+            }
+            assert!(
+                serde_json::from_value::<DatasetRecord>(bad).is_err(),
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_field_is_checked_and_named() {
+        type Spoil = fn(&mut DatasetRecord);
+        let cases: [(&str, Spoil); 9] = [
+            ("id", |r| r.id = "../x".into()),
+            ("id", |r| r.id = String::new()),
+            ("owner", |r| r.owner = "bank-a".into()),
+            ("name", |r| r.name.clear()),
+            ("schema", |r| r.schema.clear()),
+            ("digest", |r| r.digest = "00".into()),
+            ("location", |r| r.location = "/etc/passwd".into()),
+            ("location", |r| r.location = "datasets/../../x".into()),
+            ("key", |r| r.key.clear()),
+        ];
+        for (field, spoil) in cases {
+            let mut r = sample();
+            spoil(&mut r);
+            match r.check() {
+                Err(ModelError::Malformed { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}
