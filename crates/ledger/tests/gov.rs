@@ -417,3 +417,202 @@ fn no_constitution_overrules_an_owner() {
     assert_eq!(replayed.contracts(), k.gov.contracts());
     assert_eq!(replayed.datasets(), k.gov.datasets());
 }
+
+/// The key broker's and the run log's decisions, as pure functions of the ledger's state: each
+/// way a release or a run record can be wrong, and the rule that refuses it.
+#[test]
+fn releases_and_runs_are_decided_by_the_ledger() {
+    use confide_ledger::gov::Denial;
+    use confide_model::{Measurement, RunInput, RunOutcome, RunOutput};
+
+    let (a, b) = (Member::new("bank-a"), Member::new("bank-b"));
+    let mut k = founded(&a);
+    let add_b = k.propose(&a, json!([{"action": "add_member", "member": b.doc()}]), 1);
+    k.vote(&a, &add_b, true, 2).unwrap();
+    for (m, id, n) in [(&a, "a-data", 3u8), (&b, "b-data", 5)] {
+        let p = k.propose(m, json!([dataset(id, m)]), n);
+        k.vote(m, &p, true, n + 1).unwrap();
+    }
+    let both = contract(&["a-data", "b-data"], &a);
+    let only_a = contract(&["a-data"], &a);
+    let (both_id, a_id) = (
+        both["id"].as_str().unwrap().to_owned(),
+        only_a["id"].as_str().unwrap().to_owned(),
+    );
+    for (action, n) in [(both, 10), (only_a, 13)] {
+        let p = k.propose(&a, json!([action]), n);
+        k.vote(&b, &p, true, n + 1).unwrap();
+        k.vote(&a, &p, true, n + 2).unwrap();
+    }
+    assert_eq!(k.gov.contracts().len(), 2);
+    let r = k.propose(&a, json!([{"action": "revoke_contract", "id": a_id}]), 20);
+    assert_eq!(
+        k.vote(&a, &r, true, 21).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    let gov = &k.gov;
+
+    let sim = Measurement {
+        kind: "sim".into(),
+        value: "00".repeat(48),
+    };
+    // The same bytes under another TEE kind are another measurement.
+    let other_kind = Measurement {
+        kind: "sev-snp".into(),
+        value: "00".repeat(48),
+    };
+    let (fa, fb) = (a.fp(), b.fp());
+    let unknown = "ab".repeat(32);
+    type Release<'a> = (&'a str, Option<&'a str>, &'a str, Vec<Measurement>);
+    let cases: Vec<(Release<'_>, Option<&str>)> = vec![
+        (
+            ("dataset-a-data", Some(&fa), &both_id, vec![sim.clone()]),
+            None,
+        ),
+        (
+            (
+                "dataset-b-data",
+                Some(&fb),
+                &both_id,
+                vec![other_kind.clone(), sim.clone()],
+            ),
+            None,
+        ),
+        (
+            ("dataset-a-data", Some(&fa), &unknown, vec![sim.clone()]),
+            Some("NoContract"),
+        ),
+        (
+            ("dataset-a-data", Some(&fa), &a_id, vec![sim.clone()]),
+            Some("Revoked"),
+        ),
+        (
+            ("dataset-c-data", Some(&fa), &both_id, vec![sim.clone()]),
+            Some("KeyNotInContract"),
+        ),
+        (
+            ("dataset-a-data", Some(&fb), &both_id, vec![sim.clone()]),
+            Some("KeyNotOwners"),
+        ),
+        (
+            ("dataset-a-data", None, &both_id, vec![sim.clone()]),
+            Some("KeyNotOwners"),
+        ),
+        (
+            (
+                "dataset-a-data",
+                Some(&fa),
+                &both_id,
+                vec![other_kind.clone()],
+            ),
+            Some("MeasurementNotAllowed"),
+        ),
+        (
+            ("dataset-a-data", Some(&fa), &both_id, vec![]),
+            Some("MeasurementNotAllowed"),
+        ),
+    ];
+    for ((key, owner, id, presented), denial) in cases {
+        let got = gov.may_release(key, owner, id, &presented);
+        match (denial, got) {
+            (None, Ok(record)) => assert_eq!(record.id, *id),
+            (Some(rule), Err(e)) => {
+                assert!(format!("{e:?}").starts_with(rule), "{key} {id}: {e:?}")
+            }
+            (want, got) => panic!("{key} {id}: wanted {want:?}, got {got:?}"),
+        }
+    }
+
+    let input = |d: &str| RunInput {
+        dataset: d.into(),
+        digest: "00".repeat(32),
+    };
+    let released = |inputs: Vec<RunInput>, recipients: Vec<String>| RunOutcome::Released {
+        inputs,
+        output: RunOutput {
+            digest: "11".repeat(32),
+            location: "results/r.cfd".into(),
+            rows: 1,
+            suppressed: 0,
+            recipients,
+        },
+    };
+    let good = || released(vec![input("b-data"), input("a-data")], vec![fa.clone()]);
+    let mut wrong_digest = vec![input("a-data"), input("b-data")];
+    wrong_digest[1].digest = "22".repeat(32);
+    let all_keys = |_: &str| true;
+    let refused = RunOutcome::Refused {
+        reason: "too few rows".into(),
+    };
+    type Record<'a> = (&'a str, RunOutcome, &'a dyn Fn(&str) -> bool);
+    let cases: Vec<(Record<'_>, Option<&str>)> = vec![
+        ((&both_id, good(), &all_keys), None),
+        ((&both_id, refused.clone(), &|_: &str| false), None),
+        ((&a_id, refused, &all_keys), Some("Revoked")),
+        (
+            (
+                &both_id,
+                released(vec![input("a-data")], vec![fa.clone()]),
+                &all_keys,
+            ),
+            Some("InputsNotTheContracts"),
+        ),
+        (
+            (
+                &both_id,
+                released(
+                    vec![input("a-data"), input("a-data"), input("b-data")],
+                    vec![fa.clone()],
+                ),
+                &all_keys,
+            ),
+            Some("InputsNotTheContracts"),
+        ),
+        (
+            (
+                &both_id,
+                released(wrong_digest, vec![fa.clone()]),
+                &all_keys,
+            ),
+            Some("DigestNotRegistered"),
+        ),
+        (
+            (
+                &both_id,
+                released(vec![input("a-data"), input("b-data")], vec![fb.clone()]),
+                &all_keys,
+            ),
+            Some("RecipientsNotTheContracts"),
+        ),
+        (
+            (
+                &both_id,
+                released(
+                    vec![input("a-data"), input("b-data")],
+                    vec![fa.clone(), fb.clone()],
+                ),
+                &all_keys,
+            ),
+            Some("RecipientsNotTheContracts"),
+        ),
+        (
+            (&both_id, good(), &|key: &str| key != "dataset-b-data"),
+            Some("KeyNotReleased"),
+        ),
+    ];
+    for ((id, outcome, keys), denial) in cases {
+        let got = gov.may_record(id, std::slice::from_ref(&sim), &outcome, keys);
+        match (denial, got) {
+            (None, Ok(record)) => assert_eq!(record.id, *id),
+            (Some(rule), Err(e)) => {
+                assert!(format!("{e:?}").starts_with(rule), "{outcome:?}: {e:?}")
+            }
+            (want, got) => panic!("{outcome:?}: wanted {want:?}, got {got:?}"),
+        }
+    }
+    // A run's measurement is checked as a release's is.
+    assert!(matches!(
+        gov.may_record(&both_id, &[other_kind], &good(), all_keys),
+        Err(Denial::MeasurementNotAllowed { .. })
+    ));
+}
