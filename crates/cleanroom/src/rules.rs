@@ -20,8 +20,6 @@ pub struct Released {
     pub rows: u64,
     /// How many rows were left out for having fewer individuals than the minimum.
     pub suppressed: u64,
-    /// The columns, in order.
-    pub columns: Vec<String>,
 }
 
 /// Checks that a result with `columns` may leave under `rules`: every column allowed, and the
@@ -110,6 +108,5 @@ pub fn apply(
         csv,
         rows,
         suppressed,
-        columns: columns.to_vec(),
     })
 }

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use confide_crypto::chunked::ReadAt;
+use confide_crypto::chunked::{ReadAt, read_full};
 use confide_crypto::digest::Sha256;
 use confide_crypto::hpke::HpkeSecretKey;
 use futures::StreamExt as _;
@@ -388,20 +388,6 @@ fn not_registered(location: &str) -> CleanroomError {
     CleanroomError::Store(format!(
         "the ciphertext at {location} is not the one registered on the ledger (its SHA-256 differs)"
     ))
-}
-
-/// Fills `buf` from `input` unless it ends first; the number of bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Cuts the query string off every URL in `text`: a pre-signed or SAS URL carries its

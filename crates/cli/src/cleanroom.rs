@@ -768,17 +768,8 @@ pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::R
     let ledger_key = crate::serve::pinned_ledger_key(home)?;
     let (csv, simulated) = fetch_result(&client, home, &ledger_key, &run, &store.open()?)?;
     match out {
-        Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            f.write_all(&csv)?;
-            f.sync_all()?;
-        }
+        Some(path) => confide_crypto::files::write_new(&path, &csv, 0o600)
+            .with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().write_all(&csv)?,
     }
     if simulated {

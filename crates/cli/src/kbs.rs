@@ -86,18 +86,8 @@ pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<
             let agent = agent();
             let content = round(&agent, server.trim_end_matches('/'), &path)?;
             match out {
-                Some(out) => {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&out)
-                        .with_context(|| format!("creating {}", out.display()))?;
-                    f.write_all(&content)
-                        .and_then(|()| f.sync_all())
-                        .with_context(|| format!("writing {}", out.display()))?;
-                }
+                Some(out) => confide_crypto::files::write_new(&out, &content, 0o600)
+                    .with_context(|| format!("writing {}", out.display()))?,
                 None => std::io::stdout().write_all(&content)?,
             }
             eprintln!("WARNING: fetched with sample evidence, which proves nothing about hardware");

@@ -109,8 +109,6 @@ pub(crate) fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
 
 /// The development checkpoint key of a local ledger, created on first use (0600).
 fn local_key(dir: &std::path::Path) -> anyhow::Result<confide_crypto::signing::SigningKey> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join("ledger.key");
     match std::fs::read(&path) {
         Ok(der) => confide_crypto::signing::SigningKey::from_pkcs8(&der)
@@ -118,14 +116,8 @@ fn local_key(dir: &std::path::Path) -> anyhow::Result<confide_crypto::signing::S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let key = confide_crypto::signing::SigningKey::generate()?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
+            confide_crypto::files::write_new(&path, &key.to_pkcs8()?, 0o600)
                 .with_context(|| format!("creating {}", path.display()))?;
-            f.write_all(&key.to_pkcs8()?)?;
-            f.sync_all()?;
             eprintln!(
                 "created a development checkpoint key in {} (keep it private)",
                 path.display()

@@ -771,7 +771,7 @@ impl<R: Read> std::fmt::Debug for DecryptingReader<R> {
 }
 
 /// Reads until `buf` is full or the reader ends; returns how many bytes were read.
-pub(crate) fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {

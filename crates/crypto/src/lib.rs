@@ -26,6 +26,7 @@ pub mod chunked;
 pub mod digest;
 pub mod envelope;
 mod error;
+pub mod files;
 pub mod hpke;
 pub mod jcs;
 pub mod jwe;

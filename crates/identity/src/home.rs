@@ -14,7 +14,6 @@
 //! other users can read is refused, as ssh refuses one.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -221,38 +220,18 @@ fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
 
 /// Writes `contents` to `path` with `mode`, durably, only if `path` does not exist.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".confide-init-")
-        .tempfile_in(dir)
-        .map_err(io_error(dir))?;
-    set_mode(tmp.as_file(), mode).map_err(io_error(path))?;
-    tmp.write_all(contents).map_err(io_error(path))?;
-    tmp.as_file().sync_all().map_err(io_error(path))?;
-    tmp.persist_noclobber(path).map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+    confide_crypto::files::write_new(path, contents, mode).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
             IdentityError::AlreadyExists {
                 path: path.to_owned(),
             }
         } else {
             IdentityError::Io {
                 path: path.to_owned(),
-                source: e.error,
+                source: e,
             }
         }
-    })?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_file: &fs::File, _mode: u32) -> std::io::Result<()> {
-    Ok(())
+    })
 }
 
 #[cfg(unix)]

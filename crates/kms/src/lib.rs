@@ -22,8 +22,6 @@ pub use resources::{
 pub use seal::{Progress, Unsealer, init_sealed, is_sealed_store};
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -204,25 +202,13 @@ impl KeyStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SealingKey::generate()
                     .map_err(|_| KmsError::Invalid("the random generator failed".into()))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
+                confide_crypto::files::write_new(&path, key.expose(), 0o600)
                     .map_err(io(format!("creating {}", path.display())))?;
-                f.write_all(key.expose())
-                    .and_then(|()| f.sync_all())
-                    .map_err(io(format!("writing {}", path.display())))?;
                 key
             }
             Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
         };
         Self::open(dir, master)
-    }
-
-    /// The master key, to seal the service's other keys at rest under it.
-    pub fn master(&self) -> &SealingKey {
-        &self.master
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -395,24 +381,8 @@ impl KeyStore {
 /// Replaces `path` whole: a temporary file (0600), synced, renamed over it, the directory
 /// synced. A failure leaves the old file.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(format!("writing {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(format!("syncing {}", dir.display())))?;
-    }
-    Ok(())
+    confide_crypto::files::replace(path, bytes, 0o600)
+        .map_err(io(format!("replacing {}", path.display())))
 }
 
 pub(crate) fn info(file: &KeyFile) -> KeyInfo {

@@ -350,8 +350,6 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeErro
 /// A signing key kept in `path` (0600), created on first start: PKCS #8, sealed under the
 /// master key unless `at_rest` is the development profile's plain files.
 pub(crate) fn signing_key_file(path: &Path, at_rest: &AtRest) -> Result<SigningKey, ServeError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     const AAD: &[u8] = b"confide/server-signing-key/v1";
     let io = |what: String| move |source| ServeError::Io { what, source };
     match std::fs::read(path) {
@@ -382,15 +380,8 @@ pub(crate) fn signing_key_file(path: &Path, at_rest: &AtRest) -> Result<SigningK
                     .seal(&der, AAD)
                     .map_err(|_| ServeError::Config("sealing the key failed".into()))?,
             };
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            confide_crypto::files::write_new(path, &stored, 0o600)
                 .map_err(io(format!("creating {}", path.display())))?;
-            f.write_all(&stored)
-                .and_then(|()| f.sync_all())
-                .map_err(io(format!("writing {}", path.display())))?;
             Ok(key)
         }
         Err(e) => Err(io(format!("reading {}", path.display()))(e)),

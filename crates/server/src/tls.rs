@@ -130,20 +130,8 @@ fn make(dir: &Path, names: &[String]) -> Result<(), ServeError> {
 }
 
 fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ServeError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(format!("creating {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))
+    confide_crypto::files::replace(path, bytes, mode)
+        .map_err(io(format!("writing {}", path.display())))
 }
 
 /// How long a client has to finish its TLS handshake.
