@@ -39,5 +39,5 @@ pub enum CleanroomError {
     Store(String),
     /// The result breaks the output rules; nothing leaves.
     #[error("the result is refused: {0}")]
-    OutputRefused(String),
+    OutputRefused(confide_model::Refusal),
 }

@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::CleanroomError;
+use confide_model::Refusal;
 use confide_model::contract::{OnViolation, OutputRules};
 
 /// A result that met the rules.
@@ -25,23 +26,22 @@ pub struct Released {
 /// Checks that a result with `columns` may leave under `rules`: every column allowed, and the
 /// count of individuals among them. Returns where the count is.
 pub fn check_columns(rules: &OutputRules, columns: &[String]) -> Result<usize, CleanroomError> {
-    let refused = |m: String| Err(CleanroomError::OutputRefused(m));
-    for c in columns {
-        if !rules.columns.contains(c) {
-            return refused(format!(
-                "the result has the column {c:?}, which the contract does not let leave \
-                 (allowed: {})",
-                rules.columns.join(", ")
-            ));
-        }
+    if let Some(c) = columns.iter().find(|c| !rules.columns.contains(c)) {
+        return refused(Refusal::ColumnNotAllowed {
+            column: c.clone(),
+            allowed: rules.columns.clone(),
+        });
     }
     match columns.iter().position(|c| *c == rules.min_group.column) {
         Some(at) => Ok(at),
-        None => refused(format!(
-            "the result lacks the column {:?} that counts the individuals behind each row",
-            rules.min_group.column
-        )),
+        None => refused(Refusal::NoCountColumn {
+            column: rules.min_group.column.clone(),
+        }),
     }
+}
+
+fn refused<T>(refusal: Refusal) -> Result<T, CleanroomError> {
+    Err(CleanroomError::OutputRefused(refusal))
 }
 
 /// Applies `rules` to the result `batches` (whose columns are `columns`).
@@ -50,34 +50,33 @@ pub fn apply(
     columns: &[String],
     batches: &[RecordBatch],
 ) -> Result<Released, CleanroomError> {
-    let refused = |m: String| Err(CleanroomError::OutputRefused(m));
     let count_at = check_columns(rules, columns)?;
+    // The engine's own message about the count column is not kept: a failed cast quotes the
+    // cell it could not read.
+    let not_a_count = || {
+        CleanroomError::OutputRefused(Refusal::NotACount {
+            column: rules.min_group.column.clone(),
+        })
+    };
     let min = i64::try_from(rules.min_group.min).unwrap_or(i64::MAX);
     let mut kept = Vec::with_capacity(batches.len());
     let mut suppressed = 0u64;
     for batch in batches {
-        let counts = cast(batch.column(count_at), &DataType::Int64).map_err(|e| {
-            CleanroomError::OutputRefused(format!(
-                "the column {:?} is not a count: {e}",
-                rules.min_group.column
-            ))
-        })?;
+        let counts = cast(batch.column(count_at), &DataType::Int64).map_err(|_| not_a_count())?;
         let counts = counts
             .as_any()
             .downcast_ref::<Int64Array>()
-            .ok_or_else(|| {
-                CleanroomError::OutputRefused("the count column is not integer".into())
-            })?;
+            .ok_or_else(not_a_count)?;
         let keep: BooleanArray = (0..counts.len())
             .map(|i| Some(counts.is_valid(i) && counts.value(i) >= min))
             .collect();
         let under = u64::try_from(keep.iter().filter(|k| *k == Some(false)).count()).unwrap_or(0);
         if under > 0 && rules.on_violation == OnViolation::Refuse {
-            return refused(format!(
-                "{under} row(s) have fewer than {} distinct individuals in {:?}; the contract \
-                 says to refuse such a result",
-                rules.min_group.min, rules.min_group.column
-            ));
+            return refused(Refusal::GroupTooSmall {
+                rows: under,
+                min: rules.min_group.min,
+                column: rules.min_group.column.clone(),
+            });
         }
         suppressed += under;
         kept.push(
@@ -86,10 +85,10 @@ pub fn apply(
     }
     let rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
     if rows > rules.max_rows {
-        return refused(format!(
-            "the result has {rows} rows; the contract allows at most {}",
-            rules.max_rows
-        ));
+        return refused(Refusal::TooManyRows {
+            rows,
+            max: rules.max_rows,
+        });
     }
     let mut csv = Vec::new();
     csv.extend_from_slice(columns.join(",").as_bytes());

@@ -235,7 +235,7 @@ impl VerifiedLedger {
         let outcome = if record["type"] == "cleanroom.run" {
             serde_json::json!({"released": {"inputs": record["inputs"], "output": record["output"]}})
         } else {
-            serde_json::json!({"refused": {"reason": record["reason"]}})
+            serde_json::json!({"refused": {"refusal": record["refusal"]}})
         };
         let report = serde_json::from_value::<confide_model::RunReport>(serde_json::json!({
             "contract": record["contract"], "nonce": record["nonce"], "outcome": outcome,

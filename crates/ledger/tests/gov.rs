@@ -542,7 +542,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     wrong_digest[1].digest = "22".repeat(32);
     let all_keys = |_: &str| true;
     let refused = RunOutcome::Refused {
-        reason: "too few rows".into(),
+        refusal: confide_model::Refusal::TooManyRows { rows: 2, max: 1 },
     };
     type Record<'a> = (&'a str, RunOutcome, &'a dyn Fn(&str) -> bool);
     let cases: Vec<(Record<'_>, Option<&str>)> = vec![

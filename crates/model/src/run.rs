@@ -52,8 +52,61 @@ pub enum RunOutcome {
     },
     /// The output rules refused the result; nothing was stored.
     Refused {
-        /// Which rule, in words that carry no value of the data.
-        reason: String,
+        /// Which rule, with the figures that broke it and no value of the data.
+        refusal: Refusal,
+    },
+}
+
+/// Which output rule refused a result, as data: the column names are the contract's SQL's,
+/// the figures are counts of rows; no value of any row is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The result has a column the contract does not let leave.
+    #[error(
+        "the result has the column {column:?}, which the contract does not let leave (allowed: \
+         {})",
+        .allowed.join(", ")
+    )]
+    ColumnNotAllowed {
+        /// The column.
+        column: String,
+        /// The columns the contract lets leave.
+        allowed: Vec<String>,
+    },
+    /// The result lacks the column that counts the individuals behind each row.
+    #[error("the result lacks the column {column:?} that counts the individuals behind each row")]
+    NoCountColumn {
+        /// The count column the contract names.
+        column: String,
+    },
+    /// The count column does not hold integers.
+    #[error("the column {column:?} that counts the individuals is not an integer count")]
+    NotACount {
+        /// The count column.
+        column: String,
+    },
+    /// Rows have fewer individuals than the minimum, and the contract says to refuse.
+    #[error(
+        "{rows} row(s) have fewer than {min} distinct individuals in {column:?}; the contract \
+         says to refuse such a result"
+    )]
+    GroupTooSmall {
+        /// How many rows.
+        rows: u64,
+        /// The minimum.
+        min: u64,
+        /// The count column.
+        column: String,
+    },
+    /// The result has more rows than the contract allows.
+    #[error("the result has {rows} rows; the contract allows at most {max}")]
+    TooManyRows {
+        /// How many rows it has.
+        rows: u64,
+        /// The most the contract allows.
+        max: u64,
     },
 }
 
@@ -173,7 +226,9 @@ mod tests {
             Err(ModelError::BadSignature)
         );
         let mut refused = signed.clone();
-        refused.report.outcome = RunOutcome::Refused { reason: "x".into() };
+        refused.report.outcome = RunOutcome::Refused {
+            refusal: Refusal::TooManyRows { rows: 2, max: 1 },
+        };
         assert!(refused.verify(&key.verifying_key()).is_err());
         // The token is not what the signature covers, but the id is the report's alone.
         let mut retokened = signed.clone();

@@ -175,9 +175,10 @@ pub(crate) async fn record_run(
         "signature": signed.signature,
     });
     match &report.outcome {
-        RunOutcome::Refused { reason } => {
+        RunOutcome::Refused { refusal } => {
             record["type"] = json!("cleanroom.refused");
-            record["reason"] = json!(reason);
+            record["refusal"] = json!(refusal);
+            record["reason"] = json!(format!("the result is refused: {refusal}"));
         }
         RunOutcome::Released { inputs, output } => {
             record["type"] = json!("cleanroom.run");

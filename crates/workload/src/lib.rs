@@ -374,9 +374,9 @@ pub fn run(
     )) {
         Ok(r) => r,
         Err(e) => {
-            if let CleanroomError::OutputRefused(reason) = &e {
-                let reason = format!("the result is refused: {reason}");
-                attesting.report(id, model::RunOutcome::Refused { reason })?;
+            if let CleanroomError::OutputRefused(refusal) = &e {
+                let refusal = refusal.clone();
+                attesting.report(id, model::RunOutcome::Refused { refusal })?;
             }
             return Err(e.into());
         }
