@@ -420,8 +420,9 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             }
         }
         DatasetCommand::List => {
-            let r = client.get("/gov/datasets")?;
-            println!("{}", serde_json::to_string_pretty(&r["datasets"])?);
+            // The datasets as this member's replay of the verified ledger registers them.
+            let gov = crate::serve::verified_governance(&client, home)?;
+            println!("{}", serde_json::to_string_pretty(gov.datasets())?);
         }
     }
     Ok(())
@@ -654,9 +655,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
         ContractCommand::Show { id } => {
             // From the ledger verified under the pinned key, replayed here: what every owner
             // approved, not what an endpoint says.
-            let ledger_key = crate::serve::pinned_ledger_key(home)?;
-            let gov = confide_client::ledger::VerifiedLedger::fetch(&client, &ledger_key)?
-                .governance()?;
+            let gov = crate::serve::verified_governance(&client, home)?;
             let c = gov.contracts().get(&id).with_context(|| {
                 format!("no contract {id} on the ledger (not yet approved by every owner?)")
             })?;

@@ -262,6 +262,17 @@ pub(crate) fn member_client(home: &Home, server: &str) -> anyhow::Result<Client>
     Ok(client)
 }
 
+/// The consortium's state as this member's own replay of the ledger verified under the pinned
+/// key gives it: what every member command that shows or acts on ledger state reads, never an
+/// endpoint's listing.
+pub(crate) fn verified_governance(
+    client: &Client,
+    home: &Home,
+) -> anyhow::Result<confide_ledger::gov::Governance> {
+    let key = pinned_ledger_key(home)?;
+    Ok(confide_client::ledger::VerifiedLedger::fetch(client, &key)?.governance()?)
+}
+
 /// The ledger key pinned in the member's home (by [`member_client`], on first use).
 pub(crate) fn pinned_ledger_key(
     home: &Home,
@@ -366,34 +377,45 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
                 r["seq"]
             );
         }
+        // Both from this member's replay of the verified ledger, not the server's listings.
         GovCommand::List { json } => {
-            let r = client.get("/gov/proposals")?;
+            let gov = verified_governance(&client, home)?;
+            let mut proposals: Vec<_> = gov.proposals().values().cloned().collect();
+            proposals.sort_by_key(|p| p.seq);
             if json {
-                println!("{r:#}");
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&confide_model::ProposalList { proposals })?
+                );
             } else {
-                for p in r["proposals"].as_array().into_iter().flatten() {
+                for p in proposals {
+                    let actions: Vec<&str> = p.actions.iter().map(|a| a.name()).collect();
                     println!(
-                        "{}  {:<8}  {} action(s), {} ballot(s), entry {}",
-                        p["id"].as_str().unwrap_or("?"),
-                        p["state"].as_str().unwrap_or("?"),
-                        p["actions"].as_array().map_or(0, Vec::len),
-                        p["ballots"].as_object().map_or(0, |b| b.len()),
-                        p["seq"]
+                        "{}  {:<8}  {}; {} ballot(s), entry {}",
+                        p.id,
+                        serde_json::to_value(p.state)?.as_str().unwrap_or("?"),
+                        actions.join(", "),
+                        p.ballots.len(),
+                        p.seq
                     );
                 }
             }
         }
         GovCommand::Members { json } => {
-            let r = client.get("/gov/members")?;
+            let gov = verified_governance(&client, home)?;
             if json {
-                println!("{r:#}");
+                let members: Vec<Value> = gov
+                    .members()
+                    .iter()
+                    .map(|(fp, m)| serde_json::json!({"fingerprint": fp, "name": m.name().as_str(), "identity": m}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"members": members}))?
+                );
             } else {
-                for m in r["members"].as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {}",
-                        m["fingerprint"].as_str().unwrap_or("?"),
-                        m["name"].as_str().unwrap_or("?")
-                    );
+                for (fp, m) in gov.members() {
+                    println!("{fp}  {}", m.name().as_str());
                 }
             }
         }

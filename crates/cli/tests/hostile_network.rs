@@ -439,6 +439,31 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         "{terms}"
     );
     assert_eq!(ok("bank", &["result", "fetch", &id]), expected);
+    // So do the members' listings: the datasets' columns and the members' identities as the
+    // ledger holds them, and no /gov/ listing asked for.
+    proxy.set(Attack::GovAnswers {
+        attacker: serde_json::from_str(&std::fs::read_to_string(d.join("mallory.json")).unwrap())
+            .unwrap(),
+    });
+    let (listed, datasets, err) = confide(d, &proxy.url, "bank", &["dataset", "list"]);
+    assert!(listed, "{err}");
+    let datasets: Value = serde_json::from_str(&datasets).unwrap();
+    for (_, record) in datasets.as_object().unwrap() {
+        assert_eq!(record["schema"][0]["name"], "account", "{record}");
+    }
+    let (listed, members, err) = confide(d, &proxy.url, "bank", &["gov", "members", "--json"]);
+    assert!(listed, "{err}");
+    let members: Value = serde_json::from_str(&members).unwrap();
+    for m in members["members"].as_array().unwrap() {
+        assert_eq!(m["identity"]["signing_key"]["kid"], m["fingerprint"], "{m}");
+    }
+    let (listed, _, err) = confide(d, &proxy.url, "bank", &["gov", "list"]);
+    assert!(listed, "{err}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|p| p.starts_with("/gov/")),
+        "a member listing asked the server for state: {seen:?}"
+    );
     let location = get_json(&format!("{}/cleanroom/runs/{id}", s.url))["output"]["location"]
         .as_str()
         .unwrap()

@@ -409,9 +409,7 @@ impl Seen {
     /// Keeps this checkpoint in `path`, replacing the file whole.
     pub fn store(&self, path: &std::path::Path) -> Result<(), LedgerViewError> {
         let doc = serde_json::json!({"tree_size": self.tree_size, "root": hex::encode(self.root)});
-        let aside = path.with_extension("tmp");
-        std::fs::write(&aside, doc.to_string())
-            .and_then(|()| std::fs::rename(&aside, path))
+        confide_crypto::files::replace(path, doc.to_string().as_bytes(), 0o600)
             .map_err(|e| malformed(format!("keeping the checkpoint in {}: {e}", path.display())))
     }
 }
