@@ -233,7 +233,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
         v.index,
         hex::encode(v.root)
     );
-    crate::ledger::verify_dir(&ledger_dir, None, false)?;
+    crate::ledger::verify_dir(&ledger_dir, None, None, false)?;
     if found == planted {
         step(&format!(
             "every planted pattern was found, and nothing else ({} of {})",

@@ -23,6 +23,11 @@ pub(crate) enum LedgerCommand {
         /// fingerprint printed, to compare with the one you trust.
         #[arg(long, value_name = "PEM")]
         key: Option<PathBuf>,
+        /// A checkpoint seen before, which this ledger must extend: `SIZE:ROOT` (the root in
+        /// hex), or a file a member keeps (HOME/checkpoint.json). A ledger that is shorter, or
+        /// whose first SIZE entries have another root, forked or was rolled back, and is refused.
+        #[arg(long, value_name = "CHECKPOINT")]
+        since: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -91,7 +96,12 @@ pub(crate) struct VerifyReceiptArgs {
 
 pub(crate) fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
     match cmd {
-        LedgerCommand::Verify { dir, key, json } => verify_dir(&dir, key, json),
+        LedgerCommand::Verify {
+            dir,
+            key,
+            since,
+            json,
+        } => verify_dir(&dir, key, since.as_deref(), json),
         LedgerCommand::VerifyReceipt(args) => match &args.ccf {
             Some(receipt) => verify_ccf(receipt, &args),
             None => verify_own(&args),
@@ -105,6 +115,20 @@ pub(crate) fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
             out,
         } => get(&dir, seq, receipt, &out),
     }
+}
+
+/// A checkpoint given as `SIZE:ROOT` or as the file a member keeps.
+fn seen_checkpoint(arg: &str) -> anyhow::Result<confide_client::ledger::Seen> {
+    if let Some((size, root)) = arg.split_once(':')
+        && let (Ok(tree_size), Ok(root)) = (size.parse::<u64>(), hex::decode(root))
+    {
+        let root = root
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--since {arg:?}: the root is not 32 bytes of hex"))?;
+        return Ok(confide_client::ledger::Seen { tree_size, root });
+    }
+    confide_client::ledger::Seen::load(std::path::Path::new(arg))?
+        .with_context(|| format!("--since {arg:?}: neither SIZE:ROOT nor a kept checkpoint file"))
 }
 
 /// The development checkpoint key of a local ledger, created on first use (0600).
@@ -182,11 +206,33 @@ pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyingKey> {
 pub(crate) fn verify_dir(
     dir: &std::path::Path,
     key: Option<PathBuf>,
+    since: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
     let key = key.as_deref().map(read_key).transpose()?;
+    let since = since.map(seen_checkpoint).transpose()?;
     let (ledger, recovery) = Ledger::audit(dir, key)
         .with_context(|| format!("the ledger in {} does not verify", dir.display()))?;
+    if let Some(seen) = &since {
+        match ledger.root_at(seen.tree_size) {
+            None => bail!(
+                "the ledger in {} has {} entries, fewer than the {} of the checkpoint seen before: \
+                 it was rolled back",
+                dir.display(),
+                ledger.len(),
+                seen.tree_size
+            ),
+            Some(root) if root != seen.root => bail!(
+                "the ledger in {} forked: its first {} entries have root {}, not the root {} \
+                 seen before",
+                dir.display(),
+                seen.tree_size,
+                hex::encode(root),
+                hex::encode(seen.root)
+            ),
+            Some(_) => {}
+        }
+    }
     let latest = ledger.latest_checkpoint();
     let key_fp = fingerprint(ledger.public_key());
     if json {
@@ -198,6 +244,7 @@ pub(crate) fn verify_dir(
             "signed_at": latest.map(|c| c.time),
             "key_fingerprint": key_fp,
             "key_source": if key.is_some() { "--key" } else { "ledger.pub" },
+            "extends": since.as_ref().map(|s| json!({"tree_size": s.tree_size, "root": hex::encode(s.root)})),
         });
         println!("{doc:#}");
     } else {
@@ -209,6 +256,13 @@ pub(crate) fn verify_dir(
         if let Some(c) = latest {
             println!("  root       {}", hex::encode(c.root));
             println!("  signed at  {} (unix seconds)", c.time);
+        }
+        if let Some(s) = &since {
+            println!(
+                "  extends    the checkpoint seen at {} entries ({})",
+                s.tree_size,
+                hex::encode(s.root)
+            );
         }
         println!(
             "  key        {key_fp}{}",

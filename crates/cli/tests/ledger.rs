@@ -166,3 +166,73 @@ fn a_local_ledger_appends_verifies_and_gives_receipts() {
         stderr(&out)
     );
 }
+
+/// An auditor who kept a checkpoint accepts a ledger that extends it, and refuses one that was
+/// rolled back or rebuilt with another history (here: the same key, an entry left out), however
+/// well the rebuilt ledger verifies on its own.
+#[test]
+fn a_ledger_must_extend_the_checkpoint_seen_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, body: &str| -> String {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (approve, revoke, again) = (
+        file("a", "approve contract 7"),
+        file("r", "revoke contract 7"),
+        file("x", "release key k1"),
+    );
+    let ledger = dir.path().join("ledger");
+    let l = ledger.to_str().unwrap();
+    let append = |l: &str, files: &[&str]| {
+        let mut args = vec!["ledger", "append", l];
+        args.extend_from_slice(files);
+        let out = confide(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let verify =
+        |l: &str, since: &str| confide(&["ledger", "verify", l, "--since", since, "--json"]);
+    append(l, &[&approve, &revoke]);
+    let out = confide(&["ledger", "verify", l, "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = format!("2:{}", doc["root"].as_str().unwrap());
+    // Kept as a member keeps it, in a file.
+    let kept = file(
+        "checkpoint.json",
+        &serde_json::json!({"tree_size": 2, "root": doc["root"]}).to_string(),
+    );
+
+    append(l, &[&again]);
+    for since in [&seen, &kept] {
+        let out = verify(l, since);
+        assert!(out.status.success(), "{since}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["extends"]["tree_size"], 2);
+    }
+
+    // The operator rebuilds the ledger with the same key, without the revocation.
+    let rebuilt = dir.path().join("rebuilt");
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    std::fs::copy(ledger.join("ledger.key"), rebuilt.join("ledger.key")).unwrap();
+    let r = rebuilt.to_str().unwrap();
+    append(r, &[&approve, &again]);
+    assert!(confide(&["ledger", "verify", r]).status.success());
+    let out = verify(r, &seen);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("forked"), "{}", stderr(&out));
+
+    // Or serves an older copy: shorter than what was seen.
+    let older = dir.path().join("older");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::copy(ledger.join("ledger.key"), older.join("ledger.key")).unwrap();
+    append(older.to_str().unwrap(), &[&approve]);
+    let out = verify(older.to_str().unwrap(), &kept);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+
+    // A checkpoint that is neither form is named as such.
+    let out = verify(l, "two:zz");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
+}
