@@ -634,6 +634,41 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
     let (status, r) = renew();
     assert_eq!(status, 200, "{r}");
 
+    // The same approved contract, asked for by a workload launched with another ledger key (an
+    // operator's, over a ledger of its own making), or by a token that binds no ledger key at
+    // all: no key, and the refusal on the ledger.
+    let before = releases(&s.url);
+    let elsewhere = Workload {
+        ledger: Some(
+            confide_crypto::signing::SigningKey::generate()
+                .unwrap()
+                .verifying_key(),
+        ),
+        ..Workload::new()
+    };
+    let bare = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
+    for (token, why) in [
+        (elsewhere.token(&s.url), "another ledger key"),
+        (
+            workload_token(&s.url, bare.public_key().as_bytes()),
+            "binds its runtime keys and the ledger key",
+        ),
+    ] {
+        let (status, r) = post_json(
+            &format!("{}/keys/{key}/release", s.url),
+            &json!({"token": token, "contract": contract}),
+        );
+        assert_eq!(status, 403, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
+    }
+    // A contract that is not an id is not "no contract".
+    let (status, r) = post_json(
+        &format!("{}/keys/{key}/release", s.url),
+        &json!({"token": workload.token(&s.url), "contract": 7}),
+    );
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(releases(&s.url), before);
+
     ok("bank", &["contract", "revoke", &contract]);
     // Revoked: the lease renews no more, and the workload's token records no run.
     let (status, r) = renew();

@@ -11,12 +11,39 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to the new file `path` with permissions `mode`, durably: written and synced
 /// under a temporary name in the same directory, then linked to `path` only if nothing is
 /// there (an existing file is an [`io::ErrorKind::AlreadyExists`] error and is left as it was).
+/// On a file system without hard links (vfat, some network shares) the file is created in
+/// place, exclusively, and removed again if writing it fails.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = written_aside(path, bytes, mode)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
-    linked?;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {
+            let written = create(path, mode).and_then(|mut f| {
+                f.write_all(bytes)
+                    .and_then(|()| f.sync_all())
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_file(path);
+                    })
+            });
+            written?;
+        }
+    }
     sync_parent(path)
+}
+
+/// A new file at `path` (never an existing one) with exactly `mode`, whatever the umask.
+fn create(path: &Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
 }
 
 /// Replaces `path` (or creates it) with `bytes` and permissions `mode`, durably: written and
@@ -43,12 +70,8 @@ fn written_aside(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
     tmp_name.push(name);
     tmp_name.push(format!(".{suffix}.tmp"));
     let tmp = path.with_file_name(tmp_name);
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let written =
+        create(&tmp, mode).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
     match written {
         Ok(()) => Ok(tmp),
         Err(e) => {

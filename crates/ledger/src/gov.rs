@@ -781,6 +781,13 @@ impl Registry {
                         record.owner
                     )));
                 }
+                // One key, one dataset: the key broker finds a contract's dataset by its key.
+                if let Some(other) = self.datasets.values().find(|d| d.key == record.key) {
+                    return Err(refused(format!(
+                        "key {} is dataset {}'s already",
+                        record.key, other.id
+                    )));
+                }
             }
             Action::ApproveContract(approval) => {
                 if self.contracts.contains_key(&approval.id) {

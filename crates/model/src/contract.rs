@@ -126,6 +126,15 @@ impl Contract {
                 );
             }
         }
+        let mut read = std::collections::BTreeSet::new();
+        if let Some(d) = self.tables.values().find(|d| !read.insert(*d)) {
+            return bad(
+                "tables",
+                format!(
+                    "dataset {d:?} is named by two tables: name it once and alias it in the SQL"
+                ),
+            );
+        }
         if self.sql.trim().is_empty() {
             return bad("sql", "the SQL is empty".into());
         }
@@ -264,6 +273,12 @@ mod tests {
         let mut c = sample();
         c.recipients.clear();
         assert!(c.check().is_err());
+        // One dataset under two table names: its key would be asked for twice and its digest
+        // reported twice.
+        let mut c = sample();
+        c.tables.insert("bank_b".into(), "ds-a".into());
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("named by two tables"), "{e}");
         assert!(Contract::from_value(&serde_json::json!({"sql": "x"})).is_err());
         // Measurements: an empty value, a short or long one, upper case, not hex, a kind that
         // measures nothing or does not exist.

@@ -1,7 +1,9 @@
 //! The workload's runtime keys: made fresh inside the TEE for one run, and bound into its
-//! evidence (the report data starts with the SHA-256 of [`RuntimeKeys::to_bytes`]). The key
-//! broker wraps released keys to the HPKE key; the run log accepts only reports signed by the
-//! signing key. Whoever sees the token on the wire holds neither private half.
+//! evidence (the report data starts with the SHA-256 of [`RuntimeKeys::to_bytes`]), together
+//! with the ledger key of its launch configuration. The key broker wraps released keys to the
+//! HPKE key, and releases a dataset's key only to a workload that verifies the consortium's
+//! ledger under that consortium's key; the run log accepts only reports signed by the signing
+//! key. Whoever sees the token on the wire holds neither private half.
 
 use confide_crypto::hpke::HpkePublicKey;
 use confide_crypto::signing::VerifyingKey;
@@ -16,20 +18,31 @@ pub struct RuntimeKeys {
     pub hpke: HpkePublicKey,
     /// ECDSA P-256: run reports are signed with it.
     pub signing: VerifyingKey,
+    /// The SHA-256 of the SubjectPublicKeyInfo of the ledger key the workload verifies the
+    /// consortium's state under (its launch configuration).
+    pub ledger: [u8; 32],
+}
+
+impl RuntimeKeys {
+    /// The digest [`Self::ledger`] holds for a ledger key.
+    pub fn ledger_digest(key: &VerifyingKey) -> [u8; 32] {
+        confide_crypto::digest::sha256(&key.to_spki_der())
+    }
 }
 
 impl RuntimeKeys {
     /// The runtime data the evidence binds: the canonical JSON
-    /// `{"es256": B64URL(SEC1 point), "hpke": B64URL(X25519 key)}`.
+    /// `{"es256": B64URL(SEC1 point), "hpke": B64URL(X25519 key), "ledger": B64URL(SHA-256)}`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let value = json!({
             "es256": b64url(&self.signing.to_sec1()),
             "hpke": b64url(self.hpke.as_bytes()),
+            "ledger": b64url(&self.ledger),
         });
         confide_crypto::jcs::canonical_json(&value).into_bytes()
     }
 
-    /// Reads runtime data written by [`Self::to_bytes`]: exactly those two members, in
+    /// Reads runtime data written by [`Self::to_bytes`]: exactly those three members, in
     /// canonical form (so that one set of keys has one encoding, and one digest).
     pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
         let malformed = |field, detail: &str| ModelError::Malformed {
@@ -40,8 +53,8 @@ impl RuntimeKeys {
             serde_json::from_slice(bytes).map_err(|_| malformed("runtime_data", "not JSON"))?;
         let object = value
             .as_object()
-            .filter(|o| o.len() == 2)
-            .ok_or_else(|| malformed("runtime_data", "not an object of es256 and hpke"))?;
+            .filter(|o| o.len() == 3)
+            .ok_or_else(|| malformed("runtime_data", "not an object of es256, hpke and ledger"))?;
         let member = |name: &'static str| {
             object
                 .get(name)
@@ -53,7 +66,14 @@ impl RuntimeKeys {
             .map_err(|_| malformed("es256", "not a P-256 point"))?;
         let hpke = HpkePublicKey::from_bytes(&member("hpke")?)
             .map_err(|_| malformed("hpke", "not an X25519 public key"))?;
-        let keys = Self { hpke, signing };
+        let ledger = member("ledger")?
+            .try_into()
+            .map_err(|_| malformed("ledger", "not a SHA-256 digest"))?;
+        let keys = Self {
+            hpke,
+            signing,
+            ledger,
+        };
         if keys.to_bytes() != bytes {
             return Err(malformed("runtime_data", "not in canonical form"));
         }
@@ -72,6 +92,7 @@ mod tests {
         let keys = RuntimeKeys {
             hpke: HpkeSecretKey::generate().unwrap().public_key(),
             signing: SigningKey::generate().unwrap().verifying_key(),
+            ledger: RuntimeKeys::ledger_digest(&SigningKey::generate().unwrap().verifying_key()),
         };
         let bytes = keys.to_bytes();
         assert_eq!(RuntimeKeys::parse(&bytes).unwrap(), keys);

@@ -55,15 +55,36 @@ fn token_measurements(claims: &Value) -> Vec<Measurement> {
         .collect()
 }
 
-/// Checks that a workload with token `claims` may have the key `key` for the contract `id`
-/// ([`confide_ledger::gov::Governance::may_release`]); the contract (with its state) for the
+/// Checks that a workload with token `claims`, whose evidence binds the ledger key digest
+/// `ledger`, may have the key `key` for the contract `id`: it verifies the consortium's state
+/// under this consortium's ledger key, and governance allows it
+/// ([`confide_ledger::gov::Governance::may_release`]). The contract (with its state) for the
 /// release policy, or why not.
 pub(crate) fn check_release(
     s: &AppState,
     key: &str,
     id: &str,
     claims: &Value,
+    ledger: Option<[u8; 32]>,
 ) -> Result<Value, String> {
+    match ledger {
+        None => {
+            return Err(
+                "a dataset's key goes only to a workload whose evidence binds its \
+                        runtime keys and the ledger key it verifies the contract under"
+                    .into(),
+            );
+        }
+        Some(digest) if digest != s.ledger_key => {
+            return Err(format!(
+                "the workload verifies the consortium's state under another ledger key \
+                 (SHA-256 {}), not this consortium's ({}): it would run what another ledger says",
+                hex::encode(digest),
+                hex::encode(s.ledger_key)
+            ));
+        }
+        Some(_) => {}
+    }
     let owner = s.kms.info(key).map(|k| k.owner).ok();
     let gov = s.gov.read().map_err(|e| e.to_string())?;
     let record = gov

@@ -354,6 +354,9 @@ pub(crate) struct Presented {
     /// The key the workload signs its run reports with, if its evidence binds one
     /// ([`confide_model::RuntimeKeys`]).
     pub(crate) signing: Option<confide_crypto::signing::VerifyingKey>,
+    /// The digest of the ledger key the workload verifies the consortium's state under, if its
+    /// evidence binds its runtime keys.
+    pub(crate) ledger: Option<[u8; 32]>,
 }
 
 /// The request body (JSON with `"token"`), and the token in it verified.
@@ -409,10 +412,14 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
     let x25519 = runtime_data
         .as_deref()
         .and_then(|r| HpkePublicKey::from_bytes(r).ok());
-    let (runtime, signing) = match (pair, x25519, claims.get("confide.tee_pubkey")) {
-        (Some(keys), ..) => (RuntimeKey::Hpke(keys.hpke), Some(keys.signing)),
-        (None, Some(k), _) => (RuntimeKey::Hpke(k), None),
-        (None, None, Some(jwk)) if jwk.is_object() => (RuntimeKey::Jwk(jwk.clone()), None),
+    let (runtime, signing, ledger) = match (pair, x25519, claims.get("confide.tee_pubkey")) {
+        (Some(keys), ..) => (
+            RuntimeKey::Hpke(keys.hpke),
+            Some(keys.signing),
+            Some(keys.ledger),
+        ),
+        (None, Some(k), _) => (RuntimeKey::Hpke(k), None, None),
+        (None, None, Some(jwk)) if jwk.is_object() => (RuntimeKey::Jwk(jwk.clone()), None, None),
         _ => {
             return Err(invalid(
                 "the token carries no runtime key (a workload's runtime keys, a 32-byte X25519 \
@@ -424,6 +431,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
         claims,
         runtime,
         signing,
+        ledger,
     })
 }
 
@@ -438,16 +446,25 @@ pub(crate) async fn release(
 ) -> Result<Json<Value>, Problem> {
     let (
         Presented {
-            claims, runtime, ..
+            claims,
+            runtime,
+            ledger,
+            ..
         },
         req,
     ) = token_claims(&s, &body)?;
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let runtime_digest = runtime.digest();
-    // A dataset's key goes only to a workload running an approved contract over it.
-    let contract = match req.get("contract").and_then(Value::as_str) {
+    // A dataset's key goes only to a workload running an approved contract over it, which
+    // verifies the consortium's state under this consortium's ledger key.
+    let contract = match req.get("contract").map(Value::as_str) {
         None => None,
-        Some(id) => match crate::cleanroom::check_release(&s, &name, id, &claims) {
+        Some(None) => {
+            return Err(Problem::bad_request(
+                "\"contract\" is a contract id (a string)",
+            ));
+        }
+        Some(Some(id)) => match crate::cleanroom::check_release(&s, &name, id, &claims, ledger) {
             Ok(c) => Some(c),
             Err(reason) => {
                 audit(&s, json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
@@ -560,7 +577,10 @@ pub(crate) async fn renew(
 ) -> Result<Json<Value>, Problem> {
     let (
         Presented {
-            claims, runtime, ..
+            claims,
+            runtime,
+            ledger,
+            ..
         },
         req,
     ) = token_claims(&s, &body)?;
@@ -582,7 +602,7 @@ pub(crate) async fn renew(
         .and_then(|l| l.contract.clone());
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let recheck = match &contract {
-        Some(c) => crate::cleanroom::check_release(&s, &name, c, &claims).map(Some),
+        Some(c) => crate::cleanroom::check_release(&s, &name, c, &claims, ledger).map(Some),
         None => Ok(None),
     }
     .and_then(|terms| {

@@ -116,6 +116,9 @@ pub(crate) type SeenNonces = std::collections::BTreeMap<(String, Vec<u8>), i64>;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub(crate) ledger: Arc<RwLock<Ledger>>,
+    /// The SHA-256 of the ledger key's SubjectPublicKeyInfo: what a workload's evidence must
+    /// bind for it to be given a dataset's key ([`confide_model::RuntimeKeys::ledger`]).
+    pub(crate) ledger_key: [u8; 32],
     pub(crate) gov: Arc<RwLock<Governance>>,
     pub(crate) writer: writer::Handle,
     pub(crate) founder: Option<String>,
@@ -204,6 +207,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
         entries: ledger.len(),
         dropped_bytes: recovery.dropped_bytes,
     };
+    let ledger_key = confide_model::RuntimeKeys::ledger_digest(ledger.public_key());
     let ledger = Arc::new(RwLock::new(ledger));
     let gov = Arc::new(RwLock::new(gov));
     let writer = writer::start(ledger.clone(), gov.clone());
@@ -217,6 +221,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     Ok((
         AppState {
             ledger,
+            ledger_key,
             gov,
             writer,
             founder: config.founder.clone(),

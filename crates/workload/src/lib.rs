@@ -194,14 +194,18 @@ struct Attesting<'a> {
     tee: Tee,
     key: HpkeSecretKey,
     signing: SigningKey,
+    /// The digest of the ledger key of the launch configuration, bound into the evidence.
+    ledger: [u8; 32],
 }
 
 impl Attesting<'_> {
-    /// The runtime data the evidence binds: both public keys ([`RuntimeKeys`]).
+    /// The runtime data the evidence binds: both public keys and the ledger key's digest
+    /// ([`RuntimeKeys`]).
     fn runtime_data(&self) -> Vec<u8> {
         RuntimeKeys {
             hpke: self.key.public_key(),
             signing: self.signing.verifying_key(),
+            ledger: self.ledger,
         }
         .to_bytes()
     }
@@ -321,6 +325,7 @@ pub fn run(
         tee: launch.tee,
         key: HpkeSecretKey::generate()?,
         signing: SigningKey::generate()?,
+        ledger: RuntimeKeys::ledger_digest(&launch.ledger_key),
     };
     // A token once to get the keys, and again to record the run, so that a query longer than
     // a token's lifetime can still report (the broker's releases are tied to the key).

@@ -185,10 +185,13 @@ pub(crate) fn workload_token(url: &str, runtime_public: &[u8]) -> String {
 }
 
 /// A workload's runtime keys, as the real workload makes them: the HPKE key released keys are
-/// sealed to and the key its run reports are signed with, both bound into its evidence.
+/// sealed to and the key its run reports are signed with, both bound into its evidence with the
+/// digest of the ledger key it verifies under.
 pub(crate) struct Workload {
     pub(crate) hpke: confide_crypto::hpke::HpkeSecretKey,
     pub(crate) signing: confide_crypto::signing::SigningKey,
+    /// The ledger key it was launched with; `None`: the server's own (`GET /ledger/key`).
+    pub(crate) ledger: Option<confide_crypto::signing::VerifyingKey>,
 }
 
 impl Workload {
@@ -196,21 +199,29 @@ impl Workload {
         Self {
             hpke: confide_crypto::hpke::HpkeSecretKey::generate().unwrap(),
             signing: confide_crypto::signing::SigningKey::generate().unwrap(),
+            ledger: None,
         }
     }
 
-    /// The runtime data its evidence binds.
-    pub(crate) fn runtime_data(&self) -> Vec<u8> {
+    /// The runtime data its evidence binds, for the server at `url`.
+    pub(crate) fn runtime_data(&self, url: &str) -> Vec<u8> {
+        let ledger = self.ledger.unwrap_or_else(|| {
+            let (status, pem) = get_bytes(&format!("{url}/ledger/key"));
+            assert_eq!(status, 200);
+            confide_crypto::signing::VerifyingKey::from_spki_pem(&String::from_utf8(pem).unwrap())
+                .unwrap()
+        });
         confide_model::RuntimeKeys {
             hpke: self.hpke.public_key(),
             signing: self.signing.verifying_key(),
+            ledger: confide_model::RuntimeKeys::ledger_digest(&ledger),
         }
         .to_bytes()
     }
 
     /// A token for its runtime keys (simulated evidence, development profile).
     pub(crate) fn token(&self, url: &str) -> String {
-        workload_token(url, &self.runtime_data())
+        workload_token(url, &self.runtime_data(url))
     }
 
     /// A run report of contract `id` with this outcome (the model's JSON), signed with its key,
