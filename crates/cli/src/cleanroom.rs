@@ -21,7 +21,7 @@ use confide_model::{
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
-use serde_json::{Value, json};
+use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::serve::{Client, member_client, signed};
@@ -735,30 +735,28 @@ pub(crate) fn fetch_result(
 ) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
     let record = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?.run(id)?;
     let me = fingerprint(home)?;
-    let recipients: Vec<&str> = record["output"]["recipients"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !recipients.contains(&me.as_str()) {
+    let output = match &record.output {
+        Some(output) => output,
+        None => bail!(
+            "run {id} released no result: {}",
+            record
+                .reason
+                .as_deref()
+                .unwrap_or("the output rules refused it")
+        ),
+    };
+    if !output.recipients.contains(&me) {
         bail!("this member ({me}) is not a recipient of run {id}");
     }
-    let location = record["output"]["location"]
-        .as_str()
-        .context("the run has no output")?;
-    let digest = record["output"]["digest"]
-        .as_str()
-        .context("the run recorded no output digest")?;
     let ciphertext = store
         .runtime
-        .block_on(store.blobs.get_checked(location, digest))
+        .block_on(store.blobs.get_checked(&output.location, &output.digest))
         .context("the stored result is not the one the run recorded")?;
     let identity = home.load()?;
     let mut out = Zeroizing::new(Vec::new());
     confide_crypto::envelope::Decryptor::new(identity.hpke_key(), &ciphertext[..])?
         .decrypt_to(&mut *out)?;
-    Ok((out, record["simulated"] == true))
+    Ok((out, record.simulated))
 }
 
 pub(crate) fn result(cmd: ResultCommand, home: &Home, server: &str) -> anyhow::Result<()> {

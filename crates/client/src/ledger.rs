@@ -221,40 +221,22 @@ impl VerifiedLedger {
     /// the signing key the record names, and its id is `id`. What the record says (inputs,
     /// output digest and location, recipients) is then the ledger's word and the workload's,
     /// not an endpoint's.
-    pub fn run(&self, id: &str) -> Result<Value, LedgerViewError> {
-        let record = self
+    pub fn run(&self, id: &str) -> Result<confide_model::RunRecord, LedgerViewError> {
+        let not_signed = |why: &str| LedgerViewError::RunNotSigned {
+            run: id.to_owned(),
+            why: why.to_owned(),
+        };
+        let event = self
             .events()
             .find(|r| {
                 (r["type"] == "cleanroom.run" || r["type"] == "cleanroom.refused") && r["run"] == id
             })
             .ok_or_else(|| LedgerViewError::NoSuchRun(id.to_owned()))?;
-        let not_signed = |why: &str| LedgerViewError::RunNotSigned {
-            run: id.to_owned(),
-            why: why.to_owned(),
-        };
-        let outcome = if record["type"] == "cleanroom.run" {
-            serde_json::json!({"released": {"inputs": record["inputs"], "output": record["output"]}})
-        } else {
-            serde_json::json!({"refused": {"refusal": record["refusal"]}})
-        };
-        let report = serde_json::from_value::<confide_model::RunReport>(serde_json::json!({
-            "contract": record["contract"], "nonce": record["nonce"], "outcome": outcome,
-        }))
-        .map_err(|e| not_signed(&format!("it holds no report ({e})")))?;
-        let signer = record["signed_by"]
-            .as_str()
-            .and_then(|k| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(k)
-                    .ok()
-            })
-            .and_then(|k| VerifyingKey::from_sec1(&k).ok())
-            .ok_or_else(|| not_signed("it names no signing key"))?;
-        let signed = confide_model::SignedRunReport {
-            token: String::new(),
-            report,
-            signature: record["signature"].as_str().unwrap_or_default().to_owned(),
-        };
+        let record: confide_model::RunRecord = serde_json::from_value(event)
+            .map_err(|e| not_signed(&format!("it is not a run record ({e})")))?;
+        let (signed, signer) = record
+            .signed_report()
+            .map_err(|e| not_signed(&e.to_string()))?;
         signed
             .verify(&signer)
             .map_err(|e| not_signed(&e.to_string()))?;

@@ -19,7 +19,10 @@ pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Proposal,
     ProposalList, ProposalState,
 };
-pub use run::{Refusal, RunInput, RunOutcome, RunOutput, RunReport, SignedRunReport};
+pub use run::{
+    Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded, RunReport,
+    SignedRunReport,
+};
 pub use runtime::RuntimeKeys;
 
 /// The HPKE `info` under which the key broker wraps a released key to a workload's runtime key

@@ -110,6 +110,141 @@ pub enum Refusal {
     },
 }
 
+/// What the run log records on the ledger for a run (`cleanroom.run`) or a refused result
+/// (`cleanroom.refused`): the workload's report as it signed it, with who signed it, under
+/// which token, and whether that token stood on simulated evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// `cleanroom.run` or `cleanroom.refused`.
+    #[serde(rename = "type")]
+    pub kind: RunRecordKind,
+    /// The report's id ([`RunReport::id`]).
+    pub run: String,
+    /// The contract's id.
+    pub contract: String,
+    /// SHA-256 of the workload's token, hex.
+    pub token: String,
+    /// Whether the token stood on simulated evidence.
+    pub simulated: bool,
+    /// When it was recorded (Unix seconds).
+    pub at: i64,
+    /// The report's nonce.
+    pub nonce: String,
+    /// The workload's signing key (SEC1, base64url), which its evidence bound.
+    pub signed_by: String,
+    /// The report's signature.
+    pub signature: String,
+    /// What a released run read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<RunInput>>,
+    /// What a released run wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<RunOutput>,
+    /// Why a result was refused, as data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    /// The same, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer of `POST /cleanroom/runs`: the record as it went on the ledger, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecorded {
+    /// The run's id.
+    pub run: String,
+    /// The record.
+    pub record: RunRecord,
+    /// Its ledger position.
+    pub audit_seq: u64,
+}
+
+/// The two kinds of run record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunRecordKind {
+    /// A result released to the recipients.
+    #[serde(rename = "cleanroom.run")]
+    Run,
+    /// A result the output rules refused.
+    #[serde(rename = "cleanroom.refused")]
+    Refused,
+}
+
+impl RunRecord {
+    /// The record of `signed`, whose id is `run`, signed by `signed_by` (SEC1), under a token
+    /// with digest `token`.
+    pub fn of(
+        signed: &SignedRunReport,
+        token: String,
+        simulated: bool,
+        at: i64,
+        signed_by: &VerifyingKey,
+    ) -> Self {
+        let report = &signed.report;
+        let mut record = Self {
+            kind: RunRecordKind::Run,
+            run: report.id(),
+            contract: report.contract.clone(),
+            token,
+            simulated,
+            at,
+            nonce: report.nonce.clone(),
+            signed_by: b64url(&signed_by.to_sec1()),
+            signature: signed.signature.clone(),
+            inputs: None,
+            output: None,
+            refusal: None,
+            reason: None,
+        };
+        match &report.outcome {
+            RunOutcome::Released { inputs, output } => {
+                record.inputs = Some(inputs.clone());
+                record.output = Some(output.clone());
+            }
+            RunOutcome::Refused { refusal } => {
+                record.kind = RunRecordKind::Refused;
+                record.reason = Some(format!("the result is refused: {refusal}"));
+                record.refusal = Some(refusal.clone());
+            }
+        }
+        record
+    }
+
+    /// The report the workload signed, rebuilt from the record, and the key that signed it:
+    /// the record stands only if that signature verifies ([`SignedRunReport::verify`]) and the
+    /// report's id is the record's.
+    pub fn signed_report(&self) -> Result<(SignedRunReport, VerifyingKey), ModelError> {
+        let malformed = |field, detail: &str| ModelError::Malformed {
+            field,
+            detail: detail.to_owned(),
+        };
+        let outcome = match (self.kind, &self.inputs, &self.output, &self.refusal) {
+            (RunRecordKind::Run, Some(inputs), Some(output), None) => RunOutcome::Released {
+                inputs: inputs.clone(),
+                output: output.clone(),
+            },
+            (RunRecordKind::Refused, None, None, Some(refusal)) => RunOutcome::Refused {
+                refusal: refusal.clone(),
+            },
+            _ => return Err(malformed("type", "the record's fields are not its kind's")),
+        };
+        let signer = VerifyingKey::from_sec1(&unb64url(&self.signed_by, "signed_by")?)
+            .map_err(|_| malformed("signed_by", "not a P-256 point"))?;
+        let signed = SignedRunReport {
+            token: String::new(),
+            report: RunReport {
+                contract: self.contract.clone(),
+                nonce: self.nonce.clone(),
+                outcome,
+            },
+            signature: self.signature.clone(),
+        };
+        Ok((signed, signer))
+    }
+}
+
 /// A workload's report of one run of a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +338,50 @@ mod tests {
                 },
             },
         }
+    }
+
+    #[test]
+    fn a_run_record_gives_back_the_report_its_workload_signed() {
+        let key = SigningKey::generate().unwrap();
+        let signed = released().sign(&key, "token".into()).unwrap();
+        let record = RunRecord::of(&signed, "ab".repeat(32), true, 7, &key.verifying_key());
+        assert_eq!(record.kind, RunRecordKind::Run);
+        assert_eq!(record.run, signed.report.id());
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["type"], "cleanroom.run");
+        let read: RunRecord = serde_json::from_value(json.clone()).unwrap();
+        let (again, signer) = read.signed_report().unwrap();
+        again.verify(&signer).unwrap();
+        assert_eq!(again.report, signed.report);
+        // A refused result: the refusal as data, and the words beside it.
+        let mut no = released();
+        no.outcome = RunOutcome::Refused {
+            refusal: Refusal::GroupTooSmall {
+                rows: 1,
+                min: 3,
+                column: "n".into(),
+            },
+        };
+        let no = no.sign(&key, "token".into()).unwrap();
+        let record = RunRecord::of(&no, "ab".repeat(32), false, 7, &key.verifying_key());
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["refusal"]["rule"], "group_too_small");
+        assert!(json["reason"].as_str().unwrap().contains("fewer than 3"));
+        let (again, signer) = record.signed_report().unwrap();
+        again.verify(&signer).unwrap();
+        // Fields of the other kind, or no word on simulation: not a record.
+        let mut mixed = record.clone();
+        mixed.output = Some(RunOutput {
+            digest: "00".repeat(32),
+            location: "results/x.cfd".into(),
+            rows: 1,
+            suppressed: 0,
+            recipients: vec![],
+        });
+        assert!(mixed.signed_report().is_err());
+        let mut silent = json.clone();
+        silent.as_object_mut().unwrap().remove("simulated");
+        assert!(serde_json::from_value::<RunRecord>(silent).is_err());
     }
 
     #[test]

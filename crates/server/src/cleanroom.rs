@@ -22,9 +22,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
 use confide_attest::TeeKind;
-use confide_model::{ContractList, DatasetList, Measurement, RunOutcome, SignedRunReport};
+use confide_model::{
+    ContractList, DatasetList, Measurement, RunRecord, RunRecorded, SignedRunReport,
+};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -185,28 +186,13 @@ pub(crate) async fn record_run(
             reason,
         ));
     }
-    let mut record = json!({
-        "run": id,
-        "contract": contract,
-        "token": token_digest,
-        "simulated": presented.claims["confide.simulated"],
-        "at": now(),
-        "nonce": report.nonce,
-        "signed_by": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.to_sec1()),
-        "signature": signed.signature,
-    });
-    match &report.outcome {
-        RunOutcome::Refused { refusal } => {
-            record["type"] = json!("cleanroom.refused");
-            record["refusal"] = json!(refusal);
-            record["reason"] = json!(format!("the result is refused: {refusal}"));
-        }
-        RunOutcome::Released { inputs, output } => {
-            record["type"] = json!("cleanroom.run");
-            record["inputs"] = json!(inputs);
-            record["output"] = json!(output);
-        }
-    }
+    let simulated = presented
+        .claims
+        .get("confide.simulated")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Problem::internal("this service's token says nothing of simulation"))?;
+    let typed = RunRecord::of(&signed, token_digest, simulated, now(), signing);
+    let record = serde_json::to_value(&typed).map_err(|e| Problem::internal(e.to_string()))?;
     // The id is taken before the append, so that two copies of one report sent at once
     // record one run; it is given back if the append fails.
     if s.runs
@@ -229,11 +215,15 @@ pub(crate) async fn record_run(
             return Err(e);
         }
     };
-    runs.insert(id.clone(), record.clone());
+    runs.insert(id.clone(), record);
     drop(runs);
     Ok((
         StatusCode::CREATED,
-        Json(json!({"run": id, "record": record, "audit_seq": seq})),
+        Json(json!(RunRecorded {
+            run: id,
+            record: typed,
+            audit_seq: seq,
+        })),
     ))
 }
 

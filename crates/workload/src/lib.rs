@@ -211,7 +211,11 @@ impl Attesting<'_> {
     }
 
     /// Reports how the run ended, signed with this run's signing key, under a fresh token.
-    fn report(&self, id: &str, outcome: model::RunOutcome) -> Result<Value, WorkloadError> {
+    fn report(
+        &self,
+        id: &str,
+        outcome: model::RunOutcome,
+    ) -> Result<model::RunRecorded, WorkloadError> {
         let report = RunReport {
             contract: id.to_owned(),
             nonce: hex::encode(confide_crypto::random::array::<16>()?),
@@ -222,7 +226,11 @@ impl Attesting<'_> {
             what: "run report",
             detail: e.to_string(),
         })?;
-        Ok(self.client.post_json("/cleanroom/runs", &body)?)
+        let answer = self.client.post_json("/cleanroom/runs", &body)?;
+        serde_json::from_value(answer).map_err(|e| WorkloadError::Protocol {
+            what: "run log's answer",
+            detail: e.to_string(),
+        })
     }
 
     /// Evidence binding a fresh challenge of the verifier and this run's keys (report data:
@@ -406,16 +414,12 @@ pub fn run(
             },
         },
     )?;
-    let run = r["run"].as_str().ok_or_else(|| WorkloadError::Protocol {
-        what: "run log's answer",
-        detail: "it names no run".into(),
-    })?;
     Ok(RunOutcome {
-        run: run.to_owned(),
+        run: r.run,
         rows: released.rows,
         suppressed: released.suppressed,
-        simulated: r["record"]["simulated"] == true,
-        audit_seq: r["audit_seq"].as_u64().unwrap_or_default(),
+        simulated: r.record.simulated,
+        audit_seq: r.audit_seq,
     })
 }
 
