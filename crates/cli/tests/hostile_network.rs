@@ -661,6 +661,34 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         assert_eq!(status, 403, "{r}");
         assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
     }
+    // Another member's workload that copies this workload's HPKE key into its own runtime data
+    // (with its own signing key) holds none of its leases: its report of this contract, even of
+    // a refused result, records nothing; nor does a report from a workload of another ledger.
+    let mimic = Workload {
+        hpke: confide_crypto::hpke::HpkeSecretKey::from_bytes(&workload.hpke.to_bytes()[..])
+            .unwrap(),
+        ..Workload::new()
+    };
+    let runs_before = runs(&s.url);
+    let refusal = json!({"refused": {"refusal": {"rule": "too_many_rows", "rows": 2, "max": 1}}});
+    for (reporter, why) in [
+        (&mimic, "never released to this workload"),
+        (&elsewhere, "another ledger key"),
+    ] {
+        let token = reporter.token(&s.url);
+        let (status, r) = post_json(
+            &format!("{}/cleanroom/runs", s.url),
+            &reporter.report(&token, &contract, refusal.clone()),
+        );
+        assert_eq!(status, 403, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
+    }
+    assert_eq!(
+        runs(&s.url),
+        runs_before,
+        "a report of another's lease was recorded"
+    );
+
     // A contract that is not an id is not "no contract".
     let (status, r) = post_json(
         &format!("{}/keys/{key}/release", s.url),

@@ -608,9 +608,10 @@ impl Governance {
 
     /// May a run of `contract` by a workload whose token carries `presented` measurements, which
     /// ended in `outcome`, be recorded? Only if the contract still runs and allows one of the
-    /// measurements, and a released result read exactly the contract's datasets with the
-    /// registered digests, each of whose keys `released(key)` says went to this workload, and
-    /// went to exactly the contract's recipients.
+    /// measurements, the key of each of its datasets went to this workload (`released(key)`:
+    /// a workload that ran another contract reports nothing of this one, not even a refusal),
+    /// and a released result read exactly the contract's datasets with the registered digests
+    /// and went to exactly the contract's recipients.
     pub fn may_record(
         &self,
         contract: &str,
@@ -619,9 +620,27 @@ impl Governance {
         released: impl Fn(&str) -> bool,
     ) -> Result<&ContractRecord, Denial> {
         let record = self.runnable(contract, presented)?;
-        let confide_model::RunOutcome::Released { inputs, output } = outcome else {
-            return Ok(record);
-        };
+        if let confide_model::RunOutcome::Released { inputs, output } = outcome {
+            self.released_as_named(record, inputs, output)?;
+        }
+        if let Some(d) = record.datasets.iter().find(|d| {
+            let key = self.registry.datasets.get(*d).map(|r| r.key.as_str());
+            !key.is_some_and(&released)
+        }) {
+            return Err(Denial::KeyNotReleased { dataset: d.clone() });
+        }
+        Ok(record)
+    }
+
+    /// A released result read exactly the contract's datasets, with their registered digests,
+    /// and went to exactly its recipients.
+    fn released_as_named(
+        &self,
+        record: &ContractRecord,
+        inputs: &[confide_model::RunInput],
+        output: &confide_model::RunOutput,
+    ) -> Result<(), Denial> {
+        let contract = record.id.as_str();
         let mut read: Vec<String> = inputs.iter().map(|i| i.dataset.clone()).collect();
         read.sort_unstable();
         if read != record.datasets {
@@ -644,19 +663,7 @@ impl Governance {
                 contract: contract.to_owned(),
             });
         }
-        if let Some(d) = inputs.iter().find(|i| {
-            let key = self
-                .registry
-                .datasets
-                .get(&i.dataset)
-                .map(|d| d.key.as_str());
-            !key.is_some_and(&released)
-        }) {
-            return Err(Denial::KeyNotReleased {
-                dataset: d.dataset.clone(),
-            });
-        }
-        Ok(record)
+        Ok(())
     }
 
     /// The contract, if it is approved, not revoked, and allows one of `presented`.
@@ -802,6 +809,14 @@ impl Registry {
                     .find(|d| !self.datasets.contains_key(*d))
                 {
                     return Err(refused(format!("no dataset {d}")));
+                }
+                if let Some(r) = approval
+                    .contract
+                    .recipients
+                    .iter()
+                    .find(|r| !self.members.contains_key(*r))
+                {
+                    return Err(refused(format!("recipient {r} is not a member")));
                 }
             }
             Action::RevokeContract { id } => {

@@ -557,7 +557,17 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     type Record<'a> = (&'a str, RunOutcome, &'a dyn Fn(&str) -> bool);
     let cases: Vec<(Record<'_>, Option<&str>)> = vec![
         ((&both_id, good(), &all_keys), None),
-        ((&both_id, refused.clone(), &|_: &str| false), None),
+        ((&both_id, refused.clone(), &all_keys), None),
+        // A workload that was released no key of this contract (it ran another) reports
+        // nothing of it, not even a refusal.
+        (
+            (&both_id, refused.clone(), &|_: &str| false),
+            Some("KeyNotReleased"),
+        ),
+        (
+            (&both_id, refused.clone(), &|k: &str| k == "dataset-a-data"),
+            Some("KeyNotReleased"),
+        ),
         ((&a_id, refused, &all_keys), Some("Revoked")),
         (
             (

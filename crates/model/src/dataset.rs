@@ -126,7 +126,11 @@ impl DatasetRecord {
         crate::check_digest("digest", &self.digest)?;
         let relative = !self.location.is_empty()
             && !self.location.starts_with('/')
-            && !self.location.split('/').any(|p| p.is_empty() || p == "..");
+            && !self.location.chars().any(|c| c == '\\' || c.is_control())
+            && !self
+                .location
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..");
         if !relative {
             return bad("location", "not a relative path inside the blob store");
         }
@@ -188,7 +192,7 @@ mod tests {
     #[test]
     fn each_field_is_checked_and_named() {
         type Spoil = fn(&mut DatasetRecord);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 12] = [
             ("id", |r| r.id = "../x".into()),
             ("id", |r| r.id = String::new()),
             ("owner", |r| r.owner = "bank-a".into()),
@@ -197,6 +201,9 @@ mod tests {
             ("digest", |r| r.digest = "00".into()),
             ("location", |r| r.location = "/etc/passwd".into()),
             ("location", |r| r.location = "datasets/../../x".into()),
+            ("location", |r| r.location = "./x".into()),
+            ("location", |r| r.location = "..\\..\\x".into()),
+            ("location", |r| r.location = "x\0y".into()),
             ("key", |r| r.key.clear()),
         ];
         for (field, spoil) in cases {

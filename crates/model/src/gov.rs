@@ -51,6 +51,7 @@ impl GovBody {
 
     /// Reads a body from its JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        crate::unique_keys(bytes, "body")?;
         serde_json::from_slice(bytes).map_err(|e| ModelError::Malformed {
             field: "body",
             detail: e.to_string(),
@@ -357,6 +358,9 @@ mod tests {
         assert_eq!(ballot.unwrap().kind(), "ballot");
         for bad in [
             &br#"{"type": "ballot", "proposal": "p", "vote": "yes"}"#[..],
+            br#"{"type": "ballot", "proposal": "p", "proposal": "q", "vote": true}"#,
+            br#"{"type": "propose", "actions": [{"action": "approve_contract", "id": "x",
+                 "datasets": [], "contract": {"tables": {"p": "theirs", "p": "mine"}}}]}"#,
             br#"{"type": "ballot", "proposal": "p"}"#,
             br#"{"type": "propose", "actions": [], "extra": 1}"#,
             br#"{"type": "coup"}"#,

@@ -302,6 +302,7 @@ impl RunReport {
 impl SignedRunReport {
     /// Reads a signed report: exactly these fields, each of its type.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        crate::unique_keys(bytes, "run report")?;
         serde_json::from_slice(bytes).map_err(|e| ModelError::Malformed {
             field: "run report",
             detail: e.to_string(),

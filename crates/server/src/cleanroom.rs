@@ -164,16 +164,24 @@ pub(crate) async fn record_run(
             .leases
             .lock()
             .map_err(|e| Problem::internal(e.to_string()))?;
-        gov.may_record(
-            &contract,
-            &token_measurements(&presented.claims),
-            &report.outcome,
-            |key| leases.released_to(key, &runtime),
-        )
-        .map(|_| ())
+        if presented.ledger != Some(s.ledger_key) {
+            Err(
+                "the workload verifies the consortium's state under another ledger key than \
+                 this consortium's: its report is not of a run of this consortium's contract"
+                    .to_owned(),
+            )
+        } else {
+            gov.may_record(
+                &contract,
+                &token_measurements(&presented.claims),
+                &report.outcome,
+                |key| leases.released_to(key, &runtime),
+            )
+            .map(|_| ())
+            .map_err(|denial| denial.to_string())
+        }
     };
-    if let Err(denial) = decision {
-        let reason = denial.to_string();
+    if let Err(reason) = decision {
         crate::keys::audit(
             &s,
             json!({"type": "cleanroom.deny", "contract": contract, "token": token_digest,

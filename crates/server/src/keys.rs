@@ -329,6 +329,10 @@ pub(crate) async fn leases(
 
 /// The key a workload gets released keys wrapped to.
 pub(crate) enum RuntimeKey {
+    /// A workload's runtime keys (HPKE, signing, and its ledger key's digest): released keys
+    /// are sealed to the HPKE key, and a lease is held by the whole set, so that no token with
+    /// another signing key or ledger key passes for the workload a key was released to.
+    Workload(confide_model::RuntimeKeys),
     /// An X25519 public key (the token's runtime data): HPKE.
     Hpke(HpkePublicKey),
     /// A JWK (P-256 or RSA; the runtime data was a JWK): JWE.
@@ -336,9 +340,11 @@ pub(crate) enum RuntimeKey {
 }
 
 impl RuntimeKey {
-    /// SHA-256 of the key (raw X25519 bytes, or the JWK's canonical JSON), hex.
+    /// SHA-256 of the key (the workload's whole runtime data, raw X25519 bytes, or the JWK's
+    /// canonical JSON), hex.
     pub(crate) fn digest(&self) -> String {
         match self {
+            Self::Workload(keys) => digest(&keys.to_bytes()),
             Self::Hpke(k) => digest(k.as_bytes()),
             Self::Jwk(jwk) => digest(crate::kbs::canonical_json(jwk).as_bytes()),
         }
@@ -361,6 +367,8 @@ pub(crate) struct Presented {
 
 /// The request body (JSON with `"token"`), and the token in it verified.
 pub(crate) fn token_claims(s: &AppState, body: &[u8]) -> Result<(Presented, Value), Problem> {
+    confide_model::unique_keys(body, "request")
+        .map_err(|e| Problem::bad_request(format!("the request: {e}")))?;
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
     let token = req
@@ -414,7 +422,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
         .and_then(|r| HpkePublicKey::from_bytes(r).ok());
     let (runtime, signing, ledger) = match (pair, x25519, claims.get("confide.tee_pubkey")) {
         (Some(keys), ..) => (
-            RuntimeKey::Hpke(keys.hpke),
+            RuntimeKey::Workload(keys.clone()),
             Some(keys.signing),
             Some(keys.ledger),
         ),
@@ -487,7 +495,8 @@ pub(crate) async fn release(
         }
     };
     let wrapped = match &runtime {
-        RuntimeKey::Hpke(key) => {
+        RuntimeKey::Workload(confide_model::RuntimeKeys { hpke: key, .. })
+        | RuntimeKey::Hpke(key) => {
             let sealed = hpke::seal(
                 key,
                 RELEASE_INFO,
