@@ -120,7 +120,7 @@ pub(crate) async fn record_run(
         Problem::bad_request(format!("the request is not a signed run report: {e}"))
     })?;
     let presented = crate::keys::verify_token(&s, &signed.token)?;
-    let signing = presented.signing.as_ref().ok_or_else(|| {
+    let signing = presented.runtime.signing().ok_or_else(|| {
         refused(
             "unsigned-run-report",
             "The token binds no signing key",
@@ -164,7 +164,7 @@ pub(crate) async fn record_run(
             .leases
             .lock()
             .map_err(|e| Problem::internal(e.to_string()))?;
-        if presented.ledger != Some(s.ledger_key) {
+        if presented.runtime.ledger() != Some(s.ledger_key) {
             Err(
                 "the workload verifies the consortium's state under another ledger key than \
                  this consortium's: its report is not of a run of this consortium's contract"

@@ -340,6 +340,23 @@ pub(crate) enum RuntimeKey {
 }
 
 impl RuntimeKey {
+    /// The key the workload signs its run reports with, if its evidence binds one.
+    pub(crate) fn signing(&self) -> Option<&confide_crypto::signing::VerifyingKey> {
+        match self {
+            Self::Workload(keys) => Some(&keys.signing),
+            Self::Hpke(_) | Self::Jwk(_) => None,
+        }
+    }
+
+    /// The digest of the ledger key the workload verifies the consortium's state under, if its
+    /// evidence binds its runtime keys.
+    pub(crate) fn ledger(&self) -> Option<[u8; 32]> {
+        match self {
+            Self::Workload(keys) => Some(keys.ledger),
+            Self::Hpke(_) | Self::Jwk(_) => None,
+        }
+    }
+
     /// SHA-256 of the key (the workload's whole runtime data, raw X25519 bytes, or the JWK's
     /// canonical JSON), hex.
     pub(crate) fn digest(&self) -> String {
@@ -357,12 +374,6 @@ pub(crate) struct Presented {
     pub(crate) claims: Value,
     /// The key released keys are wrapped to.
     pub(crate) runtime: RuntimeKey,
-    /// The key the workload signs its run reports with, if its evidence binds one
-    /// ([`confide_model::RuntimeKeys`]).
-    pub(crate) signing: Option<confide_crypto::signing::VerifyingKey>,
-    /// The digest of the ledger key the workload verifies the consortium's state under, if its
-    /// evidence binds its runtime keys.
-    pub(crate) ledger: Option<[u8; 32]>,
 }
 
 /// The request body (JSON with `"token"`), and the token in it verified.
@@ -420,14 +431,10 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
     let x25519 = runtime_data
         .as_deref()
         .and_then(|r| HpkePublicKey::from_bytes(r).ok());
-    let (runtime, signing, ledger) = match (pair, x25519, claims.get("confide.tee_pubkey")) {
-        (Some(keys), ..) => (
-            RuntimeKey::Workload(keys.clone()),
-            Some(keys.signing),
-            Some(keys.ledger),
-        ),
-        (None, Some(k), _) => (RuntimeKey::Hpke(k), None, None),
-        (None, None, Some(jwk)) if jwk.is_object() => (RuntimeKey::Jwk(jwk.clone()), None, None),
+    let runtime = match (pair, x25519, claims.get("confide.tee_pubkey")) {
+        (Some(keys), ..) => RuntimeKey::Workload(keys),
+        (None, Some(k), _) => RuntimeKey::Hpke(k),
+        (None, None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
         _ => {
             return Err(invalid(
                 "the token carries no runtime key (a workload's runtime keys, a 32-byte X25519 \
@@ -435,12 +442,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
             ));
         }
     };
-    Ok(Presented {
-        claims,
-        runtime,
-        signing,
-        ledger,
-    })
+    Ok(Presented { claims, runtime })
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -452,15 +454,7 @@ pub(crate) async fn release(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (
-        Presented {
-            claims,
-            runtime,
-            ledger,
-            ..
-        },
-        req,
-    ) = token_claims(&s, &body)?;
+    let (Presented { claims, runtime }, req) = token_claims(&s, &body)?;
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let runtime_digest = runtime.digest();
     // A dataset's key goes only to a workload running an approved contract over it, which
@@ -472,18 +466,20 @@ pub(crate) async fn release(
                 "\"contract\" is a contract id (a string)",
             ));
         }
-        Some(Some(id)) => match crate::cleanroom::check_release(&s, &name, id, &claims, ledger) {
-            Ok(c) => Some(c),
-            Err(reason) => {
-                audit(&s, json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "contract-denied",
-                    "The contract does not allow this release",
-                    reason,
-                ));
+        Some(Some(id)) => {
+            match crate::cleanroom::check_release(&s, &name, id, &claims, runtime.ledger()) {
+                Ok(c) => Some(c),
+                Err(reason) => {
+                    audit(&s, json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
+                    return Err(Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "contract-denied",
+                        "The contract does not allow this release",
+                        reason,
+                    ));
+                }
             }
-        },
+        }
     };
     let (version, material) = match crate::blocking(|| {
         s.kms.release_for(&name, &claims, contract.as_ref())
@@ -584,15 +580,7 @@ pub(crate) async fn renew(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let (
-        Presented {
-            claims,
-            runtime,
-            ledger,
-            ..
-        },
-        req,
-    ) = token_claims(&s, &body)?;
+    let (Presented { claims, runtime }, req) = token_claims(&s, &body)?;
     let id = req
         .get("lease")
         .and_then(Value::as_str)
@@ -611,7 +599,9 @@ pub(crate) async fn renew(
         .and_then(|l| l.contract.clone());
     let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let recheck = match &contract {
-        Some(c) => crate::cleanroom::check_release(&s, &name, c, &claims, ledger).map(Some),
+        Some(c) => {
+            crate::cleanroom::check_release(&s, &name, c, &claims, runtime.ledger()).map(Some)
+        }
         None => Ok(None),
     }
     .and_then(|terms| {
