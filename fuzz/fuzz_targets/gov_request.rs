@@ -9,8 +9,8 @@
 
 use std::sync::OnceLock;
 
+use confide_gov::{Governance, sign_request};
 use confide_identity::{Identity, MemberName};
-use confide_ledger::gov::{Governance, sign_request};
 use confide_model::GovBody;
 use libfuzzer_sys::fuzz_target;
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = gov.check(data, Some(NOW));
     let _ = gov.check(data, None);
     let _ = gov.authenticate(data, NOW);
-    let _ = confide_ledger::gov::is_governance(data);
+    let _ = confide_gov::is_governance(data);
     if let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) {
         let fp = founder.public().fingerprint().to_hex();
         if let Ok(cose) = sign_request(founder.signing_key(), &fp, &body, NOW, &[9; 16]) {

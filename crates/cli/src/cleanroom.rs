@@ -16,8 +16,8 @@ use confide_crypto::hpke::HpkeSecretKey;
 use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
 use confide_model::{
-    Action, Approval, Column, DatasetList, DatasetRecord, GovBody, Proposal, ProposalList,
-    ProposalState,
+    Action, Approval, BrokerBody, Column, DatasetList, DatasetRecord, GovBody, KekAnswer,
+    KeyAnswer, Proposal, ProposalList, ProposalState, Submitted,
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -184,20 +184,17 @@ pub(crate) fn propose_and_vote(
     home: &Home,
     actions: Vec<Action>,
 ) -> anyhow::Result<(String, String)> {
-    let r = client.post(
+    let r: Submitted = client.post_as(
         "/gov/proposals",
         &signed(home, &GovBody::Propose { actions })?,
     )?;
-    let id = r["proposal"]
-        .as_str()
-        .context("the server named no proposal")?
-        .to_owned();
+    let id = r.proposal.context("the server named no proposal")?;
     let state = vote(client, home, &id)?;
     Ok((id, state))
 }
 
 fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> {
-    let r = client.post(
+    let r: Submitted = client.post_as(
         &format!("/gov/proposals/{proposal}/ballots"),
         &signed(
             home,
@@ -207,7 +204,7 @@ fn vote(client: &Client, home: &Home, proposal: &str) -> anyhow::Result<String> 
             },
         )?,
     )?;
-    Ok(r["state"].as_str().unwrap_or("?").to_owned())
+    Ok(r.state.map_or("?".to_owned(), |s| s.to_string()))
 }
 
 /// The member's key-exchange key at the broker, made on first use.
@@ -222,28 +219,24 @@ fn member_kek(
 ) -> anyhow::Result<(String, Vec<u8>)> {
     let me = fingerprint(home)?;
     let name = format!("kek-{}", &me[..16]);
-    let kek = match client.get(&format!("/keks/{name}")) {
-        Ok(r) => r["kek"].clone(),
+    let kek = match client.get_as::<KekAnswer>(&format!("/keks/{name}")) {
+        Ok(r) => r.kek,
         Err(confide_client::ClientError::Refused { status: 404, .. }) => {
-            let r = client.post(
-                "/keks",
-                &signed(home, &json!({"type": "kms.kek.create", "name": name}))?,
-            )?;
-            r["kek"].clone()
+            let body = BrokerBody::KekCreate { name: name.clone() };
+            client
+                .post_as::<KekAnswer>("/keks", &signed(home, &body)?)?
+                .kek
         }
         Err(e) => return Err(e.into()),
     };
-    if kek["owner"] != me.as_str() {
+    if kek.owner != me {
         bail!(
             "the key-exchange key {name} at the broker belongs to {}, not to this member: \
              nothing was wrapped to it",
-            kek["owner"].as_str().unwrap_or("nobody")
+            kek.owner
         );
     }
-    let pem = kek["public_pem"]
-        .as_str()
-        .context("the key broker sent no key-exchange key")?;
-    let der = confide_crypto::pem_decode(pem, "PUBLIC KEY")
+    let der = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
         .context("the key-exchange key is not a PEM public key")?;
     crate::kms::check_kek(client, ledger_key, &name, &me, &der)?;
     Ok((name, der))
@@ -343,17 +336,14 @@ fn publish(
         confide_crypto::byok::OaepHash::Sha256,
     )?;
     let key = DatasetRecord::key_name(&id);
-    client.post(
-        &format!("/keys/{key}/import"),
-        &signed(
-            home,
-            &json!({
-                "type": "kms.import", "name": key, "kek": kek, "hash": "sha256",
-                "blob": base64::engine::general_purpose::STANDARD.encode(blob),
-                "policy": confide_kms::DATASET_RELEASE_POLICY,
-            }),
-        )?,
-    )?;
+    let body = BrokerBody::Import {
+        name: key.clone(),
+        kek,
+        hash: "sha256".into(),
+        blob: base64::engine::general_purpose::STANDARD.encode(blob),
+        policy: Some(confide_kms::DATASET_RELEASE_POLICY.into()),
+    };
+    client.post_as::<KeyAnswer>(&format!("/keys/{key}/import"), &signed(home, &body)?)?;
 
     let record = DatasetRecord {
         id,

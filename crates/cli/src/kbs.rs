@@ -104,14 +104,11 @@ pub(crate) fn put_resource(
     content: &[u8],
     policy: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let mut body = json!({
-        "type": "kbs.put",
-        "path": path,
-        "content": base64::engine::general_purpose::STANDARD.encode(content),
-    });
-    if let Some(p) = policy {
-        body["policy"] = json!(p);
-    }
+    let body = confide_model::BrokerBody::KbsPut {
+        path: path.to_owned(),
+        content: base64::engine::general_purpose::STANDARD.encode(content),
+        policy: policy.map(str::to_owned),
+    };
     Ok(crate::serve::Client::new(server).post(
         &format!("/kbs/v0/resource/{path}"),
         &crate::serve::signed(home, &body)?,

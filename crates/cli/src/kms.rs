@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Subcommand;
 use confide_identity::Home;
-use serde_json::{Value, json};
+use confide_model::{BrokerBody, Deleted, KekAnswer, KeyAnswer, LeaseList, LeaseView};
+use serde_json::json;
 
 use crate::serve::{Client, signed};
 
@@ -212,27 +213,32 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                      or --no-release"
                 ),
             };
-            let body = json!({"type": "kms.create", "name": name, "policy": policy});
-            let r = client.post("/keys", &signed(home, &body)?)?;
+            let body = BrokerBody::Create {
+                name,
+                policy: Some(policy),
+            };
+            let r: KeyAnswer = client.post_as("/keys", &signed(home, &body)?)?;
             print_key("created", &r);
         }
         KmsCommand::Rotate { name } => {
-            let r = manage(&client, home, &name, "rotate")?;
+            let r = manage(&client, home, BrokerBody::Rotate { name })?;
             print_key("rotated", &r);
         }
         KmsCommand::Revoke { name } => {
-            let r = manage(&client, home, &name, "revoke")?;
+            let r = manage(&client, home, BrokerBody::Revoke { name })?;
             print_key("revoked", &r);
         }
         KmsCommand::Delete { name } => {
-            let r = manage(&client, home, &name, "delete")?;
-            println!("deleted {name}; audit entry {}", r["audit_seq"]);
+            let r: Deleted = manage(&client, home, BrokerBody::Delete { name })?;
+            println!("deleted {}; audit entry {}", r.deleted.name, r.audit_seq);
         }
         KmsCommand::Kek { name } => {
-            let body = json!({"type": "kms.kek.create", "name": name});
-            let r = client.post("/keks", &signed(home, &body)?)?;
-            print!("{}", r["kek"]["public_pem"].as_str().unwrap_or_default());
-            eprintln!("key-exchange key {name}; audit entry {}", r["audit_seq"]);
+            let body = BrokerBody::KekCreate { name: name.clone() };
+            let r: KekAnswer = client.post_as("/keks", &signed(home, &body)?)?;
+            print!("{}", r.kek.public_pem);
+            if let Some(seq) = r.audit_seq {
+                eprintln!("key-exchange key {name}; audit entry {seq}");
+            }
         }
         KmsCommand::Import {
             name,
@@ -251,12 +257,8 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                         std::fs::read(&key)
                             .with_context(|| format!("reading {}", key.display()))?,
                     );
-                    let answer = client.get(&format!("/keks/{kek}"))?;
-                    let pem = answer["kek"]["public_pem"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .context("the server sent no public key")?;
-                    let der = confide_crypto::pem_decode(&pem, "PUBLIC KEY")
+                    let answer: KekAnswer = client.get_as(&format!("/keks/{kek}"))?;
+                    let der = confide_crypto::pem_decode(&answer.kek.public_pem, "PUBLIC KEY")
                         .context("the key-exchange key's PEM is not a public key")?;
                     let owner = home.load_public()?.fingerprint().to_hex();
                     // The ledger key pinned in the member's home (pinned now if it is not yet).
@@ -270,40 +272,43 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                 }
                 (None, None) => bail!("give --key or --blob"),
             };
-            let mut body = json!({
-                "type": "kms.import", "name": name, "kek": kek, "hash": hash,
-                "blob": base64::engine::general_purpose::STANDARD.encode(blob),
-            });
-            if let Some(p) = policy {
-                body["policy"] = json!(
+            let policy = match policy {
+                Some(p) => Some(
                     std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?
-                );
-            } else if any_attested_tee {
-                body["policy"] = json!(confide_kms::ATTESTED_RELEASE_POLICY);
-            }
-            let r = client.post(&format!("/keys/{name}/import"), &signed(home, &body)?)?;
+                        .with_context(|| format!("reading {}", p.display()))?,
+                ),
+                None if any_attested_tee => Some(confide_kms::ATTESTED_RELEASE_POLICY.to_owned()),
+                None => None,
+            };
+            let path = format!("/keys/{name}/import");
+            let body = BrokerBody::Import {
+                name,
+                kek,
+                hash,
+                blob: base64::engine::general_purpose::STANDARD.encode(blob),
+                policy,
+            };
+            let r: KeyAnswer = client.post_as(&path, &signed(home, &body)?)?;
             print_key("imported", &r);
         }
         KmsCommand::Leases { name, json } => {
-            let r = manage(&client, home, &name, "leases")?;
+            let r: LeaseList = manage(&client, home, BrokerBody::Leases { name: name.clone() })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
-            let leases = r["leases"].as_array().cloned().unwrap_or_default();
-            if leases.is_empty() {
+            if r.leases.is_empty() {
                 println!("{name} has no leases");
             }
-            for l in leases {
+            for LeaseView { lease: l, lapsed } in r.leases {
                 println!(
                     "{}  version {}  granted {}  last heartbeat {}  expires {}{}",
-                    l["id"].as_str().unwrap_or("?"),
-                    l["version"],
-                    l["granted"],
-                    l["last_heartbeat"],
-                    l["expires"],
-                    if l["lapsed"] == true { "  LAPSED" } else { "" }
+                    l.id,
+                    l.version,
+                    l.granted,
+                    l.last_heartbeat,
+                    l.expires,
+                    if lapsed { "  LAPSED" } else { "" }
                 );
             }
         }
@@ -311,20 +316,31 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
     Ok(())
 }
 
-fn manage(client: &Client, home: &Home, name: &str, action: &str) -> anyhow::Result<Value> {
+/// Sends a member's request about one of its keys to the key's endpoint (`kms.ACTION` goes to
+/// `/keys/NAME/ACTION`).
+fn manage<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    home: &Home,
+    body: BrokerBody,
+) -> anyhow::Result<T> {
+    let (BrokerBody::Rotate { name }
+    | BrokerBody::Revoke { name }
+    | BrokerBody::Delete { name }
+    | BrokerBody::Leases { name }) = &body
+    else {
+        bail!("{} is not about one key", body.kind());
+    };
     if name.contains('/') {
         bail!("key name {name:?} contains '/'");
     }
-    let body = json!({"type": format!("kms.{action}"), "name": name});
-    Ok(client.post(&format!("/keys/{name}/{action}"), &signed(home, &body)?)?)
+    let action = body.kind().trim_start_matches("kms.");
+    let path = format!("/keys/{name}/{action}");
+    Ok(client.post_as(&path, &signed(home, &body)?)?)
 }
 
-fn print_key(what: &str, r: &Value) {
+fn print_key(what: &str, r: &KeyAnswer) {
     println!(
         "{what} {} (version {}, owner {}); audit entry {}",
-        r["key"]["name"].as_str().unwrap_or("?"),
-        r["key"]["version"],
-        r["key"]["owner"].as_str().unwrap_or("?"),
-        r["audit_seq"]
+        r.key.name, r.key.version, r.key.owner, r.audit_seq
     );
 }

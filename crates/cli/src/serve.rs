@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use confide_identity::Home;
-use confide_model::{Action, GovBody};
+use confide_model::{Action, GovBody, Submitted};
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -268,7 +268,7 @@ pub(crate) fn member_client(home: &Home, server: &str) -> anyhow::Result<Client>
 pub(crate) fn verified_governance(
     client: &Client,
     home: &Home,
-) -> anyhow::Result<confide_ledger::gov::Governance> {
+) -> anyhow::Result<confide_gov::Governance> {
     let key = pinned_ledger_key(home)?;
     Ok(confide_client::ledger::VerifiedLedger::fetch(client, &key)?.governance()?)
 }
@@ -293,7 +293,7 @@ fn now() -> i64 {
 pub(crate) fn signed(home: &Home, body: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
     let identity = home.load().context("loading this member's identity")?;
     let nonce = confide_crypto::random::array::<16>()?;
-    Ok(confide_ledger::gov::sign_request(
+    Ok(confide_gov::sign_request(
         identity.signing_key(),
         &identity.public().fingerprint().to_hex(),
         body,
@@ -307,7 +307,7 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
     match cmd {
         GovCommand::Found => {
             let member = home.load_public()?;
-            let r = client.post(
+            let r: Submitted = client.post_as(
                 "/gov/found",
                 &signed(
                     home,
@@ -317,7 +317,7 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
                     },
                 )?,
             )?;
-            println!("founded the consortium (ledger entry {})", r["seq"]);
+            println!("founded the consortium (ledger entry {})", r.seq);
         }
         GovCommand::Propose {
             actions,
@@ -349,19 +349,19 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
                     .check()
                     .with_context(|| format!("the {} action", action.name()))?;
             }
-            let r = client.post(
+            let r: Submitted = client.post_as(
                 "/gov/proposals",
                 &signed(home, &GovBody::Propose { actions: list })?,
             )?;
             println!(
                 "proposal {} ({}), ledger entry {}",
-                r["proposal"].as_str().unwrap_or("?"),
-                r["state"].as_str().unwrap_or("?"),
-                r["seq"]
+                r.proposal.as_deref().unwrap_or("?"),
+                r.state.map_or("?".to_owned(), |s| s.to_string()),
+                r.seq
             );
         }
         GovCommand::Vote { id, approve, .. } => {
-            let r = client.post(
+            let r: Submitted = client.post_as(
                 &format!("/gov/proposals/{id}/ballots"),
                 &signed(
                     home,
@@ -373,8 +373,8 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
             )?;
             println!(
                 "voted; the proposal is now {} (ledger entry {})",
-                r["state"].as_str().unwrap_or("?"),
-                r["seq"]
+                r.state.map_or("?".to_owned(), |s| s.to_string()),
+                r.seq
             );
         }
         // Both from this member's replay of the verified ledger, not the server's listings.

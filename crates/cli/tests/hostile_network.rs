@@ -784,7 +784,7 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         .load()
         .unwrap();
     let as_mallory = |body: Value| {
-        confide_ledger::gov::sign_request(
+        confide_gov::sign_request(
             mallory.signing_key(),
             &fp("mallory"),
             &body,
@@ -878,7 +878,7 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
     // Proposed on its own, the same contract is approved, and the bank is shown its terms.
     let (id, _) = {
         let bank = confide_identity::Home::new(d.join("bank")).load().unwrap();
-        let request = confide_ledger::gov::sign_request(
+        let request = confide_gov::sign_request(
             bank.signing_key(),
             &fp("bank"),
             &json!({"type": "propose", "actions": [approve_action(

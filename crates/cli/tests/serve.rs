@@ -690,15 +690,10 @@ fn evidence_answers_a_challenge_once() {
         &format!("{u}/gov/found"),
         &a.sign(&json!({"type": "found", "member": a.doc()})),
     );
-    let policy = confide_server::DEFAULT_APPRAISAL
-        .replace(
-            "insecure_allow_simulated_tee := false",
-            "insecure_allow_simulated_tee := true",
-        )
-        .replace(
-            "require_fresh_evidence := false",
-            "require_fresh_evidence := true",
-        );
+    let policy = confide_server::DEFAULT_APPRAISAL.replace(
+        "require_fresh_evidence := false",
+        "require_fresh_evidence := true",
+    );
     assert!(policy.contains("require_fresh_evidence := true"));
     enact(
         u,
@@ -1212,7 +1207,7 @@ fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
         ("/keys/k/leases", json!({"type": "kms.leases", "name": "k"})),
         (
             "/keys/k/import",
-            json!({"type": "kms.import", "name": "k", "kek": "kk", "blob": "AAAA"}),
+            json!({"type": "kms.import", "name": "k", "kek": "kk", "blob": "AAAA", "hash": "sha256"}),
         ),
         (
             "/kbs/v0/resource/r/t/g",

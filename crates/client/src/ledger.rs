@@ -15,7 +15,7 @@
 
 use base64::Engine as _;
 use confide_crypto::signing::VerifyingKey;
-use confide_ledger::gov::{GovError, Governance};
+use confide_gov::{GovError, Governance};
 use confide_ledger::merkle::{self, Hash, Tree};
 use confide_ledger::receipt::Checkpoint;
 use serde_json::Value;
@@ -212,7 +212,7 @@ impl VerifiedLedger {
     pub fn events(&self) -> impl Iterator<Item = Value> + '_ {
         self.entries
             .iter()
-            .filter(|e| !confide_ledger::gov::is_governance(e))
+            .filter(|e| !confide_gov::is_governance(e))
             .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
     }
 
@@ -270,7 +270,7 @@ impl VerifiedLedger {
             Governance::new().map_err(|error| LedgerViewError::Replay { seq: 0, error })?;
         gov.set_time_limit(None);
         for (seq, entry) in (0u64..).zip(&self.entries) {
-            if confide_ledger::gov::is_governance(entry) {
+            if confide_gov::is_governance(entry) {
                 let request = gov
                     .check(entry, None)
                     .map_err(|error| LedgerViewError::Replay { seq, error })?;

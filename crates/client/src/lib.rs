@@ -14,6 +14,12 @@
 
 pub mod ledger;
 
+use confide_model::{
+    AttestRequest, Attested, Challenge, ReleaseRequest, Released, RenewRequest, Renewed, RunRecord,
+    RunRecorded, SignedRunReport,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Why a call to the server failed.
@@ -231,6 +237,67 @@ impl Client {
             .send(body);
         self.answer(path, response)
     }
+
+    /// `GET path`, answered with the model's `T`, read whole.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        typed(path, self.get(path)?)
+    }
+
+    /// `POST path` with the model's `body` as JSON, answered with the model's `T`, read whole.
+    pub fn post_json_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_string(body).map_err(|e| ClientError::Malformed {
+            path: path.to_owned(),
+            what: format!("the request does not encode ({e})"),
+        })?;
+        typed(path, self.post_json(path, &body)?)
+    }
+
+    /// `POST path` with a member's signed request (COSE_Sign1), answered with the model's `T`.
+    pub fn post_as<T: DeserializeOwned>(&self, path: &str, cose: &[u8]) -> Result<T, ClientError> {
+        typed(path, self.post(path, cose)?)
+    }
+
+    /// A challenge for the next evidence.
+    pub fn challenge(&self) -> Result<Challenge, ClientError> {
+        self.post_json_as("/attest/nonce", &serde_json::json!({}))
+    }
+
+    /// Evidence of TEE `kind` appraised; its token.
+    pub fn attest(&self, kind: &str, request: &AttestRequest) -> Result<Attested, ClientError> {
+        self.post_json_as(&format!("/attest/{kind}"), request)
+    }
+
+    /// Key `name` released under a token (for a contract).
+    pub fn release(&self, name: &str, request: &ReleaseRequest) -> Result<Released, ClientError> {
+        self.post_json_as(&format!("/keys/{name}/release"), request)
+    }
+
+    /// A lease of key `name` renewed under a fresh token.
+    pub fn renew(&self, name: &str, request: &RenewRequest) -> Result<Renewed, ClientError> {
+        self.post_json_as(&format!("/keys/{name}/renew"), request)
+    }
+
+    /// A workload's signed run report recorded.
+    pub fn record_run(&self, report: &SignedRunReport) -> Result<RunRecorded, ClientError> {
+        self.post_json_as("/cleanroom/runs", report)
+    }
+
+    /// Run `id`'s record.
+    pub fn run(&self, id: &str) -> Result<RunRecord, ClientError> {
+        self.get_as(&format!("/cleanroom/runs/{id}"))
+    }
+}
+
+/// An answer read as the model's `T`, whole.
+fn typed<T: DeserializeOwned>(path: &str, answer: Value) -> Result<T, ClientError> {
+    serde_json::from_value(answer).map_err(|e| ClientError::Malformed {
+        path: path.to_owned(),
+        what: e.to_string(),
+    })
 }
 
 /// The error for a refused call, from its problem document (if it sent one).

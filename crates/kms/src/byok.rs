@@ -25,18 +25,7 @@ struct KekFile {
     sealed: String,
 }
 
-/// What anyone may know about a key-exchange key: its public half, to wrap keys to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KekInfo {
-    /// Its name.
-    pub name: String,
-    /// The owning member's fingerprint: only they import through it.
-    pub owner: String,
-    /// The RSA public key, PEM (SubjectPublicKeyInfo).
-    pub public_pem: String,
-    /// When it was made.
-    pub created: i64,
-}
+pub use confide_model::broker::KekInfo;
 
 /// A wrapped key to import.
 #[derive(Debug, Clone, Copy)]

@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 /// The HPKE `info` under which the key broker wraps a released key to a workload's runtime key
 /// (stated once, in the model the broker and the workload share).
 pub use confide_model::RELEASE_INFO;
+pub use confide_model::broker::{KeyInfo, Lease, LeaseView};
 
 /// The release policy a key gets unless its owner gives one: released to no one (default
 /// deny). Its owner chooses who may have it: a policy of their own, [`DATASET_RELEASE_POLICY`]
@@ -135,19 +136,6 @@ pub(crate) struct KeyFile {
     pub(crate) revoked: bool,
     pub(crate) created: i64,
     pub(crate) versions: Vec<Version>,
-}
-
-/// What anyone may know about a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeyInfo {
-    /// Its name.
-    pub name: String,
-    /// The owning member's fingerprint.
-    pub owner: String,
-    /// Whether it is revoked.
-    pub revoked: bool,
-    /// The newest version.
-    pub version: u32,
 }
 
 /// The key store in a directory.
@@ -394,29 +382,6 @@ pub(crate) fn info(file: &KeyFile) -> KeyInfo {
     }
 }
 
-/// A released key held by a workload: until `expires`, renewed by presenting a fresh token for
-/// the same runtime key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Lease {
-    /// The lease's id.
-    pub id: String,
-    /// The key and version released.
-    pub key: String,
-    /// The version.
-    pub version: u32,
-    /// SHA-256 of the workload's runtime public key, hex.
-    pub runtime_key: String,
-    /// When it was granted.
-    pub granted: i64,
-    /// The last renewal (heartbeat).
-    pub last_heartbeat: i64,
-    /// Until when the workload may hold the key.
-    pub expires: i64,
-    /// The contract the key was released for (a dataset's key): every renewal checks it again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub contract: Option<String>,
-}
-
 /// The leases granted, by id.
 #[derive(Debug, Default)]
 pub struct Leases {
@@ -480,16 +445,13 @@ impl Leases {
     }
 
     /// Every lease of `key`, with whether it has lapsed at `now`.
-    pub fn of_key(&self, key: &str, now: i64) -> Vec<Value> {
+    pub fn of_key(&self, key: &str, now: i64) -> Vec<LeaseView> {
         self.leases
             .values()
             .filter(|l| l.key == key)
-            .map(|l| {
-                let mut v = serde_json::to_value(l).unwrap_or(Value::Null);
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("lapsed".into(), Value::Bool(now > l.expires));
-                }
-                v
+            .map(|l| LeaseView {
+                lease: l.clone(),
+                lapsed: now > l.expires,
             })
             .collect()
     }

@@ -238,6 +238,29 @@ pub enum ProposalState {
     Rejected,
 }
 
+impl std::fmt::Display for ProposalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Open => "open",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        })
+    }
+}
+
+/// The answer to a governance request: where it went on the ledger, and, for a proposal or a
+/// ballot, the proposal and its state afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submitted {
+    /// The request's position on the ledger.
+    pub seq: u64,
+    /// The proposal concerned.
+    pub proposal: Option<String>,
+    /// Its state afterwards.
+    pub state: Option<ProposalState>,
+}
+
 /// A proposal and its ballots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

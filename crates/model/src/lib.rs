@@ -7,17 +7,25 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attestation;
+pub mod broker;
 pub mod contract;
 pub mod dataset;
 pub mod gov;
+pub mod kbs;
 pub mod run;
 pub mod runtime;
 
+pub use attestation::{AttestRequest, Attested, Challenge, GpuEvidence};
+pub use broker::{
+    BrokerBody, Deleted, KekAnswer, KekInfo, KeyAnswer, KeyInfo, Lease, LeaseEvent, LeaseList,
+    LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, Stamp,
+};
 pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use dataset::{Column, DatasetRecord, Format};
 pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Proposal,
-    ProposalList, ProposalState,
+    ProposalList, ProposalState, Submitted,
 };
 pub use run::{
     Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded, RunReport,
@@ -59,6 +67,27 @@ pub(crate) fn unb64url(text: &str, field: &'static str) -> Result<Vec<u8>, Model
             field,
             detail: "not base64url without padding".into(),
         })
+}
+
+/// The event of one of `types` in a ledger entry (a JSON object with a `"type"`), read whole:
+/// `None` for an entry of another type (or not an event), an error naming `field` for an event
+/// of one of these types that does not read as `T`.
+pub fn entry_of<T: serde::de::DeserializeOwned>(
+    entry: &[u8],
+    types: &[&str],
+    field: &'static str,
+) -> Result<Option<T>, ModelError> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    match serde_json::from_slice::<Typed>(entry) {
+        Ok(Typed { kind: Some(kind) }) if types.contains(&kind.as_str()) => {
+            broker::read(entry, field).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Checks that `value` is a member fingerprint: 64 lowercase hex digits.

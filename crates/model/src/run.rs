@@ -173,6 +173,12 @@ pub enum RunRecordKind {
 }
 
 impl RunRecord {
+    /// The run record in a ledger entry (`cleanroom.run` or `cleanroom.refused`): `None` for an
+    /// entry of another type, an error for a record that does not read whole.
+    pub fn of_entry(entry: &[u8]) -> Result<Option<Self>, ModelError> {
+        crate::entry_of(entry, &["cleanroom.run", "cleanroom.refused"], "run record")
+    }
+
     /// The record of `signed`, whose id is `run`, signed by `signed_by` (SEC1), under a token
     /// with digest `token`.
     pub fn of(

@@ -19,6 +19,11 @@
 
 use std::time::Duration;
 
+/// The constitution a consortium starts with (governance).
+pub const CONSTITUTION: &str = include_str!("constitution.rego");
+/// The attestation service's built-in appraisal policy.
+pub const APPRAISAL: &str = include_str!("appraisal.rego");
+
 /// How long one evaluation may run.
 pub const TIME_LIMIT: Duration = Duration::from_millis(250);
 

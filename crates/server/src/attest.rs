@@ -4,22 +4,24 @@
 //! `/.well-known/jwks.json`, named by `/.well-known/openid-configuration`.
 //!
 //! The appraisal policy is the consortium's policy named `appraisal` (set by governance) or the
-//! built-in one (`appraisal.rego`); the development profile's built-in one names
-//! `insecure_allow_simulated_tee`, so that simulated evidence is accepted there and only there.
+//! built-in one (`confide_policy::APPRAISAL`). The server gives the policy its profile as data
+//! (`input.profile.insecure_allow_simulated_tee`, true in the development profile only); the
+//! built-in policy accepts simulated evidence when, and only when, it says so.
 //! Trusted measurements come from governance (`add_measurement`).
 //!
 //! Freshness: `POST /attest/nonce` issues a 32-byte challenge, valid for [`NONCE_LIFETIME`]
 //! seconds and usable once. Evidence that answers one binds `SHA-256(runtime_data) || nonce`
 //! as its 64 bytes of report data, and the token carries the nonce as `eat_nonce`.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use base64::Engine as _;
 use confide_attest::{Collateral, Inputs, TeeKind, TrustAnchors, UnixTime};
+use confide_model::{AttestRequest, Attested, Challenge};
 use confide_policy::Policy;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -27,7 +29,7 @@ use crate::now;
 use crate::problem::Problem;
 
 /// The built-in appraisal policy.
-pub const DEFAULT_APPRAISAL: &str = include_str!("appraisal.rego");
+pub const DEFAULT_APPRAISAL: &str = confide_policy::APPRAISAL;
 /// How long a token is valid unless the operator says otherwise.
 pub const TOKEN_LIFETIME: i64 = 300;
 const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
@@ -35,6 +37,22 @@ const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
 pub(crate) const NONCE_LIFETIME: i64 = 120;
 /// Challenges outstanding at most; beyond, new ones are refused until some expire.
 const MAX_CHALLENGES: usize = 100_000;
+
+/// The attestation service's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/attest/nonce", post(nonce))
+        .route("/attest/{kind}", post(attest))
+        .route(
+            "/collateral",
+            get(|State(s): State<AppState>| async move { Json(s.collateral.list()) }),
+        )
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+}
 
 /// Challenge nonces issued and not yet answered, with their expiry.
 #[derive(Debug, Default)]
@@ -59,7 +77,7 @@ impl Challenges {
 }
 
 /// `POST /attest/nonce`: a challenge for the next evidence.
-pub(crate) async fn nonce(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+async fn nonce(State(s): State<AppState>) -> Result<Json<Challenge>, Problem> {
     let now = now();
     let nonce = s
         .challenges
@@ -75,53 +93,10 @@ pub(crate) async fn nonce(State(s): State<AppState>) -> Result<Json<Value>, Prob
                 "try again when some have expired",
             )
         })?;
-    Ok(Json(json!({
-        "nonce": base64::engine::general_purpose::STANDARD.encode(nonce),
-        "expires_at": now + NONCE_LIFETIME,
-    })))
-}
-
-/// The built-in policy of the development profile: the default, allowing simulated evidence.
-pub(crate) fn dev_appraisal() -> String {
-    DEFAULT_APPRAISAL.replace(
-        "insecure_allow_simulated_tee := false",
-        "insecure_allow_simulated_tee := true",
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    /// The evidence, base64.
-    evidence: String,
-    /// Endorsements, each base64.
-    #[serde(default)]
-    collateral: Vec<String>,
-    /// What the evidence's report data binds, base64 (e.g. the workload's public key).
-    #[serde(default)]
-    runtime_data: Option<String>,
-    /// How: `sha256` (default), `sha384` or `sha512`; the report data starts with the digest.
-    #[serde(default)]
-    runtime_data_hash: Option<String>,
-    /// A challenge from `POST /attest/nonce`, base64: the report data is then
-    /// `SHA-256(runtime_data) || nonce`.
-    #[serde(default)]
-    nonce: Option<String>,
-    /// GPU evidence of the same workload (NVIDIA), whose nonces the CPU evidence binds: its
-    /// report data is then `SHA-256(runtime_data || nonce_1 || … || nonce_k)`, followed by the
-    /// challenge if there is one.
-    #[serde(default)]
-    gpu: Vec<GpuEvidence>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GpuEvidence {
-    /// The GPU's evidence, base64.
-    evidence: String,
-    /// Its endorsements, each base64.
-    #[serde(default)]
-    collateral: Vec<String>,
+    Ok(Json(Challenge {
+        nonce: base64::engine::general_purpose::STANDARD.encode(nonce),
+        expires_at: now + NONCE_LIFETIME,
+    }))
 }
 
 fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
@@ -131,15 +106,14 @@ fn b64(text: &str, what: &str) -> Result<Vec<u8>, Problem> {
         .map_err(|_| Problem::bad_request(format!("{what} is not base64")))
 }
 
-pub(crate) async fn attest(
+async fn attest(
     State(s): State<AppState>,
     Path(kind): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<Json<Attested>, Problem> {
     let kind = TeeKind::from_name(&kind)
         .ok_or_else(|| Problem::not_found(format!("no TEE kind {kind:?}")))?;
-    let req: Request = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("the request is not the expected JSON: {e}")))?;
+    let req: AttestRequest = crate::json_body(&body)?;
     let evidence = b64(&req.evidence, "evidence")?;
     let collateral = req
         .collateral
@@ -253,10 +227,11 @@ pub(crate) async fn attest(
             "eat_nonce": nonce.map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n)),
         }),
     )?;
-    Ok((
-        StatusCode::OK,
-        Json(json!({"token": token, "expires_at": expires, "status": appraised[0].status})),
-    ))
+    Ok(Json(Attested {
+        token,
+        expires_at: expires,
+        status: appraised[0].status.to_owned(),
+    }))
 }
 
 /// Evidence that verified and passed the appraisal policy.
@@ -318,7 +293,7 @@ fn appraise_one(
             .policies()
             .get("appraisal")
             .cloned()
-            .unwrap_or_else(|| s.appraisal.clone());
+            .unwrap_or_else(|| DEFAULT_APPRAISAL.to_owned());
         let trusted: Vec<Value> = gov
             .measurements()
             .iter()
@@ -328,10 +303,13 @@ fn appraise_one(
     };
     let policy = Policy::new("appraisal.rego", &policy_text)
         .map_err(|e| Problem::internal(format!("the appraisal policy: {e}")))?;
+    // What the server's profile allows, as data the policy reads: the development profile,
+    // and only it, allows simulated evidence.
+    let profile = json!({"insecure_allow_simulated_tee": s.dev});
     let allow_sim = policy
         .eval(
             "data.confide.appraisal.insecure_allow_simulated_tee",
-            &json!({}),
+            &json!({ "profile": profile }),
         )
         .map_err(|e| Problem::internal(e.to_string()))?
         == json!(true);
@@ -427,6 +405,7 @@ fn appraise_one(
         "claims": claims_json,
         "reference": {"measurements": trusted, "primary": primary},
         "fresh": fresh,
+        "profile": profile,
     });
     let denials = policy
         .eval("data.confide.appraisal.deny", &input)
@@ -542,7 +521,7 @@ pub(crate) fn issue(
     Ok((token, now + s.token_lifetime, claims))
 }
 
-pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
     let keys = s
         .tokens
         .read()
@@ -550,7 +529,7 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, Probl
     Ok(Json(keys.jwks()))
 }
 
-pub(crate) async fn openid_configuration(State(s): State<AppState>) -> Json<Value> {
+async fn openid_configuration(State(s): State<AppState>) -> Json<Value> {
     Json(json!({
         "issuer": s.issuer,
         "jwks_uri": format!("{}/.well-known/jwks.json", s.issuer),

@@ -18,90 +18,42 @@
 //!   of their keys was released to this token's runtime key, and the output goes to exactly
 //!   the contract's recipients.
 
-use axum::Json;
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use confide_attest::TeeKind;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use confide_model::{
-    ContractList, DatasetList, Measurement, RunRecord, RunRecorded, SignedRunReport,
+    ContractList, DatasetList, ModelError, RunRecord, RunRecorded, SignedRunReport,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::AppState;
-use crate::now;
+use crate::audit::audit;
 use crate::problem::Problem;
+use crate::{AppState, now};
 
-/// The claim holding each TEE kind's primary measurement ([`TeeKind::primary_measurement`]).
-fn primary_measurement(kind: &str) -> Option<&'static str> {
-    TeeKind::from_name(kind)?
-        .primary_measurement()
-        .map(|(claim, _)| claim)
+/// Run records by id; `None` while one is being recorded.
+pub(crate) type Runs = BTreeMap<String, Option<RunRecord>>;
+
+/// The clean rooms' routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/gov/datasets", get(datasets))
+        .route("/gov/contracts", get(contracts))
+        .route("/cleanroom/runs", post(record_run))
+        .route("/cleanroom/runs/{id}", get(run))
 }
 
-/// The measurements a token's claims carry: each submod's primary measurement for its kind.
-fn token_measurements(claims: &Value) -> Vec<Measurement> {
-    claims["submods"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(kind, sub)| {
-            let name = primary_measurement(kind)?;
-            let value = sub["confide.claims"]["measurements"][name].as_str()?;
-            Some(Measurement {
-                kind: kind.clone(),
-                value: value.to_lowercase(),
-            })
-        })
-        .collect()
-}
-
-/// Checks that a workload with token `claims`, whose evidence binds the ledger key digest
-/// `ledger`, may have the key `key` for the contract `id`: it verifies the consortium's state
-/// under this consortium's ledger key, and governance allows it
-/// ([`confide_ledger::gov::Governance::may_release`]). The contract (with its state) for the
-/// release policy, or why not.
-pub(crate) fn check_release(
-    s: &AppState,
-    key: &str,
-    id: &str,
-    claims: &Value,
-    ledger: Option<[u8; 32]>,
-) -> Result<Value, String> {
-    match ledger {
-        None => {
-            return Err(
-                "a dataset's key goes only to a workload whose evidence binds its \
-                        runtime keys and the ledger key it verifies the contract under"
-                    .into(),
-            );
-        }
-        Some(digest) if digest != s.ledger_key => {
-            return Err(format!(
-                "the workload verifies the consortium's state under another ledger key \
-                 (SHA-256 {}), not this consortium's ({}): it would run what another ledger says",
-                hex::encode(digest),
-                hex::encode(s.ledger_key)
-            ));
-        }
-        Some(_) => {}
-    }
-    let owner = s.kms.info(key).map(|k| k.owner).ok();
-    let gov = s.gov.read().map_err(|e| e.to_string())?;
-    let record = gov
-        .may_release(key, owner.as_deref(), id, &token_measurements(claims))
-        .map_err(|denial| denial.to_string())?;
-    serde_json::to_value(record).map_err(|e| e.to_string())
-}
-
-pub(crate) async fn datasets(State(s): State<AppState>) -> Result<Json<DatasetList>, Problem> {
+async fn datasets(State(s): State<AppState>) -> Result<Json<DatasetList>, Problem> {
     let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
     Ok(Json(DatasetList {
         datasets: gov.datasets().clone(),
     }))
 }
 
-pub(crate) async fn contracts(State(s): State<AppState>) -> Result<Json<ContractList>, Problem> {
+async fn contracts(State(s): State<AppState>) -> Result<Json<ContractList>, Problem> {
     let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
     Ok(Json(ContractList {
         contracts: gov.contracts().clone(),
@@ -112,14 +64,14 @@ fn refused(kind: &'static str, title: &'static str, detail: impl Into<String>) -
     Problem::new(StatusCode::FORBIDDEN, kind, title, detail)
 }
 
-pub(crate) async fn record_run(
+async fn record_run(
     State(s): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<RunRecorded>), Problem> {
     let signed = SignedRunReport::from_json(&body).map_err(|e| {
         Problem::bad_request(format!("the request is not a signed run report: {e}"))
     })?;
-    let presented = crate::keys::verify_token(&s, &signed.token)?;
+    let presented = crate::auth::verify_token(&s, &signed.token)?;
     let signing = presented.runtime.signing().ok_or_else(|| {
         refused(
             "unsigned-run-report",
@@ -153,7 +105,6 @@ pub(crate) async fn record_run(
     {
         return Err(replayed());
     }
-    let token_digest = hex::encode(confide_crypto::digest::sha256(signed.token.as_bytes()));
     let runtime = presented.runtime.digest();
     let decision = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
@@ -173,7 +124,7 @@ pub(crate) async fn record_run(
         } else {
             gov.may_record(
                 &contract,
-                &token_measurements(&presented.claims),
+                &presented.measurements(),
                 &report.outcome,
                 |key| leases.released_to(key, &runtime),
             )
@@ -182,9 +133,9 @@ pub(crate) async fn record_run(
         }
     };
     if let Err(reason) = decision {
-        crate::keys::audit(
+        audit(
             &s,
-            json!({"type": "cleanroom.deny", "contract": contract, "token": token_digest,
+            &json!({"type": "cleanroom.deny", "contract": contract, "token": presented.token_digest,
                    "reason": reason, "at": now()}),
         )
         .await?;
@@ -194,24 +145,24 @@ pub(crate) async fn record_run(
             reason,
         ));
     }
-    let simulated = presented
-        .claims
-        .get("confide.simulated")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| Problem::internal("this service's token says nothing of simulation"))?;
-    let typed = RunRecord::of(&signed, token_digest, simulated, now(), signing);
-    let record = serde_json::to_value(&typed).map_err(|e| Problem::internal(e.to_string()))?;
+    let record = RunRecord::of(
+        &signed,
+        presented.token_digest.clone(),
+        presented.simulated()?,
+        now(),
+        signing,
+    );
     // The id is taken before the append, so that two copies of one report sent at once
     // record one run; it is given back if the append fails.
     if s.runs
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .insert(id.clone(), Value::Null)
+        .insert(id.clone(), None)
         .is_some()
     {
         return Err(replayed());
     }
-    let appended = crate::keys::audit(&s, record.clone()).await;
+    let appended = audit(&s, &record).await;
     let mut runs = s
         .runs
         .lock()
@@ -223,39 +174,38 @@ pub(crate) async fn record_run(
             return Err(e);
         }
     };
-    runs.insert(id.clone(), record);
+    runs.insert(id.clone(), Some(record.clone()));
     drop(runs);
     Ok((
         StatusCode::CREATED,
-        Json(json!(RunRecorded {
+        Json(RunRecorded {
             run: id,
-            record: typed,
+            record,
             audit_seq: seq,
-        })),
+        }),
     ))
 }
 
-pub(crate) async fn run(
+async fn run(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<RunRecord>, Problem> {
     s.runs
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
         .get(&id)
-        .filter(|r| !r.is_null())
         .cloned()
+        .flatten()
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no run {id}")))
 }
 
 /// Rebuilds the index of runs (and refused runs) from an audit event of the ledger: what
-/// `GET /cleanroom/runs/{id}` answers, and the reports already recorded.
-pub(crate) fn replay_run(runs: &mut std::collections::BTreeMap<String, Value>, entry: &[u8]) {
-    if let Ok(event) = serde_json::from_slice::<Value>(entry)
-        && (event["type"] == "cleanroom.run" || event["type"] == "cleanroom.refused")
-        && let Some(id) = event["run"].as_str()
-    {
-        runs.insert(id.to_owned(), event.clone());
+/// `GET /cleanroom/runs/{id}` answers, and the reports already recorded. A run record that
+/// does not read whole is damage to the ledger, refused.
+pub(crate) fn replay_run(runs: &mut Runs, entry: &[u8]) -> Result<(), ModelError> {
+    if let Some(record) = RunRecord::of_entry(entry)? {
+        runs.insert(record.run.clone(), Some(record));
     }
+    Ok(())
 }

@@ -38,13 +38,25 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use confide_attest::TeeKind;
 use confide_kms::{KmsError, ResourcePath};
-use serde::Deserialize;
+use confide_model::kbs::{KbsAttestation, KbsRequest};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::keys::audit;
+use crate::audit::{audit, audit_request};
 use crate::now;
 use crate::problem::Problem;
+
+/// The KBS protocol's routes.
+pub(crate) fn routes() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/kbs/v0/auth", post(auth))
+        .route("/kbs/v0/attest", post(attest))
+        .route(
+            "/kbs/v0/resource/{repo}/{type}/{tag}",
+            axum::routing::get(resource).post(put),
+        )
+}
 
 /// The protocol version spoken.
 pub const PROTOCOL_VERSION: &str = "0.4.0";
@@ -86,22 +98,7 @@ fn no_token(detail: impl Into<String>) -> Problem {
 }
 
 pub use confide_crypto::jcs::canonical_json;
-
-/// What a KBS client hashes: the runtime data with `"additional-evidence"` added.
-fn runtime_data_claims(runtime_data: &Value, additional_evidence: &Value) -> Value {
-    let mut claims = runtime_data.clone();
-    if let Some(m) = claims.as_object_mut() {
-        m.insert("additional-evidence".into(), additional_evidence.clone());
-    }
-    claims
-}
-
-/// The report data a KBS client binds: SHA-384 of the canonical runtime data with
-/// `"additional-evidence"` added.
-pub fn runtime_data_digest(runtime_data: &Value, additional_evidence: &Value) -> Vec<u8> {
-    let claims = runtime_data_claims(runtime_data, additional_evidence);
-    confide_crypto::digest::sha384(canonical_json(&claims).as_bytes()).to_vec()
-}
+pub use confide_model::kbs::runtime_data_digest;
 
 fn tee_kind(name: &str) -> Result<TeeKind, Problem> {
     match name {
@@ -133,16 +130,8 @@ fn set_cookie(id: &str, expires: i64) -> String {
     format!("{COOKIE}={id}; Expires={}", httpdate::fmt_http_date(at))
 }
 
-#[derive(Deserialize)]
-struct AuthRequest {
-    version: String,
-    tee: String,
-    #[serde(rename = "extra-params", default)]
-    _extra_params: Value,
-}
-
-pub(crate) async fn auth(State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
-    let req: AuthRequest = serde_json::from_slice(&body)
+async fn auth(State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
+    let req: KbsRequest = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("the request is not a KBS Request: {e}")))?;
     let mut parts = req.version.split('.');
     if (parts.next(), parts.next()) != (Some("0"), Some("4")) {
@@ -190,28 +179,7 @@ pub(crate) async fn auth(State(s): State<AppState>, body: Bytes) -> Result<Respo
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct Attestation {
-    #[serde(rename = "init-data", default)]
-    init_data: Value,
-    #[serde(rename = "runtime-data")]
-    runtime_data: Value,
-    #[serde(rename = "tee-evidence")]
-    tee_evidence: TeeEvidence,
-}
-
-#[derive(Deserialize)]
-struct TeeEvidence {
-    primary_evidence: Value,
-    #[serde(default = "empty_string")]
-    additional_evidence: Value,
-}
-
-fn empty_string() -> Value {
-    Value::String(String::new())
-}
-
-pub(crate) async fn attest(
+async fn attest(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -230,14 +198,14 @@ pub(crate) async fn attest(
         }
         (session.tee, session.nonce.clone(), session.expires)
     };
-    let req: Attestation = serde_json::from_slice(&body)
+    let req = KbsAttestation::from_json(&body)
         .map_err(|e| invalid(format!("the request is not a KBS Attestation: {e}")))?;
     if !req.init_data.is_null() {
         return Err(invalid(
             "init-data is not supported yet: confide does not bind it to the evidence",
         ));
     }
-    if req.runtime_data.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
+    if req.nonce() != Some(nonce.as_str()) {
         return Err(Problem::kbs(
             StatusCode::UNAUTHORIZED,
             "AttestationFailed",
@@ -245,13 +213,12 @@ pub(crate) async fn attest(
         ));
     }
     let tee_pubkey = req
-        .runtime_data
-        .get("tee-pubkey")
+        .tee_pubkey()
         .cloned()
         .ok_or_else(|| invalid("the runtime data has no tee-pubkey"))?;
     confide_crypto::jwe::check_recipient(&tee_pubkey)
         .map_err(|e| invalid(format!("the tee-pubkey: {e}")))?;
-    let digest = runtime_data_digest(&req.runtime_data, &req.tee_evidence.additional_evidence);
+    let digest = req.runtime_data_digest();
     let evidence = serde_json::to_vec(&req.tee_evidence.primary_evidence).map_err(unavailable)?;
     // Fresh: the runtime data carries this session's challenge, checked above.
     let appraised =
@@ -263,7 +230,7 @@ pub(crate) async fn attest(
                 Problem::kbs(StatusCode::UNAUTHORIZED, "AttestationFailed", p.detail)
             }
         })?;
-    let hashed = runtime_data_claims(&req.runtime_data, &req.tee_evidence.additional_evidence);
+    let hashed = req.hashed_claims();
     let (token, _, claims) = crate::attest::issue(
         &s,
         std::slice::from_ref(&appraised),
@@ -329,7 +296,7 @@ fn attested(s: &AppState, headers: &HeaderMap) -> Result<Attested, Problem> {
     })
 }
 
-pub(crate) async fn resource(
+async fn resource(
     State(s): State<AppState>,
     Path((repo, kind, tag)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -348,7 +315,7 @@ pub(crate) async fn resource(
         Err(KmsError::Denied) => {
             audit(
                 &s,
-                json!({"type": "kbs.deny", "resource": path.to_string(), "token": attested.token_digest, "at": now()}),
+                &json!({"type": "kbs.deny", "resource": path.to_string(), "token": attested.token_digest, "at": now()}),
             )
             .await?;
             return Err(Problem::kbs(
@@ -365,7 +332,7 @@ pub(crate) async fn resource(
     ));
     audit(
         &s,
-        json!({
+        &json!({
             "type": "kbs.release", "resource": path.to_string(), "token": attested.token_digest,
             "tee_pubkey": key_digest, "simulated": attested.claims["confide.simulated"], "at": now(),
         }),
@@ -374,37 +341,37 @@ pub(crate) async fn resource(
     Ok(Json(jwe))
 }
 
-pub(crate) async fn put(
+async fn put(
     State(s): State<AppState>,
     Path((repo, kind, tag)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let request = crate::keys::member_request(&s, &body, "kbs.put")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
+    let request = crate::auth::member_request(&s, &body)?;
+    let confide_model::BrokerBody::KbsPut {
+        path: named,
+        content,
+        policy,
+    } = &request.body
+    else {
+        return Err(Problem::bad_request(
+            "this endpoint takes requests of type \"kbs.put\"",
+        ));
+    };
     let path = ResourcePath::new(&repo, &kind, &tag)?;
-    if req.get("path").and_then(Value::as_str) != Some(path.to_string().as_str()) {
+    if *named != path.to_string() {
         return Err(Problem::bad_request(
             "the request names another resource than the path",
         ));
     }
-    let content = req
-        .get("content")
-        .and_then(Value::as_str)
-        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
-        .ok_or_else(|| Problem::bad_request("content is not base64"))?;
-    let content = zeroize::Zeroizing::new(content);
-    let info = s.kms.put_resource(
-        &path,
-        &signer,
-        &content,
-        req.get("policy").and_then(Value::as_str),
-        now(),
-    )?;
-    let seq = audit(
-        &s,
-        request.audited(json!({"type": "kbs.put", "resource": info.path, "owner": signer, "size": info.size, "at": now()})),
-    )
-    .await?;
+    let content = zeroize::Zeroizing::new(
+        confide_model::broker::base64_field(content, "content")
+            .map_err(|e| Problem::bad_request(e.to_string()))?,
+    );
+    let info = s
+        .kms
+        .put_resource(&path, &request.signer, &content, policy.as_deref(), now())?;
+    let event = json!({"type": "kbs.put", "resource": info.path, "owner": request.signer, "size": info.size, "at": now()});
+    let seq = audit_request(&s, &request, event).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"resource": info, "audit_seq": seq})),
@@ -435,7 +402,7 @@ mod tests {
             &evidence["additional_evidence"],
         );
         assert_eq!(
-            base64::engine::general_purpose::STANDARD.encode(&digest),
+            base64::engine::general_purpose::STANDARD.encode(digest),
             evidence["primary_evidence"]["report_data"]
                 .as_str()
                 .unwrap()

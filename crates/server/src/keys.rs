@@ -16,23 +16,46 @@
 //! - Every creation, rotation, revocation, release, renewal and denial is an audit event on the
 //!   ledger, durable before the answer.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use base64::Engine as _;
-use confide_crypto::hpke::{self, HpkePublicKey};
-use confide_kms::{KmsError, Lease, RELEASE_INFO};
-
+use confide_crypto::hpke;
+use confide_kms::{KmsError, RELEASE_INFO};
+use confide_model::{
+    BrokerBody, Deleted, KekAnswer, KeyAnswer, Lease, LeaseEvent, LeaseList, ModelError,
+    ReleaseRequest, Released, RenewRequest, Renewed,
+};
 use serde_json::{Value, json};
 
-use crate::AppState;
-use crate::now;
+use crate::audit::{audit, audit_request};
+use crate::auth::{Presented, RuntimeKey, member_request, verify_token};
 use crate::problem::Problem;
-use crate::writer::Outcome;
+use crate::{AppState, json_body, now};
 
 /// How long a lease lasts without renewal.
 pub const LEASE_SECONDS: i64 = 600;
+
+/// The key broker's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", post(create))
+        .route("/keys/{name}/rotate", post(rotate))
+        .route("/keys/{name}/revoke", post(revoke))
+        .route("/keys/{name}/delete", post(delete))
+        .route("/keys/{name}/import", post(import))
+        .route("/keys/{name}/leases", post(leases))
+        .route("/keys/{name}/release", post(release))
+        .route("/keys/{name}/renew", post(renew))
+        .route("/keks", post(create_kek))
+        .route("/keks/{name}", get(kek))
+        .route(
+            "/kms/status",
+            get(|| async { Json(json!({"profile": "development", "sealed": false})) }),
+        )
+}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -65,105 +88,14 @@ impl From<KmsError> for Problem {
     }
 }
 
-/// Appends an audit event; the answer waits for it to be durable.
-pub(crate) async fn audit(s: &AppState, event: Value) -> Result<u64, Problem> {
-    match s.writer.audit(&event).await {
-        Outcome::Appended { seq, .. } => Ok(seq),
-        Outcome::Refused(e) => Err(e.into()),
-        Outcome::Failed(m) => Err(Problem::internal(m)),
-    }
+/// The refusal of a body of another type than the endpoint takes.
+fn takes(expected: &str) -> Problem {
+    Problem::bad_request(format!("this endpoint takes requests of type {expected:?}"))
 }
 
-/// A member's request to the key broker, authenticated.
-pub(crate) struct MemberRequest {
-    /// The signer's fingerprint.
-    pub(crate) signer: String,
-    /// The request's body.
-    pub(crate) body: Value,
-    /// Its signer, nonce and time, as its audit event records them.
-    stamp: Value,
-}
-
-impl MemberRequest {
-    /// `event`, with this request's signer, nonce and time: on the ledger, they make the
-    /// request's replay refused after a restart too ([`replay_nonce`]).
-    pub(crate) fn audited(&self, mut event: Value) -> Value {
-        event["request"] = self.stamp.clone();
-        event
-    }
-}
-
-/// Authenticates a member's signed request of `expected` type, refusing replays.
-pub(crate) fn member_request(
-    s: &AppState,
-    body: &[u8],
-    expected: &str,
-) -> Result<MemberRequest, Problem> {
-    let now = now();
-    let request = {
-        let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
-        gov.authenticate(body, now)?
-    };
-    if request.body.get("type").and_then(Value::as_str) != Some(expected) {
-        return Err(Problem::bad_request(format!(
-            "this endpoint takes requests of type {expected:?}"
-        )));
-    }
-    let mut nonces = s
-        .nonces
-        .lock()
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    if !remember_nonce(
-        &mut nonces,
-        &request.signer,
-        &request.nonce,
-        request.ts,
-        now,
-    ) {
-        return Err(confide_ledger::gov::GovError::Replay.into());
-    }
-    Ok(MemberRequest {
-        stamp: json!({"signer": request.signer, "nonce": hex::encode(&request.nonce), "ts": request.ts}),
-        signer: request.signer,
-        body: request.body,
-    })
-}
-
-/// Remembers a request's nonce (dropping those too old to pass the time check again); false
-/// if it was seen before.
-fn remember_nonce(
-    nonces: &mut crate::SeenNonces,
-    signer: &str,
-    nonce: &[u8],
-    ts: i64,
-    now: i64,
-) -> bool {
-    let horizon = now - 2 * confide_ledger::gov::MAX_SKEW;
-    nonces.retain(|_, ts| *ts >= horizon);
-    ts < horizon
-        || nonces
-            .insert((signer.to_owned(), nonce.to_vec()), ts)
-            .is_none()
-}
-
-/// Rebuilds the nonces of members' requests from an audit event of the ledger, so that a
-/// request replayed after a restart is refused as it would have been before.
-pub(crate) fn replay_nonce(nonces: &mut crate::SeenNonces, entry: &[u8], now: i64) {
-    let Ok(event) = serde_json::from_slice::<Value>(entry) else {
-        return;
-    };
-    let stamp = &event["request"];
-    if let (Some(signer), Some(nonce), Some(ts)) = (
-        stamp["signer"].as_str(),
-        stamp["nonce"].as_str().and_then(|n| hex::decode(n).ok()),
-        stamp["ts"].as_i64(),
-    ) {
-        remember_nonce(nonces, signer, &nonce, ts, now);
-    }
-}
-
-fn name_in(body: &Value, path: &str) -> Result<(), Problem> {
-    if body.get("name").and_then(Value::as_str) == Some(path) {
+/// Checks that the body names the key of the path.
+fn same_name(named: &str, path: &str) -> Result<(), Problem> {
+    if named == path {
         Ok(())
     } else {
         Err(Problem::bad_request(
@@ -172,325 +104,232 @@ fn name_in(body: &Value, path: &str) -> Result<(), Problem> {
     }
 }
 
-pub(crate) async fn create(
+async fn create(
     State(s): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
-    let request = member_request(&s, &body, "kms.create")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    let name = req
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let info = s.kms.create(
-        &name,
-        &signer,
-        req.get("policy").and_then(Value::as_str),
-        now(),
-    )?;
-    let seq = audit(&s, request.audited(json!({"type": "kms.create", "key": name, "owner": signer, "version": info.version, "at": now()}))).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"key": info, "audit_seq": seq})),
-    ))
+) -> Result<(StatusCode, Json<KeyAnswer>), Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Create { name, policy } = &request.body else {
+        return Err(takes("kms.create"));
+    };
+    let signer = &request.signer;
+    let key = s.kms.create(name, signer, policy.as_deref(), now())?;
+    let event = json!({"type": "kms.create", "key": name, "owner": signer, "version": key.version, "at": now()});
+    let audit_seq = audit_request(&s, &request, event).await?;
+    Ok((StatusCode::CREATED, Json(KeyAnswer { key, audit_seq })))
 }
 
-pub(crate) async fn rotate(
+async fn rotate(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    Path(path): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let request = member_request(&s, &body, "kms.rotate")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(req, &name)?;
-    let info = s.kms.rotate(&name, &signer, now())?;
-    let seq = audit(&s, request.audited(json!({"type": "kms.rotate", "key": name, "by": signer, "version": info.version, "at": now()}))).await?;
-    Ok(Json(json!({"key": info, "audit_seq": seq})))
+) -> Result<Json<KeyAnswer>, Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Rotate { name } = &request.body else {
+        return Err(takes("kms.rotate"));
+    };
+    same_name(name, &path)?;
+    let key = s.kms.rotate(name, &request.signer, now())?;
+    let event = json!({"type": "kms.rotate", "key": name, "by": request.signer, "version": key.version, "at": now()});
+    let audit_seq = audit_request(&s, &request, event).await?;
+    Ok(Json(KeyAnswer { key, audit_seq }))
 }
 
-pub(crate) async fn revoke(
+async fn revoke(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    Path(path): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let request = member_request(&s, &body, "kms.revoke")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(req, &name)?;
-    let info = s.kms.revoke(&name, &signer)?;
-    let seq = audit(
-        &s,
-        request.audited(json!({"type": "kms.revoke", "key": name, "by": signer, "at": now()})),
-    )
-    .await?;
-    Ok(Json(json!({"key": info, "audit_seq": seq})))
+) -> Result<Json<KeyAnswer>, Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Revoke { name } = &request.body else {
+        return Err(takes("kms.revoke"));
+    };
+    same_name(name, &path)?;
+    let key = s.kms.revoke(name, &request.signer)?;
+    let event = json!({"type": "kms.revoke", "key": name, "by": request.signer, "at": now()});
+    let audit_seq = audit_request(&s, &request, event).await?;
+    Ok(Json(KeyAnswer { key, audit_seq }))
 }
 
-pub(crate) async fn create_kek(
+async fn delete(
+    State(s): State<AppState>,
+    Path(path): Path<String>,
+    body: Bytes,
+) -> Result<Json<Deleted>, Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Delete { name } = &request.body else {
+        return Err(takes("kms.delete"));
+    };
+    same_name(name, &path)?;
+    let deleted = s.kms.delete(name, &request.signer)?;
+    let event = json!({"type": "kms.delete", "key": name, "by": request.signer, "at": now()});
+    let audit_seq = audit_request(&s, &request, event).await?;
+    Ok(Json(Deleted { deleted, audit_seq }))
+}
+
+async fn create_kek(
     State(s): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
-    let request = member_request(&s, &body, "kms.kek.create")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    let name = req
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let kek = s.kms.create_kek(&name, &signer, now())?;
+) -> Result<(StatusCode, Json<KekAnswer>), Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::KekCreate { name } = &request.body else {
+        return Err(takes("kms.kek.create"));
+    };
+    let kek = s.kms.create_kek(name, &request.signer, now())?;
     // The public key's digest goes on the ledger, so a member checks the key it wraps to
     // against the ledger, not against an answer alone.
     let public_sha256 = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
         .map(|der| hex::encode(confide_crypto::digest::sha256(&der)))
         .ok_or_else(|| Problem::internal("the key-exchange key's PEM does not decode"))?;
-    let seq = audit(
-        &s,
-        request.audited(
-            json!({"type": "kms.kek.create", "kek": name, "owner": signer,
-                               "public_sha256": public_sha256, "at": now()}),
-        ),
-    )
-    .await?;
+    let event = json!({"type": "kms.kek.create", "kek": name, "owner": request.signer,
+                       "public_sha256": public_sha256, "at": now()});
+    let seq = audit_request(&s, &request, event).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"kek": kek, "audit_seq": seq})),
+        Json(KekAnswer {
+            kek,
+            audit_seq: Some(seq),
+        }),
     ))
 }
 
-pub(crate) async fn kek(
+async fn kek(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    Ok(Json(json!({"kek": s.kms.kek(&name)?})))
+) -> Result<Json<KekAnswer>, Problem> {
+    Ok(Json(KekAnswer {
+        kek: s.kms.kek(&name)?,
+        audit_seq: None,
+    }))
 }
 
-pub(crate) async fn import(
+async fn import(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    Path(path): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let request = member_request(&s, &body, "kms.import")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(req, &name)?;
-    let text = |k: &str| req.get(k).and_then(Value::as_str);
-    let kek = text("kek").ok_or_else(|| Problem::bad_request("no kek"))?;
-    let blob = text("blob")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .ok_or_else(|| Problem::bad_request("blob is not base64"))?;
-    let hash = confide_crypto::byok::OaepHash::from_name(text("hash").unwrap_or("sha256"))
+) -> Result<Json<KeyAnswer>, Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Import {
+        name,
+        kek,
+        blob,
+        hash,
+        policy,
+    } = &request.body
+    else {
+        return Err(takes("kms.import"));
+    };
+    same_name(name, &path)?;
+    // Both were checked when the body was read.
+    let blob = confide_model::broker::base64_field(blob, "blob")
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let hash = confide_crypto::byok::OaepHash::from_name(hash)
         .ok_or_else(|| Problem::bad_request("hash is neither sha256 nor sha1"))?;
     let import = confide_kms::Import {
         kek,
         blob: &blob,
         hash,
-        policy: text("policy"),
+        policy: policy.as_deref(),
     };
-    let info = s.kms.import(&name, &signer, import, now())?;
-    let seq = audit(&s, request.audited(json!({"type": "kms.import", "key": name, "owner": signer, "kek": kek, "version": info.version, "at": now()}))).await?;
-    Ok(Json(json!({"key": info, "audit_seq": seq})))
+    let key = s.kms.import(name, &request.signer, import, now())?;
+    let event = json!({"type": "kms.import", "key": name, "owner": request.signer, "kek": kek, "version": key.version, "at": now()});
+    let audit_seq = audit_request(&s, &request, event).await?;
+    Ok(Json(KeyAnswer { key, audit_seq }))
 }
 
-pub(crate) async fn delete(
+async fn leases(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    Path(path): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let request = member_request(&s, &body, "kms.delete")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(req, &name)?;
-    let info = s.kms.delete(&name, &signer)?;
-    let seq = audit(
-        &s,
-        request.audited(json!({"type": "kms.delete", "key": name, "by": signer, "at": now()})),
-    )
-    .await?;
-    Ok(Json(json!({"deleted": info, "audit_seq": seq})))
-}
-
-pub(crate) async fn leases(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let request = member_request(&s, &body, "kms.leases")?;
-    let (signer, req) = (request.signer.clone(), &request.body);
-    name_in(req, &name)?;
-    if s.kms.info(&name)?.owner != signer {
+) -> Result<Json<LeaseList>, Problem> {
+    let request = member_request(&s, &body)?;
+    let BrokerBody::Leases { name } = &request.body else {
+        return Err(takes("kms.leases"));
+    };
+    same_name(name, &path)?;
+    if s.kms.info(name)?.owner != request.signer {
         return Err(KmsError::NotOwner.into());
     }
     let leases = s
         .leases
         .lock()
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(Json(
-        json!({"key": name, "leases": leases.of_key(&name, now())}),
-    ))
-}
-
-/// The key a workload gets released keys wrapped to.
-pub(crate) enum RuntimeKey {
-    /// A workload's runtime keys (HPKE, signing, and its ledger key's digest): released keys
-    /// are sealed to the HPKE key, and a lease is held by the whole set, so that no token with
-    /// another signing key or ledger key passes for the workload a key was released to.
-    Workload(confide_model::RuntimeKeys),
-    /// An X25519 public key (the token's runtime data): HPKE.
-    Hpke(HpkePublicKey),
-    /// A JWK (P-256 or RSA; the runtime data was a JWK): JWE.
-    Jwk(Value),
-}
-
-impl RuntimeKey {
-    /// The key the workload signs its run reports with, if its evidence binds one.
-    pub(crate) fn signing(&self) -> Option<&confide_crypto::signing::VerifyingKey> {
-        match self {
-            Self::Workload(keys) => Some(&keys.signing),
-            Self::Hpke(_) | Self::Jwk(_) => None,
-        }
-    }
-
-    /// The digest of the ledger key the workload verifies the consortium's state under, if its
-    /// evidence binds its runtime keys.
-    pub(crate) fn ledger(&self) -> Option<[u8; 32]> {
-        match self {
-            Self::Workload(keys) => Some(keys.ledger),
-            Self::Hpke(_) | Self::Jwk(_) => None,
-        }
-    }
-
-    /// SHA-256 of the key (the workload's whole runtime data, raw X25519 bytes, or the JWK's
-    /// canonical JSON), hex.
-    pub(crate) fn digest(&self) -> String {
-        match self {
-            Self::Workload(keys) => digest(&keys.to_bytes()),
-            Self::Hpke(k) => digest(k.as_bytes()),
-            Self::Jwk(jwk) => digest(crate::kbs::canonical_json(jwk).as_bytes()),
-        }
-    }
-}
-
-/// A token this service issued, verified: its claims and the workload's runtime keys in it.
-pub(crate) struct Presented {
-    /// The token's claims.
-    pub(crate) claims: Value,
-    /// The key released keys are wrapped to.
-    pub(crate) runtime: RuntimeKey,
-}
-
-/// The request body (JSON with `"token"`), and the token in it verified.
-pub(crate) fn token_claims(s: &AppState, body: &[u8]) -> Result<(Presented, Value), Problem> {
-    confide_model::unique_keys(body, "request")
-        .map_err(|e| Problem::bad_request(format!("the request: {e}")))?;
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| Problem::bad_request(format!("the request is not JSON: {e}")))?;
-    let token = req
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Problem::bad_request("no token"))?;
-    Ok((verify_token(s, token)?, req))
-}
-
-/// Verifies a token this service issued: signature, issuer, expiry, and a runtime key.
-pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Problem> {
-    let invalid = |detail: &str| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid-token",
-            "The attestation token is not acceptable",
-            detail,
-        )
-    };
-    let jwks = s
-        .tokens
-        .read()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .jwks();
-    let claims = crate::token::verify_jwt(token, &jwks)
-        .ok_or_else(|| invalid("the token does not verify with this service's keys"))?;
-    if claims.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
-        return Err(invalid("the token is from another issuer"));
-    }
-    if claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .is_none_or(|exp| exp <= now())
-    {
-        return Err(invalid("the token has expired"));
-    }
-    let runtime_data = claims
-        .get("confide.runtime_data")
-        .and_then(Value::as_str)
-        .and_then(|r| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(r)
-                .ok()
-        });
-    // A workload's pair of runtime keys; or a bare X25519 key; or a JWK.
-    let pair = runtime_data
-        .as_deref()
-        .and_then(|r| confide_model::RuntimeKeys::parse(r).ok());
-    let x25519 = runtime_data
-        .as_deref()
-        .and_then(|r| HpkePublicKey::from_bytes(r).ok());
-    let runtime = match (pair, x25519, claims.get("confide.tee_pubkey")) {
-        (Some(keys), ..) => RuntimeKey::Workload(keys),
-        (None, Some(k), _) => RuntimeKey::Hpke(k),
-        (None, None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
-        _ => {
-            return Err(invalid(
-                "the token carries no runtime key (a workload's runtime keys, a 32-byte X25519 \
-                 public key, or a JWK)",
+        .of_key(name, now());
+    Ok(Json(LeaseList {
+        key: name.clone(),
+        leases,
+    }))
+}
+
+/// Whether the workload that presented a token may have key `key` for contract `id`: its
+/// evidence binds the digest of this consortium's ledger key (it verifies the consortium's
+/// state under it), and governance allows it
+/// ([`confide_gov::Governance::may_release`]). The contract (with its state) for the
+/// release policy, or why not.
+fn may_release(s: &AppState, key: &str, id: &str, presented: &Presented) -> Result<Value, String> {
+    match presented.runtime.ledger() {
+        None => {
+            return Err(
+                "a dataset's key goes only to a workload whose evidence binds its \
+                 runtime keys and the ledger key it verifies the contract under"
+                    .into(),
+            );
+        }
+        Some(digest) if digest != s.ledger_key => {
+            return Err(format!(
+                "the workload verifies the consortium's state under another ledger key \
+                 (SHA-256 {}), not this consortium's ({}): it would run what another ledger says",
+                hex::encode(digest),
+                hex::encode(s.ledger_key)
             ));
         }
-    };
-    Ok(Presented { claims, runtime })
+        Some(_) => {}
+    }
+    let owner = s.kms.info(key).map(|k| k.owner).ok();
+    let gov = s.gov.read().map_err(|e| e.to_string())?;
+    let record = gov
+        .may_release(key, owner.as_deref(), id, &presented.measurements())
+        .map_err(|denial| denial.to_string())?;
+    serde_json::to_value(record).map_err(|e| e.to_string())
 }
 
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(confide_crypto::digest::sha256(bytes))
-}
-
-pub(crate) async fn release(
+async fn release(
     State(s): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let (Presented { claims, runtime }, req) = token_claims(&s, &body)?;
-    let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
-    let runtime_digest = runtime.digest();
+) -> Result<Json<Released>, Problem> {
+    let req: ReleaseRequest = json_body(&body)?;
+    let presented = verify_token(&s, &req.token)?;
+    let token_digest = &presented.token_digest;
     // A dataset's key goes only to a workload running an approved contract over it, which
     // verifies the consortium's state under this consortium's ledger key.
-    let contract = match req.get("contract").map(Value::as_str) {
+    let contract = match &req.contract {
         None => None,
-        Some(None) => {
-            return Err(Problem::bad_request(
-                "\"contract\" is a contract id (a string)",
-            ));
-        }
-        Some(Some(id)) => {
-            match crate::cleanroom::check_release(&s, &name, id, &claims, runtime.ledger()) {
-                Ok(c) => Some(c),
-                Err(reason) => {
-                    audit(&s, json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
-                    return Err(Problem::new(
-                        StatusCode::FORBIDDEN,
-                        "contract-denied",
-                        "The contract does not allow this release",
-                        reason,
-                    ));
-                }
+        Some(id) => match may_release(&s, &name, id, &presented) {
+            Ok(c) => Some(c),
+            Err(reason) => {
+                audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "contract-denied",
+                    "The contract does not allow this release",
+                    reason,
+                ));
             }
-        }
+        },
     };
     let (version, material) = match crate::blocking(|| {
-        s.kms.release_for(&name, &claims, contract.as_ref())
+        s.kms
+            .release_for(&name, &presented.claims, contract.as_ref())
     }) {
         Ok(v) => v,
         Err(e) => {
-            audit(&s, json!({"type": "kms.deny", "key": name, "token": token_digest, "reason": e.to_string(), "at": now()})).await?;
+            audit(&s, &json!({"type": "kms.deny", "key": name, "token": token_digest, "reason": e.to_string(), "at": now()})).await?;
             return Err(e.into());
         }
     };
-    let wrapped = match &runtime {
+    let (mut enc, mut ciphertext, mut jwe) = (None, None, None);
+    match &presented.runtime {
         RuntimeKey::Workload(confide_model::RuntimeKeys { hpke: key, .. })
         | RuntimeKey::Hpke(key) => {
             let sealed = hpke::seal(
@@ -500,13 +339,16 @@ pub(crate) async fn release(
                 &material,
             )
             .map_err(|e| Problem::internal(e.to_string()))?;
-            json!({"enc": b64(&sealed.enc), "ciphertext": b64(&sealed.ciphertext)})
+            enc = Some(b64(&sealed.enc));
+            ciphertext = Some(b64(&sealed.ciphertext));
         }
-        RuntimeKey::Jwk(jwk) => json!({
-            "jwe": confide_crypto::jwe::encrypt(jwk, &material)
-                .map_err(|e| Problem::internal(e.to_string()))?,
-        }),
-    };
+        RuntimeKey::Jwk(jwk) => {
+            jwe = Some(
+                confide_crypto::jwe::encrypt(jwk, &material)
+                    .map_err(|e| Problem::internal(e.to_string()))?,
+            );
+        }
+    }
     let now = now();
     let lease = Lease {
         id: hex::encode(
@@ -514,78 +356,83 @@ pub(crate) async fn release(
         ),
         key: name.clone(),
         version,
-        runtime_key: runtime_digest.clone(),
+        runtime_key: presented.runtime.digest(),
         granted: now,
         last_heartbeat: now,
         expires: now + LEASE_SECONDS,
-        contract: req
-            .get("contract")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        contract: req.contract.clone(),
     };
-    let mut event = json!({
-        "type": "kms.release", "key": name, "version": version, "lease": lease.id,
-        "token": token_digest, "runtime_key": runtime_digest, "simulated": claims["confide.simulated"],
-        "at": now, "expires": lease.expires,
-    });
-    if let Some(contract) = &lease.contract {
-        event["contract"] = json!(contract);
-    }
-    let seq = audit(&s, event).await?;
+    let event = LeaseEvent::Release {
+        key: name.clone(),
+        version,
+        lease: lease.id.clone(),
+        token: token_digest.clone(),
+        runtime_key: lease.runtime_key.clone(),
+        simulated: presented.simulated()?,
+        at: now,
+        expires: lease.expires,
+        contract: lease.contract.clone(),
+    };
+    let audit_seq = audit(&s, &event).await?;
+    let answer = Released {
+        key: name,
+        version,
+        lease: lease.id.clone(),
+        expires_at: lease.expires,
+        audit_seq,
+        enc,
+        ciphertext,
+        jwe,
+    };
     s.leases
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .grant(lease.clone());
-    let mut answer = json!({
-        "key": name, "version": version,
-        "lease": lease.id, "expires_at": lease.expires, "audit_seq": seq,
-    });
-    if let (Some(a), Some(w)) = (answer.as_object_mut(), wrapped.as_object()) {
-        a.extend(w.clone());
-    }
+        .grant(lease);
     Ok(Json(answer))
 }
 
-/// Rebuilds the leases from an audit event of the ledger (`kms.release`, `kms.renew`).
-pub(crate) fn replay_lease(leases: &mut confide_kms::Leases, entry: &[u8]) {
-    let Ok(event) = serde_json::from_slice::<Value>(entry) else {
-        return;
-    };
-    let text = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
-    let (at, expires) = (
-        event["at"].as_i64().unwrap_or(0),
-        event["expires"].as_i64().unwrap_or(0),
-    );
-    match event["type"].as_str() {
-        Some("kms.release") => leases.grant(Lease {
-            id: text("lease"),
-            key: text("key"),
-            version: event["version"]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0),
-            runtime_key: text("runtime_key"),
+/// Rebuilds the leases from an audit event of the ledger (`kms.release`, `kms.renew`). A lease
+/// event that does not read whole is damage to the ledger, refused.
+pub(crate) fn replay_lease(
+    leases: &mut confide_kms::Leases,
+    entry: &[u8],
+) -> Result<(), ModelError> {
+    match LeaseEvent::of_entry(entry)? {
+        Some(LeaseEvent::Release {
+            key,
+            version,
+            lease,
+            runtime_key,
+            at,
+            expires,
+            contract,
+            ..
+        }) => leases.grant(Lease {
+            id: lease,
+            key,
+            version,
+            runtime_key,
             granted: at,
             last_heartbeat: at,
             expires,
-            contract: event["contract"].as_str().map(str::to_owned),
+            contract,
         }),
-        Some("kms.renew") => leases.heartbeat(&text("lease"), at, expires),
-        _ => {}
+        Some(LeaseEvent::Renew {
+            lease, at, expires, ..
+        }) => leases.heartbeat(&lease, at, expires),
+        None => {}
     }
+    Ok(())
 }
 
-pub(crate) async fn renew(
+async fn renew(
     State(s): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let (Presented { claims, runtime }, req) = token_claims(&s, &body)?;
-    let id = req
-        .get("lease")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+) -> Result<Json<Renewed>, Problem> {
+    let req: RenewRequest = json_body(&body)?;
+    let presented = verify_token(&s, &req.token)?;
+    let id = &req.lease;
     if s.kms.info(&name)?.revoked {
         return Err(KmsError::Revoked(name).into());
     }
@@ -595,25 +442,22 @@ pub(crate) async fn renew(
         .leases
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .get(&id)
+        .get(id)
         .and_then(|l| l.contract.clone());
-    let token_digest = digest(req["token"].as_str().unwrap_or_default().as_bytes());
     let recheck = match &contract {
-        Some(c) => {
-            crate::cleanroom::check_release(&s, &name, c, &claims, runtime.ledger()).map(Some)
-        }
+        Some(c) => may_release(&s, &name, c, &presented).map(Some),
         None => Ok(None),
     }
     .and_then(|terms| {
-        crate::blocking(|| s.kms.release_for(&name, &claims, terms.as_ref()))
+        crate::blocking(|| s.kms.release_for(&name, &presented.claims, terms.as_ref()))
             .map(drop)
             .map_err(|e| e.to_string())
     });
     if let Err(reason) = recheck {
         audit(
             &s,
-            json!({"type": "kms.deny", "key": name, "lease": id, "contract": contract,
-                         "token": token_digest, "reason": reason, "at": now()}),
+            &json!({"type": "kms.deny", "key": name, "lease": id, "contract": contract,
+                    "token": presented.token_digest, "reason": reason, "at": now()}),
         )
         .await?;
         return Err(Problem::new(
@@ -628,13 +472,23 @@ pub(crate) async fn renew(
         .leases
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .renew(&id, &name, &runtime.digest(), now, now + LEASE_SECONDS)?;
-    let seq = audit(
-        &s,
-        json!({"type": "kms.renew", "key": name, "lease": id, "at": now, "expires": lease.expires}),
-    )
-    .await?;
-    Ok(Json(
-        json!({"lease": lease.id, "expires_at": lease.expires, "audit_seq": seq}),
-    ))
+        .renew(
+            id,
+            &name,
+            &presented.runtime.digest(),
+            now,
+            now + LEASE_SECONDS,
+        )?;
+    let event = LeaseEvent::Renew {
+        key: name,
+        lease: lease.id.clone(),
+        at: now,
+        expires: lease.expires,
+    };
+    let audit_seq = audit(&s, &event).await?;
+    Ok(Json(Renewed {
+        lease: lease.id,
+        expires_at: lease.expires,
+        audit_seq,
+    }))
 }

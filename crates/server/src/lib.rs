@@ -15,12 +15,14 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod audit;
+mod auth;
 mod cleanroom;
 mod collateral;
 mod kbs;
 mod keys;
+mod ledger;
 mod problem;
-mod routes;
 mod sealed;
 pub mod tls;
 mod token;
@@ -32,8 +34,8 @@ use std::sync::{Arc, RwLock};
 
 use confide_crypto::aead::SealingKey;
 use confide_crypto::signing::SigningKey;
+use confide_gov::Governance;
 use confide_ledger::Ledger;
-use confide_ledger::gov::Governance;
 
 pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
 pub use confide_kms::RELEASE_INFO;
@@ -62,7 +64,15 @@ pub enum ServeError {
         /// The entry.
         seq: u64,
         /// What failed.
-        error: confide_ledger::gov::GovError,
+        error: confide_gov::GovError,
+    },
+    /// An audit event the state is rebuilt from does not read whole: the ledger is damaged.
+    #[error("replaying audit entry {seq}: {error}")]
+    Event {
+        /// The entry.
+        seq: u64,
+        /// What is wrong with it.
+        error: confide_model::ModelError,
     },
     /// The operating system refused.
     #[error("{what}: {source}")]
@@ -126,7 +136,6 @@ pub struct AppState {
     pub(crate) dev: bool,
     pub(crate) issuer: String,
     pub(crate) token_lifetime: i64,
-    pub(crate) appraisal: String,
     pub(crate) tokens: Arc<RwLock<token::KeySet>>,
     pub(crate) kms: Arc<confide_kms::KeyStore>,
     pub(crate) leases: Arc<std::sync::Mutex<confide_kms::Leases>>,
@@ -139,8 +148,9 @@ pub struct AppState {
     pub(crate) collateral: Arc<collateral::Store>,
     /// The attestation service's challenges: nonces issued and not yet used, with their expiry.
     pub(crate) challenges: Arc<std::sync::Mutex<attest::Challenges>>,
-    /// Clean-room run records by id (rebuilt from the ledger).
-    pub(crate) runs: Arc<std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
+    /// Clean-room run records by id (rebuilt from the ledger); `None` while one is being
+    /// recorded.
+    pub(crate) runs: Arc<std::sync::Mutex<cleanroom::Runs>>,
 }
 
 /// What opening the data directory found, for the operator.
@@ -198,10 +208,12 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     let mut runs = std::collections::BTreeMap::new();
     let mut nonces = SeenNonces::new();
     let started = now();
-    let gov = replay_with(&ledger, |entry| {
-        keys::replay_lease(&mut leases, entry);
-        cleanroom::replay_run(&mut runs, entry);
-        keys::replay_nonce(&mut nonces, entry, started);
+    let gov = replay_with(&ledger, |seq, entry| {
+        keys::replay_lease(&mut leases, entry)
+            .and_then(|()| cleanroom::replay_run(&mut runs, entry))
+            .map_err(|error| ServeError::Event { seq, error })?;
+        auth::replay_nonce(&mut nonces, entry, started);
+        Ok(())
     })?;
     let opened = Opened {
         entries: ledger.len(),
@@ -228,11 +240,6 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
             dev: config.dev,
             token_lifetime: config.token_lifetime,
             issuer: config.issuer.trim_end_matches('/').to_owned(),
-            appraisal: if config.dev {
-                attest::dev_appraisal()
-            } else {
-                DEFAULT_APPRAISAL.to_owned()
-            },
             tokens: Arc::new(RwLock::new(tokens)),
             kms: Arc::new(kms),
             leases: Arc::new(std::sync::Mutex::new(leases)),
@@ -248,34 +255,55 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
 
 /// The governance state that replaying the ledger's governance requests gives.
 pub(crate) fn replay(ledger: &Ledger) -> Result<Governance, ServeError> {
-    replay_with(ledger, |_| {})
+    replay_with(ledger, |_, _| Ok(()))
 }
 
-/// [`replay`], handing every other entry (the audit events) to `audit`.
-fn replay_with(ledger: &Ledger, mut audit: impl FnMut(&[u8])) -> Result<Governance, ServeError> {
+/// [`replay`], handing every other entry (the audit events) to `audit`, with its position.
+fn replay_with(
+    ledger: &Ledger,
+    mut audit: impl FnMut(u64, &[u8]) -> Result<(), ServeError>,
+) -> Result<Governance, ServeError> {
     let mut gov = Governance::new().map_err(|error| ServeError::Replay { seq: 0, error })?;
     // Every request on the ledger was decided within the time limit when it was accepted;
     // replayed without it, a slower machine reaches the same state.
     gov.set_time_limit(None);
     for seq in 0..ledger.len() {
         let entry = ledger.entry(seq)?.unwrap_or_default();
-        if confide_ledger::gov::is_governance(&entry) {
+        if confide_gov::is_governance(&entry) {
             let request = gov
                 .check(&entry, None)
                 .map_err(|error| ServeError::Replay { seq, error })?;
             gov.apply(request, seq)
                 .map_err(|error| ServeError::Replay { seq, error })?;
         } else {
-            audit(&entry);
+            audit(seq, &entry)?;
         }
     }
     gov.set_time_limit(Some(confide_policy::TIME_LIMIT));
     Ok(gov)
 }
 
-/// The HTTP routes over `state`.
+/// Requests larger than this are refused before they are read.
+pub(crate) const BODY_LIMIT: usize = 1 << 20;
+
+/// The HTTP routes over `state`: each service's own.
 pub fn router(state: AppState) -> axum::Router {
-    routes::router(state)
+    axum::Router::new()
+        .merge(attest::routes())
+        .merge(keys::routes())
+        .merge(kbs::routes())
+        .merge(ledger::routes())
+        .merge(cleanroom::routes())
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Reads a JSON request body as `T` (the model's), whole: a key given twice, an unknown or
+/// missing field, or a wrong type is refused, naming it.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    confide_model::broker::read(body, "request")
+        .map_err(|e| Problem::bad_request(format!("the request: {e}")))
 }
 
 /// Serves `state` on `listener` until the process ends: over TLS with `tls`, or plain HTTP.
@@ -319,7 +347,7 @@ async fn read_whole_body(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, routes::BODY_LIMIT).await {
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => {
             next.run(axum::extract::Request::from_parts(parts, bytes.into()))
                 .await
@@ -332,7 +360,7 @@ async fn read_whole_body(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                     "body-too-large",
                     "The request body is larger than any route takes",
-                    format!("the limit is {} bytes", routes::BODY_LIMIT),
+                    format!("the limit is {} bytes", BODY_LIMIT),
                 )
             } else {
                 problem::Problem::bad_request(format!("reading the request body: {error}"))

@@ -71,11 +71,23 @@ impl Problem {
         )
     }
 
+    /// The service failed inside (a lock, an encoding, the random generator). It says nothing
+    /// of the ledger: an audit event may have been recorded before the failure.
     pub(crate) fn internal(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            "The service could not complete the request",
+            detail,
+        )
+    }
+
+    /// The ledger's writer could not append the request's entry: nothing of it was recorded.
+    pub(crate) fn not_recorded(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
             "ledger-unavailable",
-            "The ledger could not complete the request; nothing was recorded",
+            "The ledger could not record the request; nothing was recorded",
             detail,
         )
     }
@@ -98,9 +110,9 @@ impl IntoResponse for Problem {
     }
 }
 
-impl From<confide_ledger::gov::GovError> for Problem {
-    fn from(e: confide_ledger::gov::GovError) -> Self {
-        use confide_ledger::gov::GovError as G;
+impl From<confide_gov::GovError> for Problem {
+    fn from(e: confide_gov::GovError) -> Self {
+        use confide_gov::GovError as G;
         let (status, kind, title) = match &e {
             G::Malformed(_) => (
                 StatusCode::BAD_REQUEST,

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use confide_ledger::gov::{Applied, GovError, Governance};
+use confide_gov::{Applied, GovError, Governance};
 use confide_ledger::{Ledger, Prepared};
 use tokio::sync::{mpsc, oneshot};
 

@@ -25,10 +25,11 @@ use confide_cleanroom::{BlobStore, CleanroomError, Table};
 use confide_client::Client;
 use confide_client::ledger::{LedgerViewError, VerifiedLedger};
 use confide_crypto::CryptoError;
-use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey, Sealed};
+use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey};
 use confide_crypto::signing::{SigningKey, VerifyingKey};
-use confide_model::{self as model, RunInput, RunOutput, RunReport, RuntimeKeys};
-use serde_json::{Value, json};
+use confide_model::{
+    self as model, AttestRequest, ReleaseRequest, RunInput, RunOutput, RunReport, RuntimeKeys,
+};
 
 pub use terms::{Approved, Input, NotRunnable};
 
@@ -176,13 +177,12 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unb64(value: &Value, what: &'static str) -> Result<Vec<u8>, WorkloadError> {
-    value
-        .as_str()
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        .ok_or_else(|| WorkloadError::Protocol {
+fn unb64(text: &str, what: &'static str) -> Result<Vec<u8>, WorkloadError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| WorkloadError::Protocol {
             what,
-            detail: "a field is missing or not base64".into(),
+            detail: "not base64".into(),
         })
 }
 
@@ -222,23 +222,15 @@ impl Attesting<'_> {
             outcome,
         };
         let signed = report.sign(&self.signing, self.token()?)?;
-        let body = serde_json::to_string(&signed).map_err(|e| WorkloadError::Protocol {
-            what: "run report",
-            detail: e.to_string(),
-        })?;
-        let answer = self.client.post_json("/cleanroom/runs", &body)?;
-        serde_json::from_value(answer).map_err(|e| WorkloadError::Protocol {
-            what: "run log's answer",
-            detail: e.to_string(),
-        })
+        Ok(self.client.record_run(&signed)?)
     }
 
     /// Evidence binding a fresh challenge of the verifier and this run's keys (report data:
     /// SHA-256(runtime data) || nonce), and the token the verifier gives for it.
     fn token(&self) -> Result<String, WorkloadError> {
         let runtime_data = self.runtime_data();
-        let nonce_text = self.client.post_json("/attest/nonce", "{}")?["nonce"].clone();
-        let nonce: [u8; 32] = unb64(&nonce_text, "verifier's challenge")?
+        let challenge = self.client.challenge()?;
+        let nonce: [u8; 32] = unb64(&challenge.nonce, "verifier's challenge")?
             .try_into()
             .map_err(|_| WorkloadError::Protocol {
                 what: "verifier's challenge",
@@ -266,40 +258,29 @@ impl Attesting<'_> {
                 )
             }
         };
-        let answer = self.client.post_json(
-            &format!("/attest/{kind}"),
-            &json!({"evidence": b64(&evidence), "collateral": collateral,
-                    "runtime_data": b64(&runtime_data), "nonce": nonce_text})
-            .to_string(),
-        )?;
-        answer["token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| WorkloadError::Protocol {
-                what: "verifier's answer",
-                detail: "it carries no token".into(),
-            })
+        let request = AttestRequest {
+            evidence: b64(&evidence),
+            collateral,
+            runtime_data: Some(b64(&runtime_data)),
+            runtime_data_hash: None,
+            nonce: Some(challenge.nonce),
+            gpu: Vec::new(),
+        };
+        Ok(self.client.attest(&kind, &request)?.token)
     }
 
     /// Asks the broker for key `name` for contract `id`, and opens it.
     fn release(&self, token: &str, name: &str, id: &str) -> Result<HpkeSecretKey, WorkloadError> {
-        let r = self.client.post_json(
-            &format!("/keys/{name}/release"),
-            &json!({"token": token, "contract": id}).to_string(),
-        )?;
-        let malformed = |detail: &str| WorkloadError::Protocol {
+        let request = ReleaseRequest {
+            token: token.to_owned(),
+            contract: Some(id.to_owned()),
+        };
+        let released = self.client.release(name, &request)?;
+        let sealed = released.hpke().map_err(|e| WorkloadError::Protocol {
             what: "key broker's release",
-            detail: detail.to_owned(),
-        };
-        let version = r["version"]
-            .as_u64()
-            .ok_or_else(|| malformed("it names no key version"))?;
-        let sealed = Sealed {
-            enc: unb64(&r["enc"], "key broker's release")?
-                .try_into()
-                .map_err(|_| malformed("its encapsulated key is not 32 bytes"))?,
-            ciphertext: unb64(&r["ciphertext"], "key broker's release")?,
-        };
+            detail: e.to_string(),
+        })?;
+        let version = released.version;
         let key_error = |source| WorkloadError::Key {
             key: name.to_owned(),
             source,
@@ -430,7 +411,7 @@ fn refuse(
     attesting: &Attesting<'_>,
     token: &str,
     id: &str,
-    gov: &confide_ledger::gov::Governance,
+    gov: &confide_gov::Governance,
     state: &NotRunnable,
 ) -> WorkloadError {
     let key = gov

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use confide_gov::Governance;
 use confide_identity::PublicIdentity;
-use confide_ledger::gov::Governance;
 use confide_model::{Contract, ContractState, DatasetRecord};
 use datafusion::arrow::datatypes::SchemaRef;
 

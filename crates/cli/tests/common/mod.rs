@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use confide_gov::sign_request;
 use confide_identity::{Identity, MemberName};
-use confide_ledger::gov::sign_request;
 use serde_json::{Value, json};
 
 pub(crate) struct Server {

@@ -3,14 +3,16 @@
 #
 # input: {claims: VerifiedClaims as JSON, reference: {measurements: [{kind, value}],
 #         primary: the claim naming the code for this kind}, fresh: whether the evidence
-#         answered a challenge of this service}
+#         answered a challenge of this service, profile: {insecure_allow_simulated_tee}}
 package confide.appraisal
 
 import rego.v1
 
-# Simulated evidence proves nothing about hardware. The development profile replaces this line
-# with `insecure_allow_simulated_tee := true`.
-insecure_allow_simulated_tee := false
+# Simulated evidence proves nothing about hardware. The server's development profile, and only
+# it, gives input.profile.insecure_allow_simulated_tee = true.
+default insecure_allow_simulated_tee := false
+
+insecure_allow_simulated_tee if input.profile.insecure_allow_simulated_tee == true
 
 # Evidence that answers no challenge of this service (`POST /attest/nonce`) may be a report made
 # earlier and replayed. A consortium that wants every token to stand on fresh evidence sets this

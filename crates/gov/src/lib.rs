@@ -19,6 +19,8 @@
 //! window, or that names unknown proposals, members or datasets; so a refused request changes
 //! nothing.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ciborium::value::Value as Cbor;
@@ -30,10 +32,10 @@ use confide_model::{Action, ContractRecord, ContractState, DatasetRecord, GovBod
 use confide_policy::Policy;
 use serde_json::{Value, json};
 
-use crate::cose::{self, Sign1};
+use confide_ledger::cose::{self, Sign1};
 
 /// The constitution a consortium starts with.
-pub const DEFAULT_CONSTITUTION: &str = include_str!("constitution.rego");
+pub const DEFAULT_CONSTITUTION: &str = confide_policy::CONSTITUTION;
 const DECISION: &str = "data.confide.constitution.decision";
 const GOV_LABEL: &str = "confide.gov";
 /// How far a request's timestamp may be from the server's clock when it is submitted.
@@ -166,8 +168,8 @@ pub struct Authenticated {
     pub ts: i64,
     /// Its nonce, to remember against replays.
     pub nonce: Vec<u8>,
-    /// Its JSON body.
-    pub body: Value,
+    /// Its payload, as signed (the caller reads it as the body it expects).
+    pub payload: Vec<u8>,
 }
 
 /// The consortium's state, derived from the ledger.
@@ -236,8 +238,6 @@ impl Governance {
     /// Remembering the nonce against replays is the caller's.
     pub fn authenticate(&self, cose: &[u8], now: i64) -> Result<Authenticated, GovError> {
         let signed = parse_signed(cose)?;
-        let body = serde_json::from_slice(&signed.payload)
-            .map_err(|e| malformed(format!("JSON ({e})")))?;
         let member = self.registry.members.get(&signed.kid).ok_or_else(|| {
             GovError::NotAMember(format!("no member has fingerprint {}", signed.kid))
         })?;
@@ -255,7 +255,7 @@ impl Governance {
             signer: signed.kid,
             ts: signed.ts,
             nonce: signed.nonce,
-            body,
+            payload: signed.payload,
         })
     }
 

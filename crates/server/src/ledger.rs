@@ -1,13 +1,15 @@
-//! The HTTP routes of the ledger and governance.
+//! The ledger's and governance's endpoints: the entries, receipts, checkpoints and consistency
+//! proofs anyone verifies, and the members' signed governance requests, appended by the writer
+//! once governance accepts them.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use confide_model::{Action, DatasetRecord, GovBody, Proposal, ProposalList};
+use confide_model::{Action, DatasetRecord, GovBody, Proposal, ProposalList, Submitted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,12 +17,11 @@ use crate::AppState;
 use crate::problem::Problem;
 use crate::writer::Outcome;
 
-/// Requests larger than this are refused before they are read.
-pub(crate) const BODY_LIMIT: usize = 1 << 20;
 /// The most entries one listing returns.
 const PAGE: u64 = 1000;
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The ledger's and governance's routes.
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/ledger/entries", get(entries))
         .route("/ledger/entries/{seq}", get(entry))
@@ -33,44 +34,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/gov/proposals/{id}", get(proposal))
         .route("/gov/proposals/{id}/ballots", post(ballot))
         .route("/gov/members", get(members))
-        .route("/gov/datasets", get(crate::cleanroom::datasets))
-        .route("/gov/contracts", get(crate::cleanroom::contracts))
-        .route("/cleanroom/runs", post(crate::cleanroom::record_run))
-        .route("/cleanroom/runs/{id}", get(crate::cleanroom::run))
-        .route("/attest/nonce", post(crate::attest::nonce))
-        .route("/attest/{kind}", post(crate::attest::attest))
-        .route(
-            "/collateral",
-            get(|State(s): State<AppState>| async move { Json(s.collateral.list()) }),
-        )
-        .route("/keys", post(crate::keys::create))
-        .route("/keys/{name}/rotate", post(crate::keys::rotate))
-        .route("/keys/{name}/revoke", post(crate::keys::revoke))
-        .route("/keys/{name}/delete", post(crate::keys::delete))
-        .route("/keys/{name}/import", post(crate::keys::import))
-        .route("/keks", post(crate::keys::create_kek))
-        .route("/keks/{name}", get(crate::keys::kek))
-        .route("/keys/{name}/leases", post(crate::keys::leases))
-        .route("/keys/{name}/release", post(crate::keys::release))
-        .route("/keys/{name}/renew", post(crate::keys::renew))
-        .route(
-            "/kms/status",
-            get(|| async { Json(json!({"profile": "development", "sealed": false})) }),
-        )
-        .route("/kbs/v0/auth", post(crate::kbs::auth))
-        .route("/kbs/v0/attest", post(crate::kbs::attest))
-        .route(
-            "/kbs/v0/resource/{repo}/{type}/{tag}",
-            get(crate::kbs::resource).post(crate::kbs::put),
-        )
-        .route("/.well-known/jwks.json", get(crate::attest::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(crate::attest::openid_configuration),
-        )
-        .fallback(|| async { Problem::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -100,7 +63,7 @@ async fn entries(State(s): State<AppState>, Query(p): Query<Page>) -> Result<Jso
         let entry = ledger.entry(seq).map_err(unavailable)?.unwrap_or_default();
         out.push(json!({
             "seq": seq,
-            "governance": confide_ledger::gov::is_governance(&entry),
+            "governance": confide_gov::is_governance(&entry),
             "entry": b64(&entry),
         }));
     }
@@ -184,14 +147,18 @@ async fn consistency(
 }
 
 /// Submits a governance request and answers when it is durable.
-async fn submit(s: &AppState, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
+async fn submit(s: &AppState, body: Bytes) -> Result<(StatusCode, Json<Submitted>), Problem> {
     match s.writer.submit(body.to_vec()).await {
         Outcome::Appended { seq, applied } => Ok((
             StatusCode::CREATED,
-            Json(json!({"seq": seq, "proposal": applied.proposal, "state": applied.state})),
+            Json(Submitted {
+                seq,
+                proposal: applied.proposal,
+                state: applied.state,
+            }),
         )),
         Outcome::Refused(e) => Err(e.into()),
-        Outcome::Failed(m) => Err(Problem::internal(m)),
+        Outcome::Failed(m) => Err(Problem::not_recorded(m)),
     }
 }
 
@@ -217,7 +184,7 @@ fn body_type(body: &[u8], expected: &str) -> Result<GovBody, Problem> {
 async fn found(
     State(s): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
     body_type(&body, "found")?;
     // Outside the development profile, only the founder the operator started the server with
     // founds the consortium: never whoever calls first.
@@ -259,7 +226,7 @@ async fn found(
 async fn propose(
     State(s): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
     if let GovBody::Propose { actions } = body_type(&body, "propose")? {
         for action in &actions {
             if let Action::RegisterDataset(record) = action {
@@ -294,7 +261,7 @@ async fn ballot(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
     let GovBody::Ballot { proposal, .. } = body_type(&body, "ballot")? else {
         unreachable!("body_type checked the type");
     };

@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use confide_gov::{GovError, Governance, ProposalState, sign_request};
 use confide_identity::{Identity, MemberName};
-use confide_ledger::gov::{GovError, Governance, ProposalState, sign_request};
 use confide_model::ContractState;
 use serde_json::{Value, json};
 
@@ -432,7 +432,7 @@ fn no_constitution_overrules_an_owner() {
 /// way a release or a run record can be wrong, and the rule that refuses it.
 #[test]
 fn releases_and_runs_are_decided_by_the_ledger() {
-    use confide_ledger::gov::Denial;
+    use confide_gov::Denial;
     use confide_model::{Measurement, RunInput, RunOutcome, RunOutput};
 
     let (a, b) = (Member::new("bank-a"), Member::new("bank-b"));

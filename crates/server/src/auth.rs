@@ -1,0 +1,221 @@
+//! Who is asking: a member, by a request signed with its key ([`member_request`]), whose nonce
+//! is remembered against replays (on the ledger too, so a restart forgets none); or a
+//! workload, by an attestation token of this service ([`verify_token`]), with the runtime keys
+//! its evidence binds and the measurements it was appraised with ([`Presented`]).
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use confide_attest::TeeKind;
+use confide_crypto::hpke::HpkePublicKey;
+use confide_model::{BrokerBody, Measurement, RuntimeKeys, Stamp};
+use serde_json::Value;
+
+use crate::problem::Problem;
+use crate::{AppState, SeenNonces, now};
+
+/// A member's request to the key broker, authenticated.
+pub(crate) struct MemberRequest {
+    /// The signer's fingerprint.
+    pub(crate) signer: String,
+    /// The request's body.
+    pub(crate) body: BrokerBody,
+    /// Its signer, nonce and time, as its audit event records them.
+    pub(crate) stamp: Stamp,
+}
+
+/// Authenticates a member's signed request to the key broker, refusing replays; the handler
+/// takes the body of its own type.
+pub(crate) fn member_request(s: &AppState, cose: &[u8]) -> Result<MemberRequest, Problem> {
+    let now = now();
+    let request = {
+        let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+        gov.authenticate(cose, now)?
+    };
+    let body = BrokerBody::from_json(&request.payload)
+        .map_err(|e| Problem::bad_request(format!("the request's payload: {e}")))?;
+    let mut nonces = s
+        .nonces
+        .lock()
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    if !remember_nonce(
+        &mut nonces,
+        &request.signer,
+        &request.nonce,
+        request.ts,
+        now,
+    ) {
+        return Err(confide_gov::GovError::Replay.into());
+    }
+    Ok(MemberRequest {
+        stamp: Stamp {
+            signer: request.signer.clone(),
+            nonce: hex::encode(&request.nonce),
+            ts: request.ts,
+        },
+        signer: request.signer,
+        body,
+    })
+}
+
+/// Remembers a request's nonce (dropping those too old to pass the time check again); false
+/// if it was seen before.
+fn remember_nonce(nonces: &mut SeenNonces, signer: &str, nonce: &[u8], ts: i64, now: i64) -> bool {
+    let horizon = now - 2 * confide_gov::MAX_SKEW;
+    nonces.retain(|_, ts| *ts >= horizon);
+    ts < horizon
+        || nonces
+            .insert((signer.to_owned(), nonce.to_vec()), ts)
+            .is_none()
+}
+
+/// Rebuilds the nonces of members' requests from an audit event of the ledger, so that a
+/// request replayed after a restart is refused as it would have been before.
+pub(crate) fn replay_nonce(nonces: &mut SeenNonces, entry: &[u8], now: i64) {
+    #[derive(serde::Deserialize)]
+    struct Stamped {
+        request: Option<Stamp>,
+    }
+    if let Ok(Stamped {
+        request: Some(stamp),
+    }) = serde_json::from_slice(entry)
+        && let Ok(nonce) = hex::decode(&stamp.nonce)
+    {
+        remember_nonce(nonces, &stamp.signer, &nonce, stamp.ts, now);
+    }
+}
+
+/// The key a workload gets released keys wrapped to.
+pub(crate) enum RuntimeKey {
+    /// A workload's runtime keys (HPKE, signing, and its ledger key's digest): released keys
+    /// are sealed to the HPKE key, and a lease is held by the whole set, so that no token with
+    /// another signing key or ledger key passes for the workload a key was released to.
+    Workload(RuntimeKeys),
+    /// An X25519 public key (the token's runtime data): HPKE.
+    Hpke(HpkePublicKey),
+    /// A JWK (P-256 or RSA; the runtime data was a JWK): JWE.
+    Jwk(Value),
+}
+
+impl RuntimeKey {
+    /// The key the workload signs its run reports with, if its evidence binds one.
+    pub(crate) fn signing(&self) -> Option<&confide_crypto::signing::VerifyingKey> {
+        match self {
+            Self::Workload(keys) => Some(&keys.signing),
+            Self::Hpke(_) | Self::Jwk(_) => None,
+        }
+    }
+
+    /// The digest of the ledger key the workload verifies the consortium's state under, if its
+    /// evidence binds its runtime keys.
+    pub(crate) fn ledger(&self) -> Option<[u8; 32]> {
+        match self {
+            Self::Workload(keys) => Some(keys.ledger),
+            Self::Hpke(_) | Self::Jwk(_) => None,
+        }
+    }
+
+    /// SHA-256 of the key (the workload's whole runtime data, raw X25519 bytes, or the JWK's
+    /// canonical JSON), hex.
+    pub(crate) fn digest(&self) -> String {
+        match self {
+            Self::Workload(keys) => digest(&keys.to_bytes()),
+            Self::Hpke(k) => digest(k.as_bytes()),
+            Self::Jwk(jwk) => digest(confide_crypto::jcs::canonical_json(jwk).as_bytes()),
+        }
+    }
+}
+
+/// A token this service issued, verified: its claims and the workload's runtime keys in it.
+pub(crate) struct Presented {
+    /// The token's claims (what release policies are given).
+    pub(crate) claims: Value,
+    /// The key released keys are wrapped to.
+    pub(crate) runtime: RuntimeKey,
+    /// SHA-256 of the token, hex (what audit events name it by).
+    pub(crate) token_digest: String,
+}
+
+impl Presented {
+    /// The measurements the token carries: each appraised TEE's primary measurement for its
+    /// kind ([`TeeKind::primary_measurement`]).
+    pub(crate) fn measurements(&self) -> Vec<Measurement> {
+        self.claims["submods"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(kind, sub)| {
+                let (claim, _) = TeeKind::from_name(kind)?.primary_measurement()?;
+                let value = sub["confide.claims"]["measurements"][claim].as_str()?;
+                Some(Measurement {
+                    kind: kind.clone(),
+                    value: value.to_lowercase(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the token stood on simulated evidence (this service's tokens always say).
+    pub(crate) fn simulated(&self) -> Result<bool, Problem> {
+        self.claims["confide.simulated"]
+            .as_bool()
+            .ok_or_else(|| Problem::internal("this service's token says nothing of simulation"))
+    }
+}
+
+/// Verifies a token this service issued: signature, issuer, expiry, and a runtime key.
+pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Problem> {
+    let invalid = |detail: &str| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "The attestation token is not acceptable",
+            detail,
+        )
+    };
+    let jwks = s
+        .tokens
+        .read()
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .jwks();
+    let claims = crate::token::verify_jwt(token, &jwks)
+        .ok_or_else(|| invalid("the token does not verify with this service's keys"))?;
+    if claims["iss"].as_str() != Some(s.issuer.as_str()) {
+        return Err(invalid("the token is from another issuer"));
+    }
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now()) {
+        return Err(invalid("the token has expired"));
+    }
+    let runtime_data = claims["confide.runtime_data"].as_str().and_then(|r| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(r)
+            .ok()
+    });
+    // A workload's runtime keys; or a bare X25519 key; or a JWK.
+    let keys = runtime_data
+        .as_deref()
+        .and_then(|r| RuntimeKeys::parse(r).ok());
+    let x25519 = runtime_data
+        .as_deref()
+        .and_then(|r| HpkePublicKey::from_bytes(r).ok());
+    let runtime = match (keys, x25519, claims.get("confide.tee_pubkey")) {
+        (Some(keys), ..) => RuntimeKey::Workload(keys),
+        (None, Some(k), _) => RuntimeKey::Hpke(k),
+        (None, None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
+        _ => {
+            return Err(invalid(
+                "the token carries no runtime key (a workload's runtime keys, a 32-byte X25519 \
+                 public key, or a JWK)",
+            ));
+        }
+    };
+    Ok(Presented {
+        claims,
+        runtime,
+        token_digest: digest(token.as_bytes()),
+    })
+}
+
+/// SHA-256, hex.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    hex::encode(confide_crypto::digest::sha256(bytes))
+}
