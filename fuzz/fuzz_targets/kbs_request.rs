@@ -7,7 +7,8 @@
 
 use confide_model::kbs::{KbsAttestation, KbsRequest};
 use confide_model::{
-    AttestRequest, BrokerBody, LeaseEvent, ReleaseRequest, RenewRequest, RunRecord,
+    AttestRequest, BrokerBody, Event as _, KekEvent, LeaseEvent, ReleaseRequest, RenewRequest,
+    RunRecord,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = confide_model::broker::read::<AttestRequest>(data, "request");
     let _ = LeaseEvent::of_entry(data);
     let _ = RunRecord::of_entry(data);
+    let _ = KekEvent::of_entry(data);
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
         let canonical = confide_crypto::jcs::canonical_json(&value);
         let again: serde_json::Value = serde_json::from_str(&canonical).expect("JCS is JSON");

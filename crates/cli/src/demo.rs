@@ -207,8 +207,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     }
 
     // Audit.
-    let trail = client.get("/ledger/entries")?;
-    let entries = trail["entries"].as_array().cloned().unwrap_or_default();
+    let trail: confide_model::EntryPage = client.get_as("/ledger/entries")?;
     let run_entry = out.audit_seq;
     let receipt = client.get_bytes(&format!("/ledger/entries/{run_entry}/receipt"))?;
     let entry_bytes = client.get_bytes(&format!("/ledger/entries/{run_entry}"))?;
@@ -218,14 +217,14 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     let v = confide_ledger::receipt::verify_receipt(&receipt, &entry_bytes, &key)
         .context("the run record's receipt does not verify")?;
     step("the audit trail (every entry is on the ledger, checkpointed and signed):");
-    for e in &entries {
+    for e in &trail.entries {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(e["entry"].as_str().unwrap_or_default())
-            .unwrap_or_default();
+            .decode(&e.entry)
+            .with_context(|| format!("entry {} is not base64", e.seq))?;
         let what = crate::serve::describe_entry(&bytes);
         if args.verbose || !what.starts_with("ballot") {
-            println!("   {:>4}  {what}", e["seq"].as_u64().unwrap_or(0));
+            println!("   {:>4}  {what}", e.seq);
         }
     }
     println!(

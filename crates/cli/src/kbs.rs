@@ -11,6 +11,8 @@ use base64::Engine as _;
 use clap::Subcommand;
 use confide_crypto::jwe::DecryptionKey;
 use confide_identity::Home;
+use confide_model::ResourceAnswer;
+use confide_model::kbs::KbsChallenge;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -75,10 +77,7 @@ pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<
             let answer = put_resource(home, server, &path, &content, policy.as_deref())?;
             println!(
                 "stored {} ({} bytes), owner {}; audit entry {}",
-                answer["resource"]["path"].as_str().unwrap_or(&path),
-                answer["resource"]["size"],
-                answer["resource"]["owner"].as_str().unwrap_or("?"),
-                answer["audit_seq"]
+                answer.resource.path, answer.resource.size, answer.resource.owner, answer.audit_seq
             );
             Ok(())
         }
@@ -103,13 +102,13 @@ pub(crate) fn put_resource(
     path: &str,
     content: &[u8],
     policy: Option<&str>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<ResourceAnswer> {
     let body = confide_model::BrokerBody::KbsPut {
         path: path.to_owned(),
         content: base64::engine::general_purpose::STANDARD.encode(content),
         policy: policy.map(str::to_owned),
     };
-    Ok(crate::serve::Client::new(server).post(
+    Ok(crate::serve::Client::new(server).post_as(
         &format!("/kbs/v0/resource/{path}"),
         &crate::serve::signed(home, &body)?,
     )?)
@@ -167,9 +166,9 @@ pub(crate) fn round(
             .with_context(|| format!("reaching {base}"))?,
     )?;
     let cookie = cookie.context("auth: the KBS set no session cookie")?;
-    let nonce = challenge["nonce"]
-        .as_str()
-        .context("auth: the challenge has no nonce")?;
+    let challenge: KbsChallenge =
+        serde_json::from_value(challenge).context("auth: the answer is not a KBS challenge")?;
+    let nonce = challenge.nonce;
     let key = DecryptionKey::generate_p256()?;
     let runtime_data = json!({"nonce": nonce, "tee-pubkey": key.public_jwk()?});
     let digest = confide_server::kbs_runtime_data_digest(&runtime_data, &json!(""));

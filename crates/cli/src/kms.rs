@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Subcommand;
 use confide_identity::Home;
-use confide_model::{BrokerBody, Deleted, KekAnswer, KeyAnswer, LeaseList, LeaseView};
+use confide_model::{BrokerBody, Deleted, KekAnswer, KekEvent, KeyAnswer, LeaseList, LeaseView};
 use serde_json::json;
 
 use crate::serve::{Client, signed};
@@ -133,11 +133,9 @@ pub(crate) fn check_kek(
 ) -> anyhow::Result<()> {
     let digest = hex::encode(confide_crypto::digest::sha256(der));
     let ledger = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?;
-    let recorded = ledger.events().any(|e| {
-        e["type"] == "kms.kek.create"
-            && e["kek"] == name
-            && e["owner"] == owner
-            && e["public_sha256"] == digest.as_str()
+    let recorded = ledger.events::<KekEvent>().any(|e| {
+        matches!(e, Ok(KekEvent::Created { kek, owner: by, public_sha256, .. })
+            if kek == name && by == owner && public_sha256 == digest)
     });
     if !recorded {
         bail!(

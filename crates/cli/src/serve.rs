@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use confide_identity::Home;
-use confide_model::{Action, GovBody, Submitted};
+use confide_model::{Action, EntryPage, GovBody, Submitted};
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -445,25 +445,21 @@ pub(crate) fn describe_entry(bytes: &[u8]) -> String {
     confide_ledger::cose::Sign1::parse(bytes)
         .ok()
         .and_then(|s| s.payload)
-        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-        .map(|v| match v["type"].as_str() {
-            Some("propose") => format!(
+        .map(|p| match GovBody::from_json(&p) {
+            Ok(GovBody::Propose { actions }) => format!(
                 "propose {}",
-                v["actions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a["action"].as_str())
+                actions
+                    .iter()
+                    .map(Action::name)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Some("ballot") => format!(
-                "ballot {} on {}",
-                if v["vote"] == true { "for" } else { "against" },
-                v["proposal"].as_str().unwrap_or("?")
+            Ok(GovBody::Ballot { proposal, vote }) => format!(
+                "ballot {} on {proposal}",
+                if vote { "for" } else { "against" }
             ),
-            Some(t) => t.to_owned(),
-            None => "entry".to_owned(),
+            Ok(body) => body.kind().to_owned(),
+            Err(_) => "signed entry (not a governance request)".to_owned(),
         })
         .or_else(|| audit_summary(bytes))
         .unwrap_or_else(|| format!("{} bytes", bytes.len()))
@@ -471,17 +467,16 @@ pub(crate) fn describe_entry(bytes: &[u8]) -> String {
 
 pub(crate) fn tail(server: &str, from: u64, json: bool) -> anyhow::Result<()> {
     use base64::Engine as _;
-    let r = Client::new(server).get(&format!("/ledger/entries?from={from}"))?;
+    let page: EntryPage = Client::new(server).get_as(&format!("/ledger/entries?from={from}"))?;
     if json {
-        println!("{r:#}");
+        println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(());
     }
-    for e in r["entries"].as_array().into_iter().flatten() {
+    for e in page.entries {
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(e["entry"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        let summary = describe_entry(&bytes);
-        println!("{:>8}  {summary}", e["seq"]);
+            .decode(&e.entry)
+            .with_context(|| format!("entry {} is not base64", e.seq))?;
+        println!("{:>8}  {}", e.seq, describe_entry(&bytes));
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn confide(home: &Path, server: &str, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write as _;
@@ -157,6 +157,44 @@ fn a_sealed_server_opens_only_with_its_shares() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out));
+
+    // Governance may set an appraisal policy that allows simulated evidence; a sealed server
+    // still refuses it, and issues no token on it.
+    let permissive = confide_server::DEFAULT_APPRAISAL.replace(
+        "insecure_allow_simulated_tee if input.profile.insecure_allow_simulated_tee == true",
+        "insecure_allow_simulated_tee if true",
+    );
+    assert_ne!(permissive, confide_server::DEFAULT_APPRAISAL);
+    let actions = dir.path().join("permissive.json");
+    std::fs::write(
+        &actions,
+        json!([{"action": "set_policy", "name": "appraisal", "rego": permissive}]).to_string(),
+    )
+    .unwrap();
+    let out = confide(
+        &home,
+        &u,
+        &["gov", "propose", actions.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let proposal = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let out = confide(&home, &u, &["gov", "vote", &proposal, "--approve"], None);
+    assert!(text(&out).contains("accepted"), "{}", text(&out));
+    let runtime = [7u8; 32];
+    let (code, r) = post_json(
+        &format!("{u}/attest/sim"),
+        &json!({"evidence": b64(&sim_evidence(&[1u8; 48], &runtime)), "runtime_data": b64(&runtime)}),
+    );
+    assert_eq!(
+        (code, r["type"].as_str()),
+        (403, Some("https://confide.dev/problems/evidence-rejected")),
+        "a sealed server appraised simulated evidence: {r}"
+    );
     s.kill();
 
     // Restarted: sealed again; another pair of shares opens the same store.

@@ -857,13 +857,31 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
         &json!({"token": token, "lease": lease}),
     );
     assert_eq!(status, 200, "{r}");
+    // Another workload's token, a lease of no key of this name, a lease made up: each refused
+    // as a denial, and each denial on the ledger.
     let intruder = HpkeSecretKey::generate().unwrap();
     let intruder_token = workload_token(u, intruder.public_key().as_bytes());
-    let (status, _) = post_json(
-        &format!("{u}/keys/dek-1/renew"),
-        &json!({"token": intruder_token, "lease": lease}),
-    );
-    assert_eq!(status, 400);
+    for (path, lease, who) in [
+        ("dek-1", lease.as_str(), "another workload's token"),
+        ("dek-2", lease.as_str(), "a lease of another key"),
+        ("dek-1", "00", "a lease made up"),
+    ] {
+        let before = size(u);
+        let (status, r) = post_json(
+            &format!("{u}/keys/{path}/renew"),
+            &json!({"token": intruder_token, "lease": lease}),
+        );
+        assert_eq!(
+            (status, r["type"].as_str()),
+            (403, Some("https://confide.dev/problems/renewal-denied")),
+            "{who}: {r}"
+        );
+        assert_eq!(
+            size(u),
+            before + 1,
+            "{who}: the denial is not on the ledger"
+        );
+    }
 
     // Only the owner lists leases, rotates, revokes.
     let (status, _) = post(
@@ -1149,7 +1167,7 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
         &format!("{u}/keys/byok/renew"),
         &json!({"token": other_token, "lease": r["lease"]}),
     );
-    assert_eq!(status, 400);
+    assert_eq!(status, 403);
     // The imported keys are nowhere in the clear.
     let mut files = vec![dir.path().join("data")];
     while let Some(p) = files.pop() {
@@ -1169,7 +1187,8 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
 
 /// Every endpoint that changes or reads a member's keys, key-exchange keys or resources,
 /// refused three ways: with no credentials (a plain JSON body), with another member's valid
-/// signature, and with the owner's signature tampered; none of them changes anything.
+/// signature, and with the owner's signature tampered; none of them changes anything but the
+/// record of a refusal.
 #[test]
 fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -1247,8 +1266,10 @@ fn every_member_endpoint_refuses_missing_foreign_and_tampered_credentials() {
         let (status, _) = post(&url, &mallory.sign(&body));
         assert_eq!(status, 403, "{path} by a non-member");
     }
-    // Nothing changed: no entry on the ledger, the key still at version 1 and a's to rotate.
-    assert_eq!(entries(u), before);
+    // Nothing changed: the key still at version 1 and a's to rotate. On the ledger, only the
+    // refusals of b's requests, which were authenticated (so that their nonces stay spent);
+    // nothing of the rest.
+    assert_eq!(entries(u), before + owned.len());
     let (status, r) = post(
         &format!("{u}/keys/k/rotate"),
         &a.sign(&json!({"type": "kms.rotate", "name": "k"})),
@@ -1377,7 +1398,11 @@ fn no_proposal_holds_the_ledger() {
         ),
     );
     assert_eq!(status, 400, "{r}");
-    assert_eq!(size(u), 1, "only the founding is on the ledger");
+    assert_eq!(
+        size(u),
+        2,
+        "only the founding and the key's refusal (a member's request) are on the ledger"
+    );
 
     // Slow only when a proposal has actions: installed (every member, here one, said yes).
     let slow_later = "package confide.constitution\nimport rego.v1\n\
@@ -1463,15 +1488,59 @@ fn member_requests_replayed_after_a_restart_are_refused() {
     let put_new = a.sign(&json!({"type": "kbs.put", "path": "r/t/g", "content": b64(b"new")}));
     let (status, _) = post(&format!("{u}/kbs/v0/resource/r/t/g"), &put_new);
     assert_eq!(status, 201);
+    // Requests refused today, each of which would succeed once the state changes: a deletion
+    // of a key that does not exist yet, a rotation sent to another key's endpoint, a rotation
+    // sent to the revocation endpoint, a creation of a name taken.
+    let refused = [
+        (
+            "/keys/later/delete",
+            a.sign(&json!({"type": "kms.delete", "name": "later"})),
+        ),
+        (
+            "/keys/other/rotate",
+            a.sign(&json!({"type": "kms.rotate", "name": "k"})),
+        ),
+        (
+            "/keys/k/revoke",
+            a.sign(&json!({"type": "kms.rotate", "name": "k"})),
+        ),
+        (
+            "/keys",
+            a.sign(&json!({"type": "kms.create", "name": "k", "policy": ATTESTED})),
+        ),
+    ];
+    for (path, body) in &refused {
+        let before = size(u);
+        let (status, r) = post(&format!("{u}{path}"), body);
+        assert!((400..500).contains(&status), "{path}: {r}");
+        assert_eq!(
+            size(u),
+            before + 1,
+            "{path}: the refusal is not on the ledger"
+        );
+    }
+    let (status, r) = post(
+        &format!("{u}/keys"),
+        &a.sign(&json!({"type": "kms.create", "name": "later", "policy": ATTESTED})),
+    );
+    assert_eq!(status, 201, "{r}");
     s.kill();
 
     let s = Server::start(dir.path());
     let u = &s.url;
     let entries = size(u);
-    for (path, body) in [
+    let replays = [
         ("/keys/k/rotate", &rotate),
         ("/kbs/v0/resource/r/t/g", &put_old),
-    ] {
+    ]
+    .into_iter()
+    .chain(refused.iter().map(|(p, b)| (*p, b)))
+    // The refused rotation, sent now where it would succeed.
+    .chain([
+        ("/keys/k/rotate", &refused[1].1),
+        ("/keys/k/rotate", &refused[2].1),
+    ]);
+    for (path, body) in replays {
         let (status, r) = post(&format!("{u}{path}"), body);
         assert_eq!(
             (status, r["type"].as_str()),
@@ -1480,6 +1549,14 @@ fn member_requests_replayed_after_a_restart_are_refused() {
         );
     }
     assert_eq!(size(u), entries, "a replay changed the ledger");
+    let (status, r) = post(
+        &format!("{u}/keys/later/leases"),
+        &a.sign(&json!({"type": "kms.leases", "name": "later"})),
+    );
+    assert_eq!(
+        status, 200,
+        "the key whose deletion was refused is gone: {r}"
+    );
     // The resource is still the newer one, released as such to an attested workload.
     let workload = confide_crypto::jwe::DecryptionKey::generate_p256().unwrap();
     let token = workload_token(u, workload.public_jwk().unwrap().to_string().as_bytes());

@@ -18,7 +18,8 @@ use confide_crypto::signing::VerifyingKey;
 use confide_gov::{GovError, Governance};
 use confide_ledger::merkle::{self, Hash, Tree};
 use confide_ledger::receipt::Checkpoint;
-use serde_json::Value;
+use confide_model::{Consistency, EntryPage, Event, LatestCheckpoint, ModelError, RunRecord};
+use serde::{Deserialize, Serialize};
 
 use crate::{Client, ClientError};
 
@@ -106,19 +107,15 @@ fn malformed(what: impl Into<String>) -> LedgerViewError {
     LedgerViewError::Malformed(what.into())
 }
 
-fn b64(value: &Value, what: &str) -> Result<Vec<u8>, LedgerViewError> {
-    value
-        .as_str()
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        .ok_or_else(|| malformed(format!("{what} is not base64")))
+fn b64(text: &str, what: &str) -> Result<Vec<u8>, LedgerViewError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| malformed(format!("{what} is not base64")))
 }
 
 /// A 32-byte hash written as hex.
-fn hash(value: &Value) -> Option<Hash> {
-    value
-        .as_str()
-        .and_then(|r| hex::decode(r).ok())
-        .and_then(|r| Hash::try_from(r).ok())
+fn hash(text: &str) -> Option<Hash> {
+    hex::decode(text).ok().and_then(|r| Hash::try_from(r).ok())
 }
 
 /// A checkpoint as a server states it, not yet checked: its COSE bytes, size and root.
@@ -126,17 +123,14 @@ type Stated = (Vec<u8>, u64, Option<Hash>);
 
 /// The server's newest checkpoint as it states it, or `None` for an empty ledger.
 fn latest(client: &Client) -> Result<Option<Stated>, LedgerViewError> {
-    let latest = match client.get("/ledger/checkpoints/latest") {
+    let latest: LatestCheckpoint = match client.get_as("/ledger/checkpoints/latest") {
         Err(ClientError::Refused { status: 404, .. }) => return Ok(None),
         other => other?,
     };
-    let size = latest["tree_size"]
-        .as_u64()
-        .ok_or_else(|| malformed("the checkpoint has no tree_size"))?;
     Ok(Some((
-        b64(&latest["cose"], "the checkpoint")?,
-        size,
-        hash(&latest["root"]),
+        b64(&latest.cose, "the checkpoint")?,
+        latest.tree_size,
+        hash(&latest.root),
     )))
 }
 
@@ -149,21 +143,18 @@ impl VerifiedLedger {
         let mut entries = Vec::new();
         while (entries.len() as u64) < size {
             let from = entries.len() as u64;
-            let page = client.get(&format!(
+            let page: EntryPage = client.get_as(&format!(
                 "/ledger/entries?from={from}&limit={}",
                 PAGE.min(size - from)
             ))?;
-            let listed = page["entries"]
-                .as_array()
-                .ok_or_else(|| malformed("the entries page has no entries"))?;
-            if listed.is_empty() {
+            if page.entries.is_empty() {
                 return Err(LedgerViewError::EntriesChanged { size });
             }
-            for item in listed.iter().take((size - from) as usize) {
-                if item["seq"].as_u64() != Some(entries.len() as u64) {
+            for item in page.entries.iter().take((size - from) as usize) {
+                if item.seq != entries.len() as u64 {
                     return Err(malformed("the entries are not in sequence"));
                 }
-                entries.push(b64(&item["entry"], "an entry")?);
+                entries.push(b64(&item.entry, "an entry")?);
             }
         }
         Self::verify(entries, &cose, &stated_root, key)
@@ -207,13 +198,13 @@ impl VerifiedLedger {
         &self.entries
     }
 
-    /// The audit events among the entries (the services' records: key releases, runs, …), in
-    /// order, as JSON.
-    pub fn events(&self) -> impl Iterator<Item = Value> + '_ {
+    /// The audit events of type `T` among the entries (the services' records: key releases,
+    /// runs, …), in order, each read whole.
+    pub fn events<T: Event>(&self) -> impl Iterator<Item = Result<T, ModelError>> + '_ {
         self.entries
             .iter()
             .filter(|e| !confide_gov::is_governance(e))
-            .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+            .filter_map(|e| T::of_entry(e).transpose())
     }
 
     /// The record of run `id` (or of a refused run) as the ledger holds it, after checking that
@@ -226,14 +217,10 @@ impl VerifiedLedger {
             run: id.to_owned(),
             why: why.to_owned(),
         };
-        let event = self
-            .events()
-            .find(|r| {
-                (r["type"] == "cleanroom.run" || r["type"] == "cleanroom.refused") && r["run"] == id
-            })
+        let record = self
+            .events::<RunRecord>()
+            .find_map(|r| r.ok().filter(|r| r.run == id))
             .ok_or_else(|| LedgerViewError::NoSuchRun(id.to_owned()))?;
-        let record: confide_model::RunRecord = serde_json::from_value(event)
-            .map_err(|e| not_signed(&format!("it is not a run record ({e})")))?;
         let (signed, signer) = record
             .signed_report()
             .map_err(|e| not_signed(&e.to_string()))?;
@@ -369,6 +356,14 @@ pub struct Seen {
     pub root: Hash,
 }
 
+/// A checkpoint as kept in a file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kept {
+    tree_size: u64,
+    root: String,
+}
+
 impl Seen {
     /// The checkpoint kept in `path`, if there is one.
     pub fn load(path: &std::path::Path) -> Result<Option<Self>, LedgerViewError> {
@@ -377,21 +372,24 @@ impl Seen {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(malformed(format!("reading {}: {e}", path.display()))),
         };
-        let doc: Value = serde_json::from_str(&text)
-            .map_err(|_| malformed(format!("{} is not a kept checkpoint", path.display())))?;
-        match (doc["tree_size"].as_u64(), hash(&doc["root"])) {
-            (Some(tree_size), Some(root)) => Ok(Some(Self { tree_size, root })),
-            _ => Err(malformed(format!(
-                "{} is not a kept checkpoint",
-                path.display()
-            ))),
-        }
+        let not_kept = || malformed(format!("{} is not a kept checkpoint", path.display()));
+        let doc: Kept = serde_json::from_str(&text).map_err(|_| not_kept())?;
+        let root = hash(&doc.root).ok_or_else(not_kept)?;
+        Ok(Some(Self {
+            tree_size: doc.tree_size,
+            root,
+        }))
     }
 
     /// Keeps this checkpoint in `path`, replacing the file whole.
     pub fn store(&self, path: &std::path::Path) -> Result<(), LedgerViewError> {
-        let doc = serde_json::json!({"tree_size": self.tree_size, "root": hex::encode(self.root)});
-        confide_crypto::files::replace(path, doc.to_string().as_bytes(), 0o600)
+        let doc = Kept {
+            tree_size: self.tree_size,
+            root: hex::encode(self.root),
+        };
+        let text = serde_json::to_string(&doc)
+            .map_err(|e| malformed(format!("encoding the checkpoint: {e}")))?;
+        confide_crypto::files::replace(path, text.as_bytes(), 0o600)
             .map_err(|e| malformed(format!("keeping the checkpoint in {}: {e}", path.display())))
     }
 }
@@ -431,15 +429,14 @@ pub fn check_consistency(
             std::cmp::Ordering::Greater => false,
             std::cmp::Ordering::Equal => s.root == now.root,
             std::cmp::Ordering::Less => {
-                let answer = client.get(&format!(
+                let answer: Consistency = client.get_as(&format!(
                     "/ledger/consistency?from={}&to={}",
                     s.tree_size, now.tree_size
                 ))?;
-                let proof: Vec<Vec<u8>> = answer["proof"]
-                    .as_array()
-                    .ok_or_else(|| malformed("the consistency answer has no proof"))?
+                let proof: Vec<Vec<u8>> = answer
+                    .proof
                     .iter()
-                    .map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
+                    .map(|h| hex::decode(h).ok())
                     .collect::<Option<_>>()
                     .ok_or_else(|| malformed("the consistency proof is not hex"))?;
                 merkle::verify_consistency(s.tree_size, now.tree_size, &s.root, &now.root, &proof)

@@ -428,12 +428,15 @@ impl Leases {
         Ok(lease.clone())
     }
 
-    /// Records a renewal of lease `id` at `at`, until `expires`, as the ledger has it.
-    pub fn heartbeat(&mut self, id: &str, at: i64, expires: i64) {
-        if let Some(lease) = self.leases.get_mut(id) {
-            lease.last_heartbeat = at;
-            lease.expires = expires;
-        }
+    /// Records a renewal of lease `id` at `at`, until `expires`, as the ledger has it; false if
+    /// there is no such lease.
+    pub fn heartbeat(&mut self, id: &str, at: i64, expires: i64) -> bool {
+        let Some(lease) = self.leases.get_mut(id) else {
+            return false;
+        };
+        lease.last_heartbeat = at;
+        lease.expires = expires;
+        true
     }
 
     /// Whether `key` was ever released to the workload whose runtime key has digest

@@ -99,18 +99,7 @@ struct ResourceFile {
     sealed: String,
 }
 
-/// What anyone may know about a resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceInfo {
-    /// `REPO/TYPE/TAG`.
-    pub path: String,
-    /// The owning member's fingerprint.
-    pub owner: String,
-    /// Its size in bytes.
-    pub size: usize,
-    /// When it was last stored.
-    pub updated: i64,
-}
+pub use confide_model::broker::ResourceInfo;
 
 impl KeyStore {
     fn resource_file(&self, path: &ResourcePath) -> PathBuf {

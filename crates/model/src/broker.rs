@@ -187,6 +187,30 @@ pub struct KekAnswer {
     pub audit_seq: Option<u64>,
 }
 
+/// What anyone may know about a KBS resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceInfo {
+    /// `REPO/TYPE/TAG`.
+    pub path: String,
+    /// The owning member's fingerprint.
+    pub owner: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// When it was last stored.
+    pub updated: i64,
+}
+
+/// The broker's answer to `kbs.put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAnswer {
+    /// The resource as stored.
+    pub resource: ResourceInfo,
+    /// The audit event's position on the ledger.
+    pub audit_seq: u64,
+}
+
 /// The broker's answer to a key's deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -375,17 +399,41 @@ pub enum LeaseEvent {
     },
 }
 
-impl LeaseEvent {
-    /// The lease event in a ledger entry: `None` for an entry of another type, an error for a
-    /// lease event that does not read whole.
-    pub fn of_entry(entry: &[u8]) -> Result<Option<Self>, ModelError> {
-        crate::entry_of(entry, &["kms.release", "kms.renew"], "lease event")
-    }
+impl crate::Event for LeaseEvent {
+    const TYPES: &'static [&'static str] = &["kms.release", "kms.renew"];
+    const FIELD: &'static str = "lease event";
+}
+
+/// A key-exchange key made by the broker, as the ledger records it: the digest of its public
+/// key, which a member checks the key it wraps to against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum KekEvent {
+    /// Made.
+    #[serde(rename = "kms.kek.create")]
+    Created {
+        /// Its name.
+        kek: String,
+        /// Its owner's fingerprint.
+        owner: String,
+        /// SHA-256 of its SubjectPublicKeyInfo, hex.
+        public_sha256: String,
+        /// When.
+        at: i64,
+        /// The owner's request.
+        request: Stamp,
+    },
+}
+
+impl crate::Event for KekEvent {
+    const TYPES: &'static [&'static str] = &["kms.kek.create"];
+    const FIELD: &'static str = "key-exchange key event";
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Event as _;
 
     #[test]
     fn broker_bodies_read_whole_or_not_at_all() {

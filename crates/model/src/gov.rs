@@ -261,6 +261,26 @@ pub struct Submitted {
     pub state: Option<ProposalState>,
 }
 
+/// `GET /gov/members`: the members, by fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberList {
+    /// The members.
+    pub members: Vec<Member>,
+}
+
+/// One member of a [`MemberList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Its identity's fingerprint, hex.
+    pub fingerprint: String,
+    /// Its name.
+    pub name: String,
+    /// Its public identity document.
+    pub identity: PublicIdentity,
+}
+
 /// A proposal and its ballots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

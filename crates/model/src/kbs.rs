@@ -21,6 +21,16 @@ pub struct KbsRequest {
     pub extra_params: Value,
 }
 
+/// The KBS's challenge, answering a [`KbsRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbsChallenge {
+    /// The nonce the evidence's runtime data must carry.
+    pub nonce: String,
+    /// Extra parameters (none).
+    #[serde(rename = "extra-params", default)]
+    pub extra_params: Value,
+}
+
 /// A client's evidence: `POST /kbs/v0/attest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KbsAttestation {

@@ -13,20 +13,23 @@ pub mod contract;
 pub mod dataset;
 pub mod gov;
 pub mod kbs;
+pub mod log;
 pub mod run;
 pub mod runtime;
 
 pub use attestation::{AttestRequest, Attested, Challenge, GpuEvidence};
 pub use broker::{
-    BrokerBody, Deleted, KekAnswer, KekInfo, KeyAnswer, KeyInfo, Lease, LeaseEvent, LeaseList,
-    LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, Stamp,
+    BrokerBody, Deleted, KekAnswer, KekEvent, KekInfo, KeyAnswer, KeyInfo, Lease, LeaseEvent,
+    LeaseList, LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, ResourceAnswer,
+    ResourceInfo, Stamp,
 };
 pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use dataset::{Column, DatasetRecord, Format};
 pub use gov::{
-    Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Proposal,
-    ProposalList, ProposalState, Submitted,
+    Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Member,
+    MemberList, Proposal, ProposalList, ProposalState, Submitted,
 };
+pub use log::{Consistency, EntryPage, LatestCheckpoint, ListedEntry};
 pub use run::{
     Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded, RunReport,
     SignedRunReport,
@@ -69,24 +72,30 @@ pub(crate) fn unb64url(text: &str, field: &'static str) -> Result<Vec<u8>, Model
         })
 }
 
-/// The event of one of `types` in a ledger entry (a JSON object with a `"type"`), read whole:
-/// `None` for an entry of another type (or not an event), an error naming `field` for an event
-/// of one of these types that does not read as `T`.
-pub fn entry_of<T: serde::de::DeserializeOwned>(
-    entry: &[u8],
-    types: &[&str],
-    field: &'static str,
-) -> Result<Option<T>, ModelError> {
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
-    match serde_json::from_slice::<Typed>(entry) {
-        Ok(Typed { kind: Some(kind) }) if types.contains(&kind.as_str()) => {
-            broker::read(entry, field).map(Some)
+/// An audit event the services write to the ledger and read back (to rebuild their state, or
+/// as a client checking what the ledger says): a JSON object whose `"type"` is one of
+/// [`Self::TYPES`].
+pub trait Event: serde::de::DeserializeOwned {
+    /// The `"type"`s of this event.
+    const TYPES: &'static [&'static str];
+    /// What a refusal names.
+    const FIELD: &'static str;
+
+    /// The event in a ledger entry, read whole: `None` for an entry of another type (or not an
+    /// event), an error naming [`Self::FIELD`] for an event of one of these types that does
+    /// not read as `Self`.
+    fn of_entry(entry: &[u8]) -> Result<Option<Self>, ModelError> {
+        #[derive(serde::Deserialize)]
+        struct Typed {
+            #[serde(rename = "type")]
+            kind: Option<String>,
         }
-        _ => Ok(None),
+        match serde_json::from_slice::<Typed>(entry) {
+            Ok(Typed { kind: Some(kind) }) if Self::TYPES.contains(&kind.as_str()) => {
+                broker::read(entry, Self::FIELD).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 }
 

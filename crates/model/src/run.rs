@@ -172,13 +172,12 @@ pub enum RunRecordKind {
     Refused,
 }
 
-impl RunRecord {
-    /// The run record in a ledger entry (`cleanroom.run` or `cleanroom.refused`): `None` for an
-    /// entry of another type, an error for a record that does not read whole.
-    pub fn of_entry(entry: &[u8]) -> Result<Option<Self>, ModelError> {
-        crate::entry_of(entry, &["cleanroom.run", "cleanroom.refused"], "run record")
-    }
+impl crate::Event for RunRecord {
+    const TYPES: &'static [&'static str] = &["cleanroom.run", "cleanroom.refused"];
+    const FIELD: &'static str = "run record";
+}
 
+impl RunRecord {
     /// The record of `signed`, whose id is `run`, signed by `signed_by` (SEC1), under a token
     /// with digest `token`.
     pub fn of(

@@ -6,7 +6,8 @@
 //! The appraisal policy is the consortium's policy named `appraisal` (set by governance) or the
 //! built-in one (`confide_policy::APPRAISAL`). The server gives the policy its profile as data
 //! (`input.profile.insecure_allow_simulated_tee`, true in the development profile only); the
-//! built-in policy accepts simulated evidence when, and only when, it says so.
+//! built-in policy accepts simulated evidence when, and only when, it says so, and a sealed
+//! server refuses simulated evidence whatever its policy says.
 //! Trusted measurements come from governance (`add_measurement`).
 //!
 //! Freshness: `POST /attest/nonce` issues a 32-byte challenge, valid for [`NONCE_LIFETIME`]
@@ -306,13 +307,16 @@ fn appraise_one(
     // What the server's profile allows, as data the policy reads: the development profile,
     // and only it, allows simulated evidence.
     let profile = json!({"insecure_allow_simulated_tee": s.dev});
-    let allow_sim = policy
-        .eval(
-            "data.confide.appraisal.insecure_allow_simulated_tee",
-            &json!({ "profile": profile }),
-        )
-        .map_err(|e| Problem::internal(e.to_string()))?
-        == json!(true);
+    // Both must allow it: the profile (a sealed server never accepts simulated evidence,
+    // whatever policy governance sets) and the policy.
+    let allow_sim = s.dev
+        && policy
+            .eval(
+                "data.confide.appraisal.insecure_allow_simulated_tee",
+                &json!({ "profile": profile }),
+            )
+            .map_err(|e| Problem::internal(e.to_string()))?
+            == json!(true);
 
     // Verification.
     let anchors = TrustAnchors::builtin().map_err(|e| Problem::internal(e.to_string()))?;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use confide_attest::TeeKind;
 use confide_crypto::hpke::HpkePublicKey;
-use confide_model::{BrokerBody, Measurement, RuntimeKeys, Stamp};
+use confide_model::{BrokerBody, Measurement, ModelError, RuntimeKeys, Stamp};
 use serde_json::Value;
 
 use crate::problem::Problem;
@@ -68,20 +68,33 @@ fn remember_nonce(nonces: &mut SeenNonces, signer: &str, nonce: &[u8], ts: i64, 
             .is_none()
 }
 
-/// Rebuilds the nonces of members' requests from an audit event of the ledger, so that a
-/// request replayed after a restart is refused as it would have been before.
-pub(crate) fn replay_nonce(nonces: &mut SeenNonces, entry: &[u8], now: i64) {
+/// Rebuilds the nonces of members' requests from an audit event of the ledger (every request
+/// authenticated, accepted or refused, has one: [`crate::audit::settle`]), so that a request
+/// replayed after a restart is refused as it would have been before. An event whose stamp does
+/// not read whole is damage to the ledger, refused.
+pub(crate) fn replay_nonce(
+    nonces: &mut SeenNonces,
+    entry: &[u8],
+    now: i64,
+) -> Result<(), ModelError> {
     #[derive(serde::Deserialize)]
     struct Stamped {
-        request: Option<Stamp>,
+        request: Option<Value>,
     }
-    if let Ok(Stamped {
+    let damaged = |detail: String| ModelError::Malformed {
+        field: "request",
+        detail,
+    };
+    let Ok(Stamped {
         request: Some(stamp),
     }) = serde_json::from_slice(entry)
-        && let Ok(nonce) = hex::decode(&stamp.nonce)
-    {
-        remember_nonce(nonces, &stamp.signer, &nonce, stamp.ts, now);
-    }
+    else {
+        return Ok(());
+    };
+    let stamp: Stamp = serde_json::from_value(stamp).map_err(|e| damaged(e.to_string()))?;
+    let nonce = hex::decode(&stamp.nonce).map_err(|_| damaged("the nonce is not hex".into()))?;
+    remember_nonce(nonces, &stamp.signer, &nonce, stamp.ts, now);
+    Ok(())
 }
 
 /// The key a workload gets released keys wrapped to.

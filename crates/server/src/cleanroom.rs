@@ -25,6 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use confide_model::Event as _;
 use confide_model::{
     ContractList, DatasetList, ModelError, RunRecord, RunRecorded, SignedRunReport,
 };

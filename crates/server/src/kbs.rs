@@ -38,11 +38,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use confide_attest::TeeKind;
 use confide_kms::{KmsError, ResourcePath};
-use confide_model::kbs::{KbsAttestation, KbsRequest};
+use confide_model::ResourceAnswer;
+use confide_model::kbs::{KbsAttestation, KbsChallenge, KbsRequest};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::audit::{audit, audit_request};
+use crate::audit::{audit, audit_request, settle};
 use crate::now;
 use crate::problem::Problem;
 
@@ -174,7 +175,10 @@ async fn auth(State(s): State<AppState>, body: Bytes) -> Result<Response, Proble
     }
     Ok((
         [(header::SET_COOKIE, set_cookie(&id, expires))],
-        Json(json!({"nonce": nonce, "extra-params": ""})),
+        Json(KbsChallenge {
+            nonce,
+            extra_params: Value::String(String::new()),
+        }),
     )
         .into_response())
 }
@@ -345,37 +349,44 @@ async fn put(
     State(s): State<AppState>,
     Path((repo, kind, tag)): Path<(String, String, String)>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<ResourceAnswer>), Problem> {
     let request = crate::auth::member_request(&s, &body)?;
-    let confide_model::BrokerBody::KbsPut {
-        path: named,
-        content,
-        policy,
-    } = &request.body
-    else {
-        return Err(Problem::bad_request(
-            "this endpoint takes requests of type \"kbs.put\"",
-        ));
-    };
-    let path = ResourcePath::new(&repo, &kind, &tag)?;
-    if *named != path.to_string() {
-        return Err(Problem::bad_request(
-            "the request names another resource than the path",
-        ));
+    let outcome: Result<_, Problem> = async {
+        let confide_model::BrokerBody::KbsPut {
+            path: named,
+            content,
+            policy,
+        } = &request.body
+        else {
+            return Err(Problem::bad_request(
+                "this endpoint takes requests of type \"kbs.put\"",
+            ));
+        };
+        let path = ResourcePath::new(&repo, &kind, &tag)?;
+        if *named != path.to_string() {
+            return Err(Problem::bad_request(
+                "the request names another resource than the path",
+            ));
+        }
+        let content = zeroize::Zeroizing::new(
+            confide_model::broker::base64_field(content, "content")
+                .map_err(|e| Problem::bad_request(e.to_string()))?,
+        );
+        let info = s
+            .kms
+            .put_resource(&path, &request.signer, &content, policy.as_deref(), now())?;
+        let event = json!({"type": "kbs.put", "resource": info.path, "owner": request.signer, "size": info.size, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(ResourceAnswer {
+                resource: info,
+                audit_seq,
+            }),
+        ))
     }
-    let content = zeroize::Zeroizing::new(
-        confide_model::broker::base64_field(content, "content")
-            .map_err(|e| Problem::bad_request(e.to_string()))?,
-    );
-    let info = s
-        .kms
-        .put_resource(&path, &request.signer, &content, policy.as_deref(), now())?;
-    let event = json!({"type": "kbs.put", "resource": info.path, "owner": request.signer, "size": info.size, "at": now()});
-    let seq = audit_request(&s, &request, event).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"resource": info, "audit_seq": seq})),
-    ))
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 #[cfg(test)]

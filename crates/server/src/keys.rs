@@ -24,13 +24,14 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use confide_crypto::hpke;
 use confide_kms::{KmsError, RELEASE_INFO};
+use confide_model::Event as _;
 use confide_model::{
-    BrokerBody, Deleted, KekAnswer, KeyAnswer, Lease, LeaseEvent, LeaseList, ModelError,
+    BrokerBody, Deleted, KekAnswer, KekEvent, KeyAnswer, Lease, LeaseEvent, LeaseList, ModelError,
     ReleaseRequest, Released, RenewRequest, Renewed,
 };
 use serde_json::{Value, json};
 
-use crate::audit::{audit, audit_request};
+use crate::audit::{audit, audit_request, settle};
 use crate::auth::{Presented, RuntimeKey, member_request, verify_token};
 use crate::problem::Problem;
 use crate::{AppState, json_body, now};
@@ -109,14 +110,18 @@ async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<KeyAnswer>), Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Create { name, policy } = &request.body else {
-        return Err(takes("kms.create"));
-    };
-    let signer = &request.signer;
-    let key = s.kms.create(name, signer, policy.as_deref(), now())?;
-    let event = json!({"type": "kms.create", "key": name, "owner": signer, "version": key.version, "at": now()});
-    let audit_seq = audit_request(&s, &request, event).await?;
-    Ok((StatusCode::CREATED, Json(KeyAnswer { key, audit_seq })))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Create { name, policy } = &request.body else {
+            return Err(takes("kms.create"));
+        };
+        let signer = &request.signer;
+        let key = s.kms.create(name, signer, policy.as_deref(), now())?;
+        let event = json!({"type": "kms.create", "key": name, "owner": signer, "version": key.version, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok((StatusCode::CREATED, Json(KeyAnswer { key, audit_seq })))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn rotate(
@@ -125,14 +130,18 @@ async fn rotate(
     body: Bytes,
 ) -> Result<Json<KeyAnswer>, Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Rotate { name } = &request.body else {
-        return Err(takes("kms.rotate"));
-    };
-    same_name(name, &path)?;
-    let key = s.kms.rotate(name, &request.signer, now())?;
-    let event = json!({"type": "kms.rotate", "key": name, "by": request.signer, "version": key.version, "at": now()});
-    let audit_seq = audit_request(&s, &request, event).await?;
-    Ok(Json(KeyAnswer { key, audit_seq }))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Rotate { name } = &request.body else {
+            return Err(takes("kms.rotate"));
+        };
+        same_name(name, &path)?;
+        let key = s.kms.rotate(name, &request.signer, now())?;
+        let event = json!({"type": "kms.rotate", "key": name, "by": request.signer, "version": key.version, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok(Json(KeyAnswer { key, audit_seq }))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn revoke(
@@ -141,14 +150,18 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Json<KeyAnswer>, Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Revoke { name } = &request.body else {
-        return Err(takes("kms.revoke"));
-    };
-    same_name(name, &path)?;
-    let key = s.kms.revoke(name, &request.signer)?;
-    let event = json!({"type": "kms.revoke", "key": name, "by": request.signer, "at": now()});
-    let audit_seq = audit_request(&s, &request, event).await?;
-    Ok(Json(KeyAnswer { key, audit_seq }))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Revoke { name } = &request.body else {
+            return Err(takes("kms.revoke"));
+        };
+        same_name(name, &path)?;
+        let key = s.kms.revoke(name, &request.signer)?;
+        let event = json!({"type": "kms.revoke", "key": name, "by": request.signer, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok(Json(KeyAnswer { key, audit_seq }))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn delete(
@@ -157,14 +170,18 @@ async fn delete(
     body: Bytes,
 ) -> Result<Json<Deleted>, Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Delete { name } = &request.body else {
-        return Err(takes("kms.delete"));
-    };
-    same_name(name, &path)?;
-    let deleted = s.kms.delete(name, &request.signer)?;
-    let event = json!({"type": "kms.delete", "key": name, "by": request.signer, "at": now()});
-    let audit_seq = audit_request(&s, &request, event).await?;
-    Ok(Json(Deleted { deleted, audit_seq }))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Delete { name } = &request.body else {
+            return Err(takes("kms.delete"));
+        };
+        same_name(name, &path)?;
+        let deleted = s.kms.delete(name, &request.signer)?;
+        let event = json!({"type": "kms.delete", "key": name, "by": request.signer, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok(Json(Deleted { deleted, audit_seq }))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn create_kek(
@@ -172,25 +189,34 @@ async fn create_kek(
     body: Bytes,
 ) -> Result<(StatusCode, Json<KekAnswer>), Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::KekCreate { name } = &request.body else {
-        return Err(takes("kms.kek.create"));
-    };
-    let kek = s.kms.create_kek(name, &request.signer, now())?;
-    // The public key's digest goes on the ledger, so a member checks the key it wraps to
-    // against the ledger, not against an answer alone.
-    let public_sha256 = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
-        .map(|der| hex::encode(confide_crypto::digest::sha256(&der)))
-        .ok_or_else(|| Problem::internal("the key-exchange key's PEM does not decode"))?;
-    let event = json!({"type": "kms.kek.create", "kek": name, "owner": request.signer,
-                       "public_sha256": public_sha256, "at": now()});
-    let seq = audit_request(&s, &request, event).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(KekAnswer {
-            kek,
-            audit_seq: Some(seq),
-        }),
-    ))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::KekCreate { name } = &request.body else {
+            return Err(takes("kms.kek.create"));
+        };
+        let kek = s.kms.create_kek(name, &request.signer, now())?;
+        // The public key's digest goes on the ledger, so a member checks the key it wraps to
+        // against the ledger, not against an answer alone.
+        let public_sha256 = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
+            .map(|der| hex::encode(confide_crypto::digest::sha256(&der)))
+            .ok_or_else(|| Problem::internal("the key-exchange key's PEM does not decode"))?;
+        let event = KekEvent::Created {
+            kek: name.clone(),
+            owner: request.signer.clone(),
+            public_sha256,
+            at: now(),
+            request: request.stamp.clone(),
+        };
+        let seq = audit(&s, &event).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(KekAnswer {
+                kek,
+                audit_seq: Some(seq),
+            }),
+        ))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn kek(
@@ -209,32 +235,36 @@ async fn import(
     body: Bytes,
 ) -> Result<Json<KeyAnswer>, Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Import {
-        name,
-        kek,
-        blob,
-        hash,
-        policy,
-    } = &request.body
-    else {
-        return Err(takes("kms.import"));
-    };
-    same_name(name, &path)?;
-    // Both were checked when the body was read.
-    let blob = confide_model::broker::base64_field(blob, "blob")
-        .map_err(|e| Problem::bad_request(e.to_string()))?;
-    let hash = confide_crypto::byok::OaepHash::from_name(hash)
-        .ok_or_else(|| Problem::bad_request("hash is neither sha256 nor sha1"))?;
-    let import = confide_kms::Import {
-        kek,
-        blob: &blob,
-        hash,
-        policy: policy.as_deref(),
-    };
-    let key = s.kms.import(name, &request.signer, import, now())?;
-    let event = json!({"type": "kms.import", "key": name, "owner": request.signer, "kek": kek, "version": key.version, "at": now()});
-    let audit_seq = audit_request(&s, &request, event).await?;
-    Ok(Json(KeyAnswer { key, audit_seq }))
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Import {
+            name,
+            kek,
+            blob,
+            hash,
+            policy,
+        } = &request.body
+        else {
+            return Err(takes("kms.import"));
+        };
+        same_name(name, &path)?;
+        // Both were checked when the body was read.
+        let blob = confide_model::broker::base64_field(blob, "blob")
+            .map_err(|e| Problem::bad_request(e.to_string()))?;
+        let hash = confide_crypto::byok::OaepHash::from_name(hash)
+            .ok_or_else(|| Problem::bad_request("hash is neither sha256 nor sha1"))?;
+        let import = confide_kms::Import {
+            kek,
+            blob: &blob,
+            hash,
+            policy: policy.as_deref(),
+        };
+        let key = s.kms.import(name, &request.signer, import, now())?;
+        let event = json!({"type": "kms.import", "key": name, "owner": request.signer, "kek": kek, "version": key.version, "at": now()});
+        let audit_seq = audit_request(&s, &request, event).await?;
+        Ok(Json(KeyAnswer { key, audit_seq }))
+    }
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 async fn leases(
@@ -243,22 +273,26 @@ async fn leases(
     body: Bytes,
 ) -> Result<Json<LeaseList>, Problem> {
     let request = member_request(&s, &body)?;
-    let BrokerBody::Leases { name } = &request.body else {
-        return Err(takes("kms.leases"));
-    };
-    same_name(name, &path)?;
-    if s.kms.info(name)?.owner != request.signer {
-        return Err(KmsError::NotOwner.into());
+    let outcome: Result<_, Problem> = async {
+        let BrokerBody::Leases { name } = &request.body else {
+            return Err(takes("kms.leases"));
+        };
+        same_name(name, &path)?;
+        if s.kms.info(name)?.owner != request.signer {
+            return Err(KmsError::NotOwner.into());
+        }
+        let leases = s
+            .leases
+            .lock()
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .of_key(name, now());
+        Ok(Json(LeaseList {
+            key: name.clone(),
+            leases,
+        }))
     }
-    let leases = s
-        .leases
-        .lock()
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .of_key(name, now());
-    Ok(Json(LeaseList {
-        key: name.clone(),
-        leases,
-    }))
+    .await;
+    settle(&s, &request, outcome).await
 }
 
 /// Whether the workload that presented a token may have key `key` for contract `id`: its
@@ -419,7 +453,13 @@ pub(crate) fn replay_lease(
         }),
         Some(LeaseEvent::Renew {
             lease, at, expires, ..
-        }) => leases.heartbeat(&lease, at, expires),
+        }) => leases
+            .heartbeat(&lease, at, expires)
+            .then_some(())
+            .ok_or_else(|| ModelError::Malformed {
+                field: "lease event",
+                detail: format!("a renewal of lease {lease}, which was never granted"),
+            })?,
         None => {}
     }
     Ok(())
@@ -432,53 +472,19 @@ async fn renew(
 ) -> Result<Json<Renewed>, Problem> {
     let req: RenewRequest = json_body(&body)?;
     let presented = verify_token(&s, &req.token)?;
-    let id = &req.lease;
-    if s.kms.info(&name)?.revoked {
-        return Err(KmsError::Revoked(name).into());
-    }
-    // A renewal is a release again: the contract it was released for must still be approved
-    // and allow this workload, and the key's policy must still allow the fresh token.
-    let contract = s
-        .leases
-        .lock()
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .get(id)
-        .and_then(|l| l.contract.clone());
-    let recheck = match &contract {
-        Some(c) => may_release(&s, &name, c, &presented).map(Some),
-        None => Ok(None),
-    }
-    .and_then(|terms| {
-        crate::blocking(|| s.kms.release_for(&name, &presented.claims, terms.as_ref()))
-            .map(drop)
-            .map_err(|e| e.to_string())
-    });
-    if let Err(reason) = recheck {
-        audit(
-            &s,
-            &json!({"type": "kms.deny", "key": name, "lease": id, "contract": contract,
-                    "token": presented.token_digest, "reason": reason, "at": now()}),
-        )
-        .await?;
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "renewal-denied",
-            "The lease may not be renewed",
-            reason,
-        ));
-    }
     let now = now();
-    let lease = s
-        .leases
-        .lock()
-        .map_err(|e| Problem::internal(e.to_string()))?
-        .renew(
-            id,
-            &name,
-            &presented.runtime.digest(),
-            now,
-            now + LEASE_SECONDS,
-        )?;
+    // Every refusal of a renewal, whatever the reason, is on the ledger as a denial.
+    let renewed = renew_lease(&s, &name, &req.lease, &presented, now);
+    let lease = match renewed {
+        Ok(lease) => lease,
+        Err((problem, contract)) => {
+            let event = json!({"type": "kms.deny", "key": name, "lease": req.lease,
+                               "contract": contract, "token": presented.token_digest,
+                               "reason": problem.detail, "at": now});
+            audit(&s, &event).await?;
+            return Err(problem);
+        }
+    };
     let event = LeaseEvent::Renew {
         key: name,
         lease: lease.id.clone(),
@@ -491,4 +497,56 @@ async fn renew(
         expires_at: lease.expires,
         audit_seq,
     }))
+}
+
+/// Renews lease `id` of key `name` for the workload that presented a fresh token: a renewal is
+/// a release again, so the key must not be revoked, the contract it was released for must
+/// still be approved and allow this workload, the key's policy must still allow the token, and
+/// the lease must be of this key, held by this workload's runtime key, and not lapsed. The
+/// refusal (with the lease's contract) otherwise.
+fn renew_lease(
+    s: &AppState,
+    name: &str,
+    id: &str,
+    presented: &Presented,
+    now: i64,
+) -> Result<Lease, (Problem, Option<String>)> {
+    let denied = |detail: String| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "renewal-denied",
+            "The lease may not be renewed",
+            detail,
+        )
+    };
+    let lease = s
+        .leases
+        .lock()
+        .map_err(|e| (Problem::internal(e.to_string()), None))?
+        .get(id)
+        .filter(|l| l.key == name)
+        .cloned()
+        .ok_or_else(|| (denied(format!("key {name} has no lease {id}")), None))?;
+    let contract = lease.contract.clone();
+    let refuse = |detail: String| (denied(detail), contract.clone());
+    if s.kms.info(name).map_err(|e| refuse(e.to_string()))?.revoked {
+        return Err(refuse(format!("key {name} is revoked")));
+    }
+    let terms = match &contract {
+        Some(c) => Some(may_release(s, name, c, presented).map_err(refuse)?),
+        None => None,
+    };
+    crate::blocking(|| s.kms.release_for(name, &presented.claims, terms.as_ref()))
+        .map_err(|e| refuse(e.to_string()))?;
+    s.leases
+        .lock()
+        .map_err(|e| (Problem::internal(e.to_string()), contract.clone()))?
+        .renew(
+            id,
+            name,
+            &presented.runtime.digest(),
+            now,
+            now + LEASE_SECONDS,
+        )
+        .map_err(|e| refuse(e.to_string()))
 }

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use confide_model::{Action, DatasetRecord, GovBody, Proposal, ProposalList, Submitted};
+use confide_model::{
+    Action, Consistency, DatasetRecord, EntryPage, GovBody, LatestCheckpoint, ListedEntry, Member,
+    MemberList, Proposal, ProposalList, Submitted,
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -54,22 +56,27 @@ struct Page {
     limit: Option<u64>,
 }
 
-async fn entries(State(s): State<AppState>, Query(p): Query<Page>) -> Result<Json<Value>, Problem> {
+async fn entries(
+    State(s): State<AppState>,
+    Query(p): Query<Page>,
+) -> Result<Json<EntryPage>, Problem> {
     let ledger = s.ledger.read().map_err(unavailable)?;
     let from = p.from.unwrap_or(0);
     let limit = p.limit.unwrap_or(PAGE).min(PAGE);
-    let mut out = Vec::new();
+    let mut entries = Vec::new();
     for seq in from..ledger.len().min(from.saturating_add(limit)) {
         let entry = ledger.entry(seq).map_err(unavailable)?.unwrap_or_default();
-        out.push(json!({
-            "seq": seq,
-            "governance": confide_gov::is_governance(&entry),
-            "entry": b64(&entry),
-        }));
+        entries.push(ListedEntry {
+            seq,
+            governance: confide_gov::is_governance(&entry),
+            entry: b64(&entry),
+        });
     }
-    Ok(Json(
-        json!({"size": ledger.len(), "from": from, "entries": out}),
-    ))
+    Ok(Json(EntryPage {
+        size: ledger.len(),
+        from,
+        entries,
+    }))
 }
 
 async fn entry(State(s): State<AppState>, Path(seq): Path<u64>) -> Result<Response, Problem> {
@@ -105,17 +112,17 @@ async fn ledger_key(State(s): State<AppState>) -> Result<Response, Problem> {
         .into_response())
 }
 
-async fn latest_checkpoint(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+async fn latest_checkpoint(State(s): State<AppState>) -> Result<Json<LatestCheckpoint>, Problem> {
     let ledger = s.ledger.read().map_err(unavailable)?;
     let cp = ledger
         .latest_checkpoint()
         .ok_or_else(|| Problem::not_found("the ledger is empty"))?;
-    Ok(Json(json!({
-        "tree_size": cp.tree_size,
-        "root": hex::encode(cp.root),
-        "time": cp.time,
-        "cose": b64(&cp.cose),
-    })))
+    Ok(Json(LatestCheckpoint {
+        tree_size: cp.tree_size,
+        root: hex::encode(cp.root),
+        time: cp.time,
+        cose: b64(&cp.cose),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -127,7 +134,7 @@ struct Range {
 async fn consistency(
     State(s): State<AppState>,
     Query(r): Query<Range>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Consistency>, Problem> {
     let ledger = s.ledger.read().map_err(unavailable)?;
     let proof = ledger.consistency(r.from, r.to).ok_or_else(|| {
         Problem::bad_request(format!(
@@ -137,13 +144,13 @@ async fn consistency(
             ledger.len()
         ))
     })?;
-    Ok(Json(json!({
-        "from": r.from,
-        "to": r.to,
-        "root_from": ledger.root_at(r.from).map(hex::encode),
-        "root_to": ledger.root_at(r.to).map(hex::encode),
-        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-    })))
+    Ok(Json(Consistency {
+        from: r.from,
+        to: r.to,
+        root_from: ledger.root_at(r.from).map(hex::encode),
+        root_to: ledger.root_at(r.to).map(hex::encode),
+        proof: proof.iter().map(hex::encode).collect(),
+    }))
 }
 
 /// Submits a governance request and answers when it is durable.
@@ -292,18 +299,16 @@ async fn proposal(
     Ok(Json(p.clone()))
 }
 
-async fn members(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+async fn members(State(s): State<AppState>) -> Result<Json<MemberList>, Problem> {
     let gov = s.gov.read().map_err(unavailable)?;
-    let members: Vec<Value> = gov
+    let members = gov
         .members()
         .iter()
-        .map(|(fp, m)| {
-            json!({
-                "fingerprint": fp,
-                "name": m.name().to_string(),
-                "identity": serde_json::from_str::<Value>(&m.to_json()).unwrap_or(Value::Null),
-            })
+        .map(|(fingerprint, identity)| Member {
+            fingerprint: fingerprint.clone(),
+            name: identity.name().to_string(),
+            identity: identity.clone(),
         })
         .collect();
-    Ok(Json(json!({"members": members})))
+    Ok(Json(MemberList { members }))
 }

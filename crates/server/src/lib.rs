@@ -209,11 +209,11 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     let mut nonces = SeenNonces::new();
     let started = now();
     let gov = replay_with(&ledger, |seq, entry| {
-        keys::replay_lease(&mut leases, entry)
+        audit::check_event(entry)
+            .and_then(|()| keys::replay_lease(&mut leases, entry))
             .and_then(|()| cleanroom::replay_run(&mut runs, entry))
-            .map_err(|error| ServeError::Event { seq, error })?;
-        auth::replay_nonce(&mut nonces, entry, started);
-        Ok(())
+            .and_then(|()| auth::replay_nonce(&mut nonces, entry, started))
+            .map_err(|error| ServeError::Event { seq, error })
     })?;
     let opened = Opened {
         entries: ledger.len(),
