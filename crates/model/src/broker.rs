@@ -375,12 +375,15 @@ pub enum LeaseEvent {
         token: String,
         /// SHA-256 of the runtime key it is held by, hex.
         runtime_key: String,
-        /// Whether the evidence was simulated.
-        simulated: bool,
+        /// Whether the evidence was simulated (absent in events of early versions).
+        #[serde(default)]
+        simulated: Option<bool>,
         /// When.
         at: i64,
-        /// Until when.
-        expires: i64,
+        /// Until when (absent in events of early versions, whose leases lasted the broker's
+        /// standard time from `at`).
+        #[serde(default)]
+        expires: Option<i64>,
         /// The contract it was released for.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contract: Option<String>,
@@ -394,8 +397,9 @@ pub enum LeaseEvent {
         lease: String,
         /// When.
         at: i64,
-        /// The new expiry.
-        expires: i64,
+        /// The new expiry (absent in events of early versions, as for a release).
+        #[serde(default)]
+        expires: Option<i64>,
     },
 }
 

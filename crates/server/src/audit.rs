@@ -59,9 +59,20 @@ pub(crate) async fn settle<T>(
     let Err(problem) = &outcome else {
         return outcome;
     };
+    // The ledger could not record the request's own event: recording a refusal now could say
+    // "refused" of a change the key store made. The answer says the ledger failed.
+    if problem.kind == "ledger-unavailable" {
+        return outcome;
+    }
+    // Every member reads the ledger: a refusal's words go on it only when they are about the
+    // request (a client error), never the service's own failure (a path, an internal message).
+    let detail = problem
+        .status
+        .is_client_error()
+        .then(|| problem.detail.clone());
     let event = serde_json::json!({
         "type": "kms.refused", "request_type": request.body.kind(), "by": request.signer,
-        "problem": problem.kind, "detail": problem.detail, "at": now(),
+        "problem": problem.kind, "detail": detail, "at": now(),
     });
     audit_request(s, request, event).await?;
     outcome

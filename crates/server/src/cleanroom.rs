@@ -202,11 +202,30 @@ async fn run(
 }
 
 /// Rebuilds the index of runs (and refused runs) from an audit event of the ledger: what
-/// `GET /cleanroom/runs/{id}` answers, and the reports already recorded. A run record that
-/// does not read whole is damage to the ledger, refused.
+/// `GET /cleanroom/runs/{id}` answers, and the reports already recorded. A signed run record
+/// that does not read whole is damage to the ledger, refused. A record of an early version,
+/// before run reports were signed (it has no `signature`), keeps its id taken, so its report is
+/// not recorded twice, but is not served: no client would take it as a run of the contract.
 pub(crate) fn replay_run(runs: &mut Runs, entry: &[u8]) -> Result<(), ModelError> {
-    if let Some(record) = RunRecord::of_entry(entry)? {
-        runs.insert(record.run.clone(), Some(record));
+    #[derive(serde::Deserialize)]
+    struct Unsigned {
+        run: String,
+        signature: Option<serde_json::Value>,
+    }
+    match RunRecord::of_entry(entry) {
+        Ok(Some(record)) => {
+            runs.insert(record.run.clone(), Some(record));
+        }
+        Ok(None) => {}
+        Err(damaged) => match serde_json::from_slice::<Unsigned>(entry) {
+            Ok(Unsigned {
+                run,
+                signature: None,
+            }) => {
+                runs.insert(run, None);
+            }
+            _ => return Err(damaged),
+        },
     }
     Ok(())
 }

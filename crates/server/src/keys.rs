@@ -402,9 +402,9 @@ async fn release(
         lease: lease.id.clone(),
         token: token_digest.clone(),
         runtime_key: lease.runtime_key.clone(),
-        simulated: presented.simulated()?,
+        simulated: Some(presented.simulated()?),
         at: now,
-        expires: lease.expires,
+        expires: Some(lease.expires),
         contract: lease.contract.clone(),
     };
     let audit_seq = audit(&s, &event).await?;
@@ -448,13 +448,13 @@ pub(crate) fn replay_lease(
             runtime_key,
             granted: at,
             last_heartbeat: at,
-            expires,
+            expires: expires.unwrap_or(at + LEASE_SECONDS),
             contract,
         }),
         Some(LeaseEvent::Renew {
             lease, at, expires, ..
         }) => leases
-            .heartbeat(&lease, at, expires)
+            .heartbeat(&lease, at, expires.unwrap_or(at + LEASE_SECONDS))
             .then_some(())
             .ok_or_else(|| ModelError::Malformed {
                 field: "lease event",
@@ -477,6 +477,9 @@ async fn renew(
     let renewed = renew_lease(&s, &name, &req.lease, &presented, now);
     let lease = match renewed {
         Ok(lease) => lease,
+        // A failure of the service (a lock, the key store) is not a denial: answered, not
+        // recorded as one.
+        Err((problem, _)) if problem.status != StatusCode::FORBIDDEN => return Err(problem),
         Err((problem, contract)) => {
             let event = json!({"type": "kms.deny", "key": name, "lease": req.lease,
                                "contract": contract, "token": presented.token_digest,
@@ -489,7 +492,7 @@ async fn renew(
         key: name,
         lease: lease.id.clone(),
         at: now,
-        expires: lease.expires,
+        expires: Some(lease.expires),
     };
     let audit_seq = audit(&s, &event).await?;
     Ok(Json(Renewed {
@@ -529,7 +532,11 @@ fn renew_lease(
         .ok_or_else(|| (denied(format!("key {name} has no lease {id}")), None))?;
     let contract = lease.contract.clone();
     let refuse = |detail: String| (denied(detail), contract.clone());
-    if s.kms.info(name).map_err(|e| refuse(e.to_string()))?.revoked {
+    let info = s.kms.info(name).map_err(|e| match e {
+        KmsError::NotFound(_) => refuse(e.to_string()),
+        other => (Problem::from(other), contract.clone()),
+    })?;
+    if info.revoked {
         return Err(refuse(format!("key {name} is revoked")));
     }
     let terms = match &contract {

@@ -302,8 +302,7 @@ pub fn router(state: AppState) -> axum::Router {
 /// Reads a JSON request body as `T` (the model's), whole: a key given twice, an unknown or
 /// missing field, or a wrong type is refused, naming it.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    confide_model::broker::read(body, "request")
-        .map_err(|e| Problem::bad_request(format!("the request: {e}")))
+    confide_model::broker::read(body, "request").map_err(|e| Problem::bad_request(e.to_string()))
 }
 
 /// Serves `state` on `listener` until the process ends: over TLS with `tls`, or plain HTTP.

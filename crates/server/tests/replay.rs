@@ -45,6 +45,19 @@ fn a_ledger_of_whole_events_opens() {
     open_over(&[RELEASE, RENEW, STAMPED]).unwrap();
 }
 
+/// Events as earlier versions of confide wrote them still open: leases without their expiry
+/// or the evidence's simulation, and run records from before run reports were signed.
+#[test]
+fn a_ledger_an_earlier_version_wrote_opens() {
+    open_over(&[
+        r#"{"type":"kms.release","key":"k","version":1,"lease":"l0","token":"t","runtime_key":"r","at":5}"#,
+        r#"{"type":"kms.renew","key":"k","lease":"l0","at":6}"#,
+        r#"{"type":"cleanroom.run","run":"r0","contract":"c","token":"t","simulated":true,"at":7,"inputs":[],"output":{}}"#,
+        r#"{"type":"cleanroom.refused","run":"r1","contract":"c","reason":"too few","at":8}"#,
+    ])
+    .unwrap();
+}
+
 #[test]
 fn a_damaged_event_stops_the_start_and_names_its_entry() {
     let cases: &[(&str, &[&str], u64)] = &[
@@ -86,8 +99,8 @@ fn a_damaged_event_stops_the_start_and_names_its_entry() {
             0,
         ),
         (
-            "a run record with a field it never has",
-            &[r#"{"type":"cleanroom.run","run":"x","extra":1}"#],
+            "a signed run record that does not read whole",
+            &[r#"{"type":"cleanroom.run","run":"x","signature":"s","extra":1}"#],
             0,
         ),
     ];
