@@ -85,11 +85,12 @@ proposal="$("$confide" gov list --json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/
 run "$confide" --home bank-a gov vote "$proposal" --approve
 run "$confide" gov members
 
-# The key broker: bank-a keeps a key and a secret for attested workloads; a guest speaking the
-# Trustee KBS protocol (here with Trustee's insecure sample evidence) fetches the secret.
+# The key broker: bank-a keeps a key for workloads running code the consortium trusts, and a
+# secret that a guest speaking the Trustee KBS protocol fetches; Trustee's sample evidence
+# measures nothing, so that secret's policy is the development profile's simulated one.
 run "$confide" --home bank-a kms create dek-1 --any-attested-tee
 printf 'the consortium API token' > secret.txt
-run "$confide" --home bank-a kbs put-resource consortium/token/api secret.txt --any-attested-tee
+run "$confide" --home bank-a kbs put-resource consortium/token/api secret.txt --insecure-simulated-tee
 say "$confide kbs get-resource consortium/token/api --insecure-sample"
 "$confide" kbs get-resource consortium/token/api --insecure-sample 2>/dev/null; echo
 say "$confide --home bank-b kms rotate dek-1   (bank-b does not own dek-1)"

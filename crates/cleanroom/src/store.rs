@@ -330,16 +330,7 @@ impl BlobStore {
 
 /// The SHA-256 of a file's contents.
 fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    let mut input = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = read_full(&mut input, &mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
-    }
+    confide_crypto::digest::sha256_reader(std::fs::File::open(path)?)
 }
 
 /// A ciphertext whose digest matched the ledger's, on the local file system for as long as this

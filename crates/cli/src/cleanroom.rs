@@ -3,7 +3,7 @@
 //! `confide serve` and a blob store (a local directory, or S3, Azure Blob Storage or Google
 //! Cloud Storage by URL).
 
-use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -238,22 +238,15 @@ fn member_kek(
     }
     let der = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
         .context("the key-exchange key is not a PEM public key")?;
-    crate::kms::check_kek(client, ledger_key, &name, &me, &der)?;
+    crate::kms::check_kek(client, home, ledger_key, &name, &me, &der)?;
     Ok((name, der))
 }
 
 pub(crate) fn digest_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = confide_crypto::digest::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finish()))
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let digest = confide_crypto::digest::sha256_reader(f)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(digest))
 }
 
 /// The schema and row count of a plaintext dataset file.
@@ -571,7 +564,7 @@ fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contr
     let [action] = &actions[..] else {
         bail!(
             "proposal {proposal} approves contract {id} together with {} other action(s); \
-             it is not approved: read it whole and vote with `confide gov vote` if you mean it",
+             it is not approved: `confide gov vote` shows every action it would approve",
             actions.len().saturating_sub(1)
         );
     };
@@ -723,7 +716,7 @@ pub(crate) fn fetch_result(
     id: &str,
     store: &Store,
 ) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
-    let record = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?.run(id)?;
+    let record = crate::serve::verified_ledger(client, home, ledger_key)?.run(id)?;
     let me = fingerprint(home)?;
     let output = match &record.output {
         Some(output) => output,

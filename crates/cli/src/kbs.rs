@@ -30,10 +30,14 @@ pub(crate) enum KbsCommand {
         /// there is no default that gives a resource out.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Give the resource to any workload whose attestation result is affirming or a
-        /// warning, whatever code it runs.
+        /// Give the resource to any workload whose token shows code the consortium trusts
+        /// (its measurement matched a trusted one), on an up-to-date or out-of-date platform.
         #[arg(long, conflicts_with = "policy")]
         any_attested_tee: bool,
+        /// Development only: give the resource to workloads on simulated evidence (`sim`, or
+        /// Trustee's `sample`, which measures nothing). A sealed server issues no such token.
+        #[arg(long, conflicts_with_all = ["policy", "any_attested_tee"])]
+        insecure_simulated_tee: bool,
     },
     /// Fetch a resource over the KBS protocol as a workload would, attesting with Trustee
     /// `sample` evidence. Insecure: only servers that allow simulated TEEs accept it.
@@ -56,6 +60,7 @@ pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<
             file,
             policy,
             any_attested_tee,
+            insecure_simulated_tee,
         } => {
             let content = Zeroizing::new(
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
@@ -67,6 +72,10 @@ pub(crate) fn run(cmd: KbsCommand, home: &Home, server: &str) -> anyhow::Result<
                 .transpose()?
                 .or_else(|| {
                     any_attested_tee.then(|| confide_kms::ATTESTED_RESOURCE_POLICY.to_owned())
+                })
+                .or_else(|| {
+                    insecure_simulated_tee
+                        .then(|| confide_kms::INSECURE_SIMULATED_RESOURCE_POLICY.to_owned())
                 });
             if policy.is_none() {
                 eprintln!(
@@ -153,7 +162,7 @@ pub(crate) fn round(
     path: &str,
 ) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let request = json!({
-        "version": confide_server::KBS_PROTOCOL_VERSION,
+        "version": confide_model::kbs::PROTOCOL_VERSION,
         "tee": "sample",
         "extra-params": {"supported-hash-algorithms": ["sha384"]},
     });
@@ -171,7 +180,7 @@ pub(crate) fn round(
     let nonce = challenge.nonce;
     let key = DecryptionKey::generate_p256()?;
     let runtime_data = json!({"nonce": nonce, "tee-pubkey": key.public_jwk()?});
-    let digest = confide_server::kbs_runtime_data_digest(&runtime_data, &json!(""));
+    let digest = confide_model::kbs::runtime_data_digest(&runtime_data, &json!(""));
     let attestation = json!({
         "init-data": null,
         "runtime-data": runtime_data,
@@ -244,7 +253,9 @@ pub(crate) fn bench(args: &BenchArgs, server: &str) -> anyhow::Result<()> {
                 &e.url,
                 "bench/key/one",
                 &secret[..],
-                Some(confide_kms::ATTESTED_RESOURCE_POLICY),
+                // The benchmark's guests send Trustee's `sample` evidence, which measures
+                // nothing: only the development profile's simulated-evidence policy gives it.
+                Some(confide_kms::INSECURE_SIMULATED_RESOURCE_POLICY),
             )?;
             let base = e.url.clone();
             _embedded = e;

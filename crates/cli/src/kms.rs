@@ -126,13 +126,14 @@ pub(crate) enum KmsCommand {
 /// wraps a key to is the broker's key-exchange key, not one the network swapped in.
 pub(crate) fn check_kek(
     client: &Client,
+    home: &Home,
     ledger_key: &confide_crypto::signing::VerifyingKey,
     name: &str,
     owner: &str,
     der: &[u8],
 ) -> anyhow::Result<()> {
     let digest = hex::encode(confide_crypto::digest::sha256(der));
-    let ledger = confide_client::ledger::VerifiedLedger::fetch(client, ledger_key)?;
+    let ledger = crate::serve::verified_ledger(client, home, ledger_key)?;
     let recorded = ledger.events::<KekEvent>().any(|e| {
         matches!(e, Ok(KekEvent::Created { kek, owner: by, public_sha256, .. })
             if kek == name && by == owner && public_sha256 == digest)
@@ -262,7 +263,7 @@ pub(crate) fn run(cmd: KmsCommand, home: &Home, server: &str) -> anyhow::Result<
                     // The ledger key pinned in the member's home (pinned now if it is not yet).
                     crate::serve::member_client(home, server)?;
                     let ledger_key = crate::serve::pinned_ledger_key(home)?;
-                    check_kek(&client, &ledger_key, &kek, &owner, &der)?;
+                    check_kek(&client, home, &ledger_key, &kek, &owner, &der)?;
                     confide_crypto::byok::wrap(&der, &raw, oaep)?
                 }
                 (None, Some(blob)) => {

@@ -270,7 +270,23 @@ pub(crate) fn verified_governance(
     home: &Home,
 ) -> anyhow::Result<confide_gov::Governance> {
     let key = pinned_ledger_key(home)?;
-    Ok(confide_client::ledger::VerifiedLedger::fetch(client, &key)?.governance()?)
+    Ok(verified_ledger(client, home, &key)?.governance()?)
+}
+
+/// The ledger verified under `key`, which must extend the checkpoint this member kept
+/// (`HOME/checkpoint.json`, kept newer afterwards): every member command reads the state of
+/// the ledger it checked, so a server cannot pass the consistency check with one answer and
+/// serve an older or forked ledger in the next.
+pub(crate) fn verified_ledger(
+    client: &Client,
+    home: &Home,
+    key: &confide_crypto::signing::VerifyingKey,
+) -> anyhow::Result<confide_client::ledger::VerifiedLedger> {
+    Ok(confide_client::ledger::VerifiedLedger::fetch_extending(
+        client,
+        key,
+        &home.dir().join("checkpoint.json"),
+    )?)
 }
 
 /// The ledger key pinned in the member's home (by [`member_client`], on first use).
@@ -361,6 +377,26 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
             );
         }
         GovCommand::Vote { id, approve, .. } => {
+            // What the ballot says yes or no to, as this member's replay of the verified ledger
+            // holds it (never the server's listing): every action, whole, before it is signed.
+            let gov = verified_governance(&client, home)?;
+            let proposal = gov.proposals().get(&id).with_context(|| {
+                format!("no proposal {id} on the ledger verified under the pinned key")
+            })?;
+            if proposal.state != confide_model::ProposalState::Open {
+                bail!(
+                    "proposal {id} is {}, not open: nothing to vote on",
+                    proposal.state
+                );
+            }
+            eprintln!(
+                "voting {} proposal {id}, which does all of these {} action(s):",
+                if approve { "for" } else { "against" },
+                proposal.actions.len()
+            );
+            for action in &proposal.actions {
+                eprintln!("{}", serde_json::to_string_pretty(action)?);
+            }
             let r: Submitted = client.post_as(
                 &format!("/gov/proposals/{id}/ballots"),
                 &signed(

@@ -683,6 +683,48 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         assert_eq!(status, 403, "{r}");
         assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
     }
+    // The workload holds the dataset's key for this contract, not for another contract the
+    // owner approved over the same data for the same measurement: its signed report of that
+    // other contract records nothing.
+    std::fs::write(
+        d.join("q2.sql"),
+        "SELECT COUNT(DISTINCT account) AS n_accounts FROM payments",
+    )
+    .unwrap();
+    let out = ok(
+        "bank",
+        &[
+            "contract",
+            "propose",
+            "--sql",
+            d.join("q2.sql").to_str().unwrap(),
+            "--measurement",
+            &measurement,
+            "--table",
+            &table,
+            "--recipient",
+            d.join("bank.json").to_str().unwrap(),
+            "--columns",
+            "n_accounts",
+            "--min-group",
+            "n_accounts:3",
+        ],
+    );
+    let other = out.split("contract ").nth(1).unwrap();
+    let other = other.split_whitespace().next().unwrap();
+    assert_ne!(other, contract);
+    let (status, r) = post_json(
+        &format!("{}/cleanroom/runs", s.url),
+        &workload.report(&token, other, refusal.clone()),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never released to this workload"),
+        "{r}"
+    );
     assert_eq!(
         runs(&s.url),
         runs_before,
@@ -875,6 +917,25 @@ fn approving_one_contract_approves_that_contract_and_nothing_else() {
         json!({})
     );
 
+    // A ballot on the bundle itself, through the proxy that hides its second action: the bank
+    // is shown both, from its replay of the verified ledger, before it signs.
+    let bundle = p["id"].as_str().unwrap();
+    let (voted, _, err) = confide(d, &proxy.url, "bank", &["gov", "vote", bundle, "--reject"]);
+    assert!(voted, "{err}");
+    assert!(
+        err.contains("2 action(s)")
+            && err.contains("account AS n_accounts")
+            && err.contains(&fp("mallory")),
+        "the ballot did not show what it votes on: {err}"
+    );
+    let (voted, _, err) = confide(
+        d,
+        &s.url,
+        "bank",
+        &["gov", "vote", &"ab".repeat(32), "--approve"],
+    );
+    assert!(!voted && err.contains("no proposal"), "{err}");
+
     // Proposed on its own, the same contract is approved, and the bank is shown its terms.
     let (id, _) = {
         let bank = confide_identity::Home::new(d.join("bank")).load().unwrap();
@@ -1005,6 +1066,283 @@ fn a_swapped_key_exchange_key_gets_no_dataset_key() {
             .iter()
             .any(|(p, _)| p.ends_with("/import")),
         "the wrapped key left the member"
+    );
+    s.kill();
+}
+
+/// The proposal id a `gov propose` or `contract propose` printed.
+fn proposal_of(out: &str) -> String {
+    out.split("proposal ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Two members who together are a majority go after the third's data, over the real server:
+/// a contract over it, a constitution that would let them, the owner's removal after it
+/// approved a contract to one of them, and a contract whose query quotes a cell in its error.
+/// None of it gets them a row: consent is the owner's, a removed owner's data goes dark, and
+/// no error carries a value out of the workload.
+#[test]
+fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = founded(d);
+    let ok = |who: &str, args: &[&str]| succeeds(d, &s.url, who, args);
+    succeeds(d, &s.url, "eve", &["member", "init", "--name", "eve"]);
+    let doc = succeeds(d, &s.url, "eve", &["member", "show", "--json"]);
+    std::fs::write(d.join("eve.json"), doc).unwrap();
+    let fp = |who: &str| {
+        let home = confide_identity::Home::new(d.join(who));
+        home.load_public().unwrap().fingerprint().to_hex()
+    };
+    // The bank admits mallory, then both admit eve.
+    for (who, voters) in [
+        ("mallory", &["bank"][..]),
+        ("eve", &["bank", "mallory"][..]),
+    ] {
+        let doc = d.join(format!("{who}.json"));
+        let p = proposal_of(&ok(
+            "bank",
+            &["gov", "propose", "--add-member", doc.to_str().unwrap()],
+        ));
+        for v in voters {
+            ok(v, &["gov", "vote", &p, "--approve"]);
+        }
+    }
+    let members = get_json(&format!("{}/gov/members", s.url));
+    assert_eq!(members["members"].as_array().unwrap().len(), 3, "{members}");
+
+    let mut csv = String::from("account,region,amount\n");
+    for a in 0..8 {
+        csv.push_str(&format!(
+            "acct-{a},{},{}\n",
+            ["north", "south"][a % 2],
+            10 + a
+        ));
+    }
+    let record = publish(d, &s.url, &csv);
+    let table = format!("payments={}", record["id"].as_str().unwrap());
+    let measurement = format!(
+        "sim:{}",
+        hex::encode(confide_attest::sim::default_measurement())
+    );
+    let propose = |who: &str, sql: &str, to: &str, columns: &str, min: &str| {
+        let file = d.join(format!("{who}-{}.sql", sql.len()));
+        std::fs::write(&file, sql).unwrap();
+        let recipient = d.join(format!("{to}.json"));
+        let args = [
+            "contract",
+            "propose",
+            "--sql",
+            file.to_str().unwrap(),
+            "--measurement",
+            &measurement,
+            "--table",
+            &table,
+            "--recipient",
+            recipient.to_str().unwrap(),
+            "--columns",
+            columns,
+            "--min-group",
+            min,
+        ];
+        confide(d, &s.url, who, &args)
+    };
+    let contract_of = |out: &str| {
+        out.split("contract ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+
+    // 1. Mallory proposes every row of the bank's data to herself; she and eve vote yes. It
+    // waits for the bank, and nothing runs.
+    let (_, out, err) = propose(
+        "mallory",
+        "SELECT region, COUNT(DISTINCT account) AS n, SUM(amount) AS total FROM payments GROUP BY region",
+        "mallory",
+        "region,n,total",
+        "n:1",
+    );
+    assert!(out.contains("(open)"), "{out}{err}");
+    let theft = contract_of(&out);
+    let out = ok("eve", &["contract", "approve", &theft]);
+    assert!(out.contains("now open"), "{out}");
+    assert_eq!(
+        get_json(&format!("{}/gov/contracts", s.url))["contracts"].get(&theft),
+        None,
+        "a majority approved a contract over the bank's data"
+    );
+    let before = releases(&s.url);
+    let (ran, _, err) = confide(d, &s.url, "mallory", &["run", &theft, "--sim"]);
+    assert!(!ran, "a contract the owner never approved ran");
+    assert!(err.contains("no approved contract"), "{err}");
+    assert_eq!(releases(&s.url), before);
+
+    // 2. A constitution that accepts anything, voted for by the majority: it waits for every
+    // member.
+    std::fs::write(
+        d.join("anything.json"),
+        json!([{"action": "set_constitution",
+                "rego": "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n"}])
+        .to_string(),
+    )
+    .unwrap();
+    let p = proposal_of(&ok(
+        "mallory",
+        &["gov", "propose", d.join("anything.json").to_str().unwrap()],
+    ));
+    ok("mallory", &["gov", "vote", &p, "--approve"]);
+    let out = ok("eve", &["gov", "vote", &p, "--approve"]);
+    assert!(
+        out.contains("open"),
+        "a majority replaced the constitution: {out}"
+    );
+
+    // 3. A measurement that names no code, signed and posted straight to the server: refused
+    // when proposed, naming the measurement.
+    let mallory = confide_identity::Home::new(d.join("mallory"))
+        .load()
+        .unwrap();
+    let mut empty = approve_action(
+        "SELECT 1 AS n",
+        record["id"].as_str().unwrap(),
+        &fp("mallory"),
+    );
+    empty["contract"]["measurements"] = json!([{"kind": "sim", "value": ""}]);
+    empty["id"] = json!(hex::encode(confide_crypto::digest::sha256(
+        confide_crypto::jcs::canonical_json(&empty["contract"]).as_bytes(),
+    )));
+    let request = confide_gov::sign_request(
+        mallory.signing_key(),
+        &fp("mallory"),
+        &json!({"type": "propose", "actions": [empty]}),
+        now(),
+        &confide_crypto::random::array::<16>().unwrap(),
+    )
+    .unwrap();
+    let (status, r) = post(&format!("{}/gov/proposals", s.url), &request);
+    assert!((400..500).contains(&status), "{status} {r}");
+    assert!(r["detail"].as_str().unwrap().contains("measurement"), "{r}");
+
+    // 4. The bank approves an aggregate for mallory; mallory runs it once. Then mallory and eve
+    // remove the bank, who could then no longer revoke: the contract is revoked with the
+    // removal, the key goes to no one, and no run is recorded.
+    let (done, out, err) = propose(
+        "bank",
+        "SELECT region, COUNT(DISTINCT account) AS n FROM payments GROUP BY region",
+        "mallory",
+        "region,n",
+        "n:2",
+    );
+    assert!(done && out.contains("accepted"), "{out}{err}");
+    let aggregate = contract_of(&out);
+    ok("mallory", &["run", &aggregate, "--sim"]);
+    let p = proposal_of(&ok(
+        "mallory",
+        &["gov", "propose", "--remove-member", &fp("bank")],
+    ));
+    ok("mallory", &["gov", "vote", &p, "--approve"]);
+    let out = ok("eve", &["gov", "vote", &p, "--approve"]);
+    assert!(out.contains("accepted"), "{out}");
+    let contracts = get_json(&format!("{}/gov/contracts", s.url));
+    assert_eq!(
+        contracts["contracts"][&aggregate]["state"], "revoked",
+        "{contracts}"
+    );
+    let (before, runs_before) = (releases(&s.url), runs(&s.url));
+    let (ran, _, err) = confide(d, &s.url, "mallory", &["run", &aggregate, "--sim"]);
+    assert!(!ran, "the removed owner's contract ran on");
+    assert!(err.contains("revoked"), "{err}");
+    // Straight to the broker, with a workload's token: refused, and the refusal on the ledger.
+    let workload = Workload::new();
+    let (status, r) = post_json(
+        &format!("{}/keys/{}/release", s.url, record["key"].as_str().unwrap()),
+        &json!({"token": workload.token(&s.url), "contract": aggregate}),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("revoked"), "{r}");
+    assert_eq!(
+        releases(&s.url),
+        before,
+        "a key of the removed owner's data was released"
+    );
+    assert_eq!(runs(&s.url), runs_before);
+    // And no new contract may name the data of a member who is gone.
+    let (proposed, _, err) = propose(
+        "mallory",
+        "SELECT region, COUNT(DISTINCT account) AS n FROM payments GROUP BY region",
+        "mallory",
+        "region,n",
+        "n:3",
+    );
+    assert!(!proposed && err.contains("no longer a member"), "{err}");
+    s.kill();
+}
+
+/// A query whose error quotes a cell (a cast of an account name to a number) fails inside the
+/// workload; what leaves it, on the operator's host, names the failure and no value.
+#[test]
+fn a_failing_query_says_nothing_of_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = founded(d);
+    let record = publish(d, &s.url, "account,region,amount\ncust-007=1259,north,5\n");
+    std::fs::write(
+        d.join("cast.sql"),
+        "SELECT CAST(account AS BIGINT) AS n FROM payments",
+    )
+    .unwrap();
+    let measurement = format!(
+        "sim:{}",
+        hex::encode(confide_attest::sim::default_measurement())
+    );
+    let table = format!("payments={}", record["id"].as_str().unwrap());
+    let out = succeeds(
+        d,
+        &s.url,
+        "bank",
+        &[
+            "contract",
+            "propose",
+            "--sql",
+            d.join("cast.sql").to_str().unwrap(),
+            "--measurement",
+            &measurement,
+            "--table",
+            &table,
+            "--recipient",
+            d.join("bank.json").to_str().unwrap(),
+            "--columns",
+            "n",
+            "--min-group",
+            "n:1",
+        ],
+    );
+    let contract = out.split("contract ").nth(1).unwrap();
+    let contract = contract.split_whitespace().next().unwrap();
+    let (ran, out, err) = confide(d, &s.url, "bank", &["run", contract, "--sim"]);
+    assert!(!ran, "{out}");
+    assert!(err.contains("query failed"), "{err}");
+    for secret in ["cust-007", "1259"] {
+        assert!(
+            !err.contains(secret) && !out.contains(secret),
+            "{secret} left: {err}"
+        );
+    }
+    let log = std::fs::read_to_string(s.log.path()).unwrap();
+    assert!(!log.contains("cust-007"), "the server logged a cell: {log}");
+    let events = ledger_events(&s.url).to_vec();
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("cust-007"),
+        "a cell reached the ledger"
     );
     s.kill();
 }

@@ -83,7 +83,7 @@ fn resource(url: &str, path: &str, header: Option<(&str, &str)>) -> Answer {
 /// SHA-384 of the canonical runtime data.
 fn attestation(nonce: &str, jwk: &Value) -> Value {
     let runtime_data = json!({"nonce": nonce, "tee-pubkey": jwk});
-    let digest = confide_server::kbs_runtime_data_digest(&runtime_data, &json!(""));
+    let digest = confide_model::kbs::runtime_data_digest(&runtime_data, &json!(""));
     json!({
         "init-data": null,
         "runtime-data": runtime_data,
@@ -105,9 +105,11 @@ fn session(url: &str) -> (String, String) {
     (cookie, a.body["nonce"].as_str().unwrap().to_owned())
 }
 
-/// The resource policy that gives a resource to any appraised workload: chosen, never a
-/// default.
-const ATTESTED: &str = confide_kms::ATTESTED_RESOURCE_POLICY;
+/// The resource policy these guests can meet: they send Trustee's `sample` evidence, which
+/// measures nothing, so only the development profile's simulated-evidence policy (chosen,
+/// never a default) gives them a resource; "any attested TEE" does not
+/// (`crates/policy/tests/release.rs`).
+const ATTESTED: &str = confide_kms::INSECURE_SIMULATED_RESOURCE_POLICY;
 
 fn put(
     url: &str,

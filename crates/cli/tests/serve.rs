@@ -735,6 +735,27 @@ fn two_banks_and_an_outsider(u: &str) -> (Member, Member, Member) {
 /// The release policy that gives a key to any appraised workload: chosen, never a default.
 const ATTESTED: &str = confide_kms::ATTESTED_RELEASE_POLICY;
 
+/// Every one of `members` votes for trusting the simulator's default measurement: from then on
+/// a simulated workload's token shows trusted code (EAR executables tier 2), as a real TEE's
+/// does once the consortium trusts its measurement. Before, "any attested TEE" is not it.
+fn trust_the_simulator(u: &str, members: &[&Member]) {
+    let value = hex::encode(confide_attest::sim::default_measurement());
+    let actions = json!([{"action": "add_measurement", "kind": "sim", "value": value}]);
+    let (status, r) = post(
+        &format!("{u}/gov/proposals"),
+        &members[0].sign(&json!({"type": "propose", "actions": actions})),
+    );
+    assert_eq!(status, 201, "{r}");
+    let id = r["proposal"].as_str().unwrap().to_owned();
+    for m in members {
+        let (status, r) = post(
+            &format!("{u}/gov/proposals/{id}/ballots"),
+            &m.sign(&json!({"type": "ballot", "proposal": id, "vote": true})),
+        );
+        assert_eq!(status, 201, "{r}");
+    }
+}
+
 fn enact(u: &str, member: &Member, actions: Value) {
     let (status, r) = post(
         &format!("{u}/gov/proposals"),
@@ -791,6 +812,12 @@ fn keys_are_released_only_to_attested_workloads_and_only_owners_manage_them() {
     let token = workload_token(u, runtime.as_bytes());
     let release =
         |token: &str| post_json(&format!("{u}/keys/dek-1/release"), &json!({"token": token}));
+    // Default deny: while the consortium trusts no measurement of the workload's TEE kind, its
+    // code is anyone's, and "any attested TEE" does not mean it. Refused, and on the ledger.
+    let (status, r) = release(&token);
+    assert_eq!(status, 403, "a key went to code nobody trusts: {r}");
+    trust_the_simulator(u, &[&a, &b]);
+    let token = workload_token(u, runtime.as_bytes());
     let open = |r: &Value| -> Vec<u8> {
         use base64::Engine as _;
         let d = |k: &str| {
@@ -1035,6 +1062,8 @@ fn keys_wrapped_by_openssl_are_imported_and_released_as_jwe() {
     };
     assert!(cli(&["member", "init", "--name", "bank-a"]).0);
     assert!(cli(&["gov", "found"]).0);
+    let founder = Member(confide_identity::Home::new(&home).load().unwrap());
+    trust_the_simulator(&u, &[&founder]);
     let (ok, pem, err) = cli(&["kms", "kek", "kek-1"]);
     assert!(ok, "{err}");
     let path = |name: &str| dir.path().join(name);
@@ -1398,10 +1427,17 @@ fn no_proposal_holds_the_ledger() {
         ),
     );
     assert_eq!(status, 400, "{r}");
+    let events = ledger_events(u);
+    let refusals: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .filter(|t| t.ends_with(".refused"))
+        .collect();
     assert_eq!(
-        size(u),
-        2,
-        "only the founding and the key's refusal (a member's request) are on the ledger"
+        (size(u), refusals),
+        (4, vec!["gov.refused", "kms.refused", "gov.refused"]),
+        "only the founding and the members' refused requests (their nonces spent) are on the \
+         ledger"
     );
 
     // Slow only when a proposal has actions: installed (every member, here one, said yes).
@@ -1439,17 +1475,15 @@ fn no_proposal_holds_the_ledger() {
         started.elapsed()
     );
     assert!(reader.join().unwrap() < Duration::from_secs(5));
-    assert_eq!(
-        size(u),
-        entries_before,
-        "the refused proposal is on the ledger"
-    );
+    // Refused, it changed nothing: only its refusal is on the ledger, which spends its nonce.
+    assert_eq!(size(u), entries_before + 1);
+    assert_eq!(ledger_events(u).last().unwrap()["type"], "gov.refused");
     s.kill();
 
     // The restart replays what was accepted, without delay.
     let started = Instant::now();
     let s = Server::start(dir.path());
-    assert_eq!(size(&s.url), entries_before);
+    assert_eq!(size(&s.url), entries_before + 1);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -1471,6 +1505,7 @@ fn member_requests_replayed_after_a_restart_are_refused() {
         &format!("{u}/gov/found"),
         &a.sign(&json!({"type": "found", "member": a.doc()})),
     );
+    trust_the_simulator(u, &[&a]);
     let rotate = a.sign(&json!({"type": "kms.rotate", "name": "k"}));
     let put_old = a.sign(&json!({"type": "kbs.put", "path": "r/t/g", "content": b64(b"old"), "policy": confide_kms::ATTESTED_RESOURCE_POLICY}));
     let (status, r) = post(
@@ -1490,8 +1525,17 @@ fn member_requests_replayed_after_a_restart_are_refused() {
     assert_eq!(status, 201);
     // Requests refused today, each of which would succeed once the state changes: a deletion
     // of a key that does not exist yet, a rotation sent to another key's endpoint, a rotation
-    // sent to the revocation endpoint, a creation of a name taken.
+    // sent to the revocation endpoint, a creation of a name taken, and a governance ballot on a
+    // proposal not made yet (its id is the digest of its signed bytes, known beforehand).
+    let later = a.sign(&json!({"type": "propose", "actions": [
+        {"action": "add_measurement", "kind": "sim", "value": "11".repeat(48)}]}));
+    let later_id = hex::encode(confide_crypto::digest::sha256(&later));
+    let ballot_path = format!("/gov/proposals/{later_id}/ballots");
     let refused = [
+        (
+            ballot_path.as_str(),
+            a.sign(&json!({"type": "ballot", "proposal": later_id, "vote": true})),
+        ),
         (
             "/keys/later/delete",
             a.sign(&json!({"type": "kms.delete", "name": "later"})),
@@ -1528,6 +1572,10 @@ fn member_requests_replayed_after_a_restart_are_refused() {
 
     let s = Server::start(dir.path());
     let u = &s.url;
+    // The proposal the refused ballot named is made now: the ballot would pass, if its nonce
+    // were not spent.
+    let (status, r) = post(&format!("{u}/gov/proposals"), &later);
+    assert_eq!(status, 201, "{r}");
     let entries = size(u);
     let replays = [
         ("/keys/k/rotate", &rotate),
@@ -1537,8 +1585,8 @@ fn member_requests_replayed_after_a_restart_are_refused() {
     .chain(refused.iter().map(|(p, b)| (*p, b)))
     // The refused rotation, sent now where it would succeed.
     .chain([
-        ("/keys/k/rotate", &refused[1].1),
         ("/keys/k/rotate", &refused[2].1),
+        ("/keys/k/rotate", &refused[3].1),
     ]);
     for (path, body) in replays {
         let (status, r) = post(&format!("{u}{path}"), body);

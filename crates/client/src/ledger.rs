@@ -97,10 +97,9 @@ pub struct VerifiedLedger {
     checkpoint: Checkpoint,
 }
 
-/// The fingerprint of a ledger key as people compare it: the first 16 bytes of the SHA-256 of
-/// its SubjectPublicKeyInfo, hex.
+/// The fingerprint of a ledger key as people compare it ([`VerifyingKey::key_id`]).
 pub fn key_fingerprint(key: &VerifyingKey) -> String {
-    hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
+    key.key_id()
 }
 
 fn malformed(what: impl Into<String>) -> LedgerViewError {
@@ -158,6 +157,28 @@ impl VerifiedLedger {
             }
         }
         Self::verify(entries, &cose, &stated_root, key)
+    }
+
+    /// Fetches and checks the ledger as [`Self::fetch`] does, and checks that it extends the
+    /// checkpoint kept in `kept` (a file, as [`check_consistency`] keeps it), then keeps its
+    /// own: the state a client reads is the state of the ledger it checked, not of a second
+    /// answer that went back or forked after the first one passed.
+    pub fn fetch_extending(
+        client: &Client,
+        key: &VerifyingKey,
+        kept: &std::path::Path,
+    ) -> Result<Self, LedgerViewError> {
+        let seen = Seen::load(kept)?;
+        let ledger = Self::fetch(client, key)?;
+        if let Some(s) = &seen {
+            ledger.extends(s.tree_size, &s.root)?;
+        }
+        Seen {
+            tree_size: ledger.tree.len(),
+            root: ledger.tree.root(),
+        }
+        .store(kept)?;
+        Ok(ledger)
     }
 
     /// Checks `entries` against a checkpoint (`cose`) with `key`. `stated_root` (hex, the

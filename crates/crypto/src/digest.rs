@@ -61,6 +61,19 @@ impl std::fmt::Debug for Sha256 {
     }
 }
 
+/// The SHA-256 of everything `reader` gives (a file, read 1 MiB at a time).
+pub fn sha256_reader<R: std::io::Read>(mut reader: R) -> std::io::Result<[u8; SHA256_LEN]> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = crate::chunked::read_full(&mut reader, &mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,6 +132,12 @@ impl VerifyingKey {
         &self.point[33..]
     }
 
+    /// The key's id as people compare it and JWKS name it: the first 16 bytes of the SHA-256
+    /// of its SubjectPublicKeyInfo, hex.
+    pub fn key_id(&self) -> String {
+        hex::encode(&crate::digest::sha256(&self.to_spki_der())[..16])
+    }
+
     /// The DER SubjectPublicKeyInfo (RFC 5480): the form X.509 and PEM `PUBLIC KEY` files use.
     pub fn to_spki_der(&self) -> Vec<u8> {
         [SPKI_P256_PREFIX, &self.point[..]].concat()

@@ -159,6 +159,30 @@ pub fn is_governance(entry: &[u8]) -> bool {
     })
 }
 
+/// A governance request refused after its signer was authenticated, as the ledger records it
+/// (`{"type": "gov.refused", "request": {signer, nonce, ts}, "reason", "at"}`): its nonce stays
+/// spent, so the signed request cannot be sent again to succeed once the state has changed,
+/// not even after a restart ([`Governance::replay_refused`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refused {
+    #[serde(rename = "type")]
+    kind: RefusedType,
+    /// Who signed it, its nonce and its time.
+    pub request: confide_model::Stamp,
+    /// Why it was refused.
+    pub reason: String,
+    /// When.
+    pub at: i64,
+}
+
+/// The one type a [`Refused`] event has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum RefusedType {
+    #[serde(rename = "gov.refused")]
+    GovRefused,
+}
+
 /// A member's authenticated request to another service.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -344,6 +368,63 @@ impl Governance {
         Ok(request)
     }
 
+    /// What a request refused with `error` leaves on the ledger, if its signer was authenticated:
+    /// its nonce, now spent here too. None for a request that proves nothing of its signer (a
+    /// bad signature, a non-member, unparsable) or that could not pass again anyway (a replay,
+    /// a stale time).
+    pub fn refusal(&mut self, cose: &[u8], error: &GovError, now: i64) -> Option<Refused> {
+        if matches!(
+            error,
+            GovError::Replay
+                | GovError::Stale { .. }
+                | GovError::BadSignature
+                | GovError::NotAMember(_)
+        ) {
+            return None;
+        }
+        let request = self.authenticate(cose, now).ok()?;
+        self.spend(request.signer.clone(), request.nonce.clone(), request.ts);
+        Some(Refused {
+            kind: RefusedType::GovRefused,
+            request: confide_model::Stamp {
+                signer: request.signer,
+                nonce: hex::encode(&request.nonce),
+                ts: request.ts,
+            },
+            reason: error.to_string(),
+            at: now,
+        })
+    }
+
+    /// Spends the nonce of a refusal the ledger recorded (`entry`, an audit event; any other
+    /// event is left alone). A `gov.refused` event that does not read whole is damage.
+    pub fn replay_refused(&mut self, entry: &[u8]) -> Result<(), GovError> {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<&'a str>,
+        }
+        let Ok(Typed {
+            kind: Some("gov.refused"),
+        }) = serde_json::from_slice(entry)
+        else {
+            return Ok(());
+        };
+        let refused: Refused = serde_json::from_slice(entry)
+            .map_err(|e| malformed(format!("a gov.refused event: {e}")))?;
+        let nonce = hex::decode(&refused.request.nonce)
+            .map_err(|_| malformed("a gov.refused event's nonce is not hex"))?;
+        self.spend(refused.request.signer, nonce, refused.request.ts);
+        Ok(())
+    }
+
+    /// Remembers a nonce, dropping those too old to pass the time check again.
+    fn spend(&mut self, signer: String, nonce: Vec<u8>, ts: i64) {
+        let horizon = ts - 2 * MAX_SKEW;
+        self.nonces.retain(|_, t| *t >= horizon);
+        self.nonces.insert((signer, nonce), ts);
+    }
+
     /// Applies a checked request that is now at ledger position `seq`. Everything that can
     /// fail is done first, so that a refused request changes nothing.
     pub fn apply(&mut self, request: Request, seq: u64) -> Result<Applied, GovError> {
@@ -384,10 +465,7 @@ impl Governance {
         };
         // A request older than this one by twice the allowed skew can no longer pass the time
         // check, so its nonce need not be remembered.
-        let horizon = request.ts - 2 * MAX_SKEW;
-        self.nonces.retain(|_, ts| *ts >= horizon);
-        self.nonces
-            .insert((request.signer, request.nonce), request.ts);
+        self.spend(request.signer, request.nonce, request.ts);
         Ok(applied)
     }
 
@@ -525,6 +603,15 @@ pub enum Denial {
         /// The dataset whose record names it.
         dataset: String,
     },
+    /// The dataset's owner is no longer a member of the consortium.
+    #[error(
+        "the owner of dataset {dataset} is no longer a member: its data goes to no one, since \
+         it could no longer revoke"
+    )]
+    OwnerNotMember {
+        /// The dataset.
+        dataset: String,
+    },
     /// None of the workload's measurements is one the contract allows.
     #[error("the workload's measurement ({}) is not one contract {contract} allows", shown(.presented))]
     MeasurementNotAllowed {
@@ -596,6 +683,12 @@ impl Governance {
                 contract: contract.to_owned(),
                 key: key.to_owned(),
             })?;
+        // The data of a member who was removed goes to no one: it can no longer revoke.
+        if !self.registry.members.contains_key(&dataset.owner) {
+            return Err(Denial::OwnerNotMember {
+                dataset: dataset.id.clone(),
+            });
+        }
         // A dataset registered over another member's key releases nothing.
         if key_owner != Some(dataset.owner.as_str()) {
             return Err(Denial::KeyNotOwners {
@@ -803,12 +896,17 @@ impl Registry {
                         approval.id
                     )));
                 }
-                if let Some(d) = approval
-                    .datasets
-                    .iter()
-                    .find(|d| !self.datasets.contains_key(*d))
-                {
-                    return Err(refused(format!("no dataset {d}")));
+                for d in &approval.datasets {
+                    let Some(record) = self.datasets.get(d) else {
+                        return Err(refused(format!("no dataset {d}")));
+                    };
+                    if !self.members.contains_key(&record.owner) {
+                        return Err(refused(format!(
+                            "dataset {d}'s owner {} is no longer a member: its data goes into \
+                             no new contract",
+                            record.owner
+                        )));
+                    }
                 }
                 if let Some(r) = approval
                     .contract
@@ -847,6 +945,20 @@ impl Registry {
             }
             Action::RemoveMember { fingerprint } => {
                 self.members.remove(fingerprint);
+                // A removed member can no longer revoke anything, so no contract over its data
+                // goes on running without it: each is revoked with its removal (and stays so,
+                // whether or not the member is added again).
+                let orphaned: BTreeSet<&String> = self
+                    .datasets
+                    .values()
+                    .filter(|d| &d.owner == fingerprint)
+                    .map(|d| &d.id)
+                    .collect();
+                for c in self.contracts.values_mut() {
+                    if c.datasets.iter().any(|d| orphaned.contains(d)) {
+                        c.state = ContractState::Revoked;
+                    }
+                }
             }
             Action::SetConstitution { rego } => {
                 self.constitution = compile_constitution(rego, self.limit)?;

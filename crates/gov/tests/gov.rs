@@ -636,3 +636,104 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         Err(Denial::MeasurementNotAllowed { .. })
     ));
 }
+
+/// A majority that cannot take an owner's data cannot keep it either by removing the owner,
+/// who could then no longer revoke: the removal revokes every contract over the owner's data
+/// (for good, even if the owner is added again), and no new contract may name that data.
+#[test]
+fn removing_an_owner_stops_every_contract_over_its_data() {
+    let (a, b, c) = (
+        Member::new("bank-a"),
+        Member::new("bank-b"),
+        Member::new("bank-c"),
+    );
+    // The worst constitution a majority could hold: every proposal accepted at once.
+    let anything = "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n";
+    let mut k = Consortium {
+        gov: Governance::new().unwrap(),
+        log: Vec::new(),
+    };
+    k.submit(a.sign(
+        json!({"type": "found", "member": a.doc(), "constitution": anything}),
+        0,
+    ))
+    .unwrap();
+    for (m, n) in [(&b, 1), (&c, 2)] {
+        k.propose(&a, json!([{"action": "add_member", "member": m.doc()}]), n);
+    }
+    for (m, id, n) in [(&b, "b-data", 3u8), (&c, "c-data", 5)] {
+        let p = k.propose(m, json!([dataset(id, m)]), n);
+        k.vote(m, &p, true, n + 1).unwrap();
+    }
+    // c approved a contract over its data, and one over b's alone stands beside it.
+    let over_c = contract(&["c-data", "b-data"], &a);
+    let over_b = contract(&["b-data"], &a);
+    let (c_id, b_id) = (
+        over_c["id"].as_str().unwrap().to_owned(),
+        over_b["id"].as_str().unwrap().to_owned(),
+    );
+    let p = k.propose(&a, json!([over_c]), 10);
+    k.vote(&b, &p, true, 11).unwrap();
+    k.vote(&c, &p, true, 12).unwrap();
+    let p = k.propose(&a, json!([over_b]), 13);
+    k.vote(&b, &p, true, 14).unwrap();
+    let sim = confide_model::Measurement {
+        kind: "sim".into(),
+        value: "00".repeat(48),
+    };
+    assert!(
+        k.gov
+            .may_release(
+                "dataset-c-data",
+                Some(&c.fp()),
+                &c_id,
+                std::slice::from_ref(&sim)
+            )
+            .is_ok()
+    );
+
+    // a and b remove c: c's contract is revoked with it; b's own contract is not.
+    k.propose(
+        &a,
+        json!([{"action": "remove_member", "fingerprint": c.fp()}]),
+        20,
+    );
+    assert!(!k.gov.members().contains_key(&c.fp()));
+    assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
+    assert_eq!(k.gov.contracts()[&b_id].state, ContractState::Approved);
+    for key in ["dataset-c-data", "dataset-b-data"] {
+        let owner = if key == "dataset-c-data" {
+            c.fp()
+        } else {
+            b.fp()
+        };
+        let err = k
+            .gov
+            .may_release(key, Some(&owner), &c_id, std::slice::from_ref(&sim))
+            .unwrap_err();
+        assert!(
+            matches!(err, confide_gov::Denial::Revoked { .. }),
+            "{err:?}"
+        );
+    }
+
+    // No new contract may name c's data, whoever votes for it.
+    let again = contract(&["c-data"], &b);
+    let err = k
+        .submit(a.sign(json!({"type": "propose", "actions": [again]}), 21))
+        .unwrap_err();
+    assert!(err.to_string().contains("no longer a member"), "{err}");
+
+    // Adding c back does not bring the revoked contract back.
+    k.propose(&a, json!([{"action": "add_member", "member": c.doc()}]), 22);
+    assert!(k.gov.members().contains_key(&c.fp()));
+    assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
+
+    // Replay reaches the same state.
+    let mut replayed = Governance::new().unwrap();
+    for (seq, cose) in k.log.iter().enumerate() {
+        let request = replayed.check(cose, None).unwrap();
+        replayed.apply(request, seq as u64).unwrap();
+    }
+    assert_eq!(replayed.contracts(), k.gov.contracts());
+}

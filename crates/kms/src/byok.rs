@@ -234,7 +234,7 @@ mod tests {
         );
         let info = store.import("byok", "alice", imp(&blob), 2).unwrap();
         assert_eq!(info.version, 1);
-        let token = json!({"submods": {"sim": {"ear.status": "warning"}}});
+        let token = json!({"submods": {"sim": {"ear.status": "warning", "ear.trustworthiness-vector": {"executables": 2}}}});
         let (_, released) = store.release("byok", &token).unwrap();
         assert_eq!(&released[..], &target[..]);
         // The private half of the key-exchange key is sealed: no PKCS #8 in the file.

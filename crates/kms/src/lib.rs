@@ -16,8 +16,8 @@ mod seal;
 
 pub use byok::{Import, KekInfo};
 pub use resources::{
-    ATTESTED_RESOURCE_POLICY, DEFAULT_RESOURCE_POLICY, MAX_RESOURCE_BYTES, ResourceInfo,
-    ResourcePath,
+    ATTESTED_RESOURCE_POLICY, DEFAULT_RESOURCE_POLICY, INSECURE_SIMULATED_RESOURCE_POLICY,
+    MAX_RESOURCE_BYTES, ResourceInfo, ResourcePath,
 };
 pub use seal::{Progress, Unsealer, init_sealed, is_sealed_store};
 
@@ -38,48 +38,21 @@ pub use confide_model::broker::{KeyInfo, Lease, LeaseView};
 
 /// The release policy a key gets unless its owner gives one: released to no one (default
 /// deny). Its owner chooses who may have it: a policy of their own, [`DATASET_RELEASE_POLICY`]
-/// or [`ATTESTED_RELEASE_POLICY`].
-pub const DEFAULT_RELEASE_POLICY: &str = r#"package confide.release
+/// or [`ATTESTED_RELEASE_POLICY`]. The texts live in `confide-policy`, with their table tests.
+pub const DEFAULT_RELEASE_POLICY: &str = confide_policy::RELEASE_DENY;
 
-import rego.v1
-
-# A key created without a release policy is released to no one.
-default allow := false
-"#;
-
-/// A release policy its owner may choose: the token's attestation result is affirming, or a
-/// warning (an out-of-date TCB, simulated evidence where the appraisal policy allowed it, or a
-/// TEE kind whose measurements the consortium has not said it trusts).
-pub const ATTESTED_RELEASE_POLICY: &str = r#"package confide.release
-
-import rego.v1
-
-default allow := false
-
-allow if {
-	some _, sub in input.token.submods
-	sub["ear.status"] in {"affirming", "warning"}
-}
-"#;
+/// A release policy its owner may choose: the token's CPU result is affirming, or a warning
+/// about the platform only (an out-of-date TCB, or simulated evidence where the development
+/// profile allowed it), and its code matched a measurement the consortium trusts. A TEE kind
+/// with no trusted measurement gets no key.
+pub const ATTESTED_RELEASE_POLICY: &str = confide_policy::RELEASE_ATTESTED;
 const RELEASE_RULE: &str = "data.confide.release.allow";
 
 /// The release policy of a dataset's key: only to a workload running an approved contract that
-/// names the dataset (the key broker has checked the contract's state and measurements on the
-/// ledger and passes the contract as `input.contract`), with an acceptable attestation result.
-pub const DATASET_RELEASE_POLICY: &str = r#"package confide.release
-
-import rego.v1
-
-default allow := false
-
-allow if {
-	input.contract.state == "approved"
-	some d in input.contract.datasets
-	input.key.name == concat("", ["dataset-", d])
-	some _, sub in input.token.submods
-	sub["ear.status"] in {"affirming", "warning"}
-}
-"#;
+/// names the dataset (the key broker has checked the contract's state, the dataset's key and
+/// owner, and that the token's measurement is one the contract allows, and passes the contract
+/// as `input.contract`), with an affirming or platform-warning attestation result.
+pub const DATASET_RELEASE_POLICY: &str = confide_policy::RELEASE_DATASET;
 
 /// Why the key store refused.
 #[derive(Debug, thiserror::Error)]
@@ -439,12 +412,14 @@ impl Leases {
         true
     }
 
-    /// Whether `key` was ever released to the workload whose runtime key has digest
-    /// `runtime_key` (a lapsed lease counts: the key was handed over).
-    pub fn released_to(&self, key: &str, runtime_key: &str) -> bool {
-        self.leases
-            .values()
-            .any(|l| l.key == key && l.runtime_key == runtime_key)
+    /// Whether `key` was ever released for contract `contract` to the workload whose runtime
+    /// key has digest `runtime_key` (a lapsed lease counts: the key was handed over). A key
+    /// released for another contract does not count: a workload reports only on the contract
+    /// it was given the keys to run.
+    pub fn released_to(&self, key: &str, runtime_key: &str, contract: &str) -> bool {
+        self.leases.values().any(|l| {
+            l.key == key && l.runtime_key == runtime_key && l.contract.as_deref() == Some(contract)
+        })
     }
 
     /// Every lease of `key`, with whether it has lapsed at `now`.
@@ -468,7 +443,7 @@ mod tests {
     fn keys_are_sealed_owned_versioned_and_revocable() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open_dev(dir.path()).unwrap();
-        let token = json!({"submods": {"sim": {"ear.status": "warning"}}});
+        let token = json!({"submods": {"sim": {"ear.status": "warning", "ear.trustworthiness-vector": {"executables": 2}}}});
         // Without a policy of its owner's choosing, a key is released to no one.
         store.create("k0", "alice", None, 1).unwrap();
         assert!(matches!(store.release("k0", &token), Err(KmsError::Denied)));

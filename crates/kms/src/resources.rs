@@ -16,27 +16,15 @@ use crate::{KeyStore, KmsError, check_name, io, replace_file};
 
 /// The resource policy a resource gets unless its owner gives one: given to no one (default
 /// deny), until its owner sets one such as [`ATTESTED_RESOURCE_POLICY`].
-pub const DEFAULT_RESOURCE_POLICY: &str = r#"package confide.resource
-
-import rego.v1
-
-# A resource stored without a policy is given to no one.
-default allow := false
-"#;
+pub const DEFAULT_RESOURCE_POLICY: &str = confide_policy::RESOURCE_DENY;
 
 /// A resource policy its owner may choose: as [`crate::ATTESTED_RELEASE_POLICY`] for keys, the
-/// token's attestation result is affirming or a warning.
-pub const ATTESTED_RESOURCE_POLICY: &str = r#"package confide.resource
+/// token's CPU result is affirming or a platform warning, for code the consortium trusts.
+pub const ATTESTED_RESOURCE_POLICY: &str = confide_policy::RESOURCE_ATTESTED;
 
-import rego.v1
-
-default allow := false
-
-allow if {
-	some _, sub in input.token.submods
-	sub["ear.status"] in {"affirming", "warning"}
-}
-"#;
+/// A resource policy for the development profile only: given to a workload on simulated
+/// evidence (`sim`, or Trustee's `sample`). A sealed server issues no such token.
+pub const INSECURE_SIMULATED_RESOURCE_POLICY: &str = confide_policy::RESOURCE_INSECURE_SIMULATED;
 const RESOURCE_RULE: &str = "data.confide.resource.allow";
 /// The largest resource stored.
 pub const MAX_RESOURCE_BYTES: usize = 256 * 1024;
@@ -220,8 +208,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open_dev(dir.path()).unwrap();
         let path = ResourcePath::parse("default/key/demo").unwrap();
-        let warning = json!({"submods": {"sample": {"ear.status": "warning"}}});
-        let contraindicated = json!({"submods": {"sample": {"ear.status": "contraindicated"}}});
+        let warning = json!({"submods": {"sev-snp": {"ear.status": "warning",
+                             "ear.trustworthiness-vector": {"executables": 2}}}});
+        let contraindicated = json!({"submods": {"sev-snp": {"ear.status": "contraindicated",
+                                     "ear.trustworthiness-vector": {"executables": 2}}}});
+        // Trusted code is a part of the attested policy: any code on a genuine TEE is not.
+        let untrusted = json!({"submods": {"sev-snp": {"ear.status": "warning",
+                               "ear.trustworthiness-vector": {"executables": 0}}}});
         let secret = b"the resource's secret bytes, long enough to look for";
         // Stored without a policy, a resource is given to no one.
         store.put_resource(&path, "alice", secret, None, 1).unwrap();
@@ -233,10 +226,12 @@ mod tests {
             .put_resource(&path, "alice", secret, Some(ATTESTED_RESOURCE_POLICY), 1)
             .unwrap();
         assert_eq!(&store.resource(&path, &warning).unwrap()[..], secret);
-        assert!(matches!(
-            store.resource(&path, &contraindicated),
-            Err(KmsError::Denied)
-        ));
+        for token in [&contraindicated, &untrusted] {
+            assert!(matches!(
+                store.resource(&path, token),
+                Err(KmsError::Denied)
+            ));
+        }
         assert!(matches!(
             store.put_resource(&path, "bob", b"x", None, 2),
             Err(KmsError::NotOwner)

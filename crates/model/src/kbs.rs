@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::ModelError;
 
+/// The version of the KBS protocol confide's client and endpoints speak.
+pub const PROTOCOL_VERSION: &str = "0.4.0";
+
 /// A client's first message: `POST /kbs/v0/auth`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KbsRequest {

@@ -23,6 +23,19 @@ use std::time::Duration;
 pub const CONSTITUTION: &str = include_str!("constitution.rego");
 /// The attestation service's built-in appraisal policy.
 pub const APPRAISAL: &str = include_str!("appraisal.rego");
+/// The release policy of a key whose owner gave none: released to no one.
+pub const RELEASE_DENY: &str = include_str!("release/deny.rego");
+/// A release policy: to a workload whose token shows code the consortium trusts.
+pub const RELEASE_ATTESTED: &str = include_str!("release/attested.rego");
+/// The release policy of a dataset's key: as [`RELEASE_ATTESTED`], for an approved contract.
+pub const RELEASE_DATASET: &str = include_str!("release/dataset.rego");
+/// The resource policy of a KBS resource whose owner gave none: given to no one.
+pub const RESOURCE_DENY: &str = include_str!("resource/deny.rego");
+/// A resource policy: to a workload whose token shows code the consortium trusts.
+pub const RESOURCE_ATTESTED: &str = include_str!("resource/attested.rego");
+/// A resource policy for the development profile only: to a workload on simulated evidence
+/// (`sim`, or Trustee's `sample`, which measures nothing); a sealed server issues no such token.
+pub const RESOURCE_INSECURE_SIMULATED: &str = include_str!("resource/insecure_simulated.rego");
 
 /// How long one evaluation may run.
 pub const TIME_LIMIT: Duration = Duration::from_millis(250);

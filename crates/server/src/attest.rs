@@ -288,20 +288,19 @@ fn appraise_one(
     fresh: bool,
 ) -> Result<Appraised, Problem> {
     // The policy: the consortium's, or the built-in one.
-    let (policy_text, trusted) = {
+    let (policy_text, trusted_set) = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
         let text = gov
             .policies()
             .get("appraisal")
             .cloned()
             .unwrap_or_else(|| DEFAULT_APPRAISAL.to_owned());
-        let trusted: Vec<Value> = gov
-            .measurements()
-            .iter()
-            .map(|(k, v)| json!({"kind": k, "value": v}))
-            .collect();
-        (text, trusted)
+        (text, gov.measurements().clone())
     };
+    let trusted: Vec<Value> = trusted_set
+        .iter()
+        .map(|(k, v)| json!({"kind": k, "value": v}))
+        .collect();
     let policy = Policy::new("appraisal.rego", &policy_text)
         .map_err(|e| Problem::internal(format!("the appraisal policy: {e}")))?;
     // What the server's profile allows, as data the policy reads: the development profile,
@@ -439,9 +438,12 @@ fn appraise_one(
         claims.tcb().status,
         None | Some(confide_attest::TcbStatus::UpToDate)
     );
-    // Matched only when this kind's own measurements are trusted (the policy has then checked
-    // the evidence's against them), not another kind's.
-    let matched = trusted.iter().any(|m| m["kind"] == kind.as_str());
+    // Matched only when this evidence's own primary measurement is one the consortium trusts
+    // for this kind: decided here from the one table of primary measurements, whatever the
+    // appraisal policy (the consortium's may be another) checked.
+    let matched = primary
+        .and_then(|claim| claims.measurement(claim))
+        .is_some_and(|m| trusted_set.contains(&(kind.as_str().to_owned(), hex::encode(m))));
     Ok(Appraised {
         kind,
         simulated: claims.simulated(),

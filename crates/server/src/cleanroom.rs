@@ -127,7 +127,7 @@ async fn record_run(
                 &contract,
                 &presented.measurements(),
                 &report.outcome,
-                |key| leases.released_to(key, &runtime),
+                |key| leases.released_to(key, &runtime, &contract),
             )
             .map(|_| ())
             .map_err(|denial| denial.to_string())

@@ -59,8 +59,8 @@ pub(crate) fn routes() -> axum::Router<AppState> {
         )
 }
 
-/// The protocol version spoken.
-pub const PROTOCOL_VERSION: &str = "0.4.0";
+/// The protocol version spoken (stated once, in the model the client shares).
+use confide_model::kbs::PROTOCOL_VERSION;
 /// How long a session (its challenge, then its token) lasts.
 pub const SESSION_SECONDS: i64 = 300;
 const COOKIE: &str = "kbs-session-id";
@@ -98,8 +98,7 @@ fn no_token(detail: impl Into<String>) -> Problem {
     Problem::kbs(StatusCode::UNAUTHORIZED, "TokenNotFound", detail)
 }
 
-pub use confide_crypto::jcs::canonical_json;
-pub use confide_model::kbs::runtime_data_digest;
+use confide_crypto::jcs::canonical_json;
 
 fn tee_kind(name: &str) -> Result<TeeKind, Problem> {
     match name {
@@ -392,6 +391,7 @@ async fn put(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confide_model::kbs::runtime_data_digest;
 
     /// The Attestation a Trustee client sent to a Trustee server in
     /// testdata/kbs/trustee-kbs-exchange.txt (message [5]), which the server accepted.

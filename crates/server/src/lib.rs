@@ -39,10 +39,7 @@ use confide_ledger::Ledger;
 
 pub use attest::{DEFAULT_APPRAISAL, TOKEN_LIFETIME};
 pub use confide_kms::RELEASE_INFO;
-pub use kbs::{
-    PROTOCOL_VERSION as KBS_PROTOCOL_VERSION, SESSION_SECONDS as KBS_SESSION_SECONDS,
-    canonical_json, runtime_data_digest as kbs_runtime_data_digest,
-};
+pub use kbs::SESSION_SECONDS as KBS_SESSION_SECONDS;
 pub use keys::LEASE_SECONDS;
 pub use problem::{KBS_TYPE_BASE, Problem, TYPE_BASE};
 pub use sealed::sealed_router;
@@ -276,6 +273,8 @@ fn replay_with(
             gov.apply(request, seq)
                 .map_err(|error| ServeError::Replay { seq, error })?;
         } else {
+            gov.replay_refused(&entry)
+                .map_err(|error| ServeError::Replay { seq, error })?;
             audit(seq, &entry)?;
         }
     }

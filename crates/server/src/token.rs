@@ -16,9 +16,9 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The key id of a public key: the first 16 bytes of the SHA-256 of its SPKI, hex.
+/// The key id of a public key ([`VerifyingKey::key_id`]).
 pub fn kid(key: &VerifyingKey) -> String {
-    hex::encode(&confide_crypto::digest::sha256(&key.to_spki_der())[..16])
+    key.key_id()
 }
 
 /// The token signing keys, oldest first, with their files.

@@ -23,6 +23,8 @@ pub(crate) enum Outcome {
 }
 
 /// What to append: a governance request (checked and applied first) or an audit event.
+/// A governance request refused after its signer was authenticated is recorded as a
+/// `gov.refused` event in its place ([`confide_gov::Refused`]), its nonce spent.
 #[derive(Debug)]
 enum Entry {
     Governance(Prepared),
@@ -101,7 +103,8 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
     let base = ledger.len();
     let now = now();
     let mut entries = Vec::new();
-    let mut waiting = Vec::new();
+    // Each reply, with what it answers once the batch is durable.
+    let mut waiting: Vec<(oneshot::Sender<Outcome>, Outcome)> = Vec::new();
     for job in jobs {
         let seq = base + entries.len() as u64;
         let (bytes, checked) = match job.entry {
@@ -122,11 +125,20 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
         match checked {
             Ok(applied) => {
                 entries.push(bytes);
-                waiting.push((job.reply, seq, applied));
+                waiting.push((job.reply, Outcome::Appended { seq, applied }));
             }
-            Err(e) => {
-                let _ = job.reply.send(Outcome::Refused(e));
-            }
+            Err(e) => match gov
+                .refusal(bytes.entry(), &e, now)
+                .and_then(|r| serde_json::to_vec(&r).ok())
+            {
+                Some(event) => {
+                    entries.push(Prepared::new(event));
+                    waiting.push((job.reply, Outcome::Refused(e)));
+                }
+                None => {
+                    let _ = job.reply.send(Outcome::Refused(e));
+                }
+            },
         }
     }
     if entries.is_empty() {
@@ -136,8 +148,8 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
         Ok(_) => {
             drop(ledger);
             drop(gov);
-            for (reply, seq, applied) in waiting {
-                let _ = reply.send(Outcome::Appended { seq, applied });
+            for (reply, outcome) in waiting {
+                let _ = reply.send(outcome);
             }
         }
         Err(e) => {
@@ -148,8 +160,13 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
                 }
                 Err(replay) => format!("{e}; and the state could not be rebuilt: {replay}"),
             };
-            for (reply, _, _) in waiting {
-                let _ = reply.send(Outcome::Failed(message.clone()));
+            for (reply, outcome) in waiting {
+                // A refusal stands whether or not its record was written.
+                let outcome = match outcome {
+                    Outcome::Refused(e) => Outcome::Refused(e),
+                    _ => Outcome::Failed(message.clone()),
+                };
+                let _ = reply.send(outcome);
             }
         }
     }

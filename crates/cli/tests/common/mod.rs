@@ -55,7 +55,10 @@ impl Server {
         let url = line
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .unwrap_or_else(|| {
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!("unexpected first line: {line:?}; the server said: {err}")
+            })
             .to_owned();
         Self { child, url, log }
     }
