@@ -647,11 +647,16 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         ..Workload::new()
     };
     let bare = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
-    for (token, why) in [
-        (elsewhere.token(&s.url), "another ledger key"),
+    for (token, why, rule) in [
+        (
+            elsewhere.token(&s.url),
+            "another ledger key",
+            "workload-of-another-ledger",
+        ),
         (
             workload_token(&s.url, bare.public_key().as_bytes()),
             "binds its runtime keys and the ledger key",
+            "workload-binds-no-ledger-key",
         ),
     ] {
         let (status, r) = post_json(
@@ -660,6 +665,16 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         );
         assert_eq!(status, 403, "{r}");
         assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
+        assert_eq!(
+            r["type"],
+            format!("https://confide.dev/problems/{rule}"),
+            "{r}"
+        );
+        let denial = ledger_events(&s.url).pop().unwrap();
+        assert_eq!(
+            (denial["type"].as_str(), denial["rule"].as_str()),
+            (Some("kms.deny"), Some(rule))
+        );
     }
     // Another member's workload that copies this workload's HPKE key into its own runtime data
     // (with its own signing key) holds none of its leases: its report of this contract, even of
@@ -718,6 +733,10 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         &workload.report(&token, other, refusal.clone()),
     );
     assert_eq!(status, 403, "{r}");
+    assert_eq!(
+        r["type"], "https://confide.dev/problems/key-not-released",
+        "{r}"
+    );
     assert!(
         r["detail"]
             .as_str()

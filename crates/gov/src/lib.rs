@@ -650,6 +650,25 @@ pub enum Denial {
     },
 }
 
+impl Denial {
+    /// The rule broken, as a stable name: the RFC 7807 problem type the server answers with,
+    /// and the `rule` of the denial's audit event.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::NoContract { .. } => "no-approved-contract",
+            Self::Revoked { .. } => "contract-revoked",
+            Self::KeyNotInContract { .. } => "key-not-in-contract",
+            Self::KeyNotOwners { .. } => "key-not-the-owners",
+            Self::OwnerNotMember { .. } => "owner-not-a-member",
+            Self::MeasurementNotAllowed { .. } => "measurement-not-allowed",
+            Self::InputsNotTheContracts { .. } => "inputs-not-the-contracts",
+            Self::DigestNotRegistered { .. } => "digest-not-registered",
+            Self::RecipientsNotTheContracts { .. } => "recipients-not-the-contracts",
+            Self::KeyNotReleased { .. } => "key-not-released",
+        }
+    }
+}
+
 fn shown(presented: &[Measurement]) -> String {
     if presented.is_empty() {
         return "none".into();

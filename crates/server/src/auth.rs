@@ -138,6 +138,59 @@ impl RuntimeKey {
     }
 }
 
+/// Why a workload may not have a dataset's key or record a run: the rule it breaks (a stable
+/// name, the RFC 7807 problem type and the `rule` of the denial's audit event) and the words.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    /// The rule.
+    pub(crate) rule: &'static str,
+    /// What is wrong, for the requester and the ledger.
+    pub(crate) detail: String,
+}
+
+impl From<confide_gov::Denial> for Refusal {
+    fn from(denial: confide_gov::Denial) -> Self {
+        Self {
+            rule: denial.rule(),
+            detail: denial.to_string(),
+        }
+    }
+}
+
+impl Refusal {
+    /// The refusal as a 403 problem with `title`.
+    pub(crate) fn problem(&self, title: &'static str) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, self.rule, title, self.detail.clone())
+    }
+}
+
+/// Whether the workload that presented a token is one of this consortium: its evidence binds
+/// its runtime keys and the digest of this consortium's ledger key, which it verifies the
+/// consortium's state under. A workload launched to verify another ledger (an operator's own)
+/// would act on what that ledger says.
+pub(crate) fn of_this_ledger(s: &AppState, presented: &Presented) -> Result<(), Refusal> {
+    match presented.runtime.ledger() {
+        None => Err(Refusal {
+            rule: "workload-binds-no-ledger-key",
+            detail: "a dataset's key goes only to a workload whose evidence binds its runtime \
+                     keys and the ledger key it verifies the contract under, and only such a \
+                     workload records runs"
+                .into(),
+        }),
+        Some(digest) if digest != s.ledger_key => Err(Refusal {
+            rule: "workload-of-another-ledger",
+            detail: format!(
+                "the workload verifies the consortium's state under another ledger key \
+                 (SHA-256 {}), not this consortium's ({}): it would run what another ledger \
+                 says",
+                hex::encode(digest),
+                hex::encode(s.ledger_key)
+            ),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// A token this service issued, verified: its claims and the workload's runtime keys in it.
 pub(crate) struct Presented {
     /// The token's claims (what release policies are given).
@@ -190,8 +243,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
         .read()
         .map_err(|e| Problem::internal(e.to_string()))?
         .jwks();
-    let claims = crate::token::verify_jwt(token, &jwks)
-        .ok_or_else(|| invalid("the token does not verify with this service's keys"))?;
+    let claims = crate::token::verify_jwt(token, &jwks).map_err(|e| invalid(&e.to_string()))?;
     if claims["iss"].as_str() != Some(s.issuer.as_str()) {
         return Err(invalid("the token is from another issuer"));
     }

@@ -32,6 +32,7 @@ use confide_model::{
 use serde_json::json;
 
 use crate::audit::audit;
+use crate::auth::Refusal;
 use crate::problem::Problem;
 use crate::{AppState, now};
 
@@ -116,13 +117,7 @@ async fn record_run(
             .leases
             .lock()
             .map_err(|e| Problem::internal(e.to_string()))?;
-        if presented.runtime.ledger() != Some(s.ledger_key) {
-            Err(
-                "the workload verifies the consortium's state under another ledger key than \
-                 this consortium's: its report is not of a run of this consortium's contract"
-                    .to_owned(),
-            )
-        } else {
+        crate::auth::of_this_ledger(&s, &presented).and_then(|()| {
             gov.may_record(
                 &contract,
                 &presented.measurements(),
@@ -130,21 +125,17 @@ async fn record_run(
                 |key| leases.released_to(key, &runtime, &contract),
             )
             .map(|_| ())
-            .map_err(|denial| denial.to_string())
-        }
+            .map_err(Refusal::from)
+        })
     };
-    if let Err(reason) = decision {
+    if let Err(refusal) = decision {
         audit(
             &s,
             &json!({"type": "cleanroom.deny", "contract": contract, "token": presented.token_digest,
-                   "reason": reason, "at": now()}),
+                   "rule": refusal.rule, "reason": refusal.detail, "at": now()}),
         )
         .await?;
-        return Err(refused(
-            "run-refused",
-            "The run report does not match the contract and the releases",
-            reason,
-        ));
+        return Err(refusal.problem("The run report does not match the contract and the releases"));
     }
     let record = RunRecord::of(
         &signed,

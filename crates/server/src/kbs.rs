@@ -283,11 +283,13 @@ fn attested(s: &AppState, headers: &HeaderMap) -> Result<Attested, Problem> {
     };
     let jwks = s.tokens.read().map_err(unavailable)?.jwks();
     let claims = crate::token::verify_jwt(token.trim(), &jwks)
-        .filter(|c| c["iss"].as_str() == Some(s.issuer.as_str()))
-        .filter(|c| c["exp"].as_i64().is_some_and(|exp| exp > now))
-        .ok_or_else(|| {
-            no_token("the bearer token is not a valid, unexpired token of this service")
-        })?;
+        .map_err(|e| no_token(format!("the bearer token: {e}")))?;
+    if claims["iss"].as_str() != Some(s.issuer.as_str()) {
+        return Err(no_token("the bearer token is from another issuer"));
+    }
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+        return Err(no_token("the bearer token has expired"));
+    }
     let tee_pubkey = claims
         .get("confide.tee_pubkey")
         .cloned()

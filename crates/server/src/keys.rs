@@ -32,7 +32,7 @@ use confide_model::{
 use serde_json::{Value, json};
 
 use crate::audit::{audit, audit_request, settle};
-use crate::auth::{Presented, RuntimeKey, member_request, verify_token};
+use crate::auth::{Presented, Refusal, RuntimeKey, member_request, verify_token};
 use crate::problem::Problem;
 use crate::{AppState, json_body, now};
 
@@ -300,31 +300,16 @@ async fn leases(
 /// state under it), and governance allows it
 /// ([`confide_gov::Governance::may_release`]). The contract (with its state) for the
 /// release policy, or why not.
-fn may_release(s: &AppState, key: &str, id: &str, presented: &Presented) -> Result<Value, String> {
-    match presented.runtime.ledger() {
-        None => {
-            return Err(
-                "a dataset's key goes only to a workload whose evidence binds its \
-                 runtime keys and the ledger key it verifies the contract under"
-                    .into(),
-            );
-        }
-        Some(digest) if digest != s.ledger_key => {
-            return Err(format!(
-                "the workload verifies the consortium's state under another ledger key \
-                 (SHA-256 {}), not this consortium's ({}): it would run what another ledger says",
-                hex::encode(digest),
-                hex::encode(s.ledger_key)
-            ));
-        }
-        Some(_) => {}
-    }
+fn may_release(s: &AppState, key: &str, id: &str, presented: &Presented) -> Result<Value, Refusal> {
+    crate::auth::of_this_ledger(s, presented)?;
+    let internal = |e: String| Refusal {
+        rule: "internal",
+        detail: e,
+    };
     let owner = s.kms.info(key).map(|k| k.owner).ok();
-    let gov = s.gov.read().map_err(|e| e.to_string())?;
-    let record = gov
-        .may_release(key, owner.as_deref(), id, &presented.measurements())
-        .map_err(|denial| denial.to_string())?;
-    serde_json::to_value(record).map_err(|e| e.to_string())
+    let gov = s.gov.read().map_err(|e| internal(e.to_string()))?;
+    let record = gov.may_release(key, owner.as_deref(), id, &presented.measurements())?;
+    serde_json::to_value(record).map_err(|e| internal(e.to_string()))
 }
 
 async fn release(
@@ -341,14 +326,9 @@ async fn release(
         None => None,
         Some(id) => match may_release(&s, &name, id, &presented) {
             Ok(c) => Some(c),
-            Err(reason) => {
-                audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "reason": reason, "at": now()})).await?;
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "contract-denied",
-                    "The contract does not allow this release",
-                    reason,
-                ));
+            Err(refusal) => {
+                audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "rule": refusal.rule, "reason": refusal.detail, "at": now()})).await?;
+                return Err(refusal.problem("The contract does not allow this release"));
             }
         },
     };
@@ -540,7 +520,7 @@ fn renew_lease(
         return Err(refuse(format!("key {name} is revoked")));
     }
     let terms = match &contract {
-        Some(c) => Some(may_release(s, name, c, presented).map_err(refuse)?),
+        Some(c) => Some(may_release(s, name, c, presented).map_err(|r| refuse(r.detail))?),
         None => None,
     };
     crate::blocking(|| s.kms.release_for(name, &presented.claims, terms.as_ref()))

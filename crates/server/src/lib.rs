@@ -43,7 +43,7 @@ pub use kbs::SESSION_SECONDS as KBS_SESSION_SECONDS;
 pub use keys::LEASE_SECONDS;
 pub use problem::{KBS_TYPE_BASE, Problem, TYPE_BASE};
 pub use sealed::sealed_router;
-pub use token::{kid, verify_jwt};
+pub use token::{TokenError, kid, verify_jwt};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -134,31 +134,127 @@ impl KeySet {
     }
 }
 
-/// Checks a compact ES256 JWT against a JWKS document and returns its claims; expiry is the
-/// caller's to check. For clients and tests: it uses only the published keys.
-pub fn verify_jwt(token: &str, jwks: &Value) -> Option<Value> {
+/// Why a token does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not three base64url parts, or a part is not the JSON it must be.
+    #[error("the token is not a compact JWT: {0}")]
+    Malformed(&'static str),
+    /// Signed with another algorithm than ES256.
+    #[error("the token is not signed with ES256")]
+    Algorithm,
+    /// Its `kid` names no published key (another service's, or a retired one).
+    #[error("the token's key {0:?} is not one of this service's published keys")]
+    UnknownKey(String),
+    /// The signature does not verify with the key its `kid` names.
+    #[error("the token's signature does not verify")]
+    BadSignature,
+}
+
+/// Checks a compact ES256 JWT against a JWKS document and returns its claims; issuer and
+/// expiry are the caller's to check. For clients and tests: it uses only the published keys.
+pub fn verify_jwt(token: &str, jwks: &Value) -> Result<Value, TokenError> {
+    use TokenError::Malformed;
     let mut parts = token.split('.');
-    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let decode = |x: &str| {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Malformed("not three parts"));
+    };
+    let decode = |x: &str, what: &'static str| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(x)
-            .ok()
+            .map_err(|_| Malformed(what))
     };
-    let header: Value = serde_json::from_slice(&decode(h)?).ok()?;
+    let header: Value = serde_json::from_slice(&decode(h, "the header is not base64url")?)
+        .map_err(|_| Malformed("the header is not JSON"))?;
     if header["alg"] != "ES256" {
-        return None;
+        return Err(TokenError::Algorithm);
     }
+    let unknown = || TokenError::UnknownKey(header["kid"].as_str().unwrap_or("").to_owned());
     let jwk = jwks["keys"]
-        .as_array()?
-        .iter()
-        .find(|k| k["kid"] == header["kid"])?;
-    let key =
-        VerifyingKey::from_coordinates(&decode(jwk["x"].as_str()?)?, &decode(jwk["y"].as_str()?)?)
-            .ok()?;
-    key.verify(format!("{h}.{p}").as_bytes(), &decode(s)?)
-        .ok()?;
-    serde_json::from_slice(&decode(p)?).ok()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["kid"] == header["kid"])
+        .ok_or_else(unknown)?;
+    let coordinate = |name: &str| {
+        jwk[name]
+            .as_str()
+            .ok_or_else(unknown)
+            .and_then(|c| decode(c, "a published key's coordinate is not base64url"))
+    };
+    let key = VerifyingKey::from_coordinates(&coordinate("x")?, &coordinate("y")?)
+        .map_err(|_| unknown())?;
+    key.verify(
+        format!("{h}.{p}").as_bytes(),
+        &decode(s, "the signature is not base64url")?,
+    )
+    .map_err(|_| TokenError::BadSignature)?;
+    serde_json::from_slice(&decode(p, "the claims are not base64url")?)
+        .map_err(|_| Malformed("the claims are not JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JWT over `header` and `claims` signed by `key`.
+    fn jwt(key: &SigningKey, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signature = key.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", b64url(&signature))
+    }
+
+    fn jwks(key: &VerifyingKey) -> Value {
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid(key),
+                         "x": b64url(key.x()), "y": b64url(key.y())}]})
+    }
+
+    #[test]
+    fn a_token_that_does_not_verify_says_why() {
+        let key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let published = jwks(&key.verifying_key());
+        let claims = json!({"iss": "x", "exp": 1});
+        let header = json!({"alg": "ES256", "kid": kid(&key.verifying_key())});
+        let good = jwt(&key, &header, &claims);
+        assert_eq!(verify_jwt(&good, &published), Ok(claims.clone()));
+
+        let (h, rest) = good.split_once('.').unwrap();
+        let (p, sig) = rest.split_once('.').unwrap();
+        let other_claims = b64url(json!({"iss": "y"}).to_string().as_bytes());
+        let hs256 = json!({"alg": "HS256", "kid": kid(&key.verifying_key())});
+        let cases: Vec<(String, TokenError)> = vec![
+            (format!("{h}.{p}"), TokenError::Malformed("not three parts")),
+            (
+                format!("{good}.x"),
+                TokenError::Malformed("not three parts"),
+            ),
+            (
+                format!("!.{p}.{sig}"),
+                TokenError::Malformed("the header is not base64url"),
+            ),
+            (jwt(&key, &hs256, &claims), TokenError::Algorithm),
+            (
+                jwt(&other, &json!({"alg": "ES256", "kid": "nobody"}), &claims),
+                TokenError::UnknownKey("nobody".into()),
+            ),
+            // Signed by another key under this key's id.
+            (jwt(&other, &header, &claims), TokenError::BadSignature),
+            // The claims changed after signing.
+            (
+                format!("{h}.{other_claims}.{sig}"),
+                TokenError::BadSignature,
+            ),
+        ];
+        for (token, why) in cases {
+            assert_eq!(verify_jwt(&token, &published), Err(why.clone()), "{why}");
+        }
+    }
 }
