@@ -1039,6 +1039,9 @@ fn parse_signed(cose: &[u8]) -> Result<Signed, GovError> {
         .find(|(k, _)| k.as_text() == Some(GOV_LABEL))
         .and_then(|(_, v)| v.as_map())
         .ok_or_else(|| malformed("no confide.gov header"))?;
+    if !cose::unique_labels(gov.iter().map(|(k, _)| k)) {
+        return Err(malformed("a field of the confide.gov header appears twice"));
+    }
     let field = |name: &str| {
         gov.iter()
             .find(|(k, _)| k.as_text() == Some(name))

@@ -136,6 +136,12 @@ impl Sign1 {
         let Value::Bytes(signature) = signature else {
             return Err(bad("signature is not a byte string"));
         };
+        // RFC 9052 section 3: a label appears once, in one of the two buckets; otherwise two
+        // readers may take different values of one header.
+        let all: Vec<&(Value, Value)> = protected_map.iter().chain(&unprotected).collect();
+        if !unique_labels(all.iter().map(|(k, _)| k)) {
+            return Err(bad("a header label appears twice"));
+        }
         Ok(Self {
             protected,
             protected_map,
@@ -164,6 +170,15 @@ impl Sign1 {
     }
 }
 
+/// Whether no two of `labels` are equal (a map read by label must have each once).
+pub fn unique_labels<'a>(labels: impl IntoIterator<Item = &'a Value>) -> bool {
+    let labels: Vec<&Value> = labels.into_iter().collect();
+    labels
+        .iter()
+        .enumerate()
+        .all(|(i, a)| labels[i + 1..].iter().all(|b| a != b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +201,21 @@ mod tests {
         assert!(Sign1::parse(&trailing).is_err());
         assert!(Sign1::parse(&bytes[..bytes.len() - 1]).is_err());
         assert!(Sign1::parse(&encode(&Value::Array(vec![]))).is_err());
+        // A label twice, in one bucket or across both, is refused (RFC 9052 section 3).
+        let twice = vec![(int(ALG), int(ES256)), (int(ALG), int(-35))];
+        let in_both = Sign1 {
+            unprotected: vec![(int(ALG), int(-35))],
+            ..s.clone()
+        };
+        let duplicated = Sign1 {
+            protected: encode(&Value::Map(twice.clone())),
+            protected_map: twice,
+            ..s.clone()
+        };
+        for bad in [in_both, duplicated] {
+            let err = Sign1::parse(&bad.to_bytes()).unwrap_err();
+            assert!(err.to_string().contains("twice"), "{err}");
+        }
         // RFC 9052 Sig_structure: array(4) "Signature1" bstr bstr bstr.
         assert_eq!(
             hex::encode(sig_structure(&[0xa0], b"r")),
@@ -193,3 +223,4 @@ mod tests {
         );
     }
 }
+
