@@ -51,8 +51,8 @@ pub(crate) enum KmsCommand {
         /// (the policy `confide cleanroom publish` sets).
         #[arg(long, conflicts_with_all = ["policy", "any_attested_tee", "no_release"])]
         dataset_policy: bool,
-        /// Release to any workload whose attestation result is affirming or a warning,
-        /// whatever code it runs.
+        /// Release to any workload whose token shows code the consortium trusts (its
+        /// measurement matched a trusted one), on an up-to-date or out-of-date platform.
         #[arg(long, conflicts_with_all = ["policy", "no_release"])]
         any_attested_tee: bool,
         /// Release to no one (until the key is imported again with a policy).
@@ -106,8 +106,8 @@ pub(crate) enum KmsCommand {
         /// --any-attested-tee) is released to no one; a new version keeps the key's policy.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Release to any workload whose attestation result is affirming or a warning,
-        /// whatever code it runs.
+        /// Release to any workload whose token shows code the consortium trusts (its
+        /// measurement matched a trusted one), on an up-to-date or out-of-date platform.
         #[arg(long, conflicts_with = "policy")]
         any_attested_tee: bool,
     },

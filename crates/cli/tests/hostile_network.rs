@@ -1205,6 +1205,21 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
     assert!(err.contains("no approved contract"), "{err}");
     assert_eq!(releases(&s.url), before);
 
+    // The founding request, which anyone can read on the ledger, sent again: refused, and it
+    // leaves nothing on the ledger (its nonce is spent), however often it is sent.
+    let founding = get_bytes(&format!("{}/ledger/entries/0", s.url)).1;
+    let size = |url: &str| ledger_events(url).len();
+    let entries = size(&s.url);
+    for _ in 0..3 {
+        let (status, r) = post(&format!("{}/gov/found", s.url), &founding);
+        assert!((400..500).contains(&status), "{status} {r}");
+    }
+    assert_eq!(
+        size(&s.url),
+        entries,
+        "a copy of the founding request wrote to the ledger"
+    );
+
     // 2. A constitution that accepts anything, voted for by the majority: it waits for every
     // member.
     std::fs::write(
@@ -1264,6 +1279,10 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
     assert!(done && out.contains("accepted"), "{out}{err}");
     let aggregate = contract_of(&out);
     ok("mallory", &["run", &aggregate, "--sim"]);
+    ok(
+        "bank",
+        &["kms", "create", "bank-secret", "--any-attested-tee"],
+    );
     let p = proposal_of(&ok(
         "mallory",
         &["gov", "propose", "--remove-member", &fp("bank")],
@@ -1294,6 +1313,17 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "a key of the removed owner's data was released"
     );
     assert_eq!(runs(&s.url), runs_before);
+    // Nor any other key of the bank's, with no contract named: its owner cannot revoke it now.
+    let (status, r) = post_json(
+        &format!("{}/keys/bank-secret/release", s.url),
+        &json!({"token": workload.token(&s.url)}),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert_eq!(
+        r["type"], "https://confide.dev/problems/owner-not-a-member",
+        "{r}"
+    );
+    assert_eq!(releases(&s.url), before);
     // And no new contract may name the data of a member who is gone.
     let (proposed, _, err) = propose(
         "mallory",

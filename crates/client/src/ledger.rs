@@ -173,11 +173,16 @@ impl VerifiedLedger {
         if let Some(s) = &seen {
             ledger.extends(s.tree_size, &s.root)?;
         }
-        Seen {
-            tree_size: ledger.tree.len(),
-            root: ledger.tree.root(),
+        // Kept only if newer than what is kept now: another command may have kept a newer
+        // checkpoint meanwhile, and the kept one never goes back.
+        let kept_now = Seen::load(kept)?;
+        if kept_now.is_none_or(|k| k.tree_size < ledger.tree.len()) {
+            Seen {
+                tree_size: ledger.tree.len(),
+                root: ledger.tree.root(),
+            }
+            .store(kept)?;
         }
-        .store(kept)?;
         Ok(ledger)
     }
 
@@ -278,13 +283,8 @@ impl VerifiedLedger {
             Governance::new().map_err(|error| LedgerViewError::Replay { seq: 0, error })?;
         gov.set_time_limit(None);
         for (seq, entry) in (0u64..).zip(&self.entries) {
-            if confide_gov::is_governance(entry) {
-                let request = gov
-                    .check(entry, None)
-                    .map_err(|error| LedgerViewError::Replay { seq, error })?;
-                gov.apply(request, seq)
-                    .map_err(|error| LedgerViewError::Replay { seq, error })?;
-            }
+            gov.replay_entry(seq, entry)
+                .map_err(|error| LedgerViewError::Replay { seq, error })?;
         }
         Ok(gov)
     }

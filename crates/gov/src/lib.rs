@@ -383,6 +383,12 @@ impl Governance {
             return None;
         }
         let request = self.authenticate(cose, now).ok()?;
+        // A request whose nonce is spent (a copy of the founding request, say) is a replay
+        // whatever else is wrong with it: nothing more goes on the ledger for it.
+        let key = (request.signer.clone(), request.nonce.clone());
+        if self.nonces.contains_key(&key) {
+            return None;
+        }
         self.spend(request.signer.clone(), request.nonce.clone(), request.ts);
         Some(Refused {
             kind: RefusedType::GovRefused,
@@ -394,6 +400,22 @@ impl Governance {
             reason: error.to_string(),
             at: now,
         })
+    }
+
+    /// Replays ledger entry `seq` as every side rebuilds the consortium's state (the server at
+    /// start, a member's client, the workload), so that all reach the same state, nonces
+    /// included: a governance request is checked (without a clock: it was timely when
+    /// accepted) and applied; a `gov.refused` event spends its nonce; any other audit event is
+    /// left alone. Whether the entry was a governance request.
+    pub fn replay_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool, GovError> {
+        if is_governance(entry) {
+            let request = self.check(entry, None)?;
+            self.apply(request, seq)?;
+            Ok(true)
+        } else {
+            self.replay_refused(entry)?;
+            Ok(false)
+        }
     }
 
     /// Spends the nonce of a refusal the ledger recorded (`entry`, an audit event; any other
@@ -556,6 +578,12 @@ impl Governance {
         &self.registry.measurements
     }
 
+    /// Whether `fingerprint` is a member now. The key broker gives a removed member's keys
+    /// and resources to no one: it could no longer revoke them.
+    pub fn is_member(&self, fingerprint: &str) -> bool {
+        self.registry.members.contains_key(fingerprint)
+    }
+
     /// The named policies (Rego text).
     pub fn policies(&self) -> &BTreeMap<String, String> {
         &self.registry.policies
@@ -601,15 +629,6 @@ pub enum Denial {
         /// The key.
         key: String,
         /// The dataset whose record names it.
-        dataset: String,
-    },
-    /// The dataset's owner is no longer a member of the consortium.
-    #[error(
-        "the owner of dataset {dataset} is no longer a member: its data goes to no one, since \
-         it could no longer revoke"
-    )]
-    OwnerNotMember {
-        /// The dataset.
         dataset: String,
     },
     /// None of the workload's measurements is one the contract allows.
@@ -659,7 +678,6 @@ impl Denial {
             Self::Revoked { .. } => "contract-revoked",
             Self::KeyNotInContract { .. } => "key-not-in-contract",
             Self::KeyNotOwners { .. } => "key-not-the-owners",
-            Self::OwnerNotMember { .. } => "owner-not-a-member",
             Self::MeasurementNotAllowed { .. } => "measurement-not-allowed",
             Self::InputsNotTheContracts { .. } => "inputs-not-the-contracts",
             Self::DigestNotRegistered { .. } => "digest-not-registered",
@@ -702,12 +720,6 @@ impl Governance {
                 contract: contract.to_owned(),
                 key: key.to_owned(),
             })?;
-        // The data of a member who was removed goes to no one: it can no longer revoke.
-        if !self.registry.members.contains_key(&dataset.owner) {
-            return Err(Denial::OwnerNotMember {
-                dataset: dataset.id.clone(),
-            });
-        }
         // A dataset registered over another member's key releases nothing.
         if key_owner != Some(dataset.owner.as_str()) {
             return Err(Denial::KeyNotOwners {
@@ -837,9 +849,14 @@ impl Registry {
                 Action::RegisterDataset(record) => {
                     needed.insert(record.owner.clone());
                 }
-                Action::SetPolicy { .. } | Action::AddMeasurement(_) => {
-                    needed.extend(self.datasets.values().map(|r| r.owner.clone()));
-                }
+                // A removed owner's data goes to no one, so its consent is not asked (it could
+                // not vote).
+                Action::SetPolicy { .. } | Action::AddMeasurement(_) => needed.extend(
+                    self.datasets
+                        .values()
+                        .filter(|r| self.members.contains_key(&r.owner))
+                        .map(|r| r.owner.clone()),
+                ),
                 Action::SetConstitution { .. } => needed.extend(self.members.keys().cloned()),
                 Action::AddMember { .. }
                 | Action::RemoveMember { .. }
@@ -966,15 +983,19 @@ impl Registry {
                 self.members.remove(fingerprint);
                 // A removed member can no longer revoke anything, so no contract over its data
                 // goes on running without it: each is revoked with its removal (and stays so,
-                // whether or not the member is added again).
+                // whether or not the member is added again). The key broker gives none of its
+                // keys and resources out either ([`Governance::is_member`]).
                 let orphaned: BTreeSet<&String> = self
                     .datasets
                     .values()
                     .filter(|d| &d.owner == fingerprint)
                     .map(|d| &d.id)
                     .collect();
+                // Nor does a result go on to a member who left.
                 for c in self.contracts.values_mut() {
-                    if c.datasets.iter().any(|d| orphaned.contains(d)) {
+                    if c.datasets.iter().any(|d| orphaned.contains(d))
+                        || c.contract.recipients.contains(fingerprint)
+                    {
                         c.state = ContractState::Revoked;
                     }
                 }

@@ -677,6 +677,12 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     k.vote(&c, &p, true, 12).unwrap();
     let p = k.propose(&a, json!([over_b]), 13);
     k.vote(&b, &p, true, 14).unwrap();
+    // And b approved a result of its own data for c.
+    let to_c = contract(&["b-data"], &c);
+    let to_c_id = to_c["id"].as_str().unwrap().to_owned();
+    let p = k.propose(&a, json!([to_c]), 15);
+    k.vote(&b, &p, true, 16).unwrap();
+    assert_eq!(k.gov.contracts()[&to_c_id].state, ContractState::Approved);
     let sim = confide_model::Measurement {
         kind: "sim".into(),
         value: "00".repeat(48),
@@ -701,6 +707,20 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     assert!(!k.gov.members().contains_key(&c.fp()));
     assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
     assert_eq!(k.gov.contracts()[&b_id].state, ContractState::Approved);
+    // A result goes on to no one who left: the contract to c is revoked too.
+    assert_eq!(k.gov.contracts()[&to_c_id].state, ContractState::Revoked);
+    // c, gone, is not asked for consent it could not give: a newly trusted measurement waits
+    // for b, the one owner left, and b's yes accepts it.
+    let m = k.propose(
+        &a,
+        json!([{"action": "add_measurement", "kind": "sim", "value": "cd".repeat(48)}]),
+        30,
+    );
+    assert_eq!(k.gov.proposals()[&m].state, ProposalState::Open);
+    assert_eq!(
+        k.vote(&b, &m, true, 31).unwrap(),
+        Some(ProposalState::Accepted)
+    );
     for key in ["dataset-c-data", "dataset-b-data"] {
         let owner = if key == "dataset-c-data" {
             c.fp()

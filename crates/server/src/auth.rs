@@ -164,6 +164,24 @@ impl Refusal {
     }
 }
 
+/// Whether `owner`, who holds `what` at the key broker, is still a member: a removed member's
+/// keys and resources go to no one, since it could no longer revoke them.
+pub(crate) fn held_by_a_member(s: &AppState, owner: &str, what: &str) -> Result<(), Problem> {
+    let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
+    if gov.is_member(owner) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "owner-not-a-member",
+        "The owner is no longer a member",
+        format!(
+            "{what} belongs to {owner}, who is no longer a member of the consortium: it goes to \
+             no one, since its owner could no longer revoke it"
+        ),
+    ))
+}
+
 /// Whether the workload that presented a token is one of this consortium: its evidence binds
 /// its runtime keys and the digest of this consortium's ledger key, which it verifies the
 /// consortium's state under. A workload launched to verify another ledger (an operator's own)

@@ -308,6 +308,21 @@ async fn resource(
 ) -> Result<Json<Value>, Problem> {
     let attested = attested(&s, &headers)?;
     let path = ResourcePath::new(&repo, &kind, &tag).map_err(|e| invalid(e.to_string()))?;
+    // A removed member's resource goes to no one: it could no longer revoke it.
+    if let Ok(info) = s.kms.resource_info(&path)
+        && crate::auth::held_by_a_member(&s, &info.owner, &format!("resource {path}")).is_err()
+    {
+        audit(
+            &s,
+            &json!({"type": "kbs.deny", "resource": path.to_string(), "token": attested.token_digest, "rule": "owner-not-a-member", "at": now()}),
+        )
+        .await?;
+        return Err(Problem::kbs(
+            StatusCode::FORBIDDEN,
+            "PolicyDeny",
+            format!("the owner of {path} is no longer a member: it goes to no one"),
+        ));
+    }
     let content = match crate::blocking(|| s.kms.resource(&path, &attested.claims)) {
         Ok(c) => c,
         Err(KmsError::NotFound(_)) => {

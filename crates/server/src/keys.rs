@@ -332,6 +332,13 @@ async fn release(
             }
         },
     };
+    // A removed member's key goes to no one (whatever its policy, with or without a contract).
+    if let Ok(info) = s.kms.info(&name)
+        && let Err(problem) = crate::auth::held_by_a_member(&s, &info.owner, &format!("key {name}"))
+    {
+        audit(&s, &json!({"type": "kms.deny", "key": name, "token": token_digest, "rule": "owner-not-a-member", "reason": problem.detail, "at": now()})).await?;
+        return Err(problem);
+    }
     let (version, material) = match crate::blocking(|| {
         s.kms
             .release_for(&name, &presented.claims, contract.as_ref())
@@ -519,6 +526,8 @@ fn renew_lease(
     if info.revoked {
         return Err(refuse(format!("key {name} is revoked")));
     }
+    crate::auth::held_by_a_member(s, &info.owner, &format!("key {name}"))
+        .map_err(|p| refuse(p.detail))?;
     let terms = match &contract {
         Some(c) => Some(may_release(s, name, c, presented).map_err(|r| refuse(r.detail))?),
         None => None,

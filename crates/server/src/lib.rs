@@ -266,15 +266,10 @@ fn replay_with(
     gov.set_time_limit(None);
     for seq in 0..ledger.len() {
         let entry = ledger.entry(seq)?.unwrap_or_default();
-        if confide_gov::is_governance(&entry) {
-            let request = gov
-                .check(&entry, None)
-                .map_err(|error| ServeError::Replay { seq, error })?;
-            gov.apply(request, seq)
-                .map_err(|error| ServeError::Replay { seq, error })?;
-        } else {
-            gov.replay_refused(&entry)
-                .map_err(|error| ServeError::Replay { seq, error })?;
+        let governance = gov
+            .replay_entry(seq, &entry)
+            .map_err(|error| ServeError::Replay { seq, error })?;
+        if !governance {
             audit(seq, &entry)?;
         }
     }

@@ -160,13 +160,11 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
                 }
                 Err(replay) => format!("{e}; and the state could not be rebuilt: {replay}"),
             };
-            for (reply, outcome) in waiting {
-                // A refusal stands whether or not its record was written.
-                let outcome = match outcome {
-                    Outcome::Refused(e) => Outcome::Refused(e),
-                    _ => Outcome::Failed(message.clone()),
-                };
-                let _ = reply.send(outcome);
+            // A refusal whose record was not written left its nonce unspent (the state was
+            // rebuilt from the ledger): that is a failure too, so the request may be sent again
+            // and be refused on the record.
+            for (reply, _) in waiting {
+                let _ = reply.send(Outcome::Failed(message.clone()));
             }
         }
     }
