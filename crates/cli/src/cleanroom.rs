@@ -309,18 +309,9 @@ fn publish(
     let id = format!("{name}-{}", &digest[..12]);
     DatasetRecord::check_id(&id).context("the dataset's name")?;
     let location = format!("datasets/{id}.cfd");
-    let size = tmp.as_file().metadata()?.len();
-    let mut upload = crate::progress::Progress::new(
-        BufReader::with_capacity(1 << 20, tmp.reopen()?),
-        Some(size),
-        "uploading",
-    );
-    store
-        .runtime
-        .block_on(store.blobs.put_reader(&location, &mut upload))?;
-    upload.finish();
-
-    // Deposit the dataset's key, wrapped to this member's key-exchange key.
+    // Deposit the dataset's key, wrapped to this member's key-exchange key, before the
+    // ciphertext goes to the blob store: the key's name comes from the ciphertext's digest,
+    // which nobody else can know before, so nobody can take the name first.
     let (kek, kek_der) = member_kek(client, home, ledger_key)?;
     let secret = dataset_key.to_bytes();
     let blob = confide_crypto::byok::wrap(
@@ -337,6 +328,17 @@ fn publish(
         policy: Some(confide_kms::DATASET_RELEASE_POLICY.into()),
     };
     client.post_as::<KeyAnswer>(&format!("/keys/{key}/import"), &signed(home, &body)?)?;
+
+    let size = tmp.as_file().metadata()?.len();
+    let mut upload = crate::progress::Progress::new(
+        BufReader::with_capacity(1 << 20, tmp.reopen()?),
+        Some(size),
+        "uploading",
+    );
+    store
+        .runtime
+        .block_on(store.blobs.put_reader(&location, &mut upload))?;
+    upload.finish();
 
     let record = DatasetRecord {
         id,

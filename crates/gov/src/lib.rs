@@ -917,13 +917,8 @@ impl Registry {
                         record.owner
                     )));
                 }
-                // One key, one dataset: the key broker finds a contract's dataset by its key.
-                if let Some(other) = self.datasets.values().find(|d| d.key == record.key) {
-                    return Err(refused(format!(
-                        "key {} is dataset {}'s already",
-                        record.key, other.id
-                    )));
-                }
+                // One key, one dataset (the key broker finds a contract's dataset by its key)
+                // holds already: a dataset's key is named for it (`DatasetRecord::check`).
             }
             Action::ApproveContract(approval) => {
                 if self.contracts.contains_key(&approval.id) {

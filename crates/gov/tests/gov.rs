@@ -341,14 +341,16 @@ fn no_constitution_overrules_an_owner() {
     );
     let b_data = k.propose(&b, json!([dataset("b-data", &b)]), 7);
     k.vote(&b, &b_data, true, 8).unwrap();
-    // A second dataset over a key another dataset has: refused when proposed.
+    // A second dataset over a key another dataset has, or under a key not named for it:
+    // refused when proposed.
     let mut same_key = dataset("b-data-2", &b);
     same_key["key"] = json!("dataset-b-data");
     let err = k
         .submit(b.sign(json!({"type": "propose", "actions": [same_key]}), 80))
         .unwrap_err();
     assert!(
-        err.to_string().contains("dataset b-data's already"),
+        err.to_string()
+            .contains("named for the dataset: dataset-b-data-2"),
         "{err}"
     );
 

@@ -134,8 +134,18 @@ impl DatasetRecord {
         if !relative {
             return bad("location", "not a relative path inside the blob store");
         }
-        if self.key.is_empty() {
-            return bad("key", "the dataset names no key");
+        // The key's name is the dataset's (`dataset-ID`): the id is bound to the one key its
+        // owner deposited, so no member can take the id of another's dataset under a key of
+        // her own, and a key name, made from a ciphertext digest only the owner knows until it
+        // deposits the key, cannot be taken before the owner's.
+        if self.key != Self::key_name(&self.id) {
+            return bad(
+                "key",
+                &format!(
+                    "a dataset's key is named for the dataset: {}",
+                    Self::key_name(&self.id)
+                ),
+            );
         }
         Ok(())
     }
