@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Runtime data has one encoding: what reads is what it writes.
     if let Ok(keys) = RuntimeKeys::parse(data) {
-        assert_eq!(keys.to_bytes(), data, "runtime data read from another encoding");
+        assert_eq!(
+            keys.to_bytes(),
+            data,
+            "runtime data read from another encoding"
+        );
     }
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
         let canonical = confide_crypto::jcs::canonical_json(&value);
