@@ -81,9 +81,9 @@ cat serve.err
 export CONFIDE_SERVER="$(sed -n 's/^listening on //p' serve.out)"
 run "$confide" --home bank-a gov found
 run "$confide" --home bank-a gov propose --add-member bank-b.id.json
-proposal="$("$confide" gov list --json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)"
+proposal="$("$confide" --home bank-a gov list --json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)"
 run "$confide" --home bank-a gov vote "$proposal" --approve
-run "$confide" gov members
+run "$confide" --home bank-b gov members
 
 # The key broker: bank-a keeps a key for workloads running code the consortium trusts, and a
 # secret that a guest speaking the Trustee KBS protocol fetches; Trustee's sample evidence
