@@ -17,7 +17,7 @@ pub mod log;
 pub mod run;
 pub mod runtime;
 
-pub use attestation::{AttestRequest, Attested, Challenge, GpuEvidence};
+pub use attestation::{AttestRequest, Attested, Challenge, GpuEvidence, TokenClaims};
 pub use broker::{
     BrokerBody, Deleted, KekAnswer, KekEvent, KekInfo, KeyAnswer, KeyInfo, Lease, LeaseEvent,
     LeaseList, LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, ResourceAnswer,

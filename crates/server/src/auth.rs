@@ -217,19 +217,20 @@ pub(crate) struct Presented {
     pub(crate) runtime: RuntimeKey,
     /// SHA-256 of the token, hex (what audit events name it by).
     pub(crate) token_digest: String,
+    /// What this service reads of the claims, read whole.
+    pub(crate) read: confide_model::TokenClaims,
 }
 
 impl Presented {
     /// The measurements the token carries: each appraised TEE's primary measurement for its
     /// kind ([`TeeKind::primary_measurement`]).
     pub(crate) fn measurements(&self) -> Vec<Measurement> {
-        self.claims["submods"]
-            .as_object()
-            .into_iter()
-            .flatten()
+        self.read
+            .submods
+            .iter()
             .filter_map(|(kind, sub)| {
                 let (claim, _) = TeeKind::from_name(kind)?.primary_measurement()?;
-                let value = sub["confide.claims"]["measurements"][claim].as_str()?;
+                let value = sub.claims.measurements.get(claim)?;
                 Some(Measurement {
                     kind: kind.clone(),
                     value: value.to_lowercase(),
@@ -239,10 +240,8 @@ impl Presented {
     }
 
     /// Whether the token stood on simulated evidence (this service's tokens always say).
-    pub(crate) fn simulated(&self) -> Result<bool, Problem> {
-        self.claims["confide.simulated"]
-            .as_bool()
-            .ok_or_else(|| Problem::internal("this service's token says nothing of simulation"))
+    pub(crate) fn simulated(&self) -> bool {
+        self.read.simulated
     }
 }
 
@@ -262,13 +261,15 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
         .map_err(|e| Problem::internal(e.to_string()))?
         .jwks();
     let claims = crate::token::verify_jwt(token, &jwks).map_err(|e| invalid(&e.to_string()))?;
-    if claims["iss"].as_str() != Some(s.issuer.as_str()) {
+    let read = confide_model::TokenClaims::from_value(&claims)
+        .map_err(|e| invalid(&format!("the token's claims: {e}")))?;
+    if read.iss != s.issuer {
         return Err(invalid("the token is from another issuer"));
     }
-    if claims["exp"].as_i64().is_none_or(|exp| exp <= now()) {
+    if read.exp <= now() {
         return Err(invalid("the token has expired"));
     }
-    let runtime_data = claims["confide.runtime_data"].as_str().and_then(|r| {
+    let runtime_data = read.runtime_data.as_deref().and_then(|r| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(r)
             .ok()
@@ -280,7 +281,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
     let x25519 = runtime_data
         .as_deref()
         .and_then(|r| HpkePublicKey::from_bytes(r).ok());
-    let runtime = match (keys, x25519, claims.get("confide.tee_pubkey")) {
+    let runtime = match (keys, x25519, read.tee_pubkey.as_ref()) {
         (Some(keys), ..) => RuntimeKey::Workload(keys),
         (None, Some(k), _) => RuntimeKey::Hpke(k),
         (None, None, Some(jwk)) if jwk.is_object() => RuntimeKey::Jwk(jwk.clone()),
@@ -295,6 +296,7 @@ pub(crate) fn verify_token(s: &AppState, token: &str) -> Result<Presented, Probl
         claims,
         runtime,
         token_digest: digest(token.as_bytes()),
+        read,
     })
 }
 

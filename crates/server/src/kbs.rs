@@ -69,7 +69,10 @@ const MAX_SESSIONS: usize = 100_000;
 /// An attested session's token and the key to encrypt to.
 #[derive(Debug, Clone)]
 struct Attested {
+    /// The token's claims, for the resource policy.
     claims: Value,
+    /// What this service reads of them, read whole.
+    read: confide_model::TokenClaims,
     tee_pubkey: Value,
     token_digest: String,
 }
@@ -247,8 +250,11 @@ async fn attest(
         if session.attested.is_some() {
             return Err(invalid("this session's challenge was answered already"));
         }
+        let read = confide_model::TokenClaims::from_value(&claims)
+            .map_err(|e| Problem::internal(format!("the token just issued: {e}")))?;
         session.attested = Some(Attested {
             claims,
+            read,
             tee_pubkey,
             token_digest: hex::encode(confide_crypto::digest::sha256(token.as_bytes())),
         });
@@ -269,7 +275,7 @@ fn attested(s: &AppState, headers: &HeaderMap) -> Result<Attested, Problem> {
             .get(&id)
             .filter(|v| v.expires > now)
             .and_then(|v| v.attested.clone())
-            .filter(|a| a.claims["exp"].as_i64().is_some_and(|exp| exp > now))
+            .filter(|a| a.read.exp > now)
         {
             return Ok(a);
         }
@@ -284,18 +290,21 @@ fn attested(s: &AppState, headers: &HeaderMap) -> Result<Attested, Problem> {
     let jwks = s.tokens.read().map_err(unavailable)?.jwks();
     let claims = crate::token::verify_jwt(token.trim(), &jwks)
         .map_err(|e| no_token(format!("the bearer token: {e}")))?;
-    if claims["iss"].as_str() != Some(s.issuer.as_str()) {
+    let read = confide_model::TokenClaims::from_value(&claims)
+        .map_err(|e| no_token(format!("the bearer token's claims: {e}")))?;
+    if read.iss != s.issuer {
         return Err(no_token("the bearer token is from another issuer"));
     }
-    if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+    if read.exp <= now {
         return Err(no_token("the bearer token has expired"));
     }
-    let tee_pubkey = claims
-        .get("confide.tee_pubkey")
-        .cloned()
+    let tee_pubkey = read
+        .tee_pubkey
+        .clone()
         .ok_or_else(|| no_token("the bearer token carries no tee-pubkey"))?;
     Ok(Attested {
         claims,
+        read,
         tee_pubkey,
         token_digest: hex::encode(confide_crypto::digest::sha256(token.trim().as_bytes())),
     })
@@ -354,7 +363,7 @@ async fn resource(
         &s,
         &json!({
             "type": "kbs.release", "resource": path.to_string(), "token": attested.token_digest,
-            "tee_pubkey": key_digest, "simulated": attested.claims["confide.simulated"], "at": now(),
+            "tee_pubkey": key_digest, "simulated": attested.read.simulated, "at": now(),
         }),
     )
     .await?;

@@ -389,7 +389,7 @@ async fn release(
         lease: lease.id.clone(),
         token: token_digest.clone(),
         runtime_key: lease.runtime_key.clone(),
-        simulated: Some(presented.simulated()?),
+        simulated: Some(presented.simulated()),
         at: now,
         expires: Some(lease.expires),
         contract: lease.contract.clone(),
