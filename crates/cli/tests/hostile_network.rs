@@ -335,6 +335,58 @@ fn publish(d: &Path, server: &str, csv: &str) -> Value {
     serde_json::from_str(&succeeds(d, server, "bank", &args)).unwrap()
 }
 
+/// `contract propose` as `who`: `sql` over `table` (`NAME=DATASET`), for the simulator's
+/// measurement, to the member `to` (its public document `D/TO.json`), with the output rules
+/// `(columns, min_group)`. The command's (success, stdout, stderr).
+fn propose_contract(
+    d: &Path,
+    server: &str,
+    who: &str,
+    sql: &str,
+    table: &str,
+    to: &str,
+    (columns, min_group): (&str, &str),
+) -> (bool, String, String) {
+    let file = d.join(format!(
+        "{}.sql",
+        hex::encode(&confide_crypto::digest::sha256(sql.as_bytes())[..8])
+    ));
+    std::fs::write(&file, sql).unwrap();
+    let measurement = format!(
+        "sim:{}",
+        hex::encode(confide_attest::sim::default_measurement())
+    );
+    let recipient = d.join(format!("{to}.json"));
+    let args = [
+        "contract",
+        "propose",
+        "--sql",
+        file.to_str().unwrap(),
+        "--measurement",
+        &measurement,
+        "--table",
+        table,
+        "--recipient",
+        recipient.to_str().unwrap(),
+        "--columns",
+        columns,
+        "--min-group",
+        min_group,
+    ];
+    confide(d, server, who, &args)
+}
+
+/// The contract id a `contract propose` printed.
+fn contract_of(out: &str) -> String {
+    out.split("contract ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn releases(url: &str) -> usize {
     ledger_events(url)
         .iter()
@@ -364,44 +416,19 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         ));
     }
     let record = publish(d, &s.url, &csv);
-    std::fs::write(
-        d.join("q.sql"),
+    let table = format!("payments={}", record["id"].as_str().unwrap());
+    let (proposed, out, err) = propose_contract(
+        d,
+        &s.url,
+        "bank",
         "SELECT region, COUNT(DISTINCT account) AS n_accounts, SUM(amount) AS total \
          FROM payments GROUP BY region ORDER BY region",
-    )
-    .unwrap();
-    let measurement = format!(
-        "sim:{}",
-        hex::encode(confide_attest::sim::default_measurement())
-    );
-    let table = format!("payments={}", record["id"].as_str().unwrap());
-    let out = ok(
+        &table,
         "bank",
-        &[
-            "contract",
-            "propose",
-            "--sql",
-            d.join("q.sql").to_str().unwrap(),
-            "--measurement",
-            &measurement,
-            "--table",
-            &table,
-            "--recipient",
-            d.join("bank.json").to_str().unwrap(),
-            "--columns",
-            "region,n_accounts,total",
-            "--min-group",
-            "n_accounts:3",
-        ],
+        ("region,n_accounts,total", "n_accounts:3"),
     );
-    let contract = out
-        .split("contract ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    assert!(proposed, "{err}");
+    let contract = contract_of(&out);
     let expected = "region,n_accounts,total\nnorth,6,630\nsouth,6,636\n";
 
     let proxy = Proxy::start(&s.url);
@@ -701,36 +728,21 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
     // The workload holds the dataset's key for this contract, not for another contract the
     // owner approved over the same data for the same measurement: its signed report of that
     // other contract records nothing.
-    std::fs::write(
-        d.join("q2.sql"),
-        "SELECT COUNT(DISTINCT account) AS n_accounts FROM payments",
-    )
-    .unwrap();
-    let out = ok(
+    let (proposed, out, err) = propose_contract(
+        d,
+        &s.url,
         "bank",
-        &[
-            "contract",
-            "propose",
-            "--sql",
-            d.join("q2.sql").to_str().unwrap(),
-            "--measurement",
-            &measurement,
-            "--table",
-            &table,
-            "--recipient",
-            d.join("bank.json").to_str().unwrap(),
-            "--columns",
-            "n_accounts",
-            "--min-group",
-            "n_accounts:3",
-        ],
+        "SELECT COUNT(DISTINCT account) AS n_accounts FROM payments",
+        &table,
+        "bank",
+        ("n_accounts", "n_accounts:3"),
     );
-    let other = out.split("contract ").nth(1).unwrap();
-    let other = other.split_whitespace().next().unwrap();
+    assert!(proposed, "{err}");
+    let other = contract_of(&out);
     assert_ne!(other, contract);
     let (status, r) = post_json(
         &format!("{}/cleanroom/runs", s.url),
-        &workload.report(&token, other, refusal.clone()),
+        &workload.report(&token, &other, refusal.clone()),
     );
     assert_eq!(status, 403, "{r}");
     assert_eq!(
@@ -1145,40 +1157,8 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
     }
     let record = publish(d, &s.url, &csv);
     let table = format!("payments={}", record["id"].as_str().unwrap());
-    let measurement = format!(
-        "sim:{}",
-        hex::encode(confide_attest::sim::default_measurement())
-    );
     let propose = |who: &str, sql: &str, to: &str, columns: &str, min: &str| {
-        let file = d.join(format!("{who}-{}.sql", sql.len()));
-        std::fs::write(&file, sql).unwrap();
-        let recipient = d.join(format!("{to}.json"));
-        let args = [
-            "contract",
-            "propose",
-            "--sql",
-            file.to_str().unwrap(),
-            "--measurement",
-            &measurement,
-            "--table",
-            &table,
-            "--recipient",
-            recipient.to_str().unwrap(),
-            "--columns",
-            columns,
-            "--min-group",
-            min,
-        ];
-        confide(d, &s.url, who, &args)
-    };
-    let contract_of = |out: &str| {
-        out.split("contract ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
+        propose_contract(d, &s.url, who, sql, &table, to, (columns, min))
     };
 
     // 1. Mallory proposes every row of the bank's data to herself; she and eve vote yes. It
@@ -1283,6 +1263,19 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "bank",
         &["kms", "create", "bank-secret", "--any-attested-tee"],
     );
+    // And a KBS resource any simulated guest of this development server may fetch, until the
+    // bank is gone.
+    std::fs::write(d.join("resource.txt"), "the bank's API token").unwrap();
+    let resource = d.join("resource.txt");
+    let put = [
+        "kbs",
+        "put-resource",
+        "bank/token/api",
+        resource.to_str().unwrap(),
+    ];
+    ok("bank", &[&put[..], &["--insecure-simulated-tee"]].concat());
+    let fetch = ["kbs", "get-resource", "bank/token/api", "--insecure-sample"];
+    assert_eq!(ok("mallory", &fetch).trim(), "the bank's API token");
     let p = proposal_of(&ok(
         "mallory",
         &["gov", "propose", "--remove-member", &fp("bank")],
@@ -1324,6 +1317,8 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "{r}"
     );
     assert_eq!(releases(&s.url), before);
+    let (fetched, out, err) = confide(d, &s.url, "mallory", &fetch);
+    assert!(!fetched && err.contains("no longer a member"), "{out}{err}");
     // And no new contract may name the data of a member who is gone.
     let (proposed, _, err) = propose(
         "mallory",
@@ -1344,40 +1339,19 @@ fn a_failing_query_says_nothing_of_the_data() {
     let d = dir.path();
     let s = founded(d);
     let record = publish(d, &s.url, "account,region,amount\ncust-007=1259,north,5\n");
-    std::fs::write(
-        d.join("cast.sql"),
-        "SELECT CAST(account AS BIGINT) AS n FROM payments",
-    )
-    .unwrap();
-    let measurement = format!(
-        "sim:{}",
-        hex::encode(confide_attest::sim::default_measurement())
-    );
     let table = format!("payments={}", record["id"].as_str().unwrap());
-    let out = succeeds(
+    let (proposed, out, err) = propose_contract(
         d,
         &s.url,
         "bank",
-        &[
-            "contract",
-            "propose",
-            "--sql",
-            d.join("cast.sql").to_str().unwrap(),
-            "--measurement",
-            &measurement,
-            "--table",
-            &table,
-            "--recipient",
-            d.join("bank.json").to_str().unwrap(),
-            "--columns",
-            "n",
-            "--min-group",
-            "n:1",
-        ],
+        "SELECT CAST(account AS BIGINT) AS n FROM payments",
+        &table,
+        "bank",
+        ("n", "n:1"),
     );
-    let contract = out.split("contract ").nth(1).unwrap();
-    let contract = contract.split_whitespace().next().unwrap();
-    let (ran, out, err) = confide(d, &s.url, "bank", &["run", contract, "--sim"]);
+    assert!(proposed, "{err}");
+    let contract = contract_of(&out);
+    let (ran, out, err) = confide(d, &s.url, "bank", &["run", &contract, "--sim"]);
     assert!(!ran, "{out}");
     assert!(err.contains("query failed"), "{err}");
     for secret in ["cust-007", "1259"] {

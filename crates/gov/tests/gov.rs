@@ -63,6 +63,16 @@ impl Consortium {
         ))
     }
 
+    /// The state every accepted request replays to, from nothing.
+    fn replayed(&self) -> Governance {
+        let mut replayed = Governance::new().unwrap();
+        for (seq, cose) in self.log.iter().enumerate() {
+            let request = replayed.check(cose, None).unwrap();
+            replayed.apply(request, seq as u64).unwrap();
+        }
+        replayed
+    }
+
     fn snapshot(&self) -> String {
         format!(
             "{:?}{:?}{:?}",
@@ -75,6 +85,27 @@ impl Consortium {
             self.gov.contracts()
         )
     }
+}
+
+/// The worst constitution a majority could hold: every proposal accepted at once.
+const ANYTHING: &str = "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n";
+
+/// A consortium of `a`, `b` and `c` that `a` founded under [`ANYTHING`]. Consent is still the
+/// owners'.
+fn anything_goes(a: &Member, b: &Member, c: &Member) -> Consortium {
+    let mut k = Consortium {
+        gov: Governance::new().unwrap(),
+        log: Vec::new(),
+    };
+    k.submit(a.sign(
+        json!({"type": "found", "member": a.doc(), "constitution": ANYTHING}),
+        0,
+    ))
+    .unwrap();
+    for (m, n) in [(b, 1), (c, 2)] {
+        k.propose(a, json!([{"action": "add_member", "member": m.doc()}]), n);
+    }
+    k
 }
 
 fn founded(a: &Member) -> Consortium {
@@ -174,11 +205,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
     assert_eq!(k.gov.contracts()[&aml1].state, ContractState::Revoked);
 
     // Replaying what was accepted gives the same state.
-    let mut replayed = Governance::new().unwrap();
-    for (seq, entry) in k.log.iter().enumerate() {
-        let r = replayed.check(entry, None).unwrap();
-        replayed.apply(r, seq as u64).unwrap();
-    }
+    let replayed = k.replayed();
     let again = Consortium {
         gov: replayed,
         log: Vec::new(),
@@ -311,19 +338,7 @@ fn no_constitution_overrules_an_owner() {
         Member::new("bank-b"),
         Member::new("bank-c"),
     );
-    let anything = "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n";
-    let mut k = Consortium {
-        gov: Governance::new().unwrap(),
-        log: Vec::new(),
-    };
-    k.submit(a.sign(
-        json!({"type": "found", "member": a.doc(), "constitution": anything}),
-        0,
-    ))
-    .unwrap();
-    for (m, n) in [(&b, 1), (&c, 2)] {
-        k.propose(&a, json!([{"action": "add_member", "member": m.doc()}]), n);
-    }
+    let mut k = anything_goes(&a, &b, &c);
     assert_eq!(k.gov.members().len(), 3, "membership is the constitution's");
 
     // Another member registers c's data as c's: it waits for c, and c's no rejects it.
@@ -372,7 +387,7 @@ fn no_constitution_overrules_an_owner() {
             13,
             json!({"action": "add_measurement", "kind": "sim", "value": "ab".repeat(48)}),
         ),
-        (14, json!({"action": "set_constitution", "rego": anything})),
+        (14, json!({"action": "set_constitution", "rego": ANYTHING})),
     ] {
         let p = k.propose(&a, json!([action]), n);
         assert_eq!(
@@ -421,11 +436,7 @@ fn no_constitution_overrules_an_owner() {
         Some(ProposalState::Accepted)
     );
     assert_eq!(k.gov.contracts().len(), 1);
-    let mut replayed = Governance::new().unwrap();
-    for (seq, cose) in k.log.iter().enumerate() {
-        let request = replayed.check(cose, None).unwrap();
-        replayed.apply(request, seq as u64).unwrap();
-    }
+    let replayed = k.replayed();
     assert_eq!(replayed.contracts(), k.gov.contracts());
     assert_eq!(replayed.datasets(), k.gov.datasets());
 }
@@ -649,20 +660,7 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
         Member::new("bank-b"),
         Member::new("bank-c"),
     );
-    // The worst constitution a majority could hold: every proposal accepted at once.
-    let anything = "package confide.constitution\nimport rego.v1\ndecision := \"accepted\"\n";
-    let mut k = Consortium {
-        gov: Governance::new().unwrap(),
-        log: Vec::new(),
-    };
-    k.submit(a.sign(
-        json!({"type": "found", "member": a.doc(), "constitution": anything}),
-        0,
-    ))
-    .unwrap();
-    for (m, n) in [(&b, 1), (&c, 2)] {
-        k.propose(&a, json!([{"action": "add_member", "member": m.doc()}]), n);
-    }
+    let mut k = anything_goes(&a, &b, &c);
     for (m, id, n) in [(&b, "b-data", 3u8), (&c, "c-data", 5)] {
         let p = k.propose(m, json!([dataset(id, m)]), n);
         k.vote(m, &p, true, n + 1).unwrap();
@@ -752,10 +750,6 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
 
     // Replay reaches the same state.
-    let mut replayed = Governance::new().unwrap();
-    for (seq, cose) in k.log.iter().enumerate() {
-        let request = replayed.check(cose, None).unwrap();
-        replayed.apply(request, seq as u64).unwrap();
-    }
+    let replayed = k.replayed();
     assert_eq!(replayed.contracts(), k.gov.contracts());
 }

@@ -300,15 +300,20 @@ async fn leases(
 /// state under it), and governance allows it
 /// ([`confide_gov::Governance::may_release`]). The contract (with its state) for the
 /// release policy, or why not.
-fn may_release(s: &AppState, key: &str, id: &str, presented: &Presented) -> Result<Value, Refusal> {
+fn may_release(
+    s: &AppState,
+    key: &str,
+    owner: Option<&str>,
+    id: &str,
+    presented: &Presented,
+) -> Result<Value, Refusal> {
     crate::auth::of_this_ledger(s, presented)?;
     let internal = |e: String| Refusal {
         rule: "internal",
         detail: e,
     };
-    let owner = s.kms.info(key).map(|k| k.owner).ok();
     let gov = s.gov.read().map_err(|e| internal(e.to_string()))?;
-    let record = gov.may_release(key, owner.as_deref(), id, &presented.measurements())?;
+    let record = gov.may_release(key, owner, id, &presented.measurements())?;
     serde_json::to_value(record).map_err(|e| internal(e.to_string()))
 }
 
@@ -320,11 +325,13 @@ async fn release(
     let req: ReleaseRequest = json_body(&body)?;
     let presented = verify_token(&s, &req.token)?;
     let token_digest = &presented.token_digest;
+    // The key broker's owner of the key (none: no such key, which the release says below).
+    let owner = s.kms.info(&name).ok().map(|k| k.owner);
     // A dataset's key goes only to a workload running an approved contract over it, which
     // verifies the consortium's state under this consortium's ledger key.
     let contract = match &req.contract {
         None => None,
-        Some(id) => match may_release(&s, &name, id, &presented) {
+        Some(id) => match may_release(&s, &name, owner.as_deref(), id, &presented) {
             Ok(c) => Some(c),
             Err(refusal) => {
                 audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "rule": refusal.rule, "reason": refusal.detail, "at": now()})).await?;
@@ -333,8 +340,8 @@ async fn release(
         },
     };
     // A removed member's key goes to no one (whatever its policy, with or without a contract).
-    if let Ok(info) = s.kms.info(&name)
-        && let Err(problem) = crate::auth::held_by_a_member(&s, &info.owner, &format!("key {name}"))
+    if let Some(owner) = &owner
+        && let Err(problem) = crate::auth::held_by_a_member(&s, owner, &format!("key {name}"))
     {
         audit(&s, &json!({"type": "kms.deny", "key": name, "token": token_digest, "rule": "owner-not-a-member", "reason": problem.detail, "at": now()})).await?;
         return Err(problem);
@@ -529,7 +536,9 @@ fn renew_lease(
     crate::auth::held_by_a_member(s, &info.owner, &format!("key {name}"))
         .map_err(|p| refuse(p.detail))?;
     let terms = match &contract {
-        Some(c) => Some(may_release(s, name, c, presented).map_err(|r| refuse(r.detail))?),
+        Some(c) => Some(
+            may_release(s, name, Some(&info.owner), c, presented).map_err(|r| refuse(r.detail))?,
+        ),
         None => None,
     };
     crate::blocking(|| s.kms.release_for(name, &presented.claims, terms.as_ref()))
