@@ -32,7 +32,8 @@ build() {
   sha256sum "$dir/target/release/confide-workload" | cut -d' ' -f1
 }
 
-echo "building confide-workload at $commit twice, in two directories"
+echo "building confide-workload at $commit twice, in two directories, with:"
+rustc -vV | sed 's/^/  /'
 first="$(build "$work/one")"
 second="$(build "$work/elsewhere/two")"
 echo "first:  $first"

@@ -1,4 +1,6 @@
 //! The time of verification, which every check takes as an input and never reads from a clock.
+//! [`UnixTime::now`] is the one reading of the system clock in confide, for the edges (the
+//! server's handlers, the command line) to pass in; nothing in this crate calls it.
 
 use std::fmt;
 
@@ -12,6 +14,16 @@ impl UnixTime {
     /// The time `seconds` after the epoch.
     pub const fn from_secs(seconds: i64) -> Self {
         Self(seconds)
+    }
+
+    /// The system clock, at whole seconds: for the callers of verifications, never called by
+    /// one. A clock before 1970 reads as the epoch, one past `i64` seconds as the end of time;
+    /// either fails every validity window rather than passing one.
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Self(secs)
     }
 
     /// Seconds since the epoch.

@@ -93,14 +93,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     let now = match &args.at {
         Some(text) => UnixTime::parse_rfc3339(text).context("--at")?,
-        None => UnixTime::from_secs(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the system clock is before 1970")?
-                .as_secs()
-                .try_into()
-                .context("the system clock is out of range")?,
-        ),
+        None => UnixTime::now(),
     };
     let verifier = match args.kind {
         Some(kind) => {

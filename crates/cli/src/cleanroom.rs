@@ -16,8 +16,9 @@ use confide_crypto::hpke::HpkeSecretKey;
 use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
 use confide_model::{
-    Action, Approval, BrokerBody, Column, DatasetList, DatasetRecord, GovBody, KekAnswer,
-    KeyAnswer, Proposal, ProposalList, ProposalState, Submitted,
+    Action, Approval, BrokerBody, Column, ContractId, DatasetId, DatasetList, DatasetRecord,
+    GovBody, KekAnswer, KeyAnswer, MemberId, Proposal, ProposalList, ProposalState, RunId,
+    Submitted,
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -122,24 +123,24 @@ pub(crate) enum ContractCommand {
     /// Approve a proposed contract, as an owner of one of its datasets.
     Approve {
         /// The contract's id.
-        id: String,
+        id: ContractId,
     },
     /// Revoke an approved contract, as an owner of one of its datasets: it runs no more.
     Revoke {
         /// The contract's id.
-        id: String,
+        id: ContractId,
     },
     /// Show a contract and its state.
     Show {
         /// The contract's id.
-        id: String,
+        id: ContractId,
     },
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
     /// The approved contract's id.
-    contract: String,
+    contract: ContractId,
     /// Attest with simulated evidence instead of this machine's TEE (configfs-tsm or
     /// /dev/sev-guest). Insecure: accepted only where the deployment's policy allows
     /// simulation, and every output says "simulated TEE".
@@ -165,7 +166,7 @@ pub(crate) enum ResultCommand {
     /// Download and decrypt a run's result, as one of its recipients.
     Fetch {
         /// The run's id.
-        run: String,
+        run: RunId,
         /// Write the result to FILE (created, 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -174,8 +175,8 @@ pub(crate) enum ResultCommand {
     },
 }
 
-fn fingerprint(home: &Home) -> anyhow::Result<String> {
-    Ok(home.load_public()?.fingerprint().to_hex())
+fn fingerprint(home: &Home) -> anyhow::Result<MemberId> {
+    Ok(MemberId::of(&home.load_public()?))
 }
 
 /// Proposes `actions` and votes for them as this member; the proposal's state after.
@@ -218,7 +219,7 @@ fn member_kek(
     ledger_key: &confide_crypto::signing::VerifyingKey,
 ) -> anyhow::Result<(String, Vec<u8>)> {
     let me = fingerprint(home)?;
-    let name = format!("kek-{}", &me[..16]);
+    let name = format!("kek-{}", &me.as_str()[..16]);
     let kek = match client.get_as::<KekAnswer>(&format!("/keks/{name}")) {
         Ok(r) => r.kek,
         Err(confide_client::ClientError::Refused { status: 404, .. }) => {
@@ -229,7 +230,7 @@ fn member_kek(
         }
         Err(e) => return Err(e.into()),
     };
-    if kek.owner != me {
+    if kek.owner != me.as_str() {
         bail!(
             "the key-exchange key {name} at the broker belongs to {}, not to this member: \
              nothing was wrapped to it",
@@ -238,7 +239,7 @@ fn member_kek(
     }
     let der = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
         .context("the key-exchange key is not a PEM public key")?;
-    crate::kms::check_kek(client, home, ledger_key, &name, &me, &der)?;
+    crate::kms::check_kek(client, home, ledger_key, &name, me.as_str(), &der)?;
     Ok((name, der))
 }
 
@@ -306,8 +307,9 @@ fn publish(
         input.finish();
     }
     let digest = digest_file(tmp.path())?;
-    let id = format!("{name}-{}", &digest[..12]);
-    DatasetRecord::check_id(&id).context("the dataset's name")?;
+    let id: DatasetId = format!("{name}-{}", &digest[..12])
+        .parse()
+        .context("the dataset's name")?;
     let location = format!("datasets/{id}.cfd");
     // Deposit the dataset's key, wrapped to this member's key-exchange key, before the
     // ciphertext goes to the blob store: the key's name comes from the ciphertext's digest,
@@ -319,7 +321,7 @@ fn publish(
         &secret[..],
         confide_crypto::byok::OaepHash::Sha256,
     )?;
-    let key = DatasetRecord::key_name(&id);
+    let key = id.key_name();
     let body = BrokerBody::Import {
         name: key.clone(),
         kek,
@@ -413,13 +415,15 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
     Ok(())
 }
 
-fn recipient(arg: &str) -> anyhow::Result<String> {
+fn recipient(arg: &str) -> anyhow::Result<MemberId> {
     if Path::new(arg).is_file() {
         let id = confide_identity::PublicIdentity::load(Path::new(arg))
             .with_context(|| format!("{arg} is not a public identity"))?;
-        return Ok(id.fingerprint().to_hex());
+        return Ok(MemberId::of(&id));
     }
-    Ok(arg.to_owned())
+    arg.parse().with_context(|| {
+        format!("--recipient {arg:?} is neither an identity file nor a fingerprint")
+    })
 }
 
 /// Builds a contract from its parts.
@@ -437,20 +441,21 @@ pub(crate) fn build_contract(
     let tables = tables
         .iter()
         .map(|t| {
-            t.split_once('=')
-                .map(|(n, d)| (n.to_owned(), d.to_owned()))
-                .with_context(|| format!("--table {t:?} is not NAME=DATASET"))
+            let (name, dataset) = t
+                .split_once('=')
+                .with_context(|| format!("--table {t:?} is not NAME=DATASET"))?;
+            let dataset: DatasetId = dataset.parse().with_context(|| format!("--table {t:?}"))?;
+            Ok((name.to_owned(), dataset))
         })
         .collect::<anyhow::Result<_>>()?;
     let measurements = measurements
         .iter()
         .map(|m| {
-            m.split_once(':')
-                .map(|(k, v)| Measurement {
-                    kind: k.to_owned(),
-                    value: v.to_lowercase(),
-                })
-                .with_context(|| format!("--measurement {m:?} is not KIND:HEX"))
+            let (kind, value) = m
+                .split_once(':')
+                .with_context(|| format!("--measurement {m:?} is not KIND:HEX"))?;
+            Measurement::parse(kind, &value.to_lowercase())
+                .with_context(|| format!("--measurement {m:?}"))
         })
         .collect::<anyhow::Result<_>>()?;
     let (column, min) = min_group
@@ -498,7 +503,7 @@ pub(crate) fn propose_contract(
     client: &Client,
     home: &Home,
     contract: &Contract,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<(ContractId, String)> {
     // The server's listing is enough here: this only spares the owners a contract that could
     // never run; what they approve is checked against the ledger when they approve it.
     let listing: DatasetList = serde_json::from_value(client.get("/gov/datasets")?)
@@ -534,14 +539,14 @@ pub(crate) fn propose_contract(
 /// id, which the ballot names), not from the server's listing; it must carry that one action
 /// and nothing else, with terms whose digest is `id`. So a ballot never approves more, or
 /// other, than the contract the member asked to approve.
-fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contract)> {
+fn contract_proposal(client: &Client, id: &ContractId) -> anyhow::Result<(String, Contract)> {
     let listing: ProposalList = serde_json::from_value(client.get("/gov/proposals")?)
         .context("the server's list of proposals")?;
     let approves = |p: &&Proposal| {
         p.state == ProposalState::Open
             && p.actions
                 .iter()
-                .any(|a| matches!(a, Action::ApproveContract(c) if c.id == id))
+                .any(|a| matches!(a, Action::ApproveContract(c) if c.id == *id))
     };
     let proposals: Vec<&Proposal> = listing.proposals.iter().filter(approves).collect();
     // A proposal of that one action (the earliest, if the contract was proposed twice).
@@ -573,11 +578,11 @@ fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contr
     let Action::ApproveContract(approval) = action else {
         bail!("proposal {proposal} does not approve contract {id}");
     };
-    if approval.id != id {
+    if approval.id != *id {
         bail!("proposal {proposal} does not approve contract {id}");
     }
     let contract = approval.contract.clone();
-    if contract.id() != id {
+    if contract.id() != *id {
         bail!("the terms in proposal {proposal} are not contract {id} (their digest differs)");
     }
     Ok((proposal.to_owned(), contract))
@@ -588,7 +593,7 @@ fn contract_proposal(client: &Client, id: &str) -> anyhow::Result<(String, Contr
 pub(crate) fn approve_contract(
     client: &Client,
     home: &Home,
-    id: &str,
+    id: &ContractId,
 ) -> anyhow::Result<(String, Contract)> {
     let (proposal, contract) = contract_proposal(client, id)?;
     Ok((vote(client, home, &proposal)?, contract))
@@ -656,7 +661,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
 pub(crate) fn run_contract(
     client: &Client,
     ledger_key: &VerifyingKey,
-    id: &str,
+    id: &ContractId,
     tee: Tee,
     store: &Store,
 ) -> anyhow::Result<RunOutcome> {
@@ -715,7 +720,7 @@ pub(crate) fn fetch_result(
     client: &Client,
     home: &Home,
     ledger_key: &confide_crypto::signing::VerifyingKey,
-    id: &str,
+    id: &RunId,
     store: &Store,
 ) -> anyhow::Result<(Zeroizing<Vec<u8>>, bool)> {
     let record = crate::serve::verified_ledger(client, home, ledger_key)?.run(id)?;

@@ -6,13 +6,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use base64::Engine as _;
 use clap::Subcommand;
-use confide_crypto::jwe::DecryptionKey;
 use confide_identity::Home;
 use confide_model::ResourceAnswer;
-use confide_model::kbs::KbsChallenge;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -128,88 +126,13 @@ pub(crate) fn agent() -> ureq::Agent {
     confide_client::agent()
 }
 
-fn answer(
-    what: &str,
-    mut response: ureq::http::Response<ureq::Body>,
-) -> anyhow::Result<(Option<String>, Value)> {
-    let status = response.status();
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
-    let body: Value = response
-        .body_mut()
-        .read_json()
-        .unwrap_or_else(|_| json!({"detail": "the answer is not JSON"}));
-    if !status.is_success() {
-        bail!(
-            "{what}: the KBS refused ({}): {} ({})",
-            status.as_u16(),
-            body["detail"].as_str().unwrap_or("no detail"),
-            body["type"].as_str().unwrap_or("no type")
-        );
-    }
-    Ok((cookie, body))
-}
-
-/// One complete KBS round, as Trustee's `kbs_protocol` does it: auth, attest with `sample`
-/// evidence binding a fresh P-256 key, fetch `path` and open its JWE.
+/// One complete KBS round with Trustee's `sample` evidence ([`confide_client::kbs`]).
 pub(crate) fn round(
     agent: &ureq::Agent,
     base: &str,
     path: &str,
 ) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let request = json!({
-        "version": confide_model::kbs::PROTOCOL_VERSION,
-        "tee": "sample",
-        "extra-params": {"supported-hash-algorithms": ["sha384"]},
-    });
-    let (cookie, challenge) = answer(
-        "auth",
-        agent
-            .post(format!("{base}/kbs/v0/auth"))
-            .header("content-type", "application/json")
-            .send(request.to_string())
-            .with_context(|| format!("reaching {base}"))?,
-    )?;
-    let cookie = cookie.context("auth: the KBS set no session cookie")?;
-    let challenge: KbsChallenge =
-        serde_json::from_value(challenge).context("auth: the answer is not a KBS challenge")?;
-    let nonce = challenge.nonce;
-    let key = DecryptionKey::generate_p256()?;
-    let runtime_data = json!({"nonce": nonce, "tee-pubkey": key.public_jwk()?});
-    let digest = confide_model::kbs::runtime_data_digest(&runtime_data, &json!(""));
-    let attestation = json!({
-        "init-data": null,
-        "runtime-data": runtime_data,
-        "tee-evidence": {
-            "primary_evidence": {
-                "report_data": base64::engine::general_purpose::STANDARD.encode(digest),
-                "svn": "1",
-            },
-            "additional_evidence": "",
-        },
-    });
-    answer(
-        "attest",
-        agent
-            .post(format!("{base}/kbs/v0/attest"))
-            .header("content-type", "application/json")
-            .header("cookie", &cookie)
-            .send(attestation.to_string())
-            .with_context(|| format!("reaching {base}"))?,
-    )?;
-    let (_, jwe) = answer(
-        "resource",
-        agent
-            .get(format!("{base}/kbs/v0/resource/{path}"))
-            .header("cookie", &cookie)
-            .call()
-            .with_context(|| format!("reaching {base}"))?,
-    )?;
-    key.decrypt(&jwe).context("opening the resource's JWE")
+    Ok(confide_client::kbs::sample_round(agent, base, path)?)
 }
 
 /// `confide bench kbs`: complete KBS rounds (auth, attest with `sample` evidence, resource)

@@ -165,11 +165,7 @@ fn append(dir: &std::path::Path, files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     let first = ledger.len();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs();
-    let cp = ledger.append(&entries, i64::try_from(now).unwrap_or(i64::MAX))?;
+    let cp = ledger.append(&entries, confide_attest::UnixTime::now().secs())?;
     println!(
         "appended entries {first}..{} (durable); root {}",
         cp.tree_size - 1,

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -187,7 +186,7 @@ pub(crate) enum GovCommand {
         add_member: Vec<PathBuf>,
         /// Remove the member with this fingerprint.
         #[arg(long, value_name = "FINGERPRINT")]
-        remove_member: Vec<String>,
+        remove_member: Vec<confide_model::MemberId>,
     },
     /// Vote on a proposal.
     Vote {
@@ -299,10 +298,7 @@ pub(crate) fn pinned_ledger_key(
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    confide_attest::UnixTime::now().secs()
 }
 
 /// Signs `body` as this member, with a fresh nonce and the current time.
@@ -459,7 +455,6 @@ pub(crate) fn gov(cmd: GovCommand, home: &Home, server: &str) -> anyhow::Result<
     Ok(())
 }
 
-/// `confide ledger tail`: the server's entries from `from` on.
 /// An audit event (plain JSON): its type and what it is about.
 fn audit_summary(bytes: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(bytes).ok()?;

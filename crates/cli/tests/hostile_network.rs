@@ -817,7 +817,7 @@ fn approve_action(sql: &str, dataset: &str, recipient: &str) -> Value {
                    "min_group": {"column": "n_accounts", "min": 3},
                    "max_rows": 100, "on_violation": "suppress"},
     });
-    json!({"action": "approve_contract", "id": confide_cleanroom::contract::id_of(&terms),
+    json!({"action": "approve_contract", "id": confide_model::Contract::from_value(&terms).unwrap().id(),
            "datasets": [dataset], "contract": terms})
 }
 

@@ -18,7 +18,9 @@ use confide_crypto::signing::VerifyingKey;
 use confide_gov::{GovError, Governance};
 use confide_ledger::merkle::{self, Hash, Tree};
 use confide_ledger::receipt::Checkpoint;
-use confide_model::{Consistency, EntryPage, Event, LatestCheckpoint, ModelError, RunRecord};
+use confide_model::{
+    Consistency, EntryPage, Event, LatestCheckpoint, ModelError, RunId, RunRecord,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Client, ClientError};
@@ -67,12 +69,12 @@ pub enum LedgerViewError {
     },
     /// No run of that id is on the ledger.
     #[error("no run {0} is on the ledger")]
-    NoSuchRun(String),
+    NoSuchRun(RunId),
     /// The run's record on the ledger does not carry the workload's signature over its report.
     #[error("the record of run {run} on the ledger is not its workload's signed report: {why}")]
     RunNotSigned {
         /// The run.
-        run: String,
+        run: RunId,
         /// What failed.
         why: String,
     },
@@ -238,22 +240,22 @@ impl VerifiedLedger {
     /// the signing key the record names, and its id is `id`. What the record says (inputs,
     /// output digest and location, recipients) is then the ledger's word and the workload's,
     /// not an endpoint's.
-    pub fn run(&self, id: &str) -> Result<confide_model::RunRecord, LedgerViewError> {
+    pub fn run(&self, id: &RunId) -> Result<confide_model::RunRecord, LedgerViewError> {
         let not_signed = |why: &str| LedgerViewError::RunNotSigned {
-            run: id.to_owned(),
+            run: id.clone(),
             why: why.to_owned(),
         };
         let record = self
             .events::<RunRecord>()
-            .find_map(|r| r.ok().filter(|r| r.run == id))
-            .ok_or_else(|| LedgerViewError::NoSuchRun(id.to_owned()))?;
+            .find_map(|r| r.ok().filter(|r| r.run == *id))
+            .ok_or_else(|| LedgerViewError::NoSuchRun(id.clone()))?;
         let (signed, signer) = record
             .signed_report()
             .map_err(|e| not_signed(&e.to_string()))?;
         signed
             .verify(&signer)
             .map_err(|e| not_signed(&e.to_string()))?;
-        if signed.report.id() != id {
+        if signed.report.id() != *id {
             return Err(not_signed("its report has another id"));
         }
         Ok(record)

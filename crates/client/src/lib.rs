@@ -1,6 +1,7 @@
 //! confide's HTTP client: one [`Client`] for every endpoint of `confide serve`, used by the
-//! command line and by the workload, and [`ledger`], the consortium's state as a client
-//! verifies it for itself instead of taking a server's word.
+//! command line and by the workload; [`kbs`], the Trustee KBS protocol as a guest speaks it;
+//! and [`ledger`], the consortium's state as a client verifies it for itself instead of
+//! taking a server's word.
 //!
 //! An answer that is not a success becomes a [`ClientError::Refused`] carrying the problem
 //! document's stable type and detail (RFC 7807), so callers can tell one refusal from another.
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod kbs;
 pub mod ledger;
 
 use confide_model::{
@@ -287,7 +289,7 @@ impl Client {
     }
 
     /// Run `id`'s record.
-    pub fn run(&self, id: &str) -> Result<RunRecord, ClientError> {
+    pub fn run(&self, id: &confide_model::RunId) -> Result<RunRecord, ClientError> {
         self.get_as(&format!("/cleanroom/runs/{id}"))
     }
 }

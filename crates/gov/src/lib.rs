@@ -21,6 +21,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appraisal;
+mod nonces;
+
+pub use nonces::SpentNonces;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ciborium::value::Value as Cbor;
@@ -28,7 +33,10 @@ use confide_crypto::digest::sha256;
 use confide_crypto::signing::SigningKey;
 use confide_identity::PublicIdentity;
 pub use confide_model::gov::{Proposal, ProposalState};
-use confide_model::{Action, ContractRecord, ContractState, DatasetRecord, GovBody, Measurement};
+use confide_model::{
+    Action, ContractId, ContractRecord, ContractState, DatasetId, DatasetRecord, GovBody,
+    Measurement, MemberId,
+};
 use confide_policy::Policy;
 use serde_json::{Value, json};
 
@@ -98,8 +106,8 @@ pub enum Kind {
 pub struct Request {
     /// What it is.
     pub kind: Kind,
-    /// The signer's identity fingerprint (hex).
-    pub signer: String,
+    /// The signer.
+    pub signer: MemberId,
     /// Its timestamp.
     pub ts: i64,
     nonce: Vec<u8>,
@@ -186,8 +194,8 @@ enum RefusedType {
 /// A member's authenticated request to another service.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// The member's fingerprint (hex).
-    pub signer: String,
+    /// The member.
+    pub signer: MemberId,
     /// The request's time.
     pub ts: i64,
     /// Its nonce, to remember against replays.
@@ -201,21 +209,20 @@ pub struct Authenticated {
 pub struct Governance {
     registry: Registry,
     proposals: BTreeMap<String, Proposal>,
-    /// Nonces seen, by signer, with their request's time; pruned once a request that old could
-    /// no longer pass the time check anyway.
-    nonces: BTreeMap<(String, Vec<u8>), i64>,
+    /// Nonces of governance requests spent, accepted or refused.
+    nonces: SpentNonces,
 }
 
 /// What accepted actions change: members, rules, reference values, datasets and contracts.
 /// Small, so that a proposal's actions can be tried on a copy.
 #[derive(Debug, Clone)]
 struct Registry {
-    members: BTreeMap<String, PublicIdentity>,
+    members: BTreeMap<MemberId, PublicIdentity>,
     constitution: Policy,
     policies: BTreeMap<String, String>,
-    measurements: BTreeSet<(String, String)>,
-    datasets: BTreeMap<String, DatasetRecord>,
-    contracts: BTreeMap<String, ContractRecord>,
+    measurements: BTreeSet<Measurement>,
+    datasets: BTreeMap<DatasetId, DatasetRecord>,
+    contracts: BTreeMap<ContractId, ContractRecord>,
     /// How long the constitution may take to decide: [`confide_policy::TIME_LIMIT`] for new
     /// requests, none when replaying requests that were decided within it.
     limit: Option<std::time::Duration>,
@@ -245,7 +252,7 @@ impl Governance {
                 limit: Some(confide_policy::TIME_LIMIT),
             },
             proposals: BTreeMap::new(),
-            nonces: BTreeMap::new(),
+            nonces: SpentNonces::new(),
         })
     }
 
@@ -306,7 +313,7 @@ impl Governance {
                     if !self.registry.members.is_empty() {
                         return Err(refused("the consortium is already founded"));
                     }
-                    if member.fingerprint().to_hex() != kid {
+                    if MemberId::of(member) != kid {
                         return Err(GovError::NotAMember(
                             "the founding request's kid is not the founder's fingerprint".into(),
                         ));
@@ -324,7 +331,7 @@ impl Governance {
                 &sign1.signature,
             )
             .map_err(|_| GovError::BadSignature)?;
-        if self.nonces.contains_key(&(kid.clone(), nonce.clone())) {
+        if self.nonces.is_spent(kid.as_str(), &nonce) {
             return Err(GovError::Replay);
         }
         if let Some(now) = now
@@ -385,11 +392,13 @@ impl Governance {
         let request = self.authenticate(cose, now).ok()?;
         // A request whose nonce is spent (a copy of the founding request, say) is a replay
         // whatever else is wrong with it: nothing more goes on the ledger for it.
-        let key = (request.signer.clone(), request.nonce.clone());
-        if self.nonces.contains_key(&key) {
+        if self
+            .nonces
+            .is_spent(request.signer.as_str(), &request.nonce)
+        {
             return None;
         }
-        self.spend(request.signer.clone(), request.nonce.clone(), request.ts);
+        self.spend(request.signer.as_str(), &request.nonce, request.ts);
         Some(Refused {
             kind: RefusedType::GovRefused,
             request: confide_model::Stamp {
@@ -436,15 +445,14 @@ impl Governance {
             .map_err(|e| malformed(format!("a gov.refused event: {e}")))?;
         let nonce = hex::decode(&refused.request.nonce)
             .map_err(|_| malformed("a gov.refused event's nonce is not hex"))?;
-        self.spend(refused.request.signer, nonce, refused.request.ts);
+        self.spend(refused.request.signer.as_str(), &nonce, refused.request.ts);
         Ok(())
     }
 
-    /// Remembers a nonce, dropping those too old to pass the time check again.
-    fn spend(&mut self, signer: String, nonce: Vec<u8>, ts: i64) {
-        let horizon = ts - 2 * MAX_SKEW;
-        self.nonces.retain(|_, t| *t >= horizon);
-        self.nonces.insert((signer, nonce), ts);
+    /// Spends a request's nonce, by its own time: every side replaying the ledger, which reads
+    /// no clock, forgets the same nonces.
+    fn spend(&mut self, signer: &str, nonce: &[u8], ts: i64) {
+        self.nonces.spend(signer, nonce, ts, ts);
     }
 
     /// Applies a checked request that is now at ledger position `seq`. Everything that can
@@ -459,9 +467,7 @@ impl Governance {
                 if let Some(rego) = constitution {
                     self.registry.constitution = compile_constitution(&rego, self.registry.limit)?;
                 }
-                self.registry
-                    .members
-                    .insert(member.fingerprint().to_hex(), member);
+                self.registry.members.insert(MemberId::of(&member), member);
                 Applied {
                     proposal: None,
                     state: None,
@@ -487,7 +493,7 @@ impl Governance {
         };
         // A request older than this one by twice the allowed skew can no longer pass the time
         // check, so its nonce need not be remembered.
-        self.spend(request.signer, request.nonce, request.ts);
+        self.spend(request.signer.as_str(), &request.nonce, request.ts);
         Ok(applied)
     }
 
@@ -554,7 +560,7 @@ impl Governance {
     }
 
     /// The members, by fingerprint.
-    pub fn members(&self) -> &BTreeMap<String, PublicIdentity> {
+    pub fn members(&self) -> &BTreeMap<MemberId, PublicIdentity> {
         &self.registry.members
     }
 
@@ -564,17 +570,17 @@ impl Governance {
     }
 
     /// The registered datasets, by id.
-    pub fn datasets(&self) -> &BTreeMap<String, DatasetRecord> {
+    pub fn datasets(&self) -> &BTreeMap<DatasetId, DatasetRecord> {
         &self.registry.datasets
     }
 
     /// The contracts, by id, with their state (approved or revoked).
-    pub fn contracts(&self) -> &BTreeMap<String, ContractRecord> {
+    pub fn contracts(&self) -> &BTreeMap<ContractId, ContractRecord> {
         &self.registry.contracts
     }
 
-    /// The trusted measurements, as (TEE kind, hex value).
-    pub fn measurements(&self) -> &BTreeSet<(String, String)> {
+    /// The trusted measurements.
+    pub fn measurements(&self) -> &BTreeSet<Measurement> {
         &self.registry.measurements
     }
 
@@ -607,19 +613,19 @@ pub enum Denial {
     )]
     NoContract {
         /// The contract asked for.
-        contract: String,
+        contract: ContractId,
     },
     /// The contract was revoked.
     #[error("contract {contract} is revoked: it releases no more keys and records no more runs")]
     Revoked {
         /// The contract.
-        contract: String,
+        contract: ContractId,
     },
     /// The key is not the key of any dataset the contract reads.
     #[error("contract {contract} does not name the dataset of key {key}")]
     KeyNotInContract {
         /// The contract.
-        contract: String,
+        contract: ContractId,
         /// The key asked for.
         key: String,
     },
@@ -629,43 +635,43 @@ pub enum Denial {
         /// The key.
         key: String,
         /// The dataset whose record names it.
-        dataset: String,
+        dataset: DatasetId,
     },
     /// None of the workload's measurements is one the contract allows.
     #[error("the workload's measurement ({}) is not one contract {contract} allows", shown(.presented))]
     MeasurementNotAllowed {
         /// The contract.
-        contract: String,
+        contract: ContractId,
         /// What the workload's token carries.
         presented: Vec<Measurement>,
     },
     /// The run read other datasets than the contract's.
-    #[error("the run's inputs ({}) are not contract {contract}'s datasets ({})", .read.join(", "), .named.join(", "))]
+    #[error("the run's inputs ({}) are not contract {contract}'s datasets ({})", listed(.read), listed(.named))]
     InputsNotTheContracts {
         /// The contract.
-        contract: String,
+        contract: ContractId,
         /// What the run says it read.
-        read: Vec<String>,
+        read: Vec<DatasetId>,
         /// What the contract reads.
-        named: Vec<String>,
+        named: Vec<DatasetId>,
     },
     /// The run read a dataset whose digest is not the registered one.
     #[error("the run's digest of dataset {dataset} is not the one registered on the ledger")]
     DigestNotRegistered {
         /// The dataset.
-        dataset: String,
+        dataset: DatasetId,
     },
     /// The run's output goes to others than the contract's recipients.
     #[error("the run's output is not for contract {contract}'s recipients")]
     RecipientsNotTheContracts {
         /// The contract.
-        contract: String,
+        contract: ContractId,
     },
     /// The run read a dataset whose key the broker never released to this workload.
     #[error("the key of dataset {dataset} was never released to this workload")]
     KeyNotReleased {
         /// The dataset.
-        dataset: String,
+        dataset: DatasetId,
     },
 }
 
@@ -691,11 +697,13 @@ fn shown(presented: &[Measurement]) -> String {
     if presented.is_empty() {
         return "none".into();
     }
-    let shown: Vec<String> = presented
-        .iter()
-        .map(|m| format!("{} {}", m.kind, m.value))
-        .collect();
+    let shown: Vec<String> = presented.iter().map(ToString::to_string).collect();
     shown.join(", ")
+}
+
+fn listed(ids: &[DatasetId]) -> String {
+    let ids: Vec<&str> = ids.iter().map(DatasetId::as_str).collect();
+    ids.join(", ")
 }
 
 impl Governance {
@@ -707,7 +715,7 @@ impl Governance {
         &self,
         key: &str,
         key_owner: Option<&str>,
-        contract: &str,
+        contract: &ContractId,
         presented: &[Measurement],
     ) -> Result<&ContractRecord, Denial> {
         let record = self.runnable(contract, presented)?;
@@ -717,7 +725,7 @@ impl Governance {
             .filter_map(|d| self.registry.datasets.get(d))
             .find(|d| d.key == key)
             .ok_or_else(|| Denial::KeyNotInContract {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
                 key: key.to_owned(),
             })?;
         // A dataset registered over another member's key releases nothing.
@@ -738,7 +746,7 @@ impl Governance {
     /// and went to exactly the contract's recipients.
     pub fn may_record(
         &self,
-        contract: &str,
+        contract: &ContractId,
         presented: &[Measurement],
         outcome: &confide_model::RunOutcome,
         released: impl Fn(&str) -> bool,
@@ -764,12 +772,12 @@ impl Governance {
         inputs: &[confide_model::RunInput],
         output: &confide_model::RunOutput,
     ) -> Result<(), Denial> {
-        let contract = record.id.as_str();
-        let mut read: Vec<String> = inputs.iter().map(|i| i.dataset.clone()).collect();
+        let contract = &record.id;
+        let mut read: Vec<DatasetId> = inputs.iter().map(|i| i.dataset.clone()).collect();
         read.sort_unstable();
         if read != record.datasets {
             return Err(Denial::InputsNotTheContracts {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
                 read,
                 named: record.datasets.clone(),
             });
@@ -784,7 +792,7 @@ impl Governance {
         }
         if output.recipients != record.contract.recipients {
             return Err(Denial::RecipientsNotTheContracts {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
             });
         }
         Ok(())
@@ -793,7 +801,7 @@ impl Governance {
     /// The contract, if it is approved, not revoked, and allows one of `presented`.
     fn runnable(
         &self,
-        contract: &str,
+        contract: &ContractId,
         presented: &[Measurement],
     ) -> Result<&ContractRecord, Denial> {
         let record = self
@@ -801,11 +809,11 @@ impl Governance {
             .contracts
             .get(contract)
             .ok_or_else(|| Denial::NoContract {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
             })?;
         if record.state != ContractState::Approved {
             return Err(Denial::Revoked {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
             });
         }
         if !presented
@@ -813,7 +821,7 @@ impl Governance {
             .any(|m| record.contract.measurements.contains(m))
         {
             return Err(Denial::MeasurementNotAllowed {
-                contract: contract.to_owned(),
+                contract: contract.clone(),
                 presented: presented.to_vec(),
             });
         }
@@ -838,8 +846,8 @@ impl Registry {
     /// owner of a registered dataset for a change of policy or a newly trusted measurement
     /// (either can widen which workloads get keys); every member for a new constitution.
     /// Narrowing actions (revoking a contract, removing a measurement) need no one's consent.
-    fn consenters(&self, actions: &[Action]) -> BTreeSet<String> {
-        let owner_of = |d: &String| self.datasets.get(d).map(|r| r.owner.clone());
+    fn consenters(&self, actions: &[Action]) -> BTreeSet<MemberId> {
+        let owner_of = |d: &DatasetId| self.datasets.get(d).map(|r| r.owner.clone());
         let mut needed = BTreeSet::new();
         for a in actions {
             match a {
@@ -867,7 +875,7 @@ impl Registry {
         needed
     }
 
-    fn consent(&self, actions: &[Action], ballots: &BTreeMap<String, bool>) -> Consent {
+    fn consent(&self, actions: &[Action], ballots: &BTreeMap<MemberId, bool>) -> Consent {
         let needed = self.consenters(actions);
         if needed.iter().any(|m| ballots.get(m) == Some(&false)) {
             Consent::Refused
@@ -885,7 +893,7 @@ impl Registry {
             .map_err(|e| malformed(format!("{}: {e}", a.name())))?;
         match a {
             Action::AddMember { member } => {
-                if self.members.contains_key(&member.fingerprint().to_hex()) {
+                if self.members.contains_key(&MemberId::of(member)) {
                     return Err(refused("already a member"));
                 }
             }
@@ -968,11 +976,9 @@ impl Registry {
     }
 
     fn apply_action(&mut self, a: &Action) -> Result<(), GovError> {
-        let pair = |m: &Measurement| (m.kind.clone(), m.value.clone());
         match a {
             Action::AddMember { member } => {
-                self.members
-                    .insert(member.fingerprint().to_hex(), member.clone());
+                self.members.insert(MemberId::of(member), member.clone());
             }
             Action::RemoveMember { fingerprint } => {
                 self.members.remove(fingerprint);
@@ -980,7 +986,7 @@ impl Registry {
                 // goes on running without it: each is revoked with its removal (and stays so,
                 // whether or not the member is added again). The key broker gives none of its
                 // keys and resources out either ([`Governance::is_member`]).
-                let orphaned: BTreeSet<&String> = self
+                let orphaned: BTreeSet<&DatasetId> = self
                     .datasets
                     .values()
                     .filter(|d| &d.owner == fingerprint)
@@ -1002,10 +1008,10 @@ impl Registry {
                 self.policies.insert(name.clone(), rego.clone());
             }
             Action::AddMeasurement(m) => {
-                self.measurements.insert(pair(m));
+                self.measurements.insert(m.clone());
             }
             Action::RemoveMeasurement(m) => {
-                self.measurements.remove(&pair(m));
+                self.measurements.remove(m);
             }
             Action::RegisterDataset(record) => {
                 self.datasets.insert(record.id.clone(), record.clone());
@@ -1029,7 +1035,7 @@ impl Registry {
 /// A signed request, parsed but not yet checked against the consortium.
 struct Signed {
     sign1: Sign1,
-    kid: String,
+    kid: MemberId,
     ts: i64,
     nonce: Vec<u8>,
     payload: Vec<u8>,
@@ -1046,7 +1052,9 @@ fn parse_signed(cose: &[u8]) -> Result<Signed, GovError> {
         return Err(malformed("algorithm is not ES256"));
     }
     let kid = match cose::get(&sign1.protected_map, cose::KID) {
-        Some(Cbor::Bytes(k)) if k.len() == 32 => hex::encode(k),
+        Some(Cbor::Bytes(k)) => <&[u8; 32]>::try_from(k.as_slice())
+            .map(MemberId::from_bytes)
+            .map_err(|_| malformed("no 32-byte kid (the signer's fingerprint)"))?,
         _ => return Err(malformed("no 32-byte kid (the signer's fingerprint)")),
     };
     let gov = sign1

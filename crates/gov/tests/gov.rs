@@ -7,7 +7,7 @@
 
 use confide_gov::{GovError, Governance, ProposalState, sign_request};
 use confide_identity::{Identity, MemberName};
-use confide_model::ContractState;
+use confide_model::{ContractId, ContractState, MemberId};
 use serde_json::{Value, json};
 
 const NOW: i64 = 1_795_500_000;
@@ -458,9 +458,9 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     }
     let both = contract(&["a-data", "b-data"], &a);
     let only_a = contract(&["a-data"], &a);
-    let (both_id, a_id) = (
-        both["id"].as_str().unwrap().to_owned(),
-        only_a["id"].as_str().unwrap().to_owned(),
+    let (both_id, a_id): (ContractId, ContractId) = (
+        both["id"].as_str().unwrap().parse().unwrap(),
+        only_a["id"].as_str().unwrap().parse().unwrap(),
     );
     for (action, n) in [(both, 10), (only_a, 13)] {
         let p = k.propose(&a, json!([action]), n);
@@ -475,18 +475,13 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     );
     let gov = &k.gov;
 
-    let sim = Measurement {
-        kind: "sim".into(),
-        value: "00".repeat(48),
-    };
+    let sim = Measurement::parse("sim", &"00".repeat(48)).unwrap();
     // The same bytes under another TEE kind are another measurement.
-    let other_kind = Measurement {
-        kind: "sev-snp".into(),
-        value: "00".repeat(48),
-    };
+    let other_kind = Measurement::parse("sev-snp", &"00".repeat(48)).unwrap();
     let (fa, fb) = (a.fp(), b.fp());
-    let unknown = "ab".repeat(32);
-    type Release<'a> = (&'a str, Option<&'a str>, &'a str, Vec<Measurement>);
+    let (ma, mb): (MemberId, MemberId) = (fa.parse().unwrap(), fb.parse().unwrap());
+    let unknown: ContractId = "ab".repeat(32).parse().unwrap();
+    type Release<'a> = (&'a str, Option<&'a str>, &'a ContractId, Vec<Measurement>);
     let cases: Vec<(Release<'_>, Option<&str>)> = vec![
         (
             ("dataset-a-data", Some(&fa), &both_id, vec![sim.clone()]),
@@ -547,10 +542,10 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     }
 
     let input = |d: &str| RunInput {
-        dataset: d.into(),
+        dataset: d.parse().unwrap(),
         digest: "00".repeat(32),
     };
-    let released = |inputs: Vec<RunInput>, recipients: Vec<String>| RunOutcome::Released {
+    let released = |inputs: Vec<RunInput>, recipients: Vec<MemberId>| RunOutcome::Released {
         inputs,
         output: RunOutput {
             digest: "11".repeat(32),
@@ -560,14 +555,14 @@ fn releases_and_runs_are_decided_by_the_ledger() {
             recipients,
         },
     };
-    let good = || released(vec![input("b-data"), input("a-data")], vec![fa.clone()]);
+    let good = || released(vec![input("b-data"), input("a-data")], vec![ma.clone()]);
     let mut wrong_digest = vec![input("a-data"), input("b-data")];
     wrong_digest[1].digest = "22".repeat(32);
     let all_keys = |_: &str| true;
     let refused = RunOutcome::Refused {
         refusal: confide_model::Refusal::TooManyRows { rows: 2, max: 1 },
     };
-    type Record<'a> = (&'a str, RunOutcome, &'a dyn Fn(&str) -> bool);
+    type Record<'a> = (&'a ContractId, RunOutcome, &'a dyn Fn(&str) -> bool);
     let cases: Vec<(Record<'_>, Option<&str>)> = vec![
         ((&both_id, good(), &all_keys), None),
         ((&both_id, refused.clone(), &all_keys), None),
@@ -585,7 +580,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         (
             (
                 &both_id,
-                released(vec![input("a-data")], vec![fa.clone()]),
+                released(vec![input("a-data")], vec![ma.clone()]),
                 &all_keys,
             ),
             Some("InputsNotTheContracts"),
@@ -595,7 +590,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
                 &both_id,
                 released(
                     vec![input("a-data"), input("a-data"), input("b-data")],
-                    vec![fa.clone()],
+                    vec![ma.clone()],
                 ),
                 &all_keys,
             ),
@@ -604,7 +599,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         (
             (
                 &both_id,
-                released(wrong_digest, vec![fa.clone()]),
+                released(wrong_digest, vec![ma.clone()]),
                 &all_keys,
             ),
             Some("DigestNotRegistered"),
@@ -612,7 +607,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         (
             (
                 &both_id,
-                released(vec![input("a-data"), input("b-data")], vec![fb.clone()]),
+                released(vec![input("a-data"), input("b-data")], vec![mb.clone()]),
                 &all_keys,
             ),
             Some("RecipientsNotTheContracts"),
@@ -622,7 +617,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
                 &both_id,
                 released(
                     vec![input("a-data"), input("b-data")],
-                    vec![fa.clone(), fb.clone()],
+                    vec![ma.clone(), mb.clone()],
                 ),
                 &all_keys,
             ),
@@ -668,9 +663,9 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     // c approved a contract over its data, and one over b's alone stands beside it.
     let over_c = contract(&["c-data", "b-data"], &a);
     let over_b = contract(&["b-data"], &a);
-    let (c_id, b_id) = (
-        over_c["id"].as_str().unwrap().to_owned(),
-        over_b["id"].as_str().unwrap().to_owned(),
+    let (c_id, b_id): (ContractId, ContractId) = (
+        over_c["id"].as_str().unwrap().parse().unwrap(),
+        over_b["id"].as_str().unwrap().parse().unwrap(),
     );
     let p = k.propose(&a, json!([over_c]), 10);
     k.vote(&b, &p, true, 11).unwrap();
@@ -683,10 +678,7 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     let p = k.propose(&a, json!([to_c]), 15);
     k.vote(&b, &p, true, 16).unwrap();
     assert_eq!(k.gov.contracts()[&to_c_id].state, ContractState::Approved);
-    let sim = confide_model::Measurement {
-        kind: "sim".into(),
-        value: "00".repeat(48),
-    };
+    let sim = confide_model::Measurement::parse("sim", &"00".repeat(48)).unwrap();
     assert!(
         k.gov
             .may_release(

@@ -416,9 +416,14 @@ impl Leases {
     /// key has digest `runtime_key` (a lapsed lease counts: the key was handed over). A key
     /// released for another contract does not count: a workload reports only on the contract
     /// it was given the keys to run.
-    pub fn released_to(&self, key: &str, runtime_key: &str, contract: &str) -> bool {
+    pub fn released_to(
+        &self,
+        key: &str,
+        runtime_key: &str,
+        contract: &confide_model::ContractId,
+    ) -> bool {
         self.leases.values().any(|l| {
-            l.key == key && l.runtime_key == runtime_key && l.contract.as_deref() == Some(contract)
+            l.key == key && l.runtime_key == runtime_key && l.contract.as_ref() == Some(contract)
         })
     }
 

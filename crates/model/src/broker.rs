@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
+use crate::{ContractId, MemberId, ModelError};
 
 /// The payload of a member's signed request to the key broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +242,7 @@ pub struct Lease {
     pub expires: i64,
     /// The contract the key was released for (a dataset's key): every renewal checks it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contract: Option<String>,
+    pub contract: Option<ContractId>,
 }
 
 /// A lease as its key's owner sees it listed.
@@ -273,7 +273,7 @@ pub struct ReleaseRequest {
     pub token: String,
     /// The approved contract the key is asked for (a dataset's key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contract: Option<String>,
+    pub contract: Option<ContractId>,
 }
 
 /// A workload's renewal of its lease: `POST /keys/{name}/renew`.
@@ -350,8 +350,8 @@ pub struct Renewed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stamp {
-    /// The signer's fingerprint.
-    pub signer: String,
+    /// The signer.
+    pub signer: MemberId,
     /// The request's nonce, hex.
     pub nonce: String,
     /// The request's time.
@@ -386,7 +386,7 @@ pub enum LeaseEvent {
         expires: Option<i64>,
         /// The contract it was released for.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        contract: Option<String>,
+        contract: Option<ContractId>,
     },
     /// A lease renewed.
     #[serde(rename = "kms.renew")]

@@ -10,45 +10,116 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ModelError;
+use confide_attest::TeeKind;
 
-/// A workload measurement the contract allows, as the attestation token's claims carry it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+use crate::{ContractId, DatasetId, MemberId, ModelError};
+
+/// A workload's measurement, as a contract allows it and governance trusts it: a TEE kind that
+/// measures its code and that kind's primary measurement (defined once, in `confide_attest`),
+/// of its length. A value of this type has been checked; on the wire it is
+/// `{"kind": "sev-snp", "value": "<lowercase hex>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Measurement {
-    /// The TEE kind (`sev-snp`, `tdx`, `sim`, …).
-    pub kind: String,
-    /// The primary measurement, lowercase hex.
-    pub value: String,
+    kind: TeeKind,
+    bytes: Vec<u8>,
+}
+
+/// A measurement as the wire carries it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMeasurement {
+    kind: String,
+    value: String,
 }
 
 impl Measurement {
-    /// A TEE kind that measures its code (its primary measurement is defined once, in
-    /// `confide_attest`), and that measurement as lowercase hex of its length.
-    pub fn check(&self) -> Result<(), ModelError> {
-        let (claim, len) = confide_attest::TeeKind::from_name(&self.kind)
-            .and_then(|k| k.primary_measurement())
+    /// `bytes` as the primary measurement of `kind`: refused for a kind that measures nothing
+    /// (`sample`, a GPU) or for bytes of another length.
+    pub fn new(kind: TeeKind, bytes: Vec<u8>) -> Result<Self, ModelError> {
+        let (claim, len) = kind
+            .primary_measurement()
             .ok_or_else(|| ModelError::Malformed {
                 field: "measurements",
                 detail: format!(
                     "measurement kind {:?} is not a TEE kind that measures its code",
-                    self.kind
+                    kind.as_str()
                 ),
             })?;
-        let hex_ok = self
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if self.value.len() != 2 * len || !hex_ok {
+        if bytes.len() != len {
             return Err(ModelError::Malformed {
                 field: "measurements",
                 detail: format!(
-                    "measurement {}:{:?}: its {claim} is {len} bytes of lowercase hex",
-                    self.kind, self.value
+                    "measurement {}:{}: its {claim} is {len} bytes, not {}",
+                    kind.as_str(),
+                    hex::encode(&bytes),
+                    bytes.len()
                 ),
             });
         }
-        Ok(())
+        Ok(Self { kind, bytes })
+    }
+
+    /// A measurement as text: the kind's name and lowercase hex of its length.
+    pub fn parse(kind: &str, value: &str) -> Result<Self, ModelError> {
+        let tee = TeeKind::from_name(kind).ok_or_else(|| ModelError::Malformed {
+            field: "measurements",
+            detail: format!("measurement kind {kind:?} is not a TEE kind that measures its code"),
+        })?;
+        let hex_ok = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let bytes = hex_ok
+            .then(|| hex::decode(value).ok())
+            .flatten()
+            .ok_or_else(|| {
+                let len = tee.primary_measurement().map_or(0, |(_, len)| len);
+                ModelError::Malformed {
+                    field: "measurements",
+                    detail: format!(
+                        "measurement {kind}:{value:?}: {len} bytes of lowercase hex expected"
+                    ),
+                }
+            })?;
+        Self::new(tee, bytes)
+    }
+
+    /// The TEE kind.
+    pub fn kind(&self) -> TeeKind {
+        self.kind
+    }
+
+    /// The measurement's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The measurement as lowercase hex, as the wire and the tokens carry it.
+    pub fn hex(&self) -> String {
+        hex::encode(&self.bytes)
+    }
+}
+
+impl std::fmt::Display for Measurement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.hex())
+    }
+}
+
+impl Serialize for Measurement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WireMeasurement {
+            kind: self.kind.as_str().to_owned(),
+            value: self.hex(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Measurement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = WireMeasurement::deserialize(d)?;
+        Self::parse(&wire.kind, &wire.value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -92,13 +163,13 @@ pub struct OutputRules {
 #[serde(deny_unknown_fields)]
 pub struct Contract {
     /// SQL table name → dataset id.
-    pub tables: BTreeMap<String, String>,
+    pub tables: BTreeMap<String, DatasetId>,
     /// The SQL query, byte for byte.
     pub sql: String,
     /// The measurements of the workloads allowed to run it.
     pub measurements: Vec<Measurement>,
-    /// The members (fingerprints) the result is encrypted to.
-    pub recipients: Vec<String>,
+    /// The members the result is encrypted to.
+    pub recipients: Vec<MemberId>,
     /// The output rules.
     pub output: OutputRules,
 }
@@ -144,17 +215,11 @@ impl Contract {
                 "a contract allows at least one workload measurement".into(),
             );
         }
-        for m in &self.measurements {
-            m.check()?;
-        }
         if self.recipients.is_empty() {
             return bad(
                 "recipients",
                 "a contract names at least one recipient".into(),
             );
-        }
-        for r in &self.recipients {
-            crate::check_fingerprint("recipients", r)?;
         }
         if self.output.columns.is_empty() {
             return bad("output.columns", "the output rules allow no column".into());
@@ -175,8 +240,8 @@ impl Contract {
     }
 
     /// The dataset ids, sorted, each once.
-    pub fn datasets(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.tables.values().cloned().collect();
+    pub fn datasets(&self) -> Vec<DatasetId> {
+        let mut ids: Vec<DatasetId> = self.tables.values().cloned().collect();
         ids.sort();
         ids.dedup();
         ids
@@ -187,9 +252,12 @@ impl Contract {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// The contract's id: SHA-256 of its canonical JSON, hex.
-    pub fn id(&self) -> String {
-        id_of(&self.to_value())
+    /// The contract's id: SHA-256 of its canonical JSON. The one place a contract id is
+    /// computed.
+    pub fn id(&self) -> ContractId {
+        ContractId::of_digest(&confide_crypto::digest::sha256(
+            confide_crypto::jcs::canonical_json(&self.to_value()).as_bytes(),
+        ))
     }
 
     /// The contract from JSON (e.g. the `contract` member of a governance action), checked.
@@ -203,26 +271,16 @@ impl Contract {
     }
 }
 
-/// The id of a contract given as JSON.
-pub fn id_of(contract: &Value) -> String {
-    hex::encode(confide_crypto::digest::sha256(
-        confide_crypto::jcs::canonical_json(contract).as_bytes(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Contract {
         Contract {
-            tables: [("bank_a".to_owned(), "ds-a".to_owned())].into(),
+            tables: [("bank_a".to_owned(), "ds-a".parse().unwrap())].into(),
             sql: "SELECT 1 AS n".into(),
-            measurements: vec![Measurement {
-                kind: "sim".into(),
-                value: "00".repeat(48),
-            }],
-            recipients: vec!["0f".repeat(32)],
+            measurements: vec![Measurement::new(TeeKind::Sim, vec![0; 48]).unwrap()],
+            recipients: vec!["0f".repeat(32).parse().unwrap()],
             output: OutputRules {
                 columns: vec!["n".into()],
                 min_group: MinGroup {
@@ -240,11 +298,11 @@ mod tests {
         let c = sample();
         c.check().unwrap();
         let id = c.id();
-        assert_eq!(id.len(), 64);
+        assert_eq!(id.as_str().len(), 64);
         let mut sql = c.clone();
         sql.sql.push(' ');
         let mut recipients = c.clone();
-        recipients.recipients.push("1f".repeat(32));
+        recipients.recipients.push("1f".repeat(32).parse().unwrap());
         let mut rules = c.clone();
         rules.output.max_rows = 11;
         for other in [sql, recipients, rules] {
@@ -258,7 +316,7 @@ mod tests {
             "00".repeat(48)
         ))
         .unwrap();
-        assert_eq!(id_of(&reordered), id);
+        assert_eq!(Contract::from_value(&reordered).unwrap().id(), id);
         assert_eq!(Contract::from_value(&reordered).unwrap(), c);
     }
 
@@ -268,7 +326,7 @@ mod tests {
         c.output.min_group.column = "secret".into();
         assert!(c.check().is_err());
         let mut c = sample();
-        c.tables.insert("1bad".into(), "x".into());
+        c.tables.insert("1bad".into(), "x".parse().unwrap());
         assert!(c.check().is_err());
         let mut c = sample();
         c.recipients.clear();
@@ -276,7 +334,7 @@ mod tests {
         // One dataset under two table names: its key would be asked for twice and its digest
         // reported twice.
         let mut c = sample();
-        c.tables.insert("bank_b".into(), "ds-a".into());
+        c.tables.insert("bank_b".into(), "ds-a".parse().unwrap());
         let e = c.check().unwrap_err().to_string();
         assert!(e.contains("named by two tables"), "{e}");
         assert!(Contract::from_value(&serde_json::json!({"sql": "x"})).is_err());
@@ -292,19 +350,29 @@ mod tests {
             ("sample", "00".repeat(48)),
             ("quantum", "00".repeat(48)),
         ] {
-            let mut c = sample();
-            c.measurements[0] = Measurement {
-                kind: kind.into(),
-                value: value.clone(),
-            };
-            let e = c.check().unwrap_err().to_string();
+            let e = Measurement::parse(kind, &value).unwrap_err().to_string();
+            assert!(e.contains("measurement"), "{kind}:{value}: {e}");
+            // Nor does a contract carrying it read.
+            let mut terms = sample().to_value();
+            terms["measurements"] = serde_json::json!([{"kind": kind, "value": value}]);
+            let e = Contract::from_value(&terms).unwrap_err().to_string();
             assert!(e.contains("measurement"), "{kind}:{value}: {e}");
         }
+        // A recipient that is no fingerprint, a dataset id that is no id: the terms do not read.
+        for (field, bad) in [
+            ("recipients", serde_json::json!(["0F".repeat(32)])),
+            ("tables", serde_json::json!({"bank_a": "../ds-a"})),
+        ] {
+            let mut terms = sample().to_value();
+            terms[field] = bad;
+            assert!(Contract::from_value(&terms).is_err(), "{field}");
+        }
         let mut c = sample();
-        c.measurements[0] = Measurement {
-            kind: "sgx".into(),
-            value: "ab".repeat(32),
-        };
+        c.measurements[0] = Measurement::parse("sgx", &"ab".repeat(32)).unwrap();
+        assert_eq!(
+            c.measurements[0].to_string(),
+            format!("sgx:{}", "ab".repeat(32))
+        );
         c.check().unwrap();
     }
 }

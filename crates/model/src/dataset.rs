@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
+use crate::{DatasetId, MemberId, ModelError};
 
 /// How a dataset's plaintext is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,9 +53,9 @@ pub struct Column {
 #[serde(deny_unknown_fields)]
 pub struct DatasetRecord {
     /// Its id: the owner's name for it and the first 12 hex digits of its digest.
-    pub id: String,
-    /// Its owner's fingerprint, hex.
-    pub owner: String,
+    pub id: DatasetId,
+    /// Its owner.
+    pub owner: MemberId,
     /// The owner's name for it.
     pub name: String,
     /// How its plaintext is laid out.
@@ -75,31 +75,6 @@ pub struct DatasetRecord {
 }
 
 impl DatasetRecord {
-    /// The name a dataset's key has at the key broker when its owner publishes it.
-    pub fn key_name(id: &str) -> String {
-        format!("dataset-{id}")
-    }
-
-    /// Checks a dataset id: 1 to 128 characters from `A-Z a-z 0-9 . _ -`, not starting with
-    /// a dot or a dash.
-    pub fn check_id(id: &str) -> Result<(), ModelError> {
-        let ok = (1..=128).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            && !id.starts_with(['.', '-']);
-        if !ok {
-            return Err(ModelError::Malformed {
-                field: "id",
-                detail: format!(
-                    "dataset id {id:?}: 1 to 128 letters, digits, '.', '_' or '-', not starting \
-                     with '.' or '-'"
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// Checks every field on its own (not against the ledger); the error names the field.
     pub fn check(&self) -> Result<(), ModelError> {
         let bad = |field: &'static str, detail: &str| {
@@ -108,8 +83,6 @@ impl DatasetRecord {
                 detail: detail.to_owned(),
             })
         };
-        Self::check_id(&self.id)?;
-        crate::check_fingerprint("owner", &self.owner)?;
         if self.name.is_empty() {
             return bad("name", "the dataset has no name");
         }
@@ -138,12 +111,12 @@ impl DatasetRecord {
         // owner deposited, so no member can take the id of another's dataset under a key of
         // her own, and a key name, made from a ciphertext digest only the owner knows until it
         // deposits the key, cannot be taken before the owner's.
-        if self.key != Self::key_name(&self.id) {
+        if self.key != self.id.key_name() {
             return bad(
                 "key",
                 &format!(
                     "a dataset's key is named for the dataset: {}",
-                    Self::key_name(&self.id)
+                    self.id.key_name()
                 ),
             );
         }
@@ -157,8 +130,8 @@ mod tests {
 
     pub(crate) fn sample() -> DatasetRecord {
         DatasetRecord {
-            id: "payments-0123456789ab".into(),
-            owner: "0f".repeat(32),
+            id: "payments-0123456789ab".parse().unwrap(),
+            owner: "0f".repeat(32).parse().unwrap(),
             name: "payments".into(),
             format: Format::Csv,
             schema: vec![Column {
@@ -169,7 +142,7 @@ mod tests {
             size: 100,
             digest: "ab".repeat(32),
             location: "datasets/payments-0123456789ab.cfd".into(),
-            key: DatasetRecord::key_name("payments-0123456789ab"),
+            key: "dataset-payments-0123456789ab".into(),
         }
     }
 
@@ -183,8 +156,16 @@ mod tests {
             serde_json::from_value::<DatasetRecord>(json.clone()).unwrap(),
             r
         );
-        // An unknown format, a missing field, an extra one: refused, never defaulted.
-        for (field, value) in [("format", Some("xml")), ("key", None), ("admin", Some("1"))] {
+        // An unknown format, a missing field, an extra one, an id or owner that is not one:
+        // refused, never defaulted.
+        for (field, value) in [
+            ("format", Some("xml")),
+            ("key", None),
+            ("admin", Some("1")),
+            ("id", Some("../x")),
+            ("id", Some("")),
+            ("owner", Some("bank-a")),
+        ] {
             let mut bad = json.clone();
             match value {
                 Some(v) => bad[field] = v.into(),
@@ -202,10 +183,7 @@ mod tests {
     #[test]
     fn each_field_is_checked_and_named() {
         type Spoil = fn(&mut DatasetRecord);
-        let cases: [(&str, Spoil); 12] = [
-            ("id", |r| r.id = "../x".into()),
-            ("id", |r| r.id = String::new()),
-            ("owner", |r| r.owner = "bank-a".into()),
+        let cases: [(&str, Spoil); 9] = [
             ("name", |r| r.name.clear()),
             ("schema", |r| r.schema.clear()),
             ("digest", |r| r.digest = "00".into()),

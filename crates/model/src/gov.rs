@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use confide_identity::PublicIdentity;
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
 use crate::contract::{Contract, Measurement};
 use crate::dataset::DatasetRecord;
+use crate::{ContractId, DatasetId, MemberId, ModelError};
 
 /// The payload of a member's signed governance request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +70,8 @@ pub enum Action {
     },
     /// Removes a member.
     RemoveMember {
-        /// Its fingerprint, hex.
-        fingerprint: String,
+        /// Its fingerprint.
+        fingerprint: MemberId,
     },
     /// Replaces the constitution.
     SetConstitution {
@@ -96,7 +96,7 @@ pub enum Action {
     /// Revokes an approved contract.
     RevokeContract {
         /// The contract's id.
-        id: String,
+        id: ContractId,
     },
 }
 
@@ -105,9 +105,9 @@ pub enum Action {
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// The contract's id: the digest of `contract`.
-    pub id: String,
+    pub id: ContractId,
     /// The datasets its tables read, sorted, each once.
-    pub datasets: Vec<String>,
+    pub datasets: Vec<DatasetId>,
     /// The terms.
     pub contract: Contract,
 }
@@ -145,9 +145,7 @@ impl Action {
     pub fn check(&self) -> Result<(), ModelError> {
         match self {
             Self::AddMember { .. } => Ok(()),
-            Self::RemoveMember { fingerprint } => {
-                crate::check_fingerprint("fingerprint", fingerprint)
-            }
+            Self::RemoveMember { .. } | Self::RevokeContract { .. } => Ok(()),
             Self::SetConstitution { rego } | Self::SetPolicy { rego, .. }
                 if rego.trim().is_empty() =>
             {
@@ -161,7 +159,7 @@ impl Action {
                 detail: "the policy has no name".into(),
             }),
             Self::SetConstitution { .. } | Self::SetPolicy { .. } => Ok(()),
-            Self::AddMeasurement(m) | Self::RemoveMeasurement(m) => m.check(),
+            Self::AddMeasurement(_) | Self::RemoveMeasurement(_) => Ok(()),
             Self::RegisterDataset(record) => record.check(),
             Self::ApproveContract(approval) => {
                 approval.contract.check()?;
@@ -185,7 +183,6 @@ impl Action {
                 }
                 Ok(())
             }
-            Self::RevokeContract { id } => crate::check_digest("id", id),
         }
     }
 }
@@ -205,9 +202,9 @@ pub enum ContractState {
 #[serde(deny_unknown_fields)]
 pub struct ContractRecord {
     /// The contract's id: the digest of `contract`.
-    pub id: String,
+    pub id: ContractId,
     /// The datasets its tables read, sorted, each once.
-    pub datasets: Vec<String>,
+    pub datasets: Vec<DatasetId>,
     /// The terms.
     pub contract: Contract,
     /// Approved or revoked.
@@ -273,8 +270,8 @@ pub struct MemberList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    /// Its identity's fingerprint, hex.
-    pub fingerprint: String,
+    /// Its identity's fingerprint.
+    pub fingerprint: MemberId,
     /// Its name.
     pub name: String,
     /// Its public identity document.
@@ -287,12 +284,12 @@ pub struct Member {
 pub struct Proposal {
     /// SHA-256 of the proposal request, hex.
     pub id: String,
-    /// The proposing member's fingerprint.
-    pub proposer: String,
+    /// The proposing member.
+    pub proposer: MemberId,
     /// The actions proposed.
     pub actions: Vec<Action>,
     /// Each member's vote.
-    pub ballots: BTreeMap<String, bool>,
+    pub ballots: BTreeMap<MemberId, bool>,
     /// Where it stands.
     pub state: ProposalState,
     /// The ledger position of the proposal.
@@ -312,7 +309,7 @@ pub struct ProposalList {
 #[serde(deny_unknown_fields)]
 pub struct DatasetList {
     /// The datasets.
-    pub datasets: BTreeMap<String, DatasetRecord>,
+    pub datasets: BTreeMap<DatasetId, DatasetRecord>,
 }
 
 /// `GET /gov/contracts`: the approved contracts (and revoked ones), by id.
@@ -320,7 +317,7 @@ pub struct DatasetList {
 #[serde(deny_unknown_fields)]
 pub struct ContractList {
     /// The contracts.
-    pub contracts: BTreeMap<String, ContractRecord>,
+    pub contracts: BTreeMap<ContractId, ContractRecord>,
 }
 
 #[cfg(test)]
@@ -362,6 +359,9 @@ mod tests {
             json!({"action": "add_measurement", "kind": "sim", "value": "00".repeat(48), "x": 1}),
             json!({"action": "format_disk"}),
             json!({"action": "revoke_contract"}),
+            json!({"action": "revoke_contract", "id": "00"}),
+            json!({"action": "remove_member", "fingerprint": "bank-a"}),
+            json!({"action": "add_measurement", "kind": "sim", "value": "00"}),
             json!({"id": "00"}),
         ] {
             assert!(
@@ -375,9 +375,9 @@ mod tests {
     fn an_approval_is_of_exactly_its_terms() {
         let good = Approval::of(contract());
         let mut forged = good.clone();
-        forged.id = "00".repeat(32);
+        forged.id = "00".repeat(32).parse().unwrap();
         let mut unlisted = good.clone();
-        unlisted.datasets.push("ds-2".into());
+        unlisted.datasets.push("ds-2".parse().unwrap());
         let mut sql = good.clone();
         sql.contract.sql.push(' ');
         for (field, a) in [("id", forged), ("datasets", unlisted), ("id", sql)] {

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod contract;
 pub mod dataset;
 pub mod gov;
+pub mod ids;
 pub mod kbs;
 pub mod log;
 pub mod run;
@@ -29,6 +30,7 @@ pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Member,
     MemberList, Proposal, ProposalList, ProposalState, Submitted,
 };
+pub use ids::{ContractId, DatasetId, MemberId, RunId};
 pub use log::{Consistency, EntryPage, LatestCheckpoint, ListedEntry};
 pub use run::{
     Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded, RunReport,
@@ -97,11 +99,6 @@ pub trait Event: serde::de::DeserializeOwned {
             _ => Ok(None),
         }
     }
-}
-
-/// Checks that `value` is a member fingerprint: 64 lowercase hex digits.
-pub fn check_fingerprint(field: &'static str, value: &str) -> Result<(), ModelError> {
-    check_hex(field, value, "a member fingerprint")
 }
 
 /// Checks that `value` is a SHA-256 digest: 64 lowercase hex digits.

@@ -8,7 +8,7 @@
 use confide_crypto::signing::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelError, b64url, unb64url};
+use crate::{ContractId, DatasetId, MemberId, ModelError, RunId, b64url, unb64url};
 
 /// The domain separation of a run report's signature.
 pub const RUN_REPORT_CONTEXT: &[u8] = b"confide/run-report/v1\n";
@@ -18,7 +18,7 @@ pub const RUN_REPORT_CONTEXT: &[u8] = b"confide/run-report/v1\n";
 #[serde(deny_unknown_fields)]
 pub struct RunInput {
     /// The dataset's id.
-    pub dataset: String,
+    pub dataset: DatasetId,
     /// SHA-256 of its ciphertext, hex.
     pub digest: String,
 }
@@ -35,8 +35,8 @@ pub struct RunOutput {
     pub rows: u64,
     /// The rows the output rules left out.
     pub suppressed: u64,
-    /// The fingerprints it is encrypted to.
-    pub recipients: Vec<String>,
+    /// The members it is encrypted to.
+    pub recipients: Vec<MemberId>,
 }
 
 /// How a run ended.
@@ -120,9 +120,9 @@ pub struct RunRecord {
     #[serde(rename = "type")]
     pub kind: RunRecordKind,
     /// The report's id ([`RunReport::id`]).
-    pub run: String,
+    pub run: RunId,
     /// The contract's id.
-    pub contract: String,
+    pub contract: ContractId,
     /// SHA-256 of the workload's token, hex.
     pub token: String,
     /// Whether the token stood on simulated evidence.
@@ -154,7 +154,7 @@ pub struct RunRecord {
 #[serde(deny_unknown_fields)]
 pub struct RunRecorded {
     /// The run's id.
-    pub run: String,
+    pub run: RunId,
     /// The record.
     pub record: RunRecord,
     /// Its ledger position.
@@ -255,7 +255,7 @@ impl RunRecord {
 #[serde(deny_unknown_fields)]
 pub struct RunReport {
     /// The contract's id.
-    pub contract: String,
+    pub contract: ContractId,
     /// 16 random bytes, hex: two reports of the same outcome are still two reports.
     pub nonce: String,
     /// How it ended.
@@ -284,9 +284,10 @@ impl RunReport {
         message
     }
 
-    /// The report's id: the first 16 bytes of the SHA-256 of [`Self::message`], hex.
-    pub fn id(&self) -> String {
-        hex::encode(&confide_crypto::digest::sha256(&self.message())[..16])
+    /// The report's id: the first 16 bytes of the SHA-256 of [`Self::message`]. The one
+    /// place a run id is computed.
+    pub fn id(&self) -> RunId {
+        RunId::of_digest(&confide_crypto::digest::sha256(&self.message()))
     }
 
     /// Signs the report with the workload's runtime signing key.
@@ -328,11 +329,11 @@ mod tests {
 
     fn released() -> RunReport {
         RunReport {
-            contract: "c0".repeat(32),
+            contract: "c0".repeat(32).parse().unwrap(),
             nonce: "ab".repeat(16),
             outcome: RunOutcome::Released {
                 inputs: vec![RunInput {
-                    dataset: "d1".into(),
+                    dataset: "d1".parse().unwrap(),
                     digest: "00".repeat(32),
                 }],
                 output: RunOutput {
@@ -340,7 +341,7 @@ mod tests {
                     location: "results/x.cfd".into(),
                     rows: 3,
                     suppressed: 1,
-                    recipients: vec!["22".repeat(32)],
+                    recipients: vec!["22".repeat(32).parse().unwrap()],
                 },
             },
         }
@@ -404,7 +405,7 @@ mod tests {
         // Any change to what was reported: refused.
         let mut changed = signed.clone();
         if let RunOutcome::Released { output, .. } = &mut changed.report.outcome {
-            output.recipients = vec!["33".repeat(32)];
+            output.recipients = vec!["33".repeat(32).parse().unwrap()];
         }
         assert_eq!(
             changed.verify(&key.verifying_key()),
@@ -435,9 +436,9 @@ mod tests {
         let mut nonce = base.clone();
         nonce.nonce = "cd".repeat(16);
         let mut contract = base.clone();
-        contract.contract = "c1".repeat(32);
+        contract.contract = "c1".repeat(32).parse().unwrap();
         let ids = [base.id(), nonce.id(), contract.id()];
-        assert_eq!(ids[0].len(), 32);
+        assert_eq!(ids[0].as_str().len(), 32);
         assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2]);
     }
 }

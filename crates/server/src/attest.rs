@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use confide_attest::{Collateral, Inputs, TeeKind, TrustAnchors, UnixTime};
+use confide_gov::appraisal::{Appraisal, AppraisalDenied, Appraiser};
 use confide_model::{AttestRequest, Attested, Challenge};
-use confide_policy::Policy;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -30,7 +30,7 @@ use crate::now;
 use crate::problem::Problem;
 
 /// The built-in appraisal policy.
-pub const DEFAULT_APPRAISAL: &str = confide_policy::APPRAISAL;
+pub const DEFAULT_APPRAISAL: &str = confide_gov::appraisal::DEFAULT_APPRAISAL;
 /// How long a token is valid unless the operator says otherwise.
 pub const TOKEN_LIFETIME: i64 = 300;
 const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
@@ -231,22 +231,12 @@ async fn attest(
     Ok(Json(Attested {
         token,
         expires_at: expires,
-        status: appraised[0].status.to_owned(),
+        status: appraised[0].status.as_str().to_owned(),
     }))
 }
 
-/// Evidence that verified and passed the appraisal policy.
-pub(crate) struct Appraised {
-    kind: TeeKind,
-    simulated: bool,
-    claims: Value,
-    pub(crate) status: &'static str,
-    tcb_ok: bool,
-    matched: bool,
-    policy_id: String,
-    /// What the evidence binds (for GPU evidence, the requester's nonce).
-    report_data: Vec<u8>,
-}
+/// Evidence that verified and passed the appraisal.
+pub(crate) type Appraised = Appraisal;
 
 /// Verifies `evidence` of `kind` with the `collateral` given (kept in the collateral store if
 /// it verifies), or else with the collateral kept for that kind; checks that its report data
@@ -278,7 +268,8 @@ pub(crate) fn appraise(
     appraise_one(s, kind, evidence, collateral, binding, fresh)
 }
 
-/// [`appraise`], for any kind.
+/// [`appraise`], for any kind: verification here (with the collateral store), the decision
+/// in [`confide_gov::appraisal`].
 fn appraise_one(
     s: &AppState,
     kind: TeeKind,
@@ -287,42 +278,15 @@ fn appraise_one(
     binding: Option<&[u8]>,
     fresh: bool,
 ) -> Result<Appraised, Problem> {
-    // The policy: the consortium's, or the built-in one.
-    let (policy_text, trusted_set) = {
+    let appraiser = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
-        let text = gov
-            .policies()
-            .get("appraisal")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_APPRAISAL.to_owned());
-        (text, gov.measurements().clone())
+        Appraiser::of(&gov, s.dev).map_err(denied)?
     };
-    let trusted: Vec<Value> = trusted_set
-        .iter()
-        .map(|(k, v)| json!({"kind": k, "value": v}))
-        .collect();
-    let policy = Policy::new("appraisal.rego", &policy_text)
-        .map_err(|e| Problem::internal(format!("the appraisal policy: {e}")))?;
-    // What the server's profile allows, as data the policy reads: the development profile,
-    // and only it, allows simulated evidence.
-    let profile = json!({"insecure_allow_simulated_tee": s.dev});
-    // Both must allow it: the profile (a sealed server never accepts simulated evidence,
-    // whatever policy governance sets) and the policy.
-    let allow_sim = s.dev
-        && policy
-            .eval(
-                "data.confide.appraisal.insecure_allow_simulated_tee",
-                &json!({ "profile": profile }),
-            )
-            .map_err(|e| Problem::internal(e.to_string()))?
-            == json!(true);
-
-    // Verification.
     let anchors = TrustAnchors::builtin().map_err(|e| Problem::internal(e.to_string()))?;
     let inputs = Inputs {
         anchors: &anchors,
         now: UnixTime::from_secs(now()),
-        insecure_allow_simulated_tee: allow_sim,
+        insecure_allow_simulated_tee: appraiser.allows_simulated().map_err(denied)?,
     };
     let verifier = confide_attest::verifier(kind)
         .ok_or_else(|| Problem::not_found(format!("no verifier for {kind}")))?;
@@ -379,91 +343,17 @@ fn appraise_one(
         let _ = s.collateral.keep(kind, &platform, collateral, now());
         claims
     };
+    appraiser.appraise(&claims, binding, fresh).map_err(denied)
+}
 
-    // The binding of the runtime data.
-    if let Some(digest) = binding {
-        let report_data = claims.report_data();
-        let bound = report_data.len() >= digest.len()
-            && report_data[..digest.len()] == digest[..]
-            && report_data[digest.len()..].iter().all(|&b| b == 0);
-        if !bound {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "runtime-data-not-bound",
-                "The evidence does not bind the runtime data",
-                "the report data is not the hash of the runtime data given",
-            ));
-        }
-    }
-
-    // Appraisal.
-    let mut claims_json =
-        serde_json::to_value(&claims).map_err(|e| Problem::internal(e.to_string()))?;
-    if let Some(m) = claims_json.as_object_mut() {
-        m.remove("report");
-    }
-    // The primary measurement's claim comes from the one table of it, in `attest`.
-    let primary = kind.primary_measurement().map(|(claim, _)| claim);
-    let input = json!({
-        "claims": claims_json,
-        "reference": {"measurements": trusted, "primary": primary},
-        "fresh": fresh,
-        "profile": profile,
-    });
-    let denials = policy
-        .eval("data.confide.appraisal.deny", &input)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    let denials: Vec<Value> = denials.as_array().cloned().unwrap_or_default();
-    if !denials.is_empty() {
-        let detail = denials
-            .iter()
-            .map(|d| {
-                format!(
-                    "rule {} on claim {}: {}",
-                    d["rule"].as_str().unwrap_or("?"),
-                    d["claim"].as_str().unwrap_or("?"),
-                    d["detail"].as_str().unwrap_or("")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "appraisal-denied",
-            "The appraisal policy denied the evidence",
-            detail,
-        ));
-    }
-    let tcb_ok = matches!(
-        claims.tcb().status,
-        None | Some(confide_attest::TcbStatus::UpToDate)
-    );
-    // Matched only when this evidence's own primary measurement is one the consortium trusts
-    // for this kind: decided here from the one table of primary measurements, whatever the
-    // appraisal policy (the consortium's may be another) checked.
-    let matched = primary
-        .and_then(|claim| claims.measurement(claim))
-        .is_some_and(|m| trusted_set.contains(&(kind.as_str().to_owned(), hex::encode(m))));
-    Ok(Appraised {
-        kind,
-        simulated: claims.simulated(),
-        claims: claims_json,
-        // Affirming only for code the consortium has said it trusts, on an up-to-date
-        // platform: a kind with no trusted measurement earns a warning at best, which no
-        // default policy accepts.
-        status: if matched && tcb_ok && !claims.simulated() && !claims.debug() {
-            "affirming"
-        } else {
-            "warning"
-        },
-        tcb_ok,
-        matched,
-        report_data: claims.report_data().to_vec(),
-        policy_id: format!(
-            "confide/appraisal/{}",
-            hex::encode(&confide_crypto::digest::sha256(policy_text.as_bytes())[..8])
-        ),
-    })
+/// The problem document of an appraisal's refusal: its rule is the problem type.
+fn denied(e: AppraisalDenied) -> Problem {
+    let title = match e {
+        AppraisalDenied::NotBound => "The evidence does not bind the runtime data",
+        AppraisalDenied::Policy(_) => "The appraisal policy denied the evidence",
+        _ => "The appraisal policy could not decide",
+    };
+    Problem::new(StatusCode::FORBIDDEN, e.rule(), title, e.to_string())
 }
 
 /// Signs a token (a JWT carrying an EAR attestation result) for `appraised`, with the claims
@@ -480,7 +370,7 @@ pub(crate) fn issue(
     let tier = |good: bool| if good { 2 } else { 32 };
     let result = |a: &Appraised| {
         json!({
-            "ear.status": a.status,
+            "ear.status": a.status.as_str(),
             "ear.trustworthiness-vector": {
                 "instance-identity": 2,
                 "hardware": tier(a.tcb_ok && !a.simulated),

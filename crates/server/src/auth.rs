@@ -11,12 +11,13 @@ use confide_model::{BrokerBody, Measurement, ModelError, RuntimeKeys, Stamp};
 use serde_json::Value;
 
 use crate::problem::Problem;
-use crate::{AppState, SeenNonces, now};
+use crate::{AppState, now};
+use confide_gov::SpentNonces;
 
 /// A member's request to the key broker, authenticated.
 pub(crate) struct MemberRequest {
     /// The signer's fingerprint.
-    pub(crate) signer: String,
+    pub(crate) signer: confide_model::MemberId,
     /// The request's body.
     pub(crate) body: BrokerBody,
     /// Its signer, nonce and time, as its audit event records them.
@@ -37,13 +38,7 @@ pub(crate) fn member_request(s: &AppState, cose: &[u8]) -> Result<MemberRequest,
         .nonces
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?;
-    if !remember_nonce(
-        &mut nonces,
-        &request.signer,
-        &request.nonce,
-        request.ts,
-        now,
-    ) {
+    if !nonces.spend(request.signer.as_str(), &request.nonce, request.ts, now) {
         return Err(confide_gov::GovError::Replay.into());
     }
     Ok(MemberRequest {
@@ -57,23 +52,12 @@ pub(crate) fn member_request(s: &AppState, cose: &[u8]) -> Result<MemberRequest,
     })
 }
 
-/// Remembers a request's nonce (dropping those too old to pass the time check again); false
-/// if it was seen before.
-fn remember_nonce(nonces: &mut SeenNonces, signer: &str, nonce: &[u8], ts: i64, now: i64) -> bool {
-    let horizon = now - 2 * confide_gov::MAX_SKEW;
-    nonces.retain(|_, ts| *ts >= horizon);
-    ts < horizon
-        || nonces
-            .insert((signer.to_owned(), nonce.to_vec()), ts)
-            .is_none()
-}
-
 /// Rebuilds the nonces of members' requests from an audit event of the ledger (every request
 /// authenticated, accepted or refused, has one: [`crate::audit::settle`]), so that a request
 /// replayed after a restart is refused as it would have been before. An event whose stamp does
 /// not read whole is damage to the ledger, refused.
 pub(crate) fn replay_nonce(
-    nonces: &mut SeenNonces,
+    nonces: &mut SpentNonces,
     entry: &[u8],
     now: i64,
 ) -> Result<(), ModelError> {
@@ -93,7 +77,7 @@ pub(crate) fn replay_nonce(
     };
     let stamp: Stamp = serde_json::from_value(stamp).map_err(|e| damaged(e.to_string()))?;
     let nonce = hex::decode(&stamp.nonce).map_err(|_| damaged("the nonce is not hex".into()))?;
-    remember_nonce(nonces, &stamp.signer, &nonce, stamp.ts, now);
+    nonces.spend(stamp.signer.as_str(), &nonce, stamp.ts, now);
     Ok(())
 }
 
@@ -231,10 +215,7 @@ impl Presented {
             .filter_map(|(kind, sub)| {
                 let (claim, _) = TeeKind::from_name(kind)?.primary_measurement()?;
                 let value = sub.claims.measurements.get(claim)?;
-                Some(Measurement {
-                    kind: kind.clone(),
-                    value: value.to_lowercase(),
-                })
+                Measurement::parse(kind, &value.to_lowercase()).ok()
             })
             .collect()
     }

@@ -37,6 +37,8 @@ use crate::problem::Problem;
 use crate::{AppState, now};
 
 /// Run records by id; `None` while one is being recorded.
+/// Run ids taken, with their records (`None`: a record of an early version, whose id, which
+/// may not be a `RunId`, stays taken but is not served).
 pub(crate) type Runs = BTreeMap<String, Option<RunRecord>>;
 
 /// The clean rooms' routes.
@@ -103,7 +105,7 @@ async fn record_run(
     if s.runs
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .contains_key(&id)
+        .contains_key(id.as_str())
     {
         return Err(replayed());
     }
@@ -149,7 +151,7 @@ async fn record_run(
     if s.runs
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?
-        .insert(id.clone(), None)
+        .insert(id.to_string(), None)
         .is_some()
     {
         return Err(replayed());
@@ -162,11 +164,11 @@ async fn record_run(
     let seq = match appended {
         Ok(seq) => seq,
         Err(e) => {
-            runs.remove(&id);
+            runs.remove(id.as_str());
             return Err(e);
         }
     };
-    runs.insert(id.clone(), Some(record.clone()));
+    runs.insert(id.to_string(), Some(record.clone()));
     drop(runs);
     Ok((
         StatusCode::CREATED,
@@ -205,7 +207,7 @@ pub(crate) fn replay_run(runs: &mut Runs, entry: &[u8]) -> Result<(), ModelError
     }
     match RunRecord::of_entry(entry) {
         Ok(Some(record)) => {
-            runs.insert(record.run.clone(), Some(record));
+            runs.insert(record.run.to_string(), Some(record));
         }
         Ok(None) => {}
         Err(damaged) => match serde_json::from_slice::<Unsigned>(entry) {

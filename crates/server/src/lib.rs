@@ -104,10 +104,7 @@ pub struct Config {
 
 /// The server's clock, in seconds since the epoch: the one place the services read it.
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    confide_attest::UnixTime::now().secs()
 }
 
 /// Runs `work` (a Rego evaluation, an evidence verification) without holding up the other
@@ -115,9 +112,6 @@ pub(crate) fn now() -> i64 {
 pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(work)
 }
-
-/// Nonces seen per signer, with their requests' times.
-pub(crate) type SeenNonces = std::collections::BTreeMap<(String, Vec<u8>), i64>;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -138,7 +132,7 @@ pub struct AppState {
     pub(crate) leases: Arc<std::sync::Mutex<confide_kms::Leases>>,
     /// Nonces of members' key-management requests, with their times (for replays); rebuilt
     /// from the ledger at start.
-    pub(crate) nonces: Arc<std::sync::Mutex<SeenNonces>>,
+    pub(crate) nonces: Arc<std::sync::Mutex<confide_gov::SpentNonces>>,
     /// The KBS protocol's sessions.
     pub(crate) kbs: Arc<std::sync::Mutex<kbs::Sessions>>,
     /// Endorsements kept for verifying evidence offline.
@@ -203,7 +197,7 @@ pub fn open(config: &Config, master: Option<SealingKey>) -> Result<(AppState, Op
     // The leases granted and renewed are on the ledger: they survive restarts.
     let mut leases = confide_kms::Leases::default();
     let mut runs = std::collections::BTreeMap::new();
-    let mut nonces = SeenNonces::new();
+    let mut nonces = confide_gov::SpentNonces::new();
     let started = now();
     let gov = replay_with(&ledger, |seq, entry| {
         audit::check_event(entry)

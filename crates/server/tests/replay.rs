@@ -38,7 +38,7 @@ fn open_over(entries: &[&str]) -> Result<(), ServeError> {
 
 const RELEASE: &str = r#"{"type":"kms.release","key":"k","version":2,"lease":"l1","token":"t","runtime_key":"r","simulated":true,"at":5,"expires":605}"#;
 const RENEW: &str = r#"{"type":"kms.renew","key":"k","lease":"l1","at":6,"expires":606}"#;
-const STAMPED: &str = r#"{"type":"kms.refused","request_type":"kms.delete","by":"a","problem":"not-found","detail":"","at":5,"request":{"signer":"a","nonce":"00ff","ts":5}}"#;
+const STAMPED: &str = r#"{"type":"kms.refused","request_type":"kms.delete","by":"a","problem":"not-found","detail":"","at":5,"request":{"signer":"0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a","nonce":"00ff","ts":5}}"#;
 
 #[test]
 fn a_ledger_of_whole_events_opens() {

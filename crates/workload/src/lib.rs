@@ -28,7 +28,8 @@ use confide_crypto::CryptoError;
 use confide_crypto::hpke::{HpkePublicKey, HpkeSecretKey};
 use confide_crypto::signing::{SigningKey, VerifyingKey};
 use confide_model::{
-    self as model, AttestRequest, ReleaseRequest, RunInput, RunOutput, RunReport, RuntimeKeys,
+    self as model, AttestRequest, ContractId, DatasetId, MemberId, ReleaseRequest, RunId, RunInput,
+    RunOutput, RunReport, RuntimeKeys,
 };
 
 pub use terms::{Approved, Input, NotRunnable};
@@ -53,15 +54,15 @@ pub enum WorkloadError {
     #[error("the terms filed under contract {id} have digest {digest}: they are not that contract")]
     TermsNotTheContract {
         /// The id asked for.
-        id: String,
+        id: ContractId,
         /// The digest of the terms found.
-        digest: String,
+        digest: ContractId,
     },
     /// A dataset's record cannot be used as it stands.
     #[error("dataset {id}: {what}")]
     Dataset {
         /// The dataset.
-        id: String,
+        id: DatasetId,
         /// What is wrong.
         what: String,
     },
@@ -69,7 +70,7 @@ pub enum WorkloadError {
     #[error("recipient {fingerprint}: {what}")]
     Recipient {
         /// The fingerprint the contract names.
-        fingerprint: String,
+        fingerprint: MemberId,
         /// What is wrong.
         what: String,
     },
@@ -162,7 +163,7 @@ pub struct Launch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     /// The run's id on the ledger.
-    pub run: String,
+    pub run: RunId,
     /// The result's rows.
     pub rows: u64,
     /// The rows the output rules left out.
@@ -213,11 +214,11 @@ impl Attesting<'_> {
     /// Reports how the run ended, signed with this run's signing key, under a fresh token.
     fn report(
         &self,
-        id: &str,
+        id: &ContractId,
         outcome: model::RunOutcome,
     ) -> Result<model::RunRecorded, WorkloadError> {
         let report = RunReport {
-            contract: id.to_owned(),
+            contract: id.clone(),
             nonce: hex::encode(confide_crypto::random::array::<16>()?),
             outcome,
         };
@@ -270,10 +271,15 @@ impl Attesting<'_> {
     }
 
     /// Asks the broker for key `name` for contract `id`, and opens it.
-    fn release(&self, token: &str, name: &str, id: &str) -> Result<HpkeSecretKey, WorkloadError> {
+    fn release(
+        &self,
+        token: &str,
+        name: &str,
+        id: &ContractId,
+    ) -> Result<HpkeSecretKey, WorkloadError> {
         let request = ReleaseRequest {
             token: token.to_owned(),
-            contract: Some(id.to_owned()),
+            contract: Some(id.clone()),
         };
         let released = self.client.release(name, &request)?;
         let sealed = released.hpke().map_err(|e| WorkloadError::Protocol {
@@ -305,7 +311,7 @@ pub fn run(
     client: &Client,
     blobs: &BlobStore,
     runtime: &tokio::runtime::Runtime,
-    id: &str,
+    id: &ContractId,
 ) -> Result<RunOutcome, WorkloadError> {
     let ledger = VerifiedLedger::fetch(client, &launch.ledger_key)?;
     let gov = ledger.governance()?;
@@ -410,7 +416,7 @@ pub fn run(
 fn refuse(
     attesting: &Attesting<'_>,
     token: &str,
-    id: &str,
+    id: &ContractId,
     gov: &confide_gov::Governance,
     state: &NotRunnable,
 ) -> WorkloadError {

@@ -68,7 +68,11 @@ fn main_result() -> Result<String, String> {
     let key_path = args
         .ledger_key
         .ok_or("no --ledger-key (or CONFIDE_LEDGER_KEY): the workload trusts no ledger unpinned")?;
-    let contract = args.contract.ok_or(USAGE)?;
+    let contract: confide_model::ContractId = args
+        .contract
+        .ok_or(USAGE)?
+        .parse()
+        .map_err(|e| format!("--contract: {e}"))?;
     let pem = std::fs::read_to_string(&key_path).map_err(|e| format!("reading {key_path}: {e}"))?;
     let ledger_key = VerifyingKey::from_spki_pem(&pem)
         .map_err(|_| format!("{key_path} is not a P-256 public key (PEM)"))?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use confide_gov::Governance;
 use confide_identity::PublicIdentity;
-use confide_model::{Contract, ContractState, DatasetRecord};
+use confide_model::{Contract, ContractId, ContractState, DatasetRecord, MemberId};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::WorkloadError;
@@ -47,7 +47,7 @@ impl Input {
 #[derive(Debug, Clone)]
 pub struct Approved {
     /// Its id: the digest of `contract`.
-    pub id: String,
+    pub id: ContractId,
     /// Its terms.
     pub contract: Contract,
     /// Each table's dataset, by SQL table name.
@@ -67,7 +67,10 @@ pub enum NotRunnable {
 
 impl Approved {
     /// The approved contract `id` in `gov`, or where it stands if it cannot run.
-    pub fn find(gov: &Governance, id: &str) -> Result<Result<Self, NotRunnable>, WorkloadError> {
+    pub fn find(
+        gov: &Governance,
+        id: &ContractId,
+    ) -> Result<Result<Self, NotRunnable>, WorkloadError> {
         let Some(entry) = gov.contracts().get(id) else {
             return Ok(Err(NotRunnable::NotApproved));
         };
@@ -77,9 +80,9 @@ impl Approved {
         let contract = entry.contract.clone();
         // The terms are what the id names, byte for byte: anything else is another contract.
         let digest = contract.id();
-        if digest != id {
+        if digest != *id {
             return Err(WorkloadError::TermsNotTheContract {
-                id: id.to_owned(),
+                id: id.clone(),
                 digest,
             });
         }
@@ -109,7 +112,7 @@ impl Approved {
             .map(|fp| recipient(gov, fp))
             .collect::<Result<_, _>>()?;
         Ok(Ok(Self {
-            id: id.to_owned(),
+            id: id.clone(),
             contract,
             tables,
             recipients,
@@ -118,9 +121,9 @@ impl Approved {
 }
 
 /// The member with fingerprint `fp`: its identity document must hash to that fingerprint.
-fn recipient(gov: &Governance, fp: &str) -> Result<PublicIdentity, WorkloadError> {
+fn recipient(gov: &Governance, fp: &MemberId) -> Result<PublicIdentity, WorkloadError> {
     let bad = |what: &str| WorkloadError::Recipient {
-        fingerprint: fp.to_owned(),
+        fingerprint: fp.clone(),
         what: what.to_owned(),
     };
     let identity = gov
@@ -128,7 +131,7 @@ fn recipient(gov: &Governance, fp: &str) -> Result<PublicIdentity, WorkloadError
         .get(fp)
         .ok_or_else(|| bad("it is not a member on the ledger"))?;
     // Checked here again, not assumed of the map: the result goes to these keys.
-    if identity.fingerprint().to_hex() != fp {
+    if MemberId::of(identity) != *fp {
         return Err(bad("the identity filed under it has another fingerprint"));
     }
     Ok(identity.clone())

@@ -231,7 +231,7 @@ impl Workload {
     /// under `token`; the request body of `POST /cleanroom/runs`.
     pub(crate) fn report(&self, token: &str, id: &str, outcome: Value) -> Value {
         let report = confide_model::RunReport {
-            contract: id.to_owned(),
+            contract: id.parse().unwrap(),
             nonce: hex::encode(confide_crypto::random::array::<16>().unwrap()),
             outcome: serde_json::from_value(outcome).unwrap(),
         };
