@@ -34,6 +34,16 @@ pub enum CleanroomError {
     /// The query failed.
     #[error("{0}")]
     Query(String),
+    /// The query calls a function whose result is not a function of the data alone.
+    #[error(
+        "the contract's SQL calls {function}(), whose result is not a function of the data alone \
+         (it changes from run to run, or with the time of the run): two runs of one contract \
+         could be told apart or averaged"
+    )]
+    NotDeterministic {
+        /// The function's name.
+        function: String,
+    },
     /// The blob store refused, failed, or holds something other than what the ledger recorded.
     #[error("the blob store: {0}")]
     Store(String),

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use confide_crypto::chunked::ReadAt;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, ParquetReadOptions, SessionConfig, SessionContext,
 };
@@ -139,12 +141,14 @@ fn query_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Plans `sql` as a query only; the plan and the names of its result's columns.
+/// Plans `sql` as a query only, over functions of the data alone; the plan and the names of
+/// its result's columns.
 async fn plan(ctx: &SessionContext, sql: &str) -> Result<(DataFrame, Vec<String>), CleanroomError> {
     let frame = ctx
         .sql_with_options(sql, query_only())
         .await
         .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
+    deterministic(frame.logical_plan())?;
     let columns = frame
         .schema()
         .fields()
@@ -152,6 +156,37 @@ async fn plan(ctx: &SessionContext, sql: &str) -> Result<(DataFrame, Vec<String>
         .map(|f| f.name().clone())
         .collect();
     Ok((frame, columns))
+}
+
+/// Refuses a plan that calls a function whose value is not a function of its arguments alone:
+/// a volatile one (`random()`, `uuid()`), whose every run gives another result, so that two
+/// runs of one approved contract can be told apart or averaged; or a stable one (`now()`,
+/// `current_date()`), whose result depends on when the run happens. Decided on the planned
+/// query, every node and subquery, from each function's declared volatility, not from the
+/// SQL's words, so an alias or a nesting hides nothing.
+fn deterministic(plan: &LogicalPlan) -> Result<(), CleanroomError> {
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let (name, volatility) = match e {
+                    Expr::ScalarFunction(f) => (f.func.name(), f.func.signature().volatility),
+                    Expr::AggregateFunction(f) => (f.func.name(), f.func.signature().volatility),
+                    Expr::WindowFunction(w) => (w.fun.name(), w.fun.signature().volatility),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if volatility == Volatility::Immutable {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                refused = Some(CleanroomError::NotDeterministic {
+                    function: name.to_owned(),
+                });
+                Ok(TreeNodeRecursion::Stop)
+            })
+        })
+    })
+    .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
+    refused.map_or(Ok(()), Err)
 }
 
 fn new_context() -> SessionContext {

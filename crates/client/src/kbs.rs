@@ -24,7 +24,9 @@ pub struct KbsSession<'a> {
 }
 
 impl<'a> KbsSession<'a> {
-    /// `POST /kbs/v0/auth` for a guest of TEE kind `tee` (`sample`, `az-snp-vtpm`, …).
+    /// `POST /kbs/v0/auth` for a guest of TEE kind `tee` (`sample`, `az-snp-vtpm`, …). The
+    /// agent's TLS trust is the caller's ([`crate::agent`]), and so is refusing plain HTTP off
+    /// this machine ([`crate::check_transport`]).
     pub fn auth(agent: &'a ureq::Agent, server: &str, tee: &str) -> Result<Self, ClientError> {
         let base = server.trim_end_matches('/').to_owned();
         let request = KbsRequest {

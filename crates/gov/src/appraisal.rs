@@ -187,9 +187,10 @@ impl Appraiser {
             .policy
             .eval("data.confide.appraisal.deny", &input)
             .map_err(|e| AppraisalDenied::Undecided(e.to_string()))?;
+        // A set of denials, empty or not, is a decision; anything else (an undefined `deny`,
+        // as a complete rule whose condition failed gives) is none, and no decision refuses.
         let denials = match denials {
             Value::Array(d) => d,
-            Value::Null => Vec::new(),
             other => {
                 return Err(AppraisalDenied::Undecided(format!(
                     "deny is not a set of denials but {other}"

@@ -331,7 +331,7 @@ impl Governance {
                 &sign1.signature,
             )
             .map_err(|_| GovError::BadSignature)?;
-        if self.nonces.is_spent(kid.as_str(), &nonce) {
+        if self.nonces.is_spent(&kid, &nonce) {
             return Err(GovError::Replay);
         }
         if let Some(now) = now
@@ -392,13 +392,10 @@ impl Governance {
         let request = self.authenticate(cose, now).ok()?;
         // A request whose nonce is spent (a copy of the founding request, say) is a replay
         // whatever else is wrong with it: nothing more goes on the ledger for it.
-        if self
-            .nonces
-            .is_spent(request.signer.as_str(), &request.nonce)
-        {
+        if self.nonces.is_spent(&request.signer, &request.nonce) {
             return None;
         }
-        self.spend(request.signer.as_str(), &request.nonce, request.ts);
+        self.spend(&request.signer, &request.nonce, request.ts);
         Some(Refused {
             kind: RefusedType::GovRefused,
             request: confide_model::Stamp {
@@ -445,13 +442,13 @@ impl Governance {
             .map_err(|e| malformed(format!("a gov.refused event: {e}")))?;
         let nonce = hex::decode(&refused.request.nonce)
             .map_err(|_| malformed("a gov.refused event's nonce is not hex"))?;
-        self.spend(refused.request.signer.as_str(), &nonce, refused.request.ts);
+        self.spend(&refused.request.signer, &nonce, refused.request.ts);
         Ok(())
     }
 
     /// Spends a request's nonce, by its own time: every side replaying the ledger, which reads
     /// no clock, forgets the same nonces.
-    fn spend(&mut self, signer: &str, nonce: &[u8], ts: i64) {
+    fn spend(&mut self, signer: &MemberId, nonce: &[u8], ts: i64) {
         self.nonces.spend(signer, nonce, ts, ts);
     }
 
@@ -493,7 +490,7 @@ impl Governance {
         };
         // A request older than this one by twice the allowed skew can no longer pass the time
         // check, so its nonce need not be remembered.
-        self.spend(request.signer.as_str(), &request.nonce, request.ts);
+        self.spend(&request.signer, &request.nonce, request.ts);
         Ok(applied)
     }
 

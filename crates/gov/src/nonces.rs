@@ -8,12 +8,14 @@
 
 use std::collections::BTreeMap;
 
+use confide_model::MemberId;
+
 use crate::MAX_SKEW;
 
 /// Nonces spent, by signer, with their request's time.
 #[derive(Debug, Clone, Default)]
 pub struct SpentNonces {
-    seen: BTreeMap<(String, Vec<u8>), i64>,
+    seen: BTreeMap<(MemberId, Vec<u8>), i64>,
 }
 
 impl SpentNonces {
@@ -23,22 +25,22 @@ impl SpentNonces {
     }
 
     /// Whether `signer` already spent `nonce`.
-    pub fn is_spent(&self, signer: &str, nonce: &[u8]) -> bool {
+    pub fn is_spent(&self, signer: &MemberId, nonce: &[u8]) -> bool {
         // BTreeMap needs the owned key's type to look up a tuple.
-        self.seen.contains_key(&(signer.to_owned(), nonce.to_vec()))
+        self.seen.contains_key(&(signer.clone(), nonce.to_vec()))
     }
 
     /// Spends `nonce` of `signer`'s request dated `ts`, at time `now` (for a replay of the
     /// ledger, which reads no clock, the request's own time), forgetting the nonces too old to
     /// pass the time check again. False if it was spent already; a request too old to pass
     /// the time check is not remembered, and counts as new (the time check refuses it).
-    pub fn spend(&mut self, signer: &str, nonce: &[u8], ts: i64, now: i64) -> bool {
+    pub fn spend(&mut self, signer: &MemberId, nonce: &[u8], ts: i64, now: i64) -> bool {
         let horizon = now - 2 * MAX_SKEW;
         self.seen.retain(|_, t| *t >= horizon);
         ts < horizon
             || self
                 .seen
-                .insert((signer.to_owned(), nonce.to_vec()), ts)
+                .insert((signer.clone(), nonce.to_vec()), ts)
                 .is_none()
     }
 
@@ -59,21 +61,23 @@ mod tests {
 
     #[test]
     fn a_nonce_is_spent_once_per_signer_and_forgotten_when_too_old_to_pass() {
+        let id = |c: &str| c.repeat(64).parse::<MemberId>().unwrap();
+        let (a, b, c) = (id("a"), id("b"), id("c"));
         let mut n = SpentNonces::new();
-        assert!(n.spend("a", b"1", 1000, 1000));
-        assert!(n.is_spent("a", b"1"));
-        assert!(!n.is_spent("b", b"1"), "another signer's nonce is its own");
-        assert!(!n.spend("a", b"1", 1000, 1001), "spent twice");
-        assert!(n.spend("b", b"1", 1000, 1001));
+        assert!(n.spend(&a, b"1", 1000, 1000));
+        assert!(n.is_spent(&a, b"1"));
+        assert!(!n.is_spent(&b, b"1"), "another signer's nonce is its own");
+        assert!(!n.spend(&a, b"1", 1000, 1001), "spent twice");
+        assert!(n.spend(&b, b"1", 1000, 1001));
         // Past the horizon the old nonces go; a request that old is not remembered.
         let later = 1000 + 2 * MAX_SKEW + 1;
-        assert!(n.spend("c", b"2", later, later));
-        assert!(!n.is_spent("a", b"1"));
+        assert!(n.spend(&c, b"2", later, later));
+        assert!(!n.is_spent(&a, b"1"));
         assert_eq!(n.len(), 1);
         assert!(
-            n.spend("a", b"1", 1000, later),
+            n.spend(&a, b"1", 1000, later),
             "too old: the time check refuses it"
         );
-        assert!(!n.is_spent("a", b"1"));
+        assert!(!n.is_spent(&a, b"1"));
     }
 }

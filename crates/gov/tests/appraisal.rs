@@ -227,6 +227,8 @@ fn a_policy_that_cannot_decide_refuses() {
         "package confide.appraisal\ndeny := \"everything\"\n",
         "package confide.appraisal\ndeny := {\"a\": 1}\n",
         "package confide.appraisal\ndeny := 0\n",
+        // Undefined: a complete rule whose condition fails.
+        "package confide.appraisal\nimport rego.v1\ndeny := {\"x\"} if false\n",
     ] {
         let e = policy(rego)
             .unwrap()

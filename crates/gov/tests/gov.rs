@@ -132,7 +132,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&a, &add_b, true, 2).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert!(k.gov.members().contains_key(&b.fp()));
+    assert!(k.gov.members().contains_key(b.fp().as_str()));
 
     // Two members: one vote is not a majority.
     let add_c = k.propose(&b, json!([{"action": "add_member", "member": c.doc()}]), 3);
@@ -185,7 +185,10 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &p, true, 13).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()[&aml1].state, ContractState::Approved);
+    assert_eq!(
+        k.gov.contracts()[aml1.as_str()].state,
+        ContractState::Approved
+    );
 
     // A changed contract is a new contract; one owner's refusal rejects it.
     let (aml2, changed) = contract_action("select *");
@@ -194,7 +197,7 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &p2, false, 15).unwrap(),
         Some(ProposalState::Rejected)
     );
-    assert!(!k.gov.contracts().contains_key(&aml2));
+    assert!(!k.gov.contracts().contains_key(aml2.as_str()));
 
     // Any one owner revokes.
     let r = k.propose(&b, json!([{"action": "revoke_contract", "id": aml1}]), 16);
@@ -202,7 +205,10 @@ fn membership_needs_a_majority_and_data_needs_its_owners() {
         k.vote(&b, &r, true, 17).unwrap(),
         Some(ProposalState::Accepted)
     );
-    assert_eq!(k.gov.contracts()[&aml1].state, ContractState::Revoked);
+    assert_eq!(
+        k.gov.contracts()[aml1.as_str()].state,
+        ContractState::Revoked
+    );
 
     // Replaying what was accepted gives the same state.
     let replayed = k.replayed();
@@ -677,7 +683,10 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     let to_c_id = to_c["id"].as_str().unwrap().to_owned();
     let p = k.propose(&a, json!([to_c]), 15);
     k.vote(&b, &p, true, 16).unwrap();
-    assert_eq!(k.gov.contracts()[&to_c_id].state, ContractState::Approved);
+    assert_eq!(
+        k.gov.contracts()[to_c_id.as_str()].state,
+        ContractState::Approved
+    );
     let sim = confide_model::Measurement::parse("sim", &"00".repeat(48)).unwrap();
     assert!(
         k.gov
@@ -696,11 +705,14 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
         json!([{"action": "remove_member", "fingerprint": c.fp()}]),
         20,
     );
-    assert!(!k.gov.members().contains_key(&c.fp()));
+    assert!(!k.gov.members().contains_key(c.fp().as_str()));
     assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
     assert_eq!(k.gov.contracts()[&b_id].state, ContractState::Approved);
     // A result goes on to no one who left: the contract to c is revoked too.
-    assert_eq!(k.gov.contracts()[&to_c_id].state, ContractState::Revoked);
+    assert_eq!(
+        k.gov.contracts()[to_c_id.as_str()].state,
+        ContractState::Revoked
+    );
     // c, gone, is not asked for consent it could not give: a newly trusted measurement waits
     // for b, the one owner left, and b's yes accepts it.
     let m = k.propose(
@@ -738,7 +750,7 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
 
     // Adding c back does not bring the revoked contract back.
     k.propose(&a, json!([{"action": "add_member", "member": c.doc()}]), 22);
-    assert!(k.gov.members().contains_key(&c.fp()));
+    assert!(k.gov.members().contains_key(c.fp().as_str()));
     assert_eq!(k.gov.contracts()[&c_id].state, ContractState::Revoked);
 
     // Replay reaches the same state.

@@ -36,16 +36,9 @@ macro_rules! string_id {
             }
         }
 
-        // Sound (here and for `String`): the derived order and equality are those of the one
-        // `String` field.
+        // Sound: the derived order and equality are those of the one `String` field.
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::borrow::Borrow<String> for $name {
-            fn borrow(&self) -> &String {
                 &self.0
             }
         }

@@ -38,7 +38,7 @@ pub(crate) fn member_request(s: &AppState, cose: &[u8]) -> Result<MemberRequest,
         .nonces
         .lock()
         .map_err(|e| Problem::internal(e.to_string()))?;
-    if !nonces.spend(request.signer.as_str(), &request.nonce, request.ts, now) {
+    if !nonces.spend(&request.signer, &request.nonce, request.ts, now) {
         return Err(confide_gov::GovError::Replay.into());
     }
     Ok(MemberRequest {
@@ -77,7 +77,7 @@ pub(crate) fn replay_nonce(
     };
     let stamp: Stamp = serde_json::from_value(stamp).map_err(|e| damaged(e.to_string()))?;
     let nonce = hex::decode(&stamp.nonce).map_err(|_| damaged("the nonce is not hex".into()))?;
-    nonces.spend(stamp.signer.as_str(), &nonce, stamp.ts, now);
+    nonces.spend(&stamp.signer, &nonce, stamp.ts, now);
     Ok(())
 }
 
