@@ -1057,7 +1057,7 @@ fn a_swapped_key_exchange_key_gets_no_dataset_key() {
     let attacker = tempfile::tempdir().unwrap();
     let store = confide_kms::KeyStore::open_dev(attacker.path()).unwrap();
     let pem = store
-        .create_kek("kek-attacker", "mallory", 0)
+        .create_kek("kek-attacker", &"0d".repeat(32).parse().unwrap(), 0)
         .unwrap()
         .public_pem;
     let proxy = Proxy::start(&s.url);

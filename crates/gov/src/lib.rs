@@ -583,7 +583,7 @@ impl Governance {
 
     /// Whether `fingerprint` is a member now. The key broker gives a removed member's keys
     /// and resources to no one: it could no longer revoke them.
-    pub fn is_member(&self, fingerprint: &str) -> bool {
+    pub fn is_member(&self, fingerprint: &MemberId) -> bool {
         self.registry.members.contains_key(fingerprint)
     }
 
@@ -711,7 +711,7 @@ impl Governance {
     pub fn may_release(
         &self,
         key: &str,
-        key_owner: Option<&str>,
+        key_owner: Option<&MemberId>,
         contract: &ContractId,
         presented: &[Measurement],
     ) -> Result<&ContractRecord, Denial> {
@@ -726,7 +726,7 @@ impl Governance {
                 key: key.to_owned(),
             })?;
         // A dataset registered over another member's key releases nothing.
-        if key_owner != Some(dataset.owner.as_str()) {
+        if key_owner != Some(&dataset.owner) {
             return Err(Denial::KeyNotOwners {
                 key: key.to_owned(),
                 dataset: dataset.id.clone(),

@@ -487,35 +487,40 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     let (fa, fb) = (a.fp(), b.fp());
     let (ma, mb): (MemberId, MemberId) = (fa.parse().unwrap(), fb.parse().unwrap());
     let unknown: ContractId = "ab".repeat(32).parse().unwrap();
-    type Release<'a> = (&'a str, Option<&'a str>, &'a ContractId, Vec<Measurement>);
+    type Release<'a> = (
+        &'a str,
+        Option<&'a MemberId>,
+        &'a ContractId,
+        Vec<Measurement>,
+    );
     let cases: Vec<(Release<'_>, Option<&str>)> = vec![
         (
-            ("dataset-a-data", Some(&fa), &both_id, vec![sim.clone()]),
+            ("dataset-a-data", Some(&ma), &both_id, vec![sim.clone()]),
             None,
         ),
         (
             (
                 "dataset-b-data",
-                Some(&fb),
+                Some(&mb),
                 &both_id,
                 vec![other_kind.clone(), sim.clone()],
             ),
             None,
         ),
         (
-            ("dataset-a-data", Some(&fa), &unknown, vec![sim.clone()]),
+            ("dataset-a-data", Some(&ma), &unknown, vec![sim.clone()]),
             Some("NoContract"),
         ),
         (
-            ("dataset-a-data", Some(&fa), &a_id, vec![sim.clone()]),
+            ("dataset-a-data", Some(&ma), &a_id, vec![sim.clone()]),
             Some("Revoked"),
         ),
         (
-            ("dataset-c-data", Some(&fa), &both_id, vec![sim.clone()]),
+            ("dataset-c-data", Some(&ma), &both_id, vec![sim.clone()]),
             Some("KeyNotInContract"),
         ),
         (
-            ("dataset-a-data", Some(&fb), &both_id, vec![sim.clone()]),
+            ("dataset-a-data", Some(&mb), &both_id, vec![sim.clone()]),
             Some("KeyNotOwners"),
         ),
         (
@@ -525,14 +530,14 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         (
             (
                 "dataset-a-data",
-                Some(&fa),
+                Some(&ma),
                 &both_id,
                 vec![other_kind.clone()],
             ),
             Some("MeasurementNotAllowed"),
         ),
         (
-            ("dataset-a-data", Some(&fa), &both_id, vec![]),
+            ("dataset-a-data", Some(&ma), &both_id, vec![]),
             Some("MeasurementNotAllowed"),
         ),
     ];
@@ -692,7 +697,7 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
         k.gov
             .may_release(
                 "dataset-c-data",
-                Some(&c.fp()),
+                Some(&c.fp().parse().unwrap()),
                 &c_id,
                 std::slice::from_ref(&sim)
             )
@@ -726,11 +731,13 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
         Some(ProposalState::Accepted)
     );
     for key in ["dataset-c-data", "dataset-b-data"] {
-        let owner = if key == "dataset-c-data" {
+        let owner: MemberId = if key == "dataset-c-data" {
             c.fp()
         } else {
             b.fp()
-        };
+        }
+        .parse()
+        .unwrap();
         let err = k
             .gov
             .may_release(key, Some(&owner), &c_id, std::slice::from_ref(&sim))

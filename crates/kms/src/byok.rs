@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use confide_crypto::byok::{KeyExchangeKey, OaepHash};
+use confide_model::MemberId;
 use confide_policy::Policy;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ const KEY_LEN: usize = 32;
 #[derive(Debug, Serialize, Deserialize)]
 struct KekFile {
     name: String,
-    owner: String,
+    owner: MemberId,
     created: i64,
     public_pem: String,
     sealed: String,
@@ -53,12 +54,12 @@ impl KeyStore {
     /// A name `kek-HEX`, with 16 hex digits or more, is reserved to the member whose fingerprint
     /// begins with `HEX` (`confide dataset publish` uses such a name), so no member can take
     /// another's.
-    pub fn create_kek(&self, name: &str, owner: &str, now: i64) -> Result<KekInfo, KmsError> {
+    pub fn create_kek(&self, name: &str, owner: &MemberId, now: i64) -> Result<KekInfo, KmsError> {
         check_name(name)?;
         if let Some(prefix) = name.strip_prefix("kek-")
             && prefix.len() >= 16
             && prefix.bytes().all(|b| b.is_ascii_hexdigit())
-            && !owner.starts_with(&prefix.to_ascii_lowercase())
+            && !owner.as_str().starts_with(&prefix.to_ascii_lowercase())
         {
             return Err(KmsError::Invalid(format!(
                 "the key-exchange key name {name} is reserved to the member whose fingerprint \
@@ -79,7 +80,7 @@ impl KeyStore {
             .map_err(|_| KmsError::Invalid("sealing failed".into()))?;
         let file = KekFile {
             name: name.to_owned(),
-            owner: owner.to_owned(),
+            owner: owner.clone(),
             created: now,
             public_pem: kek
                 .public_pem()
@@ -115,7 +116,7 @@ impl KeyStore {
     pub fn import(
         &self,
         name: &str,
-        owner: &str,
+        owner: &MemberId,
         import: Import<'_>,
         now: i64,
     ) -> Result<KeyInfo, KmsError> {
@@ -127,7 +128,7 @@ impl KeyStore {
         } = import;
         check_name(name)?;
         let kek_file = self.load_kek(kek)?;
-        if kek_file.owner != owner {
+        if kek_file.owner != *owner {
             return Err(KmsError::NotOwner);
         }
         let sealed = base64::engine::general_purpose::STANDARD
@@ -150,7 +151,7 @@ impl KeyStore {
         }
         let file = match self.load(name) {
             Ok(mut file) => {
-                if file.owner != owner {
+                if file.owner != *owner {
                     return Err(KmsError::NotOwner);
                 }
                 if file.revoked {
@@ -171,7 +172,7 @@ impl KeyStore {
                     .map_err(|e| KmsError::Invalid(e.to_string()))?;
                 KeyFile {
                     name: name.to_owned(),
-                    owner: owner.to_owned(),
+                    owner: owner.clone(),
                     policy: policy.to_owned(),
                     revoked: false,
                     created: now,
@@ -206,33 +207,45 @@ mod tests {
         // A name made of a fingerprint prefix is that member's alone.
         let bob = format!("kek-{}", "b0".repeat(8));
         assert!(matches!(
-            store.create_kek(&bob, &"a1".repeat(32), 1),
+            store.create_kek(&bob, &"a1".repeat(32).parse().unwrap(), 1),
             Err(KmsError::Invalid(_))
         ));
-        store.create_kek(&bob, &"b0".repeat(32), 1).unwrap();
-        let kek = store.create_kek("kek-1", "alice", 1).unwrap();
+        store
+            .create_kek(&bob, &"b0".repeat(32).parse().unwrap(), 1)
+            .unwrap();
+        let kek = store
+            .create_kek("kek-1", &crate::member("alice"), 1)
+            .unwrap();
         assert!(matches!(
-            store.create_kek("kek-1", "alice", 1),
+            store.create_kek("kek-1", &crate::member("alice"), 1),
             Err(KmsError::Exists(_))
         ));
         let der = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY").unwrap();
         let target = confide_crypto::random::array::<32>().unwrap();
         let blob = confide_crypto::byok::wrap(&der, &target, OaepHash::Sha256).unwrap();
         assert!(matches!(
-            store.import("byok", "bob", imp(&blob), 2),
+            store.import("byok", &crate::member("bob"), imp(&blob), 2),
             Err(KmsError::NotOwner)
         ));
         let mut changed = blob.clone();
         changed[10] ^= 1;
-        assert!(store.import("byok", "alice", imp(&changed), 2).is_err());
+        assert!(
+            store
+                .import("byok", &crate::member("alice"), imp(&changed), 2)
+                .is_err()
+        );
         let short = confide_crypto::byok::wrap(&der, &target[..16], OaepHash::Sha256).unwrap();
-        let err = store.import("byok", "alice", imp(&short), 2).unwrap_err();
+        let err = store
+            .import("byok", &crate::member("alice"), imp(&short), 2)
+            .unwrap_err();
         assert!(err.to_string().contains("256 bits"), "{err}");
         assert!(
             matches!(store.info("byok"), Err(KmsError::NotFound(_))),
             "nothing half-made"
         );
-        let info = store.import("byok", "alice", imp(&blob), 2).unwrap();
+        let info = store
+            .import("byok", &crate::member("alice"), imp(&blob), 2)
+            .unwrap();
         assert_eq!(info.version, 1);
         let token = json!({"submods": {"sim": {"ear.status": "warning", "ear.trustworthiness-vector": {"executables": 2}}}});
         let (_, released) = store.release("byok", &token).unwrap();

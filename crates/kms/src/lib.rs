@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use confide_crypto::aead::SealingKey;
+use confide_model::MemberId;
 use confide_policy::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -89,6 +90,12 @@ pub enum KmsError {
     },
 }
 
+/// A member's id made from a name, for the tests.
+#[cfg(test)]
+pub(crate) fn member(name: &str) -> MemberId {
+    MemberId::from_bytes(&confide_crypto::digest::sha256(name.as_bytes()))
+}
+
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KmsError {
     let what = what.into();
     move |source| KmsError::Io { what, source }
@@ -104,7 +111,7 @@ struct Version {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KeyFile {
     pub(crate) name: String,
-    pub(crate) owner: String,
+    pub(crate) owner: MemberId,
     pub(crate) policy: String,
     pub(crate) revoked: bool,
     pub(crate) created: i64,
@@ -225,7 +232,7 @@ impl KeyStore {
     pub fn create(
         &self,
         name: &str,
-        owner: &str,
+        owner: &MemberId,
         policy: Option<&str>,
         now: i64,
     ) -> Result<KeyInfo, KmsError> {
@@ -237,7 +244,7 @@ impl KeyStore {
         Policy::new("release.rego", policy).map_err(|e| KmsError::Invalid(e.to_string()))?;
         let file = KeyFile {
             name: name.to_owned(),
-            owner: owner.to_owned(),
+            owner: owner.clone(),
             policy: policy.to_owned(),
             revoked: false,
             created: now,
@@ -248,9 +255,9 @@ impl KeyStore {
     }
 
     /// Adds a new version of `name`; releases use it from now on.
-    pub fn rotate(&self, name: &str, by: &str, now: i64) -> Result<KeyInfo, KmsError> {
+    pub fn rotate(&self, name: &str, by: &MemberId, now: i64) -> Result<KeyInfo, KmsError> {
         let mut file = self.load(name)?;
-        if file.owner != by {
+        if file.owner != *by {
             return Err(KmsError::NotOwner);
         }
         if file.revoked {
@@ -263,9 +270,9 @@ impl KeyStore {
     }
 
     /// Revokes `name`: it is released no more.
-    pub fn revoke(&self, name: &str, by: &str) -> Result<KeyInfo, KmsError> {
+    pub fn revoke(&self, name: &str, by: &MemberId) -> Result<KeyInfo, KmsError> {
         let mut file = self.load(name)?;
-        if file.owner != by {
+        if file.owner != *by {
             return Err(KmsError::NotOwner);
         }
         file.revoked = true;
@@ -274,9 +281,9 @@ impl KeyStore {
     }
 
     /// Deletes `name` and every version of it, for good.
-    pub fn delete(&self, name: &str, by: &str) -> Result<KeyInfo, KmsError> {
+    pub fn delete(&self, name: &str, by: &MemberId) -> Result<KeyInfo, KmsError> {
         let file = self.load(name)?;
-        if file.owner != by {
+        if file.owner != *by {
             return Err(KmsError::NotOwner);
         }
         std::fs::remove_file(self.path(name)).map_err(io(format!("deleting key {name}")))?;
@@ -450,18 +457,26 @@ mod tests {
         let store = KeyStore::open_dev(dir.path()).unwrap();
         let token = json!({"submods": {"sim": {"ear.status": "warning", "ear.trustworthiness-vector": {"executables": 2}}}});
         // Without a policy of its owner's choosing, a key is released to no one.
-        store.create("k0", "alice", None, 1).unwrap();
+        store
+            .create("k0", &crate::member("alice"), None, 1)
+            .unwrap();
         assert!(matches!(store.release("k0", &token), Err(KmsError::Denied)));
         let attested = Some(ATTESTED_RELEASE_POLICY);
-        store.create("k1", "alice", attested, 1).unwrap();
+        store
+            .create("k1", &crate::member("alice"), attested, 1)
+            .unwrap();
         assert!(matches!(
-            store.create("k1", "bob", attested, 1),
+            store.create("k1", &crate::member("bob"), attested, 1),
             Err(KmsError::Exists(_))
         ));
-        assert!(store.create("../x", "alice", None, 1).is_err());
         assert!(
             store
-                .create("k2", "alice", Some("package nope {"), 1)
+                .create("../x", &crate::member("alice"), None, 1)
+                .is_err()
+        );
+        assert!(
+            store
+                .create("k2", &crate::member("alice"), Some("package nope {"), 1)
                 .is_err()
         );
         let (v1, m1) = store.release("k1", &token).unwrap();
@@ -474,10 +489,10 @@ mod tests {
             Err(KmsError::Denied)
         ));
         assert!(matches!(
-            store.rotate("k1", "bob", 2),
+            store.rotate("k1", &crate::member("bob"), 2),
             Err(KmsError::NotOwner)
         ));
-        store.rotate("k1", "alice", 2).unwrap();
+        store.rotate("k1", &crate::member("alice"), 2).unwrap();
         let (v2, m2) = store.release("k1", &token).unwrap();
         assert_eq!(v2, 2);
         assert_ne!(m1, m2);
@@ -490,19 +505,27 @@ mod tests {
                 assert!(!String::from_utf8_lossy(&bytes).contains(&b64));
             }
         }
-        assert!(matches!(store.revoke("k1", "bob"), Err(KmsError::NotOwner)));
-        assert!(matches!(store.delete("k1", "bob"), Err(KmsError::NotOwner)));
-        store.revoke("k1", "alice").unwrap();
+        assert!(matches!(
+            store.revoke("k1", &crate::member("bob")),
+            Err(KmsError::NotOwner)
+        ));
+        assert!(matches!(
+            store.delete("k1", &crate::member("bob")),
+            Err(KmsError::NotOwner)
+        ));
+        store.revoke("k1", &crate::member("alice")).unwrap();
         assert!(matches!(
             store.release("k1", &token),
             Err(KmsError::Revoked(_))
         ));
-        store.delete("k1", "alice").unwrap();
+        store.delete("k1", &crate::member("alice")).unwrap();
         assert!(matches!(store.info("k1"), Err(KmsError::NotFound(_))));
         // Another master key opens nothing.
         std::fs::write(dir.path().join("master.key"), [9u8; 32]).unwrap();
         let other = KeyStore::open_dev(dir.path()).unwrap();
-        store.create("k3", "alice", attested, 3).unwrap();
+        store
+            .create("k3", &crate::member("alice"), attested, 3)
+            .unwrap();
         assert!(matches!(
             other.release("k3", &token),
             Err(KmsError::Corrupt(_))

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use base64::Engine as _;
+use confide_model::MemberId;
 use confide_policy::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -80,7 +81,7 @@ impl fmt::Display for ResourcePath {
 #[derive(Debug, Serialize, Deserialize)]
 struct ResourceFile {
     path: String,
-    owner: String,
+    owner: MemberId,
     policy: String,
     updated: i64,
     size: usize,
@@ -113,7 +114,7 @@ impl KeyStore {
     pub fn put_resource(
         &self,
         path: &ResourcePath,
-        owner: &str,
+        owner: &MemberId,
         content: &[u8],
         policy: Option<&str>,
         now: i64,
@@ -125,7 +126,7 @@ impl KeyStore {
             )));
         }
         let existing = self.load_resource(path)?;
-        if existing.as_ref().is_some_and(|f| f.owner != owner) {
+        if existing.as_ref().is_some_and(|f| f.owner != *owner) {
             return Err(KmsError::NotOwner);
         }
         let policy = match (policy, &existing) {
@@ -140,7 +141,7 @@ impl KeyStore {
             .map_err(|_| KmsError::Invalid("sealing failed".into()))?;
         let file = ResourceFile {
             path: path.to_string(),
-            owner: owner.to_owned(),
+            owner: owner.clone(),
             policy,
             updated: now,
             size: content.len(),
@@ -217,13 +218,21 @@ mod tests {
                                "ear.trustworthiness-vector": {"executables": 0}}}});
         let secret = b"the resource's secret bytes, long enough to look for";
         // Stored without a policy, a resource is given to no one.
-        store.put_resource(&path, "alice", secret, None, 1).unwrap();
+        store
+            .put_resource(&path, &crate::member("alice"), secret, None, 1)
+            .unwrap();
         assert!(matches!(
             store.resource(&path, &warning),
             Err(KmsError::Denied)
         ));
         store
-            .put_resource(&path, "alice", secret, Some(ATTESTED_RESOURCE_POLICY), 1)
+            .put_resource(
+                &path,
+                &crate::member("alice"),
+                secret,
+                Some(ATTESTED_RESOURCE_POLICY),
+                1,
+            )
             .unwrap();
         assert_eq!(&store.resource(&path, &warning).unwrap()[..], secret);
         for token in [&contraindicated, &untrusted] {
@@ -233,7 +242,7 @@ mod tests {
             ));
         }
         assert!(matches!(
-            store.put_resource(&path, "bob", b"x", None, 2),
+            store.put_resource(&path, &crate::member("bob"), b"x", None, 2),
             Err(KmsError::NotOwner)
         ));
         let missing = ResourcePath::parse("default/key/other").unwrap();
@@ -247,21 +256,29 @@ mod tests {
         // A policy that names the resource: only tokens whose submods say so.
         let deny_all = "package confide.resource\nimport rego.v1\ndefault allow := false\n";
         store
-            .put_resource(&path, "alice", secret, Some(deny_all), 3)
+            .put_resource(&path, &crate::member("alice"), secret, Some(deny_all), 3)
             .unwrap();
         assert!(matches!(
             store.resource(&path, &warning),
             Err(KmsError::Denied)
         ));
         // Replacing keeps the policy unless a new one is given.
-        store.put_resource(&path, "alice", b"new", None, 4).unwrap();
+        store
+            .put_resource(&path, &crate::member("alice"), b"new", None, 4)
+            .unwrap();
         assert!(matches!(
             store.resource(&path, &warning),
             Err(KmsError::Denied)
         ));
         assert!(
             store
-                .put_resource(&path, "alice", b"x", Some("package broken {"), 5)
+                .put_resource(
+                    &path,
+                    &crate::member("alice"),
+                    b"x",
+                    Some("package broken {"),
+                    5
+                )
                 .is_err()
         );
         // Never in the clear on disk.

@@ -144,8 +144,8 @@ pub fn read<T: DeserializeOwned>(bytes: &[u8], field: &'static str) -> Result<T,
 pub struct KeyInfo {
     /// Its name.
     pub name: String,
-    /// The owning member's fingerprint.
-    pub owner: String,
+    /// The owning member.
+    pub owner: MemberId,
     /// Whether it is revoked.
     pub revoked: bool,
     /// The newest version.
@@ -168,8 +168,8 @@ pub struct KeyAnswer {
 pub struct KekInfo {
     /// Its name.
     pub name: String,
-    /// The owning member's fingerprint: only they import through it.
-    pub owner: String,
+    /// The owning member: only they import through it.
+    pub owner: MemberId,
     /// The RSA public key, PEM (SubjectPublicKeyInfo).
     pub public_pem: String,
     /// When it was made.
@@ -193,8 +193,8 @@ pub struct KekAnswer {
 pub struct ResourceInfo {
     /// `REPO/TYPE/TAG`.
     pub path: String,
-    /// The owning member's fingerprint.
-    pub owner: String,
+    /// The owning member.
+    pub owner: MemberId,
     /// Its size in bytes.
     pub size: usize,
     /// When it was last stored.
@@ -418,8 +418,8 @@ pub enum KekEvent {
     Created {
         /// Its name.
         kek: String,
-        /// Its owner's fingerprint.
-        owner: String,
+        /// Its owner.
+        owner: MemberId,
         /// SHA-256 of its SubjectPublicKeyInfo, hex.
         public_sha256: String,
         /// When.

@@ -150,7 +150,11 @@ impl Refusal {
 
 /// Whether `owner`, who holds `what` at the key broker, is still a member: a removed member's
 /// keys and resources go to no one, since it could no longer revoke them.
-pub(crate) fn held_by_a_member(s: &AppState, owner: &str, what: &str) -> Result<(), Problem> {
+pub(crate) fn held_by_a_member(
+    s: &AppState,
+    owner: &confide_model::MemberId,
+    what: &str,
+) -> Result<(), Problem> {
     let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
     if gov.is_member(owner) {
         return Ok(());

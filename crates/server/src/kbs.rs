@@ -399,7 +399,7 @@ async fn put(
         );
         let info = s
             .kms
-            .put_resource(&path, request.signer.as_str(), &content, policy.as_deref(), now())?;
+            .put_resource(&path, &request.signer, &content, policy.as_deref(), now())?;
         let event = json!({"type": "kbs.put", "resource": info.path, "owner": request.signer, "size": info.size, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
         Ok((

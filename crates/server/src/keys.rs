@@ -27,7 +27,7 @@ use confide_kms::{KmsError, RELEASE_INFO};
 use confide_model::Event as _;
 use confide_model::{
     BrokerBody, ContractId, Deleted, KekAnswer, KekEvent, KeyAnswer, Lease, LeaseEvent, LeaseList,
-    ModelError, ReleaseRequest, Released, RenewRequest, Renewed,
+    MemberId, ModelError, ReleaseRequest, Released, RenewRequest, Renewed,
 };
 use serde_json::{Value, json};
 
@@ -114,7 +114,7 @@ async fn create(
         let BrokerBody::Create { name, policy } = &request.body else {
             return Err(takes("kms.create"));
         };
-        let signer = request.signer.as_str();
+        let signer = &request.signer;
         let key = s.kms.create(name, signer, policy.as_deref(), now())?;
         let event = json!({"type": "kms.create", "key": name, "owner": signer, "version": key.version, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
@@ -135,7 +135,7 @@ async fn rotate(
             return Err(takes("kms.rotate"));
         };
         same_name(name, &path)?;
-        let key = s.kms.rotate(name, request.signer.as_str(), now())?;
+        let key = s.kms.rotate(name, &request.signer, now())?;
         let event = json!({"type": "kms.rotate", "key": name, "by": request.signer, "version": key.version, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
         Ok(Json(KeyAnswer { key, audit_seq }))
@@ -155,7 +155,7 @@ async fn revoke(
             return Err(takes("kms.revoke"));
         };
         same_name(name, &path)?;
-        let key = s.kms.revoke(name, request.signer.as_str())?;
+        let key = s.kms.revoke(name, &request.signer)?;
         let event = json!({"type": "kms.revoke", "key": name, "by": request.signer, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
         Ok(Json(KeyAnswer { key, audit_seq }))
@@ -175,7 +175,7 @@ async fn delete(
             return Err(takes("kms.delete"));
         };
         same_name(name, &path)?;
-        let deleted = s.kms.delete(name, request.signer.as_str())?;
+        let deleted = s.kms.delete(name, &request.signer)?;
         let event = json!({"type": "kms.delete", "key": name, "by": request.signer, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
         Ok(Json(Deleted { deleted, audit_seq }))
@@ -193,7 +193,7 @@ async fn create_kek(
         let BrokerBody::KekCreate { name } = &request.body else {
             return Err(takes("kms.kek.create"));
         };
-        let kek = s.kms.create_kek(name, request.signer.as_str(), now())?;
+        let kek = s.kms.create_kek(name, &request.signer, now())?;
         // The public key's digest goes on the ledger, so a member checks the key it wraps to
         // against the ledger, not against an answer alone.
         let public_sha256 = confide_crypto::pem_decode(&kek.public_pem, "PUBLIC KEY")
@@ -201,7 +201,7 @@ async fn create_kek(
             .ok_or_else(|| Problem::internal("the key-exchange key's PEM does not decode"))?;
         let event = KekEvent::Created {
             kek: name.clone(),
-            owner: request.signer.to_string(),
+            owner: request.signer.clone(),
             public_sha256,
             at: now(),
             request: request.stamp.clone(),
@@ -258,7 +258,7 @@ async fn import(
             hash,
             policy: policy.as_deref(),
         };
-        let key = s.kms.import(name, request.signer.as_str(), import, now())?;
+        let key = s.kms.import(name, &request.signer, import, now())?;
         let event = json!({"type": "kms.import", "key": name, "owner": request.signer, "kek": kek, "version": key.version, "at": now()});
         let audit_seq = audit_request(&s, &request, event).await?;
         Ok(Json(KeyAnswer { key, audit_seq }))
@@ -278,7 +278,7 @@ async fn leases(
             return Err(takes("kms.leases"));
         };
         same_name(name, &path)?;
-        if s.kms.info(name)?.owner != request.signer.as_str() {
+        if s.kms.info(name)?.owner != request.signer {
             return Err(KmsError::NotOwner.into());
         }
         let leases = s
@@ -303,7 +303,7 @@ async fn leases(
 fn may_release(
     s: &AppState,
     key: &str,
-    owner: Option<&str>,
+    owner: Option<&MemberId>,
     id: &ContractId,
     presented: &Presented,
 ) -> Result<Value, Refusal> {
@@ -331,7 +331,7 @@ async fn release(
     // verifies the consortium's state under this consortium's ledger key.
     let contract = match &req.contract {
         None => None,
-        Some(id) => match may_release(&s, &name, owner.as_deref(), id, &presented) {
+        Some(id) => match may_release(&s, &name, owner.as_ref(), id, &presented) {
             Ok(c) => Some(c),
             Err(refusal) => {
                 audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "rule": refusal.rule, "reason": refusal.detail, "at": now()})).await?;

@@ -250,7 +250,7 @@ async fn propose(
 fn dataset_key_is_owners(s: &AppState, record: &DatasetRecord) -> Result<(), Problem> {
     let key = &record.key;
     let holder = s.kms.info(key).map(|k| k.owner).ok();
-    if holder.as_deref() == Some(record.owner.as_str()) {
+    if holder.as_ref() == Some(&record.owner) {
         return Ok(());
     }
     Err(Problem::new(

@@ -152,7 +152,10 @@ fn each_refusal_reaches_the_client_as_its_rule() {
         policy: None,
     });
     let made: KeyAnswer = client.post_as("/keys", &create).unwrap();
-    assert_eq!(made.key.owner, a.identity.public().fingerprint().to_hex());
+    assert_eq!(
+        made.key.owner,
+        confide_model::MemberId::of(a.identity.public())
+    );
     // The same signed request again: a replay, whatever it asks.
     assert_eq!(problem(client.post("/keys", &create)), "replayed-request");
 
