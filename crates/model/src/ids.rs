@@ -92,7 +92,7 @@ macro_rules! string_id {
 }
 
 /// `digits` lowercase hex digits, or an error saying `what` `value` is not.
-fn check_hex(
+pub(crate) fn check_hex(
     field: &'static str,
     value: &str,
     digits: usize,

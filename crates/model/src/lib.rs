@@ -103,21 +103,7 @@ pub trait Event: serde::de::DeserializeOwned {
 
 /// Checks that `value` is a SHA-256 digest: 64 lowercase hex digits.
 pub fn check_digest(field: &'static str, value: &str) -> Result<(), ModelError> {
-    check_hex(field, value, "a SHA-256 digest")
-}
-
-fn check_hex(field: &'static str, value: &str, what: &str) -> Result<(), ModelError> {
-    let ok = value.len() == 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !ok {
-        return Err(ModelError::Malformed {
-            field,
-            detail: format!("{value:?} is not {what} (64 lowercase hex digits)"),
-        });
-    }
-    Ok(())
+    ids::check_hex(field, value, 64, "a SHA-256 digest")
 }
 
 /// Refuses JSON in which an object names a key twice. serde keeps the last value and drops the

@@ -235,9 +235,6 @@ async fn attest(
     }))
 }
 
-/// Evidence that verified and passed the appraisal.
-pub(crate) type Appraised = Appraisal;
-
 /// Verifies `evidence` of `kind` with the `collateral` given (kept in the collateral store if
 /// it verifies), or else with the collateral kept for that kind; checks that its report data
 /// starts with `binding` (then zeros), and appraises its claims with the consortium's policy;
@@ -254,7 +251,7 @@ pub(crate) fn appraise(
     collateral: &[Vec<u8>],
     binding: Option<&[u8]>,
     fresh: bool,
-) -> Result<Appraised, Problem> {
+) -> Result<Appraisal, Problem> {
     if kind == TeeKind::NvidiaGpu {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -277,7 +274,7 @@ fn appraise_one(
     collateral: &[Vec<u8>],
     binding: Option<&[u8]>,
     fresh: bool,
-) -> Result<Appraised, Problem> {
+) -> Result<Appraisal, Problem> {
     let appraiser = {
         let gov = s.gov.read().map_err(|e| Problem::internal(e.to_string()))?;
         Appraiser::of(&gov, s.dev).map_err(denied)?
@@ -363,12 +360,12 @@ fn denied(e: AppraisalDenied) -> Problem {
 /// satisfied by a GPU's measurement or status instead.
 pub(crate) fn issue(
     s: &AppState,
-    appraised: &[Appraised],
+    appraised: &[Appraisal],
     extra: Value,
 ) -> Result<(String, i64, Value), Problem> {
     let now = now();
     let tier = |good: bool| if good { 2 } else { 32 };
-    let result = |a: &Appraised| {
+    let result = |a: &Appraisal| {
         json!({
             "ear.status": a.status.as_str(),
             "ear.trustworthiness-vector": {
@@ -380,7 +377,7 @@ pub(crate) fn issue(
             "confide.claims": a.claims,
         })
     };
-    let (gpus, cpus): (Vec<&Appraised>, Vec<&Appraised>) =
+    let (gpus, cpus): (Vec<&Appraisal>, Vec<&Appraisal>) =
         appraised.iter().partition(|a| a.kind == TeeKind::NvidiaGpu);
     let submods: serde_json::Map<String, Value> = cpus
         .iter()
