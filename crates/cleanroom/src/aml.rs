@@ -17,7 +17,8 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use confide_model::contract::{MinGroup, OnViolation, OutputRules};
+use confide_model::contract::{AnalysisRule, OnViolation, OutputRules};
+use confide_model::dataset::Privacy;
 
 /// The bank letters and their table names.
 pub const BANKS: [(char, &str); 3] = [('A', "bank_a"), ('B', "bank_b"), ('C', "bank_c")];
@@ -65,8 +66,23 @@ SELECT 'structuring' AS pattern, subject, banks AS n_accounts, round(total, 2) A
 ORDER BY pattern, subject
 ";
 
-/// The output rules of the AML contract: the finding, its subject, how many accounts are behind
-/// it (at least three) and the amount; at most 1,000 rows.
+/// What each bank declares when it publishes: the accounts name the individuals (one domain,
+/// `account`, across both columns and the three banks). A cash deposit has no account it comes
+/// from (an empty `from_account`).
+pub fn privacy() -> Privacy {
+    Privacy {
+        identity: [
+            ("from_account".to_owned(), "account".to_owned()),
+            ("to_account".to_owned(), "account".to_owned()),
+        ]
+        .into(),
+        ..Privacy::default()
+    }
+}
+
+/// The output rules of the AML contract, a list rule: the finding, its subject, how many
+/// accounts the SQL says are behind it, and the amount; each finding backed by at least three
+/// distinct accounts as the engine counts them; at most 1,000 rows.
 pub fn output_rules() -> OutputRules {
     OutputRules {
         columns: vec![
@@ -75,10 +91,8 @@ pub fn output_rules() -> OutputRules {
             "n_accounts".into(),
             "total".into(),
         ],
-        min_group: MinGroup {
-            column: "n_accounts".into(),
-            min: 3,
-        },
+        rule: Some(AnalysisRule::List { min_identities: 3 }),
+        min_group: None,
         max_rows: 1000,
         on_violation: OnViolation::Suppress,
     }
@@ -229,7 +243,7 @@ pub fn generate(
                         &mut tx,
                         day,
                         "cash_deposit",
-                        "CASH",
+                        "",
                         &from,
                         &customer_id(c),
                         cents,
@@ -316,7 +330,7 @@ pub fn generate(
                 &mut tx,
                 day,
                 "cash_deposit",
-                "CASH",
+                "",
                 &account(*letter, smurf),
                 &customer_id(smurf),
                 cents,

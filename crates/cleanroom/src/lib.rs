@@ -10,13 +10,15 @@
 
 pub mod aml;
 mod plaintext;
+pub mod privacy;
 pub mod rules;
 pub mod runner;
 pub mod store;
 
 pub use confide_model::contract::{
-    self, Contract, Measurement, MinGroup, OnViolation, OutputRules,
+    self, AnalysisRule, Contract, Measurement, MinGroup, OnViolation, OutputRules,
 };
+pub use confide_model::dataset::Privacy;
 pub use rules::Released;
 pub use runner::{Format, Table};
 pub use store::BlobStore;
@@ -43,6 +45,21 @@ pub enum CleanroomError {
     NotDeterministic {
         /// The function's name.
         function: String,
+    },
+    /// The engine cannot count the individuals behind the query's result, or the query uses a
+    /// column as its owner's declaration forbids.
+    #[error("the contract's query: {0}")]
+    NotAnalysable(String),
+    /// The contract counts individuals with a column its own SQL computes, as contracts did
+    /// before the engine counted them.
+    #[error(
+        "the contract counts individuals with its SQL's own column {column:?} and names no \
+         analysis rule; the engine no longer trusts a count the SQL computes: propose the \
+         contract again with an aggregation or list rule"
+    )]
+    NoAnalysisRule {
+        /// The SQL's count column.
+        column: String,
     },
     /// The blob store refused, failed, or holds something other than what the ledger recorded.
     #[error("the blob store: {0}")]

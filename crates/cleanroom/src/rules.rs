@@ -1,16 +1,15 @@
 //! The output rules, enforced on the query's result inside the TEE before anything leaves:
-//! only allowed columns, at most `max_rows` rows, and every row backed by at least `min` distinct
-//! individuals (by the contract's count column) — rows under it are suppressed or the whole
-//! result refused, as the contract says.
+//! only allowed columns, at most `max_rows` rows, and every row backed by at least the
+//! contract's minimum of distinct individuals, as the engine counted them ([`crate::privacy`]) —
+//! rows under it are suppressed or the whole result refused, as the contract says.
 
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::filter_record_batch;
 
 use crate::CleanroomError;
+use crate::privacy::Count;
 use confide_model::Refusal;
-use confide_model::contract::{OnViolation, OutputRules};
+use confide_model::contract::{AnalysisRule, OnViolation, OutputRules};
 
 /// A result that met the rules.
 #[derive(Debug, Clone)]
@@ -23,20 +22,14 @@ pub struct Released {
     pub suppressed: u64,
 }
 
-/// Checks that a result with `columns` may leave under `rules`: every column allowed, and the
-/// count of individuals among them. Returns where the count is.
-pub fn check_columns(rules: &OutputRules, columns: &[String]) -> Result<usize, CleanroomError> {
-    if let Some(c) = columns.iter().find(|c| !rules.columns.contains(c)) {
-        return refused(Refusal::ColumnNotAllowed {
+/// Checks that a result with `columns` may leave under `rules`: every column allowed.
+pub fn check_columns(rules: &OutputRules, columns: &[String]) -> Result<(), CleanroomError> {
+    match columns.iter().find(|c| !rules.columns.contains(c)) {
+        Some(c) => refused(Refusal::ColumnNotAllowed {
             column: c.clone(),
             allowed: rules.columns.clone(),
-        });
-    }
-    match columns.iter().position(|c| *c == rules.min_group.column) {
-        Some(at) => Ok(at),
-        None => refused(Refusal::NoCountColumn {
-            column: rules.min_group.column.clone(),
         }),
+        None => Ok(()),
     }
 }
 
@@ -44,43 +37,52 @@ fn refused<T>(refusal: Refusal) -> Result<T, CleanroomError> {
     Err(CleanroomError::OutputRefused(refusal))
 }
 
-/// Applies `rules` to the result `batches` (whose columns are `columns`).
+/// Applies `rules` to the result `batches`: their first columns are the result's own
+/// (`columns`), then one engine count per entry of `counts`, which never leave.
 pub fn apply(
     rules: &OutputRules,
+    rule: AnalysisRule,
     columns: &[String],
+    counts: &[Count],
     batches: &[RecordBatch],
 ) -> Result<Released, CleanroomError> {
-    let count_at = check_columns(rules, columns)?;
-    // The engine's own message about the count column is not kept: a failed cast quotes the
-    // cell it could not read.
-    let not_a_count = || {
-        CleanroomError::OutputRefused(Refusal::NotACount {
-            column: rules.min_group.column.clone(),
-        })
-    };
-    let min = i64::try_from(rules.min_group.min).unwrap_or(i64::MAX);
+    check_columns(rules, columns)?;
+    let min = rule.min_identities();
+    let own: Vec<usize> = (0..columns.len()).collect();
     let mut kept = Vec::with_capacity(batches.len());
     let mut suppressed = 0u64;
     for batch in batches {
-        let counts = cast(batch.column(count_at), &DataType::Int64).map_err(|_| not_a_count())?;
-        let counts = counts
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(not_a_count)?;
-        let keep: BooleanArray = (0..counts.len())
-            .map(|i| Some(counts.is_valid(i) && counts.value(i) >= min))
-            .collect();
-        let under = u64::try_from(keep.iter().filter(|k| *k == Some(false)).count()).unwrap_or(0);
-        if under > 0 && rules.on_violation == OnViolation::Refuse {
-            return refused(Refusal::GroupTooSmall {
-                rows: under,
-                min: rules.min_group.min,
-                column: rules.min_group.column.clone(),
-            });
+        let mut keep = vec![true; batch.num_rows()];
+        for (k, count) in counts.iter().enumerate() {
+            let n = batch
+                .column(columns.len() + k)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| CleanroomError::Query("the engine's count is not UInt64".into()))?;
+            let mut under = 0u64;
+            for (row, keep) in keep.iter_mut().enumerate() {
+                // No identified row behind it: the row is about no one of this column.
+                let v = if n.is_valid(row) { n.value(row) } else { 0 };
+                if v != 0 && v < min && *keep {
+                    *keep = false;
+                    under += 1;
+                }
+            }
+            if under > 0 && rules.on_violation == OnViolation::Refuse {
+                return refused(Refusal::GroupTooSmall {
+                    rows: under,
+                    min,
+                    column: count.of.clone(),
+                });
+            }
+            suppressed += under;
         }
-        suppressed += under;
+        let own = batch
+            .project(&own)
+            .map_err(|e| CleanroomError::Query(e.to_string()))?;
         kept.push(
-            filter_record_batch(batch, &keep).map_err(|e| CleanroomError::Query(e.to_string()))?,
+            filter_record_batch(&own, &BooleanArray::from(keep))
+                .map_err(|e| CleanroomError::Query(e.to_string()))?,
         );
     }
     let rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();

@@ -5,6 +5,7 @@
 //! through an in-memory object store whose every ranged read decrypts only the chunks it covers
 //! ([`crate::plaintext`]). A table used twice in a query is decrypted twice and never held whole.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -18,9 +19,11 @@ use datafusion::prelude::{
     CsvReadOptions, DataFrame, ParquetReadOptions, SessionConfig, SessionContext,
 };
 
+use crate::privacy::{self, Guarded};
 use crate::rules::{self, Released};
 use crate::{CleanroomError, plaintext};
-use confide_model::contract::OutputRules;
+use confide_model::contract::{AnalysisRule, OutputRules};
+use confide_model::dataset::Privacy;
 
 pub use confide_model::Format;
 
@@ -35,6 +38,8 @@ pub struct Table {
     pub schema: SchemaRef,
     /// Its plaintext, readable at any position: each read decrypts the chunks it covers.
     pub source: Arc<dyn ReadAt>,
+    /// Its owner's privacy declaration.
+    pub privacy: Privacy,
 }
 
 impl std::fmt::Debug for Table {
@@ -141,21 +146,36 @@ fn query_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Plans `sql` as a query only, over functions of the data alone; the plan and the names of
-/// its result's columns.
-async fn plan(ctx: &SessionContext, sql: &str) -> Result<(DataFrame, Vec<String>), CleanroomError> {
+/// The engine-enforced rule of `rules`: a contract without one (an older ledger's, with a
+/// count its SQL computes) does not run.
+fn rule_of(rules: &OutputRules) -> Result<AnalysisRule, CleanroomError> {
+    rules.rule.ok_or_else(|| CleanroomError::NoAnalysisRule {
+        column: rules
+            .min_group
+            .as_ref()
+            .map_or_else(String::new, |m| m.column.clone()),
+    })
+}
+
+/// Plans `sql` as a query only, over functions of the data alone, and guards it under the
+/// tables' declarations and the contract's rule: the plan that counts the identities behind
+/// each row ([`privacy::guard`]).
+async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    declared: &BTreeMap<String, Privacy>,
+    rules: &OutputRules,
+) -> Result<(DataFrame, Guarded), CleanroomError> {
+    let rule = rule_of(rules)?;
     let frame = ctx
         .sql_with_options(sql, query_only())
         .await
         .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
     deterministic(frame.logical_plan())?;
-    let columns = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    Ok((frame, columns))
+    let guarded = privacy::guard(frame.logical_plan(), declared, rule)?;
+    rules::check_columns(rules, &guarded.columns)?;
+    let frame = DataFrame::new(ctx.state(), guarded.plan.clone());
+    Ok((frame, guarded))
 }
 
 /// Refuses a plan that calls a function whose value is not a function of its arguments alone:
@@ -193,25 +213,29 @@ fn new_context() -> SessionContext {
     SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
 }
 
-/// Plans `sql` over empty tables of these schemas and checks that its result could leave under
-/// `rules`, as a proposer would want to know before the owners approve: a query only, over the
-/// contract's tables and their columns, giving only allowed columns and the count. Returns the
-/// result's columns.
+/// Plans `sql` over empty tables of these schemas and declarations and checks that its result
+/// could leave under `rules`, as a proposer would want to know before the owners approve: a
+/// query only, over the contract's tables and their columns, whose every use of a column its
+/// owner's declaration allows, whose individuals the engine can count, giving only allowed
+/// columns. Returns the result's columns.
 pub async fn check(
     sql: &str,
-    tables: &[(String, SchemaRef)],
+    tables: &[(String, SchemaRef, Privacy)],
     rules: &OutputRules,
 ) -> Result<Vec<String>, CleanroomError> {
     let ctx = new_context();
-    for (name, schema) in tables {
+    for (name, schema, _) in tables {
         let empty = MemTable::try_new(schema.clone(), vec![vec![]])
             .map_err(|e| CleanroomError::Query(e.to_string()))?;
         ctx.register_table(name.as_str(), Arc::new(empty))
             .map_err(|e| CleanroomError::Query(e.to_string()))?;
     }
-    let (_, columns) = plan(&ctx, sql).await?;
-    rules::check_columns(rules, &columns)?;
-    Ok(columns)
+    let declared = tables
+        .iter()
+        .map(|(name, _, privacy)| (name.clone(), privacy.clone()))
+        .collect();
+    let (_, guarded) = plan(&ctx, sql, &declared, rules).await?;
+    Ok(guarded.columns)
 }
 
 /// Runs `sql` over `tables` and applies `rules` to its result.
@@ -222,10 +246,20 @@ pub async fn run(
 ) -> Result<Released, CleanroomError> {
     let ctx = new_context();
     register(&ctx, &tables).await?;
-    let (frame, columns) = plan(&ctx, sql).await?;
+    let declared = tables
+        .iter()
+        .map(|t| (t.name.clone(), t.privacy.clone()))
+        .collect();
+    let (frame, guarded) = plan(&ctx, sql, &declared, rules).await?;
     let batches = frame
         .collect()
         .await
         .map_err(|e| CleanroomError::Query(format!("running the contract's SQL: {e}")))?;
-    rules::apply(rules, &columns, &batches)
+    rules::apply(
+        rules,
+        rule_of(rules)?,
+        &guarded.columns,
+        &guarded.counts,
+        &batches,
+    )
 }

@@ -26,6 +26,7 @@ fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
             format: Format::Csv,
             schema: schema.clone(),
             source: Arc::new(bytes.clone()),
+            privacy: aml::privacy(),
         })
         .collect()
 }
@@ -94,29 +95,47 @@ async fn no_bank_alone_sees_a_pattern() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_output_rules_hold() {
     let (files, _) = generate();
-    // Rows about single accounts: under the minimum of three, suppressed or refused.
-    let per_account = "SELECT 'x' AS pattern, from_account AS subject, CASE WHEN COUNT(*) > 15 THEN 3 ELSE 1 END AS n_accounts, \
-                       SUM(amount) AS total FROM bank_a GROUP BY from_account ORDER BY subject LIMIT 50";
+    // Rows about one transfer each, the SQL claiming three accounts behind each: the engine
+    // counts two (the accounts it is from and to), under the minimum of three, and suppresses
+    // or refuses them.
+    let per_transfer = "SELECT 'x' AS pattern, from_account AS subject, 3 AS n_accounts, \
+                        amount AS total FROM bank_a WHERE kind = 'transfer' ORDER BY tx_id LIMIT 50";
     let mut rules = aml::output_rules();
-    let out = runner::run(per_account, tables(&files), &rules)
+    let out = runner::run(per_transfer, tables(&files), &rules)
         .await
         .unwrap();
-    assert!(
-        out.suppressed > 0 && out.suppressed + out.rows == 50,
-        "{out:?}"
-    );
+    assert_eq!((out.rows, out.suppressed), (0, 50), "{out:?}");
     rules.on_violation = OnViolation::Refuse;
-    let err = runner::run(per_account, tables(&files), &rules)
+    let err = runner::run(per_transfer, tables(&files), &rules)
         .await
         .unwrap_err();
     assert!(
         matches!(
             &err,
-            CleanroomError::OutputRefused(Refusal::GroupTooSmall { rows, min: 3, .. }) if *rows > 0
+            CleanroomError::OutputRefused(Refusal::GroupTooSmall { rows: 50, min: 3, column }) if column == "account"
         ),
         "{err}"
     );
     assert!(err.to_string().contains("fewer than 3"), "{err}");
+    // Per account, with every counterparty behind it: the engine counts them all, and lets out
+    // exactly the accounts that dealt with at least two others.
+    let per_account = "SELECT 'x' AS pattern, from_account AS subject, 0 AS n_accounts, \
+                       SUM(amount) AS total FROM bank_a WHERE kind = 'transfer' AND day <= 3 \
+                       GROUP BY from_account ORDER BY subject";
+    let mut rules = aml::output_rules();
+    rules.max_rows = 100_000;
+    let out = runner::run(per_account, tables(&files), &rules)
+        .await
+        .unwrap();
+    let counterparties = "SELECT 'x' AS pattern, from_account AS subject, 0 AS n_accounts, \
+                          0 AS total FROM bank_a WHERE kind = 'transfer' AND day <= 3 GROUP BY from_account \
+                          HAVING COUNT(DISTINCT to_account) >= 2 ORDER BY subject";
+    let kept = runner::run(counterparties, tables(&files), &rules)
+        .await
+        .unwrap();
+    let subjects = |csv: &[u8]| findings(csv).into_iter().map(|(_, s)| s).collect::<Vec<_>>();
+    assert!(out.rows > 0 && out.suppressed > 0, "{} {}", out.rows, out.suppressed);
+    assert_eq!(subjects(&out.csv), subjects(&kept.csv));
     // A column the contract does not let out.
     let leaky = "SELECT customer AS pattern, from_account AS subject, 3 AS n_accounts, amount AS total, \
                  to_account FROM bank_a LIMIT 1";
@@ -130,7 +149,8 @@ async fn the_output_rules_hold() {
     // Too many rows.
     let mut rules = aml::output_rules();
     rules.max_rows = 5;
-    let many = "SELECT 'x' AS pattern, tx_id AS subject, 3 AS n_accounts, amount AS total FROM bank_a LIMIT 6";
+    let many = "SELECT 'x' AS pattern, CAST(day AS VARCHAR) AS subject, COUNT(*) AS n_accounts, \
+                SUM(amount) AS total FROM bank_a GROUP BY day ORDER BY subject LIMIT 6";
     let err = runner::run(many, tables(&files), &rules).await.unwrap_err();
     assert!(
         matches!(
@@ -228,6 +248,7 @@ async fn parquet_tables_give_the_same_findings() {
             format: Format::Parquet,
             schema: t.schema.clone(),
             source,
+            privacy: aml::privacy(),
         };
         in_memory.push(table(Arc::new(out)));
         encrypted.push(table(verified.open(&key).unwrap()));

@@ -5,15 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use confide_cleanroom::runner::{check, schema_from};
-use confide_cleanroom::{CleanroomError, MinGroup, OnViolation, OutputRules};
+use confide_cleanroom::{AnalysisRule, CleanroomError, OnViolation, OutputRules, Privacy};
 
 fn rules() -> OutputRules {
     OutputRules {
         columns: vec!["region".into(), "n".into(), "v".into()],
-        min_group: MinGroup {
-            column: "n".into(),
-            min: 1,
-        },
+        rule: Some(AnalysisRule::Aggregation { min_identities: 1 }),
+        min_group: None,
         max_rows: 100,
         on_violation: OnViolation::Refuse,
     }
@@ -26,7 +24,11 @@ async fn checked(sql: &str) -> Result<Vec<String>, CleanroomError> {
         ("amount".into(), "Int64".into()),
     ])
     .unwrap();
-    check(sql, &[("t".into(), schema)], &rules()).await
+    let privacy = Privacy {
+        identity: [("customer".into(), "person".into())].into(),
+        ..Privacy::default()
+    };
+    check(sql, &[("t".into(), schema, privacy)], &rules()).await
 }
 
 #[tokio::test]

@@ -133,8 +133,11 @@ pub enum OnViolation {
     Refuse,
 }
 
-/// The minimum number of distinct individuals behind each result row: the result column that
-/// counts them (the SQL computes it, and the owners approve that SQL) and the minimum.
+/// A result column that the contract's own SQL computes to count the individuals behind each
+/// row, and its minimum: how contracts were written before the engine counted individuals
+/// itself. It is still read, so that a ledger holding such a contract replays, but no longer
+/// trusted: a contract that has no [`AnalysisRule`] does not run (the SQL could make the count
+/// any constant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MinGroup {
@@ -144,14 +147,58 @@ pub struct MinGroup {
     pub min: u64,
 }
 
+/// How the engine itself counts the individuals behind each result row — from the identity
+/// columns the datasets' owners declared, followed through the query's plan — and the least
+/// count a row may have. On the wire `{"aggregation": {"min_identities": 5}}` or
+/// `{"list": {"min_identities": 3}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AnalysisRule {
+    /// The result is an aggregate (`GROUP BY`) over columns that may be dimensions, computed with
+    /// COUNT, SUM or AVG of plain columns; in each group, every declared identity column of every
+    /// table read has no identified row or at least `min_identities` distinct values.
+    Aggregation {
+        /// The least number of distinct individuals per table behind a group.
+        min_identities: u64,
+    },
+    /// The result lists rows matched across the datasets (findings, overlaps), which may name
+    /// an individual; each row is backed by at least `min_identities` distinct values of each
+    /// identity domain that reaches it.
+    List {
+        /// The least number of distinct individuals per domain behind a row.
+        min_identities: u64,
+    },
+}
+
+impl AnalysisRule {
+    /// The least number of distinct individuals.
+    pub fn min_identities(self) -> u64 {
+        match self {
+            Self::Aggregation { min_identities } | Self::List { min_identities } => min_identities,
+        }
+    }
+
+    /// `aggregation` or `list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aggregation { .. } => "aggregation",
+            Self::List { .. } => "list",
+        }
+    }
+}
+
 /// The rules a result must meet to leave the TEE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputRules {
     /// The only columns that may leave.
     pub columns: Vec<String>,
-    /// The minimum group size.
-    pub min_group: MinGroup,
+    /// How the engine counts the individuals behind each row. Required of every new contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<AnalysisRule>,
+    /// A count the SQL computes: read from older ledgers, never trusted (see [`MinGroup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_group: Option<MinGroup>,
     /// The most rows the result may have.
     pub max_rows: u64,
     /// What to do with rows under the minimum group size.
@@ -224,14 +271,32 @@ impl Contract {
         if self.output.columns.is_empty() {
             return bad("output.columns", "the output rules allow no column".into());
         }
-        if !self.output.columns.contains(&self.output.min_group.column) {
-            return bad(
-                "output.min_group",
-                format!(
-                    "the minimum-group column {:?} is not among the allowed columns",
-                    self.output.min_group.column
-                ),
-            );
+        match (&self.output.rule, &self.output.min_group) {
+            (Some(rule), None) if rule.min_identities() == 0 => {
+                return bad(
+                    "output.rule",
+                    "min_identities is 0: a result row must be backed by at least one \
+                     individual's data"
+                        .into(),
+                );
+            }
+            (Some(_), None) => {}
+            (Some(_), Some(_)) => {
+                return bad(
+                    "output.min_group",
+                    "a contract with an analysis rule has no SQL-computed count column".into(),
+                );
+            }
+            // Read from a ledger written before analysis rules: replays, never runs.
+            (None, Some(_)) => {}
+            (None, None) => {
+                return bad(
+                    "output.rule",
+                    "the output rules name no analysis rule ({\"aggregation\": \
+                     {\"min_identities\": N}} or {\"list\": {\"min_identities\": N}})"
+                        .into(),
+                );
+            }
         }
         if self.output.max_rows == 0 {
             return bad("output.max_rows", "max_rows is 0".into());
@@ -283,10 +348,8 @@ mod tests {
             recipients: vec!["0f".repeat(32).parse().unwrap()],
             output: OutputRules {
                 columns: vec!["n".into()],
-                min_group: MinGroup {
-                    column: "n".into(),
-                    min: 1,
-                },
+                rule: Some(AnalysisRule::Aggregation { min_identities: 1 }),
+                min_group: None,
                 max_rows: 10,
                 on_violation: OnViolation::Refuse,
             },
@@ -323,8 +386,21 @@ mod tests {
     #[test]
     fn nonsense_terms_are_refused() {
         let mut c = sample();
-        c.output.min_group.column = "secret".into();
+        c.output.rule = None;
         assert!(c.check().is_err());
+        let mut c = sample();
+        c.output.rule = Some(AnalysisRule::List { min_identities: 0 });
+        assert!(c.check().is_err());
+        // A contract of an older ledger, with only a count its SQL computes, still reads (it
+        // replays; the runner refuses it); one with both is nonsense.
+        let mut c = sample();
+        c.output.min_group = Some(MinGroup {
+            column: "n".into(),
+            min: 1,
+        });
+        assert!(c.check().is_err());
+        c.output.rule = None;
+        c.check().unwrap();
         let mut c = sample();
         c.tables.insert("1bad".into(), "x".parse().unwrap());
         assert!(c.check().is_err());

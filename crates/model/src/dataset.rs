@@ -3,6 +3,8 @@
 //! is checked when the record is read, so a record that passed governance is one the workload
 //! can act on without defaults.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::{DatasetId, MemberId, ModelError};
@@ -48,6 +50,71 @@ pub struct Column {
     pub ty: String,
 }
 
+/// What the owner declares, when it publishes, about the individuals in its dataset and how each
+/// column may be used; the engine enforces it on every contract's plan (see the clean room's
+/// `privacy` module). Columns named nowhere here may be used freely.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// The columns that name individuals (`customer`, `badge_id`), each with its domain: the
+    /// kind of individual it names (`person`, `badge`), so that a list rule counts the same
+    /// individual once across columns and tables. Empty: the rows are about no one (room
+    /// sensors).
+    pub identity: BTreeMap<String, String>,
+    /// Columns that may only be joined on: never filtered, grouped, sorted, aggregated or let
+    /// out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub join_only: Vec<String>,
+    /// Columns that may only be aggregated (COUNT, SUM, AVG): never filtered, grouped, sorted,
+    /// joined on or let out as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aggregate_only: Vec<String>,
+}
+
+impl Privacy {
+    /// Checks the declaration against the dataset's columns; the error names the column.
+    pub fn check(&self, schema: &[Column]) -> Result<(), ModelError> {
+        let bad = |detail: String| {
+            Err(ModelError::Malformed {
+                field: "privacy",
+                detail,
+            })
+        };
+        let names: BTreeSet<&str> = schema.iter().map(|c| c.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        let declared = self
+            .identity
+            .keys()
+            .chain(&self.join_only)
+            .chain(&self.aggregate_only);
+        for column in declared {
+            if !names.contains(column.as_str()) {
+                return bad(format!("column {column:?} is not a column of the dataset"));
+            }
+            if !seen.insert(column) {
+                return bad(format!(
+                    "column {column:?} is declared twice (identity, join-only and aggregate-only \
+                     are exclusive)"
+                ));
+            }
+        }
+        for (column, domain) in &self.identity {
+            let ok = !domain.is_empty()
+                && domain.len() <= 64
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                return bad(format!(
+                    "identity column {column:?}: domain {domain:?} is not lowercase letters, \
+                     digits and '_'"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A registered dataset (the `register_dataset` action's fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +139,10 @@ pub struct DatasetRecord {
     pub location: String,
     /// The name of its key at the key broker.
     pub key: String,
+    /// The owner's privacy declaration. Absent only in records written before declarations
+    /// existed; such a dataset is read by no contract until its owner declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<Privacy>,
 }
 
 impl DatasetRecord {
@@ -95,6 +166,9 @@ impl DatasetRecord {
             .any(|c| c.name.is_empty() || c.ty.is_empty())
         {
             return bad("schema", "a column has no name or no type");
+        }
+        if let Some(privacy) = &self.privacy {
+            privacy.check(&self.schema)?;
         }
         crate::check_digest("digest", &self.digest)?;
         let relative = !self.location.is_empty()
@@ -143,6 +217,7 @@ mod tests {
             digest: "ab".repeat(32),
             location: "datasets/payments-0123456789ab.cfd".into(),
             key: "dataset-payments-0123456789ab".into(),
+            privacy: Some(Privacy::default()),
         }
     }
 
@@ -183,7 +258,32 @@ mod tests {
     #[test]
     fn each_field_is_checked_and_named() {
         type Spoil = fn(&mut DatasetRecord);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 13] = [
+            ("privacy", |r| {
+                r.privacy = Some(Privacy {
+                    identity: [("customer".into(), "person".into())].into(),
+                    ..Privacy::default()
+                })
+            }),
+            ("privacy", |r| {
+                r.privacy = Some(Privacy {
+                    identity: [("amount".into(), "Person".into())].into(),
+                    ..Privacy::default()
+                })
+            }),
+            ("privacy", |r| {
+                r.privacy = Some(Privacy {
+                    identity: [("amount".into(), "person".into())].into(),
+                    aggregate_only: vec!["amount".into()],
+                    ..Privacy::default()
+                })
+            }),
+            ("privacy", |r| {
+                r.privacy = Some(Privacy {
+                    join_only: vec!["amount".into(), "amount".into()],
+                    ..Privacy::default()
+                })
+            }),
             ("name", |r| r.name.clear()),
             ("schema", |r| r.schema.clear()),
             ("digest", |r| r.digest = "00".into()),

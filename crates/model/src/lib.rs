@@ -24,8 +24,8 @@ pub use broker::{
     LeaseList, LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, ResourceAnswer,
     ResourceInfo, Stamp,
 };
-pub use contract::{Contract, Measurement, MinGroup, OnViolation, OutputRules};
-pub use dataset::{Column, DatasetRecord, Format};
+pub use contract::{AnalysisRule, Contract, Measurement, MinGroup, OnViolation, OutputRules};
+pub use dataset::{Column, DatasetRecord, Format, Privacy};
 pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Member,
     MemberList, Proposal, ProposalList, ProposalState, Submitted,

@@ -1,0 +1,932 @@
+//! Output privacy the engine enforces, on the query's plan rather than on its SQL's words.
+//!
+//! Each dataset's owner declares which of its columns name individuals (identity columns, each
+//! with a domain), which may only be joined on, and which may only be aggregated
+//! ([`Privacy`]). Given a contract's planned query, [`guard`]:
+//!
+//! 1. follows every column of every node back to the source columns it is computed from (its
+//!    lineage), through projections, aliases, joins, filters, aggregates, unions and `DISTINCT`,
+//!    and refuses a use a declaration forbids — a join-only column filtered on, an
+//!    aggregate-only column grouped by, an identity column let out under the aggregation rule —
+//!    however many aliases and subqueries stand between the use and the column;
+//! 2. refuses what it cannot follow (window functions, subqueries inside expressions, semi and
+//!    anti joins, recursive queries, `GROUPING SETS`), with the reason;
+//! 3. rewrites the plan so that every row carries, beside its own columns, the identities
+//!    behind it: one hidden column per scan of an identity column, the value itself before
+//!    any aggregate and the set of distinct values after one ([`IdentitiesOf`]), carried
+//!    through every node above;
+//! 4. ends the plan with one count per identity column (aggregation rule) or per domain (list
+//!    rule), which [`crate::rules`] checks against the contract's minimum before anything
+//!    leaves, and drops.
+//!
+//! So the count the minimum applies to is the engine's: no column the SQL computes, no
+//! constant, no alias stands in for it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, ListBuilder, StringBuilder, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue, plan_err};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::{format_state_name, split_conjunction};
+use datafusion::logical_expr::{
+    Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, Distinct, Expr,
+    JoinType, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Union, Volatility, cast, col, lit,
+};
+
+use crate::CleanroomError;
+use confide_model::contract::AnalysisRule;
+use confide_model::dataset::Privacy;
+
+/// The prefix of every column the guard adds; a query whose own columns use it is refused.
+const HIDDEN: &str = "__confide_";
+
+/// A count the rewritten plan appends to each row, and what it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// What is counted: `table.column` (aggregation rule) or the domain (list rule).
+    pub of: String,
+}
+
+/// A contract's query with the engine's counts appended: the result's own columns come first,
+/// then one `UInt64` column per [`Count`].
+#[derive(Debug)]
+pub struct Guarded {
+    /// The rewritten plan.
+    pub plan: LogicalPlan,
+    /// The result's own columns.
+    pub columns: Vec<String>,
+    /// The counts after them, in order.
+    pub counts: Vec<Count>,
+}
+
+/// Checks `plan` against the tables' declarations (table name in the SQL → declaration) and
+/// `rule`, and rewrites it to count the identities behind each row.
+pub fn guard(
+    plan: &LogicalPlan,
+    declared: &BTreeMap<String, Privacy>,
+    rule: AnalysisRule,
+) -> Result<Guarded, CleanroomError> {
+    if let Some(f) = plan
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| f.name().starts_with(HIDDEN))
+    {
+        return refuse(format!(
+            "the result column {:?} uses the prefix {HIDDEN:?}, which the engine keeps for itself",
+            f.name()
+        ));
+    }
+    if matches!(rule, AnalysisRule::Aggregation { .. }) {
+        aggregate_on_top(plan)?;
+    }
+    let mut guard = Guard {
+        declared,
+        rule,
+        instances: Vec::new(),
+    };
+    let carried = guard.carry(plan)?;
+    for (i, lineage) in carried.lineage.iter().enumerate() {
+        let name = plan.schema().field(i).name();
+        guard.check_use(&lineage.raw, Use::Output, &format!("the result column {name:?}"))?;
+    }
+    let schema = carried.plan.schema().clone();
+    let own = plan.schema().fields().len();
+    let mut exprs: Vec<Expr> = (0..own).map(|i| column_at(&schema, i)).collect();
+    let mut counts = Vec::new();
+    let count = ScalarUDF::new_from_impl(CountIdentities::new());
+    let mut groups: BTreeMap<String, Vec<Expr>> = BTreeMap::new();
+    for &i in &carried.ids {
+        let instance = &guard.instances[i];
+        match rule {
+            AnalysisRule::Aggregation { .. } => {
+                groups.insert(
+                    format!("{}.{}#{i}", instance.table, instance.column),
+                    vec![col(instance.name.as_str())],
+                );
+            }
+            AnalysisRule::List { .. } => groups
+                .entry(instance.domain.clone())
+                .or_default()
+                .push(col(instance.name.as_str())),
+        }
+    }
+    for (n, (of, args)) in groups.into_iter().enumerate() {
+        let of = match of.split_once('#') {
+            Some((of, _)) => of.to_owned(),
+            None => of,
+        };
+        exprs.push(count.call(args).alias(format!("{HIDDEN}n{n}")));
+        counts.push(Count { of });
+    }
+    let plan = LogicalPlan::Projection(
+        Projection::try_new(exprs, Arc::new(carried.plan)).map_err(internal)?,
+    );
+    Ok(Guarded {
+        plan,
+        columns: (0..own)
+            .map(|i| schema.field(i).name().clone())
+            .collect(),
+        counts,
+    })
+}
+
+/// A refusal of the query, at proposal and in the TEE alike.
+fn refuse<T>(reason: impl Into<String>) -> Result<T, CleanroomError> {
+    Err(CleanroomError::NotAnalysable(reason.into()))
+}
+
+fn internal(e: datafusion::error::DataFusionError) -> CleanroomError {
+    CleanroomError::Query(format!("guarding the contract's query: {e}"))
+}
+
+/// The aggregation rule's shape: under renames, sorts, limits and `HAVING`, the result is an
+/// aggregate.
+fn aggregate_on_top(plan: &LogicalPlan) -> Result<(), CleanroomError> {
+    match plan {
+        LogicalPlan::Aggregate(_) => Ok(()),
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::SubqueryAlias(_) => aggregate_on_top(plan.inputs()[0]),
+        other => refuse(format!(
+            "the aggregation rule lets out only an aggregate (GROUP BY, or COUNT/SUM/AVG over \
+             all rows); this query's result is a {}",
+            other.display()
+        )),
+    }
+}
+
+/// A source column: a table of the SQL and one of its columns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Source {
+    table: String,
+    column: String,
+}
+
+/// Where a column's values come from.
+#[derive(Debug, Clone, Default)]
+struct Lineage {
+    /// Source columns its values are computed from, row by row.
+    raw: BTreeSet<Source>,
+    /// Source columns it aggregates.
+    aggregated: BTreeSet<Source>,
+    /// The one source column it is, unchanged (through renames only).
+    bare: Option<Source>,
+}
+
+impl Lineage {
+    fn absorb(&mut self, other: &Lineage) {
+        self.raw.extend(other.raw.iter().cloned());
+        self.aggregated.extend(other.aggregated.iter().cloned());
+    }
+}
+
+/// One scan of one identity column, carried by a hidden column.
+#[derive(Debug, Clone)]
+struct Instance {
+    /// The hidden column's name.
+    name: String,
+    table: String,
+    column: String,
+    domain: String,
+    /// Whether the hidden column holds sets (after an aggregate) rather than single values.
+    set: bool,
+}
+
+/// A node rewritten: its own columns first, then the hidden columns of `ids`.
+struct Carried {
+    plan: LogicalPlan,
+    /// The lineage of each of the node's own columns.
+    lineage: Vec<Lineage>,
+    /// The instances its hidden columns carry, in order.
+    ids: Vec<usize>,
+}
+
+/// Where a column is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Join,
+    Filter,
+    Sort,
+    Group,
+    Aggregate,
+    Output,
+}
+
+impl Use {
+    fn words(self) -> &'static str {
+        match self {
+            Self::Join => "in a join condition",
+            Self::Filter => "in a filter (WHERE, HAVING, ON of an outer join)",
+            Self::Sort => "in an ORDER BY",
+            Self::Group => "in a GROUP BY or DISTINCT",
+            Self::Aggregate => "in an aggregate function",
+            Self::Output => "in the result",
+        }
+    }
+}
+
+struct Guard<'a> {
+    declared: &'a BTreeMap<String, Privacy>,
+    rule: AnalysisRule,
+    instances: Vec<Instance>,
+}
+
+impl Guard<'_> {
+    fn aggregation(&self) -> bool {
+        matches!(self.rule, AnalysisRule::Aggregation { .. })
+    }
+
+    /// Refuses `sources` used at `at` when a declaration forbids it.
+    fn check_use(
+        &self,
+        sources: &BTreeSet<Source>,
+        at: Use,
+        what: &str,
+    ) -> Result<(), CleanroomError> {
+        for s in sources {
+            let Some(p) = self.declared.get(&s.table) else {
+                continue;
+            };
+            let (class, allowed): (&str, &[Use]) = if p.join_only.contains(&s.column) {
+                ("may only be joined on", &[Use::Join])
+            } else if p.aggregate_only.contains(&s.column) {
+                ("may only be aggregated", &[Use::Aggregate])
+            } else if p.identity.contains_key(&s.column) && self.aggregation() {
+                (
+                    "names individuals, and under the aggregation rule may only be joined on or \
+                     counted",
+                    &[Use::Join, Use::Aggregate],
+                )
+            } else {
+                continue;
+            };
+            if !allowed.contains(&at) {
+                return refuse(format!(
+                    "{what} uses {}.{} {}: the owner declared that it {class}",
+                    s.table,
+                    s.column,
+                    at.words()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lineage of `expr` over an input with `schema` and `lineage`.
+    fn lineage_of(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        lineage: &[Lineage],
+    ) -> Result<Lineage, CleanroomError> {
+        let mut out = Lineage::default();
+        for c in expr.column_refs() {
+            let i = schema.index_of_column(c).map_err(internal)?;
+            out.absorb(&lineage[i]);
+        }
+        let mut bare = expr;
+        while let Expr::Alias(a) = bare {
+            bare = &a.expr;
+        }
+        if let Expr::Column(c) = bare {
+            let i = schema.index_of_column(c).map_err(internal)?;
+            out.bare = lineage[i].bare.clone();
+        }
+        Ok(out)
+    }
+
+    /// Checks every column `exprs` use at `at`.
+    fn check_exprs(
+        &self,
+        exprs: &[&Expr],
+        schema: &DFSchema,
+        lineage: &[Lineage],
+        at: Use,
+    ) -> Result<(), CleanroomError> {
+        for e in exprs {
+            let l = self.lineage_of(e, schema, lineage)?;
+            self.check_use(&l.raw, at, &format!("the expression {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn carry(&mut self, plan: &LogicalPlan) -> Result<Carried, CleanroomError> {
+        for e in plan.expressions() {
+            let mut hidden = None;
+            e.apply(|e| {
+                let what = match e {
+                    Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) => {
+                        "a subquery inside an expression (write it as a join)"
+                    }
+                    Expr::OuterReferenceColumn(..) => "a correlated subquery",
+                    Expr::GroupingSet(_) => "GROUPING SETS, ROLLUP or CUBE",
+                    Expr::WindowFunction(_) => "a window function",
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                hidden = Some(what);
+                Ok(TreeNodeRecursion::Stop)
+            })
+            .map_err(internal)?;
+            if let Some(what) = hidden {
+                return refuse(format!(
+                    "the engine cannot count the individuals behind {what}"
+                ));
+            }
+        }
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(plan, scan.table_name.table()),
+            LogicalPlan::Projection(p) => {
+                let input = self.carry(&p.input)?;
+                let schema = p.input.schema();
+                let lineage = p
+                    .expr
+                    .iter()
+                    .map(|e| self.lineage_of(e, schema, &input.lineage))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut exprs = p.expr.clone();
+                exprs.extend(input.ids.iter().map(|&i| self.hidden(i)));
+                let plan = LogicalPlan::Projection(
+                    Projection::try_new(exprs, Arc::new(input.plan)).map_err(internal)?,
+                );
+                Ok(Carried {
+                    plan,
+                    lineage,
+                    ids: input.ids,
+                })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.carry(&f.input)?;
+                self.check_exprs(&[&f.predicate], f.input.schema(), &input.lineage, Use::Filter)?;
+                self.same_lineage(plan, input)
+            }
+            LogicalPlan::Sort(s) => {
+                let input = self.carry(&s.input)?;
+                let exprs: Vec<&Expr> = s.expr.iter().map(|e| &e.expr).collect();
+                self.check_exprs(&exprs, s.input.schema(), &input.lineage, Use::Sort)?;
+                self.same_lineage(plan, input)
+            }
+            LogicalPlan::Limit(l) => {
+                let input = self.carry(&l.input)?;
+                self.same_lineage(plan, input)
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let input = self.carry(&a.input)?;
+                self.same_lineage(plan, input)
+            }
+            LogicalPlan::Join(j) => self.join(plan, j),
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(input),
+            LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Carried {
+                plan: plan.clone(),
+                lineage: vec![Lineage::default(); plan.schema().fields().len()],
+                ids: Vec::new(),
+            }),
+            other => refuse(format!(
+                "the engine cannot count the individuals behind a {} node of the plan",
+                other.display()
+            )),
+        }
+    }
+
+    /// A node whose columns are its input's: rebuilt over the carried input.
+    fn same_lineage(
+        &mut self,
+        plan: &LogicalPlan,
+        input: Carried,
+    ) -> Result<Carried, CleanroomError> {
+        let rebuilt = plan
+            .with_new_exprs(plan.expressions(), vec![input.plan])
+            .map_err(internal)?;
+        Ok(Carried {
+            plan: rebuilt,
+            lineage: input.lineage,
+            ids: input.ids,
+        })
+    }
+
+    fn hidden(&self, i: usize) -> Expr {
+        col(self.instances[i].name.as_str())
+    }
+
+    /// A new instance like `i` (or a new one), its hidden column named afresh.
+    fn instance(&mut self, like: Instance) -> usize {
+        let n = self.instances.len();
+        self.instances.push(Instance {
+            name: format!("{HIDDEN}id{n}"),
+            ..like
+        });
+        n
+    }
+
+    fn scan(&mut self, plan: &LogicalPlan, table: &str) -> Result<Carried, CleanroomError> {
+        let Some(privacy) = self.declared.get(table) else {
+            return refuse(format!(
+                "table {table} has no privacy declaration: its owner must declare its identity \
+                 columns before a contract reads it"
+            ));
+        };
+        let schema = plan.schema();
+        let lineage = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let s = Source {
+                    table: table.to_owned(),
+                    column: f.name().clone(),
+                };
+                Lineage {
+                    raw: [s.clone()].into(),
+                    aggregated: BTreeSet::new(),
+                    bare: Some(s),
+                }
+            })
+            .collect();
+        if privacy.identity.is_empty() {
+            return Ok(Carried {
+                plan: plan.clone(),
+                lineage,
+                ids: Vec::new(),
+            });
+        }
+        let mut exprs: Vec<Expr> = (0..schema.fields().len())
+            .map(|i| column_at(schema, i))
+            .collect();
+        let mut ids = Vec::new();
+        for (column, domain) in &privacy.identity {
+            let Ok(i) = schema.index_of_column(&Column::new(Some(table), column.as_str())) else {
+                return refuse(format!(
+                    "table {table} has no column {column:?}, which its owner declared an identity"
+                ));
+            };
+            let n = self.instance(Instance {
+                name: String::new(),
+                table: table.to_owned(),
+                column: column.clone(),
+                domain: domain.clone(),
+                set: false,
+            });
+            exprs.push(cast(column_at(schema, i), DataType::Utf8).alias(&self.instances[n].name));
+            ids.push(n);
+        }
+        let plan = LogicalPlan::Projection(
+            Projection::try_new(exprs, Arc::new(plan.clone())).map_err(internal)?,
+        );
+        Ok(Carried { plan, lineage, ids })
+    }
+
+    fn join(
+        &mut self,
+        plan: &LogicalPlan,
+        j: &datafusion::logical_expr::Join,
+    ) -> Result<Carried, CleanroomError> {
+        if !matches!(
+            j.join_type,
+            JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+        ) {
+            return refuse(format!(
+                "the engine cannot count the individuals behind a {} join (IN, EXISTS): write \
+                 it as an inner or outer join",
+                j.join_type
+            ));
+        }
+        let left = self.carry(&j.left)?;
+        let right = self.carry(&j.right)?;
+        let mut lineage = left.lineage;
+        lineage.extend(right.lineage);
+        // A condition joins when it equates two columns; any other condition of a join (`ON
+        // a.badge = b.badge AND a.badge = 'B7'`) chooses rows, as a WHERE does.
+        let mut uses: Vec<(&Expr, Use)> = Vec::new();
+        for (l, r) in &j.on {
+            let at = if is_column(l) && is_column(r) {
+                Use::Join
+            } else {
+                Use::Filter
+            };
+            uses.extend([(l, at), (r, at)]);
+        }
+        for c in j.filter.iter().flat_map(split_conjunction) {
+            match c {
+                Expr::BinaryExpr(b)
+                    if b.op == Operator::Eq && is_column(&b.left) && is_column(&b.right) =>
+                {
+                    uses.extend([(&*b.left, Use::Join), (&*b.right, Use::Join)]);
+                }
+                other => uses.push((other, Use::Filter)),
+            }
+        }
+        // The join's own schema, before the rewrite, resolves its conditions.
+        for (e, at) in uses {
+            self.check_exprs(&[e], &j.schema, &lineage, at)?;
+        }
+        let (left_own, right_own) = (j.left.schema().fields().len(), j.right.schema().fields().len());
+        let (left_ids, right_ids) = (left.ids, right.ids);
+        let rebuilt = plan
+            .with_new_exprs(plan.expressions(), vec![left.plan, right.plan])
+            .map_err(internal)?;
+        // Own columns first, hidden ones after: left own, right own, left hidden, right hidden.
+        let schema = rebuilt.schema().clone();
+        let left_width = left_own + left_ids.len();
+        let order = (0..left_own)
+            .chain(left_width..left_width + right_own)
+            .chain(left_own..left_width)
+            .chain(left_width + right_own..left_width + right_own + right_ids.len());
+        let exprs = order.map(|i| column_at(&schema, i)).collect();
+        let plan = LogicalPlan::Projection(
+            Projection::try_new(exprs, Arc::new(rebuilt)).map_err(internal)?,
+        );
+        let mut ids = left_ids;
+        ids.extend(right_ids);
+        Ok(Carried { plan, lineage, ids })
+    }
+
+    fn aggregate(&mut self, a: &Aggregate) -> Result<Carried, CleanroomError> {
+        let input = self.carry(&a.input)?;
+        let schema = a.input.schema();
+        let mut lineage = Vec::new();
+        for g in &a.group_expr {
+            let l = self.lineage_of(g, schema, &input.lineage)?;
+            self.check_use(&l.raw, Use::Group, &format!("the grouping {g}"))?;
+            lineage.push(Lineage {
+                bare: None,
+                ..l
+            });
+        }
+        for e in &a.aggr_expr {
+            let mut inner = e;
+            while let Expr::Alias(x) = inner {
+                inner = &x.expr;
+            }
+            let Expr::AggregateFunction(f) = inner else {
+                return refuse(format!("the aggregate {e} is not an aggregate function"));
+            };
+            let l = self.lineage_of(e, schema, &input.lineage)?;
+            self.check_use(&l.raw, Use::Aggregate, &format!("the aggregate {e}"))?;
+            if self.aggregation() {
+                self.plain_aggregate(f, schema, &input.lineage)?;
+            }
+            let mut aggregated = l.aggregated;
+            aggregated.extend(l.raw);
+            lineage.push(Lineage {
+                raw: BTreeSet::new(),
+                aggregated,
+                bare: None,
+            });
+        }
+        let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
+        let mut aggr_expr = a.aggr_expr.clone();
+        let mut ids = Vec::new();
+        for &i in &input.ids {
+            let n = self.instance(Instance {
+                set: true,
+                ..self.instances[i].clone()
+            });
+            aggr_expr.push(union.call(vec![self.hidden(i)]).alias(&self.instances[n].name));
+            ids.push(n);
+        }
+        let plan = LogicalPlan::Aggregate(
+            Aggregate::try_new(Arc::new(input.plan), a.group_expr.clone(), aggr_expr)
+                .map_err(internal)?,
+        );
+        Ok(Carried { plan, lineage, ids })
+    }
+
+    /// Under the aggregation rule: COUNT, SUM or AVG (DISTINCT or not) of plain columns or of
+    /// everything, with no FILTER or ORDER BY of its own — an aggregate that takes only some
+    /// of its group's rows (`SUM(CASE WHEN name = 'x' THEN salary END)`) would report on
+    /// fewer individuals than the engine counts — and identity columns only counted.
+    fn plain_aggregate(
+        &self,
+        f: &AggregateFunction,
+        schema: &DFSchema,
+        lineage: &[Lineage],
+    ) -> Result<(), CleanroomError> {
+        let name = f.func.name().to_ascii_lowercase();
+        if !matches!(name.as_str(), "count" | "sum" | "avg") {
+            return refuse(format!(
+                "the aggregation rule allows COUNT, SUM and AVG; not {}",
+                f.func.name()
+            ));
+        }
+        if f.params.filter.is_some() || !f.params.order_by.is_empty() {
+            return refuse(format!(
+                "the aggregation rule allows no FILTER or ORDER BY inside {}: every row of a \
+                 group counts",
+                f.func.name()
+            ));
+        }
+        for arg in &f.params.args {
+            if matches!(arg, Expr::Literal(..)) {
+                continue;
+            }
+            let l = self.lineage_of(arg, schema, lineage)?;
+            let Some(source) = l.bare else {
+                return refuse(format!(
+                    "the aggregation rule aggregates plain columns only: {}({arg}) computes its \
+                     argument",
+                    f.func.name()
+                ));
+            };
+            let identity = self
+                .declared
+                .get(&source.table)
+                .is_some_and(|p| p.identity.contains_key(&source.column));
+            if identity && name != "count" {
+                return refuse(format!(
+                    "{}.{} names individuals: the aggregation rule only counts it, not {}",
+                    source.table,
+                    source.column,
+                    f.func.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `SELECT DISTINCT`: one row per distinct own row, the identities of the rows it stands
+    /// for gathered, as a `GROUP BY` of every column.
+    fn distinct(&mut self, input_plan: &LogicalPlan) -> Result<Carried, CleanroomError> {
+        let input = self.carry(input_plan)?;
+        let schema = input_plan.schema();
+        for (i, l) in input.lineage.iter().enumerate() {
+            self.check_use(
+                &l.raw,
+                Use::Group,
+                &format!("DISTINCT over {}", schema.field(i).name()),
+            )?;
+        }
+        let carried_schema = input.plan.schema().clone();
+        let group: Vec<Expr> = (0..schema.fields().len())
+            .map(|i| column_at(&carried_schema, i))
+            .collect();
+        let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
+        let mut aggr = Vec::new();
+        let mut ids = Vec::new();
+        for &i in &input.ids {
+            let n = self.instance(Instance {
+                set: true,
+                ..self.instances[i].clone()
+            });
+            aggr.push(union.call(vec![self.hidden(i)]).alias(&self.instances[n].name));
+            ids.push(n);
+        }
+        let plan = LogicalPlan::Aggregate(
+            Aggregate::try_new(Arc::new(input.plan), group, aggr).map_err(internal)?,
+        );
+        let lineage = input
+            .lineage
+            .into_iter()
+            .map(|l| Lineage { bare: None, ..l })
+            .collect();
+        Ok(Carried { plan, lineage, ids })
+    }
+
+    /// `UNION [ALL]`: each input carries every input's hidden columns, its own filled, the
+    /// others empty, so a row keeps the identities of the input it came from.
+    fn union(&mut self, u: &Union) -> Result<Carried, CleanroomError> {
+        let inputs = u
+            .inputs
+            .iter()
+            .map(|i| self.carry(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let own = u.schema.fields().len();
+        let mut outputs = Vec::new();
+        for carried in &inputs {
+            for &i in &carried.ids {
+                let n = self.instance(self.instances[i].clone());
+                outputs.push((i, n));
+            }
+        }
+        let mut lineage = vec![Lineage::default(); own];
+        let mut plans = Vec::new();
+        for carried in inputs {
+            for (l, from) in lineage.iter_mut().zip(&carried.lineage) {
+                l.absorb(from);
+            }
+            let schema = carried.plan.schema().clone();
+            let mut exprs: Vec<Expr> = (0..own).map(|i| column_at(&schema, i)).collect();
+            for &(from, to) in &outputs {
+                let to_name = self.instances[to].name.clone();
+                let e = if carried.ids.contains(&from) {
+                    self.hidden(from)
+                } else {
+                    let ty = if self.instances[from].set {
+                        list_type()
+                    } else {
+                        DataType::Utf8
+                    };
+                    cast(lit(ScalarValue::Null), ty)
+                };
+                exprs.push(e.alias(to_name));
+            }
+            plans.push(Arc::new(LogicalPlan::Projection(
+                Projection::try_new(exprs, Arc::new(carried.plan)).map_err(internal)?,
+            )));
+        }
+        let plan = LogicalPlan::Union(Union::try_new_with_loose_types(plans).map_err(internal)?);
+        Ok(Carried {
+            plan,
+            lineage,
+            ids: outputs.into_iter().map(|(_, to)| to).collect(),
+        })
+    }
+}
+
+/// Whether `e` is a column, renamed or cast at most.
+fn is_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(_) => true,
+        Expr::Alias(a) => is_column(&a.expr),
+        Expr::Cast(c) => is_column(&c.expr),
+        _ => false,
+    }
+}
+
+/// The `i`th column of `schema`, as a column reference.
+fn column_at(schema: &DFSchema, i: usize) -> Expr {
+    let (qualifier, field) = schema.qualified_field(i);
+    Expr::Column(Column::from((qualifier, field)))
+}
+
+fn list_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+/// Calls `f` with every non-null identity in row `row` of `array` (a value or a set of them).
+fn each_identity<'a>(array: &'a ArrayRef, row: usize, f: &mut impl FnMut(&'a str)) {
+    if array.is_null(row) {
+        return;
+    }
+    match array.data_type() {
+        DataType::Utf8 => f(array.as_string::<i32>().value(row)),
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            let (start, end) = (
+                list.value_offsets()[row] as usize,
+                list.value_offsets()[row + 1] as usize,
+            );
+            let values = list.values().as_string::<i32>();
+            for v in start..end {
+                if values.is_valid(v) {
+                    f(values.value(v));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `__confide_count(ids…)`: how many distinct identities a row's hidden columns hold.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CountIdentities {
+    signature: Signature,
+}
+
+impl CountIdentities {
+    fn new() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CountIdentities {
+    fn name(&self) -> &str {
+        "__confide_count"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        for a in &arrays {
+            if !matches!(a.data_type(), DataType::Utf8 | DataType::List(_)) {
+                return plan_err!("__confide_count over {}", a.data_type());
+            }
+        }
+        let mut seen = HashSet::new();
+        let counts: UInt64Array = (0..args.number_rows)
+            .map(|row| {
+                seen.clear();
+                for a in &arrays {
+                    each_identity(a, row, &mut |v| {
+                        seen.insert(v);
+                    });
+                }
+                Some(seen.len() as u64)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(counts)))
+    }
+}
+
+/// `__confide_ids(id)`: the set of distinct identities over a group's rows (values or sets).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IdentitiesOf {
+    signature: Signature,
+}
+
+impl IdentitiesOf {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for IdentitiesOf {
+    fn name(&self) -> &str {
+        "__confide_ids"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(list_type())
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs<'_>) -> DfResult<Box<dyn Accumulator>> {
+        Ok(Box::new(IdentitySet::default()))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs<'_>) -> DfResult<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format_state_name(args.name, "ids"),
+            list_type(),
+            true,
+        ))])
+    }
+}
+
+#[derive(Debug, Default)]
+struct IdentitySet {
+    ids: HashSet<String>,
+    bytes: usize,
+}
+
+impl IdentitySet {
+    fn add(&mut self, array: &ArrayRef) {
+        for row in 0..array.len() {
+            each_identity(array, row, &mut |v| {
+                if !self.ids.contains(v) {
+                    self.bytes += v.len() + std::mem::size_of::<String>();
+                    self.ids.insert(v.to_owned());
+                }
+            });
+        }
+    }
+
+    fn as_list(&self) -> ScalarValue {
+        let mut sorted: Vec<&String> = self.ids.iter().collect();
+        sorted.sort();
+        let mut builder = ListBuilder::new(StringBuilder::new());
+        for v in sorted {
+            builder.values().append_value(v);
+        }
+        builder.append(true);
+        let list: ListArray = builder.finish();
+        ScalarValue::List(Arc::new(list))
+    }
+}
+
+impl Accumulator for IdentitySet {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.add(&values[0]);
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.add(&states[0]);
+        Ok(())
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        Ok(vec![self.as_list()])
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        Ok(self.as_list())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.bytes
+    }
+}
