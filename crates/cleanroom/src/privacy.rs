@@ -160,7 +160,7 @@ fn aggregate_on_top(plan: &LogicalPlan) -> Result<(), CleanroomError> {
         other => refuse(format!(
             "the aggregation rule lets out only an aggregate (GROUP BY, or COUNT/SUM/AVG over \
              all rows); this query's result is a {}",
-            other.display()
+            node(other)
         )),
     }
 }
@@ -394,7 +394,7 @@ impl Guard<'_> {
             }),
             other => refuse(format!(
                 "the engine cannot count the individuals behind a {} node of the plan",
-                other.display()
+                node(other)
             )),
         }
     }
@@ -740,6 +740,12 @@ impl Guard<'_> {
             ids: outputs.into_iter().map(|(_, to)| to).collect(),
         })
     }
+}
+
+/// The kind of a plan's node, as DataFusion names it (`Window`, `Unnest`, …).
+fn node(plan: &LogicalPlan) -> String {
+    let text = plan.display().to_string();
+    text.split([':', ' ']).next().unwrap_or_default().to_owned()
 }
 
 /// Whether `e` is a column, renamed or cast at most.
