@@ -80,6 +80,9 @@ pub fn privacy() -> Privacy {
     }
 }
 
+/// The AML contract's analysis rule: every finding backed by at least three distinct accounts.
+pub const RULE: AnalysisRule = AnalysisRule::List { min_identities: 3 };
+
 /// The output rules of the AML contract, a list rule: the finding, its subject, how many
 /// accounts the SQL says are behind it, and the amount; each finding backed by at least three
 /// distinct accounts as the engine counts them; at most 1,000 rows.
@@ -91,7 +94,7 @@ pub fn output_rules() -> OutputRules {
             "n_accounts".into(),
             "total".into(),
         ],
-        rule: Some(AnalysisRule::List { min_identities: 3 }),
+        rule: Some(RULE),
         min_group: None,
         max_rows: 1000,
         on_violation: OnViolation::Suppress,

@@ -36,8 +36,8 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{format_state_name, split_conjunction};
 use datafusion::logical_expr::{
     Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, Distinct, Expr,
-    JoinType, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Union, Volatility, cast, col, lit,
+    JoinType, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Union, Volatility, cast, col, lit,
 };
 
 use crate::CleanroomError;
@@ -86,6 +86,21 @@ pub fn guard(
     }
     if matches!(rule, AnalysisRule::Aggregation { .. }) {
         aggregate_on_top(plan)?;
+        let mut aggregates = 0;
+        plan.apply(|node| {
+            if matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)) {
+                aggregates += 1;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(internal)?;
+        if aggregates > 1 {
+            return refuse(
+                "the aggregation rule allows one aggregate, the result's: an inner aggregate's \
+                 values (a small group's sum) could choose the rows or the groups of the outer \
+                 one",
+            );
+        }
     }
     let mut guard = Guard {
         declared,
@@ -95,7 +110,11 @@ pub fn guard(
     let carried = guard.carry(plan)?;
     for (i, lineage) in carried.lineage.iter().enumerate() {
         let name = plan.schema().field(i).name();
-        guard.check_use(&lineage.raw, Use::Output, &format!("the result column {name:?}"))?;
+        guard.check_use(
+            &lineage.raw,
+            Use::Output,
+            &format!("the result column {name:?}"),
+        )?;
     }
     let schema = carried.plan.schema().clone();
     let own = plan.schema().fields().len();
@@ -131,9 +150,7 @@ pub fn guard(
     );
     Ok(Guarded {
         plan,
-        columns: (0..own)
-            .map(|i| schema.field(i).name().clone())
-            .collect(),
+        columns: (0..own).map(|i| schema.field(i).name().clone()).collect(),
         counts,
     })
 }
@@ -179,8 +196,9 @@ struct Lineage {
     raw: BTreeSet<Source>,
     /// Source columns it aggregates.
     aggregated: BTreeSet<Source>,
-    /// The one source column it is, unchanged (through renames only).
-    bare: Option<Source>,
+    /// The source columns it is one of, unchanged (through renames, and unions of such
+    /// columns); empty when it is computed.
+    bare: BTreeSet<Source>,
 }
 
 impl Lineage {
@@ -246,6 +264,21 @@ impl Guard<'_> {
         matches!(self.rule, AnalysisRule::Aggregation { .. })
     }
 
+    /// The domain of `source`, if its owner declared it an identity.
+    fn domain(&self, source: &Source) -> Option<&str> {
+        self.declared
+            .get(&source.table)
+            .and_then(|p| p.identity.get(&source.column))
+            .map(String::as_str)
+    }
+
+    /// The one domain of identity columns a plain column is, if it is one.
+    fn identity_domain(&self, bare: &BTreeSet<Source>) -> Option<&str> {
+        let mut domains = bare.iter().map(|s| self.domain(s));
+        let first = domains.next()??;
+        domains.all(|d| d == Some(first)).then_some(first)
+    }
+
     /// Refuses `sources` used at `at` when a declaration forbids it.
     fn check_use(
         &self,
@@ -259,8 +292,14 @@ impl Guard<'_> {
             };
             let (class, allowed): (&str, &[Use]) = if p.join_only.contains(&s.column) {
                 ("may only be joined on", &[Use::Join])
-            } else if p.aggregate_only.contains(&s.column) {
+            } else if p.aggregate_only.contains(&s.column) && self.aggregation() {
                 ("may only be aggregated", &[Use::Aggregate])
+            } else if p.aggregate_only.contains(&s.column) {
+                (
+                    "may only be aggregated, under the aggregation rule (a list names \
+                     individuals)",
+                    &[],
+                )
             } else if p.identity.contains_key(&s.column) && self.aggregation() {
                 (
                     "names individuals, and under the aggregation rule may only be joined on or \
@@ -300,7 +339,7 @@ impl Guard<'_> {
         }
         if let Expr::Column(c) = bare {
             let i = schema.index_of_column(c).map_err(internal)?;
-            out.bare = lineage[i].bare.clone();
+            out.bare.clone_from(&lineage[i].bare);
         }
         Ok(out)
     }
@@ -321,13 +360,33 @@ impl Guard<'_> {
     }
 
     fn carry(&mut self, plan: &LogicalPlan) -> Result<Carried, CleanroomError> {
+        if let Some(f) = plan
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| f.name().starts_with(HIDDEN))
+        {
+            return refuse(format!(
+                "the column {:?} uses the prefix {HIDDEN:?}, which the engine keeps for itself",
+                f.name()
+            ));
+        }
+        let mut subquery = false;
+        plan.apply_subqueries(|_| {
+            subquery = true;
+            Ok(TreeNodeRecursion::Stop)
+        })
+        .map_err(internal)?;
+        if subquery {
+            return refuse(
+                "the engine cannot count the individuals behind a subquery inside an expression \
+                 (IN, EXISTS, ANY, ALL, a scalar subquery): write it as a join",
+            );
+        }
         for e in plan.expressions() {
             let mut hidden = None;
             e.apply(|e| {
                 let what = match e {
-                    Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) => {
-                        "a subquery inside an expression (write it as a join)"
-                    }
                     Expr::OuterReferenceColumn(..) => "a correlated subquery",
                     Expr::GroupingSet(_) => "GROUPING SETS, ROLLUP or CUBE",
                     Expr::WindowFunction(_) => "a window function",
@@ -366,7 +425,12 @@ impl Guard<'_> {
             }
             LogicalPlan::Filter(f) => {
                 let input = self.carry(&f.input)?;
-                self.check_exprs(&[&f.predicate], f.input.schema(), &input.lineage, Use::Filter)?;
+                self.check_exprs(
+                    &[&f.predicate],
+                    f.input.schema(),
+                    &input.lineage,
+                    Use::Filter,
+                )?;
                 self.same_lineage(plan, input)
             }
             LogicalPlan::Sort(s) => {
@@ -387,6 +451,10 @@ impl Guard<'_> {
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(input),
             LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) if self.aggregation() => refuse(
+                "the aggregation rule reads the contract's tables only: a constant table \
+                     (VALUES) could map, repeat or weigh their rows",
+            ),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Carried {
                 plan: plan.clone(),
                 lineage: vec![Lineage::default(); plan.schema().fields().len()],
@@ -448,7 +516,7 @@ impl Guard<'_> {
                 Lineage {
                     raw: [s.clone()].into(),
                     aggregated: BTreeSet::new(),
-                    bare: Some(s),
+                    bare: [s].into(),
                 }
             })
             .collect();
@@ -504,43 +572,88 @@ impl Guard<'_> {
         let right = self.carry(&j.right)?;
         let mut lineage = left.lineage;
         lineage.extend(right.lineage);
-        // A condition joins when it equates two columns; any other condition of a join (`ON
-        // a.badge = b.badge AND a.badge = 'B7'`) chooses rows, as a WHERE does.
+        // A condition joins when it equates two plain source columns, one of each side; any
+        // other condition of a join (`ON a.badge = b.badge AND a.badge = 'B7'`, a key computed
+        // in a CTE, a constant table's column) chooses rows, as a WHERE does.
+        let left_width = j.left.schema().fields().len();
+        let schema: &DFSchema = &j.schema;
         let mut uses: Vec<(&Expr, Use)> = Vec::new();
-        for (l, r) in &j.on {
-            let at = if is_column(l) && is_column(r) {
-                Use::Join
-            } else {
-                Use::Filter
-            };
-            uses.extend([(l, at), (r, at)]);
-        }
-        for c in j.filter.iter().flat_map(split_conjunction) {
-            match c {
-                Expr::BinaryExpr(b)
-                    if b.op == Operator::Eq && is_column(&b.left) && is_column(&b.right) =>
-                {
-                    uses.extend([(&*b.left, Use::Join), (&*b.right, Use::Join)]);
+        let mut equalities = Vec::new();
+        let pairs = j.on.iter().map(|(l, r)| (l, r));
+        let from_filter = j
+            .filter
+            .iter()
+            .flat_map(split_conjunction)
+            .filter_map(|c| match c {
+                Expr::BinaryExpr(b) if b.op == Operator::Eq => Some((&*b.left, &*b.right)),
+                other => {
+                    uses.push((other, Use::Filter));
+                    None
                 }
-                other => uses.push((other, Use::Filter)),
-            }
+            });
+        let candidates: Vec<(&Expr, &Expr)> =
+            pairs.chain(from_filter.collect::<Vec<_>>()).collect();
+        for (l, r) in candidates {
+            let sides = (column_index(l, schema), column_index(r, schema));
+            let joined = match sides {
+                (Some(a), Some(b))
+                    if (a < left_width) != (b < left_width)
+                        && !lineage[a].bare.is_empty()
+                        && !lineage[b].bare.is_empty() =>
+                {
+                    equalities.push((a, b));
+                    true
+                }
+                _ => false,
+            };
+            let at = if joined { Use::Join } else { Use::Filter };
+            uses.extend([(l, at), (r, at)]);
         }
         // The join's own schema, before the rewrite, resolves its conditions.
         for (e, at) in uses {
-            self.check_exprs(&[e], &j.schema, &lineage, at)?;
+            self.check_exprs(&[e], schema, &lineage, at)?;
         }
-        let (left_own, right_own) = (j.left.schema().fields().len(), j.right.schema().fields().len());
+        if equalities.is_empty() {
+            return refuse(
+                "a join must equate a column of each side (no cross join, no join on a computed \
+                 key or a constant): it could otherwise repeat rows, or pair an individual's row \
+                 with unrelated ones",
+            );
+        }
+        if !self.aggregation()
+            && !equalities.iter().any(|&(a, b)| {
+                let domain = self.identity_domain(&lineage[a].bare);
+                domain.is_some() && domain == self.identity_domain(&lineage[b].bare)
+            })
+        {
+            return refuse(
+                "under the list rule a join matches individuals: it must equate identity columns \
+                 of one domain, one of each side (otherwise unrelated individuals could be paired \
+                 with a row to meet the minimum)",
+            );
+        }
+        // Each side of an equality holds the other's values: what one may not do, nor may the
+        // other (`JOIN other o ON h.ssn = o.ssn2` then `SELECT o.ssn2`).
+        for (a, b) in equalities {
+            let (la, lb) = (lineage[a].raw.clone(), lineage[b].raw.clone());
+            lineage[a].raw.extend(lb);
+            lineage[b].raw.extend(la);
+        }
+        let (left_own, right_own) = (
+            j.left.schema().fields().len(),
+            j.right.schema().fields().len(),
+        );
         let (left_ids, right_ids) = (left.ids, right.ids);
         let rebuilt = plan
             .with_new_exprs(plan.expressions(), vec![left.plan, right.plan])
             .map_err(internal)?;
         // Own columns first, hidden ones after: left own, right own, left hidden, right hidden.
         let schema = rebuilt.schema().clone();
-        let left_width = left_own + left_ids.len();
+        let left_carried = left_own + left_ids.len();
         let order = (0..left_own)
-            .chain(left_width..left_width + right_own)
-            .chain(left_own..left_width)
-            .chain(left_width + right_own..left_width + right_own + right_ids.len());
+            .chain(left_carried..left_carried + right_own)
+            .chain(left_own..left_carried)
+            .chain(left_carried + right_own..left_carried + right_own + right_ids.len());
         let exprs = order.map(|i| column_at(&schema, i)).collect();
         let plan = LogicalPlan::Projection(
             Projection::try_new(exprs, Arc::new(rebuilt)).map_err(internal)?,
@@ -558,7 +671,7 @@ impl Guard<'_> {
             let l = self.lineage_of(g, schema, &input.lineage)?;
             self.check_use(&l.raw, Use::Group, &format!("the grouping {g}"))?;
             lineage.push(Lineage {
-                bare: None,
+                bare: BTreeSet::new(),
                 ..l
             });
         }
@@ -580,7 +693,7 @@ impl Guard<'_> {
             lineage.push(Lineage {
                 raw: BTreeSet::new(),
                 aggregated,
-                bare: None,
+                bare: BTreeSet::new(),
             });
         }
         let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
@@ -591,7 +704,11 @@ impl Guard<'_> {
                 set: true,
                 ..self.instances[i].clone()
             });
-            aggr_expr.push(union.call(vec![self.hidden(i)]).alias(&self.instances[n].name));
+            aggr_expr.push(
+                union
+                    .call(vec![self.hidden(i)])
+                    .alias(&self.instances[n].name),
+            );
             ids.push(n);
         }
         let plan = LogicalPlan::Aggregate(
@@ -630,18 +747,16 @@ impl Guard<'_> {
                 continue;
             }
             let l = self.lineage_of(arg, schema, lineage)?;
-            let Some(source) = l.bare else {
+            if l.bare.is_empty() {
                 return refuse(format!(
                     "the aggregation rule aggregates plain columns only: {}({arg}) computes its \
                      argument",
                     f.func.name()
                 ));
-            };
-            let identity = self
-                .declared
-                .get(&source.table)
-                .is_some_and(|p| p.identity.contains_key(&source.column));
-            if identity && name != "count" {
+            }
+            if let Some(source) = l.bare.iter().find(|s| self.domain(s).is_some())
+                && name != "count"
+            {
                 return refuse(format!(
                     "{}.{} names individuals: the aggregation rule only counts it, not {}",
                     source.table,
@@ -677,7 +792,11 @@ impl Guard<'_> {
                 set: true,
                 ..self.instances[i].clone()
             });
-            aggr.push(union.call(vec![self.hidden(i)]).alias(&self.instances[n].name));
+            aggr.push(
+                union
+                    .call(vec![self.hidden(i)])
+                    .alias(&self.instances[n].name),
+            );
             ids.push(n);
         }
         let plan = LogicalPlan::Aggregate(
@@ -686,7 +805,10 @@ impl Guard<'_> {
         let lineage = input
             .lineage
             .into_iter()
-            .map(|l| Lineage { bare: None, ..l })
+            .map(|l| Lineage {
+                bare: BTreeSet::new(),
+                ..l
+            })
             .collect();
         Ok(Carried { plan, lineage, ids })
     }
@@ -708,10 +830,14 @@ impl Guard<'_> {
             }
         }
         let mut lineage = vec![Lineage::default(); own];
+        // A column is plain when it is plain in every input.
+        let mut plain = vec![true; own];
         let mut plans = Vec::new();
         for carried in inputs {
-            for (l, from) in lineage.iter_mut().zip(&carried.lineage) {
+            for ((l, from), plain) in lineage.iter_mut().zip(&carried.lineage).zip(&mut plain) {
                 l.absorb(from);
+                l.bare.extend(from.bare.iter().cloned());
+                *plain &= !from.bare.is_empty();
             }
             let schema = carried.plan.schema().clone();
             let mut exprs: Vec<Expr> = (0..own).map(|i| column_at(&schema, i)).collect();
@@ -733,6 +859,11 @@ impl Guard<'_> {
                 Projection::try_new(exprs, Arc::new(carried.plan)).map_err(internal)?,
             )));
         }
+        for (l, plain) in lineage.iter_mut().zip(plain) {
+            if !plain {
+                l.bare.clear();
+            }
+        }
         let plan = LogicalPlan::Union(Union::try_new_with_loose_types(plans).map_err(internal)?);
         Ok(Carried {
             plan,
@@ -748,13 +879,13 @@ fn node(plan: &LogicalPlan) -> String {
     text.split([':', ' ']).next().unwrap_or_default().to_owned()
 }
 
-/// Whether `e` is a column, renamed or cast at most.
-fn is_column(e: &Expr) -> bool {
+/// Where in `schema` the column `e` is, if `e` is a column (renamed or cast at most).
+fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
     match e {
-        Expr::Column(_) => true,
-        Expr::Alias(a) => is_column(&a.expr),
-        Expr::Cast(c) => is_column(&c.expr),
-        _ => false,
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        Expr::Alias(a) => column_index(&a.expr, schema),
+        Expr::Cast(c) => column_index(&c.expr, schema),
+        _ => None,
     }
 }
 
@@ -768,27 +899,34 @@ fn list_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
 }
 
-/// Calls `f` with every non-null identity in row `row` of `array` (a value or a set of them).
+/// Refuses a hidden column of any type but the two the guard makes: a count never passes for
+/// want of reading it.
+fn identities_typed(array: &ArrayRef) -> DfResult<()> {
+    match array.data_type() {
+        DataType::Utf8 => Ok(()),
+        DataType::List(f) if f.data_type() == &DataType::Utf8 => Ok(()),
+        other => plan_err!("an identity column of type {other}"),
+    }
+}
+
+/// Calls `f` with every non-null identity in row `row` of `array` (a value or a set of them;
+/// see [`identities_typed`]).
 fn each_identity<'a>(array: &'a ArrayRef, row: usize, f: &mut impl FnMut(&'a str)) {
     if array.is_null(row) {
         return;
     }
-    match array.data_type() {
-        DataType::Utf8 => f(array.as_string::<i32>().value(row)),
-        DataType::List(_) => {
-            let list = array.as_list::<i32>();
-            let (start, end) = (
-                list.value_offsets()[row] as usize,
-                list.value_offsets()[row + 1] as usize,
-            );
-            let values = list.values().as_string::<i32>();
+    if let Some(values) = array.as_string_opt::<i32>() {
+        f(values.value(row));
+    } else if let Some(list) = array.as_list_opt::<i32>() {
+        let offsets = list.value_offsets();
+        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        if let Some(values) = list.values().as_string_opt::<i32>() {
             for v in start..end {
                 if values.is_valid(v) {
                     f(values.value(v));
                 }
             }
         }
-        _ => {}
     }
 }
 
@@ -822,9 +960,7 @@ impl ScalarUDFImpl for CountIdentities {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         for a in &arrays {
-            if !matches!(a.data_type(), DataType::Utf8 | DataType::List(_)) {
-                return plan_err!("__confide_count over {}", a.data_type());
-            }
+            identities_typed(a)?;
         }
         let mut seen = HashSet::new();
         let counts: UInt64Array = (0..args.number_rows)
@@ -889,7 +1025,8 @@ struct IdentitySet {
 }
 
 impl IdentitySet {
-    fn add(&mut self, array: &ArrayRef) {
+    fn add(&mut self, array: &ArrayRef) -> DfResult<()> {
+        identities_typed(array)?;
         for row in 0..array.len() {
             each_identity(array, row, &mut |v| {
                 if !self.ids.contains(v) {
@@ -898,6 +1035,7 @@ impl IdentitySet {
                 }
             });
         }
+        Ok(())
     }
 
     fn as_list(&self) -> ScalarValue {
@@ -915,13 +1053,11 @@ impl IdentitySet {
 
 impl Accumulator for IdentitySet {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.add(&values[0]);
-        Ok(())
+        self.add(&values[0])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        self.add(&states[0]);
-        Ok(())
+        self.add(&states[0])
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {

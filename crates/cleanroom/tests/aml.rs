@@ -133,8 +133,18 @@ async fn the_output_rules_hold() {
     let kept = runner::run(counterparties, tables(&files), &rules)
         .await
         .unwrap();
-    let subjects = |csv: &[u8]| findings(csv).into_iter().map(|(_, s)| s).collect::<Vec<_>>();
-    assert!(out.rows > 0 && out.suppressed > 0, "{} {}", out.rows, out.suppressed);
+    let subjects = |csv: &[u8]| {
+        findings(csv)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        out.rows > 0 && out.suppressed > 0,
+        "{} {}",
+        out.rows,
+        out.suppressed
+    );
     assert_eq!(subjects(&out.csv), subjects(&kept.csv));
     // A column the contract does not let out.
     let leaky = "SELECT customer AS pattern, from_account AS subject, 3 AS n_accounts, amount AS total, \

@@ -10,7 +10,7 @@ use confide_cleanroom::{AnalysisRule, CleanroomError, OnViolation, OutputRules, 
 fn rules() -> OutputRules {
     OutputRules {
         columns: vec!["region".into(), "n".into(), "v".into()],
-        rule: Some(AnalysisRule::Aggregation { min_identities: 1 }),
+        rule: Some(AnalysisRule::List { min_identities: 2 }),
         min_group: None,
         max_rows: 100,
         on_violation: OnViolation::Refuse,

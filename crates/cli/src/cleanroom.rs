@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Subcommand;
 use confide_cleanroom::{
-    BlobStore, Contract, Format, Measurement, MinGroup, OnViolation, OutputRules,
+    AnalysisRule, BlobStore, Contract, Format, Measurement, OnViolation, OutputRules, Privacy,
 };
 use confide_crypto::hpke::HpkeSecretKey;
 use confide_crypto::signing::VerifyingKey;
@@ -81,6 +81,8 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         format: Option<String>,
         #[command(flatten)]
+        privacy: PrivacyArgs,
+        #[command(flatten)]
         store: StoreArgs,
         /// Print JSON.
         #[arg(long)]
@@ -109,10 +111,8 @@ pub(crate) enum ContractCommand {
         /// The columns that may leave, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         columns: Vec<String>,
-        /// The minimum group: COLUMN:MIN, the result column counting the individuals behind
-        /// each row, and the least it may be.
-        #[arg(long, value_name = "COLUMN:MIN")]
-        min_group: String,
+        #[command(flatten)]
+        rule: RuleArgs,
         /// The most rows the result may have.
         #[arg(long, default_value_t = 1000)]
         max_rows: u64,
@@ -135,6 +135,74 @@ pub(crate) enum ContractCommand {
         /// The contract's id.
         id: ContractId,
     },
+}
+
+/// What the owner declares about the individuals in the dataset; recorded on the ledger with
+/// it and enforced by the engine on every contract that reads it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PrivacyArgs {
+    /// A column that names individuals (repeat): COLUMN, or COLUMN=DOMAIN when columns of
+    /// several tables name the same kind of individual (default domain: the column's name).
+    /// Every result row must be backed by the contract's minimum of distinct values of it.
+    #[arg(
+        long = "identity",
+        value_name = "COLUMN[=DOMAIN]",
+        required_unless_present = "no_identity"
+    )]
+    identity: Vec<String>,
+    /// The rows are about no one (room sensors, prices): declare no identity column.
+    #[arg(long, conflicts_with = "identity")]
+    no_identity: bool,
+    /// Columns that may only be joined on, comma-separated: never filtered, grouped or let out.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    join_only: Vec<String>,
+    /// Columns that may only be aggregated (COUNT, SUM, AVG), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    aggregate_only: Vec<String>,
+}
+
+impl PrivacyArgs {
+    fn declaration(&self) -> anyhow::Result<Privacy> {
+        let identity = self
+            .identity
+            .iter()
+            .map(|i| match i.split_once('=') {
+                Some((column, domain)) => (column.to_owned(), domain.to_owned()),
+                None => (i.clone(), i.to_lowercase()),
+            })
+            .collect();
+        Ok(Privacy {
+            identity,
+            join_only: self.join_only.clone(),
+            aggregate_only: self.aggregate_only.clone(),
+        })
+    }
+}
+
+/// How the engine counts the individuals behind each result row: one of the two rules.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct RuleArgs {
+    /// The aggregation rule: the result is an aggregate (GROUP BY allowed columns; COUNT, SUM,
+    /// AVG of plain columns), each group backed by at least MIN distinct individuals of each
+    /// table, as the engine counts them from the owners' identity columns.
+    #[arg(long, value_name = "MIN")]
+    aggregation: Option<u64>,
+    /// The list rule: rows matched across the datasets (findings), each backed by at least MIN
+    /// distinct individuals of each identity domain, as the engine counts them.
+    #[arg(long, value_name = "MIN")]
+    list: Option<u64>,
+}
+
+impl RuleArgs {
+    pub(crate) fn rule(&self) -> AnalysisRule {
+        match (self.aggregation, self.list) {
+            (Some(min_identities), _) => AnalysisRule::Aggregation { min_identities },
+            (None, Some(min_identities)) => AnalysisRule::List { min_identities },
+            // clap requires one of the two.
+            (None, None) => AnalysisRule::Aggregation { min_identities: 0 },
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,6 +345,7 @@ fn publish(
     file: &Path,
     name: &str,
     format: Option<&str>,
+    privacy: Privacy,
     store: &Store,
 ) -> anyhow::Result<DatasetRecord> {
     let format = match format {
@@ -287,6 +356,15 @@ fn publish(
         None => Format::Csv,
     };
     let (schema, rows) = describe(file, format)?;
+    let schema: Vec<Column> = schema
+        .into_iter()
+        .map(|(name, ty)| Column { name, ty })
+        .collect();
+    // The declaration is checked against the file's columns before anything is encrypted,
+    // deposited or uploaded.
+    privacy
+        .check(&schema)
+        .context("the privacy declaration (--identity, --join-only, --aggregate-only)")?;
     // A key pair for this dataset only: the file is encrypted to it, and its secret half is
     // deposited with the key broker.
     let dataset_key = HpkeSecretKey::generate()?;
@@ -347,15 +425,13 @@ fn publish(
         owner: fingerprint(home)?,
         name: name.to_owned(),
         format,
-        schema: schema
-            .into_iter()
-            .map(|(name, ty)| Column { name, ty })
-            .collect(),
+        schema,
         rows,
         size,
         digest,
         location,
         key,
+        privacy: Some(privacy),
     };
     record.check().context("the dataset's record")?;
     let (_, state) = propose_and_vote(client, home, vec![Action::RegisterDataset(record.clone())])?;
@@ -372,9 +448,10 @@ pub(crate) fn publish_as(
     ledger_key: &confide_crypto::signing::VerifyingKey,
     file: &Path,
     name: &str,
+    privacy: Privacy,
     store: &Store,
 ) -> anyhow::Result<DatasetRecord> {
-    publish(client, home, ledger_key, file, name, None, store)
+    publish(client, home, ledger_key, file, name, None, privacy, store)
 }
 
 pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
@@ -384,6 +461,7 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             file,
             name,
             format,
+            privacy,
             store,
             json,
         } => {
@@ -394,6 +472,7 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
                 &file,
                 &name,
                 format.as_deref(),
+                privacy.declaration()?,
                 &store.open()?,
             )?;
             if json {
@@ -434,7 +513,7 @@ pub(crate) fn build_contract(
     measurements: &[String],
     recipients: &[String],
     columns: Vec<String>,
-    min_group: &str,
+    rule: AnalysisRule,
     max_rows: u64,
     refuse: bool,
 ) -> anyhow::Result<Contract> {
@@ -458,10 +537,6 @@ pub(crate) fn build_contract(
                 .with_context(|| format!("--measurement {m:?}"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let (column, min) = min_group
-        .split_once(':')
-        .and_then(|(c, m)| Some((c.to_owned(), m.parse().ok()?)))
-        .with_context(|| format!("--min-group {min_group:?} is not COLUMN:MIN"))?;
     let contract = Contract {
         tables,
         sql,
@@ -472,7 +547,8 @@ pub(crate) fn build_contract(
             .collect::<anyhow::Result<_>>()?,
         output: OutputRules {
             columns,
-            min_group: MinGroup { column, min },
+            rule: Some(rule),
+            min_group: None,
             max_rows,
             on_violation: if refuse {
                 OnViolation::Refuse
@@ -516,7 +592,13 @@ pub(crate) fn propose_contract(
             let record = datasets
                 .get(dataset)
                 .with_context(|| format!("table {table}: no dataset {dataset} on the ledger"))?;
-            anyhow::Ok((table.clone(), record_schema(record)?))
+            let privacy = record.privacy.clone().with_context(|| {
+                format!(
+                    "table {table}: dataset {dataset} was published without a privacy \
+                     declaration; no contract reads it until its owner publishes it again with one"
+                )
+            })?;
+            anyhow::Ok((table.clone(), record_schema(record)?, privacy))
         })
         .collect::<Result<Vec<_>, _>>()?;
     tokio::runtime::Builder::new_current_thread()
@@ -608,7 +690,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             measurements,
             recipients,
             columns,
-            min_group,
+            rule,
             max_rows,
             refuse,
         } => {
@@ -620,7 +702,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
                 &measurements,
                 &recipients,
                 columns,
-                &min_group,
+                rule.rule(),
                 max_rows,
                 refuse,
             )?;

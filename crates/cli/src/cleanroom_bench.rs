@@ -175,6 +175,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                     format,
                     schema: schema.clone(),
                     source: ciphertext.open(key)?,
+                    privacy: aml::privacy(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()

@@ -116,6 +116,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
             &ledger_key,
             &paths[i],
             &format!("{}-transactions", names[i]),
+            aml::privacy(),
             &store,
         )?;
         let id = record.id;
@@ -138,7 +139,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
         )],
         std::slice::from_ref(&analyst_fp),
         rules.columns.clone(),
-        &format!("{}:{}", rules.min_group.column, rules.min_group.min),
+        aml::RULE,
         rules.max_rows,
         false,
     )?;

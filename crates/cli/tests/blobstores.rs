@@ -294,6 +294,8 @@ fn publish_run_fetch_and_tamper(blobs: &Blobs) {
             d.join("payments.csv").to_str().unwrap(),
             "--name",
             "payments",
+            "--identity",
+            "account",
             "--json",
         ],
     ))
@@ -372,8 +374,8 @@ fn publish_run_fetch_and_tamper(blobs: &Blobs) {
             d.join("bank.json").to_str().unwrap(),
             "--columns",
             "region,n_accounts,total",
-            "--min-group",
-            "n_accounts:3",
+            "--aggregation",
+            "3",
         ],
     );
     let contract = out

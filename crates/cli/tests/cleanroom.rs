@@ -140,6 +140,10 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
                 file.to_str().unwrap(),
                 "--name",
                 members[i],
+                "--identity",
+                "from_account=account",
+                "--identity",
+                "to_account=account",
                 "--json",
             ],
         );
@@ -188,8 +192,8 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
             recipient.to_str().unwrap(),
             "--columns",
             "pattern,subject,n_accounts,total",
-            "--min-group",
-            "n_accounts:3",
+            "--list",
+            "3",
         ]);
         args.extend(extra);
         args.into_iter().map(str::to_owned).collect::<Vec<String>>()
@@ -210,8 +214,9 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         ),
         ("SELECT no_such_column FROM bank_a", "no_such_column"),
         (
-            "SELECT tx_id AS subject FROM bank_a",
-            "counts the individuals",
+            "SELECT tx_id AS subject FROM bank_a \
+             WHERE to_account IN (SELECT from_account FROM bank_b)",
+            "cannot count the individuals behind a subquery",
         ),
         (
             "SELECT amount AS salary, 3 AS n_accounts FROM bank_a",
@@ -339,12 +344,13 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
     // Denied: a member who is not a recipient.
     cli.refused("bank-a", &["result", "fetch", &run_id], "not a recipient");
 
-    // Denied: a result under the minimum group size (the contract says refuse).
+    // Denied: a result under the minimum group size (the contract says refuse), though its
+    // SQL claims three accounts behind each row: the engine counts two behind each transfer.
     let per_account = d.join("per-account.sql");
     std::fs::write(
         &per_account,
-        "SELECT 'x' AS pattern, from_account AS subject, COUNT(DISTINCT customer) AS n_accounts, \
-         SUM(amount) AS total FROM bank_a GROUP BY from_account",
+        "SELECT 'x' AS pattern, from_account AS subject, 3 AS n_accounts, amount AS total \
+         FROM bank_a WHERE kind = 'transfer'",
     )
     .unwrap();
     let narrow = {
@@ -362,8 +368,8 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
             recipient.to_str().unwrap(),
             "--columns",
             "pattern,subject,n_accounts,total",
-            "--min-group",
-            "n_accounts:3",
+            "--list",
+            "3",
             "--refuse",
         ];
         second_word_after(&cli.ok("analyst", &args), "contract ")

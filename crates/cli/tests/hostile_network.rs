@@ -330,6 +330,8 @@ fn publish(d: &Path, server: &str, csv: &str) -> Value {
         file.to_str().unwrap(),
         "--name",
         "payments",
+        "--identity",
+        "account",
         "--json",
     ];
     serde_json::from_str(&succeeds(d, server, "bank", &args)).unwrap()
@@ -337,7 +339,7 @@ fn publish(d: &Path, server: &str, csv: &str) -> Value {
 
 /// `contract propose` as `who`: `sql` over `table` (`NAME=DATASET`), for the simulator's
 /// measurement, to the member `to` (its public document `D/TO.json`), with the output rules
-/// `(columns, min_group)`. The command's (success, stdout, stderr).
+/// `(columns, RULE:MIN)` (`aggregation:3`, `list:1`). The command's (success, stdout, stderr).
 fn propose_contract(
     d: &Path,
     server: &str,
@@ -345,8 +347,10 @@ fn propose_contract(
     sql: &str,
     table: &str,
     to: &str,
-    (columns, min_group): (&str, &str),
+    (columns, rule): (&str, &str),
 ) -> (bool, String, String) {
+    let (rule, min) = rule.split_once(':').unwrap();
+    let rule = format!("--{rule}");
     let file = d.join(format!(
         "{}.sql",
         hex::encode(&confide_crypto::digest::sha256(sql.as_bytes())[..8])
@@ -370,8 +374,8 @@ fn propose_contract(
         recipient.to_str().unwrap(),
         "--columns",
         columns,
-        "--min-group",
-        min_group,
+        &rule,
+        min,
     ];
     confide(d, server, who, &args)
 }
@@ -425,7 +429,7 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
          FROM payments GROUP BY region ORDER BY region",
         &table,
         "bank",
-        ("region,n_accounts,total", "n_accounts:3"),
+        ("region,n_accounts,total", "aggregation:3"),
     );
     assert!(proposed, "{err}");
     let contract = contract_of(&out);
@@ -735,7 +739,7 @@ fn the_workload_acts_only_on_the_ledger_it_verified() {
         "SELECT COUNT(DISTINCT account) AS n_accounts FROM payments",
         &table,
         "bank",
-        ("n_accounts", "n_accounts:3"),
+        ("n_accounts", "aggregation:3"),
     );
     assert!(proposed, "{err}");
     let other = contract_of(&out);
@@ -814,7 +818,7 @@ fn approve_action(sql: &str, dataset: &str, recipient: &str) -> Value {
         "measurements": [{"kind": "sim", "value": hex::encode(confide_attest::sim::default_measurement())}],
         "recipients": [recipient],
         "output": {"columns": ["region", "n_accounts", "total"],
-                   "min_group": {"column": "n_accounts", "min": 3},
+                   "rule": {"aggregation": {"min_identities": 3}},
                    "max_rows": 100, "on_violation": "suppress"},
     });
     json!({"action": "approve_contract", "id": confide_model::Contract::from_value(&terms).unwrap().id(),
@@ -1081,6 +1085,8 @@ fn a_swapped_key_exchange_key_gets_no_dataset_key() {
             more.to_str().unwrap(),
             "--name",
             "more",
+            "--identity",
+            "account",
         ],
     );
     assert!(
@@ -1168,7 +1174,7 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "SELECT region, COUNT(DISTINCT account) AS n, SUM(amount) AS total FROM payments GROUP BY region",
         "mallory",
         "region,n,total",
-        "n:1",
+        "aggregation:2",
     );
     assert!(out.contains("(open)"), "{out}{err}");
     let theft = contract_of(&out);
@@ -1254,7 +1260,7 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "SELECT region, COUNT(DISTINCT account) AS n FROM payments GROUP BY region",
         "mallory",
         "region,n",
-        "n:2",
+        "aggregation:2",
     );
     assert!(done && out.contains("accepted"), "{out}{err}");
     let aggregate = contract_of(&out);
@@ -1325,7 +1331,7 @@ fn a_majority_neither_takes_nor_keeps_a_minority_s_data() {
         "SELECT region, COUNT(DISTINCT account) AS n FROM payments GROUP BY region",
         "mallory",
         "region,n",
-        "n:3",
+        "aggregation:3",
     );
     assert!(!proposed && err.contains("no longer a member"), "{err}");
     s.kill();
@@ -1347,7 +1353,7 @@ fn a_failing_query_says_nothing_of_the_data() {
         "SELECT CAST(account AS BIGINT) AS n FROM payments",
         &table,
         "bank",
-        ("n", "n:1"),
+        ("n", "list:2"),
     );
     assert!(proposed, "{err}");
     let contract = contract_of(&out);

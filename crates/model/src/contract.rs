@@ -272,12 +272,14 @@ impl Contract {
             return bad("output.columns", "the output rules allow no column".into());
         }
         match (&self.output.rule, &self.output.min_group) {
-            (Some(rule), None) if rule.min_identities() == 0 => {
+            (Some(rule), None) if rule.min_identities() < 2 => {
                 return bad(
                     "output.rule",
-                    "min_identities is 0: a result row must be backed by at least one \
-                     individual's data"
-                        .into(),
+                    format!(
+                        "min_identities is {}: a row backed by one individual is that \
+                         individual's data; the least minimum is 2",
+                        rule.min_identities()
+                    ),
                 );
             }
             (Some(_), None) => {}
@@ -348,7 +350,7 @@ mod tests {
             recipients: vec!["0f".repeat(32).parse().unwrap()],
             output: OutputRules {
                 columns: vec!["n".into()],
-                rule: Some(AnalysisRule::Aggregation { min_identities: 1 }),
+                rule: Some(AnalysisRule::Aggregation { min_identities: 2 }),
                 min_group: None,
                 max_rows: 10,
                 on_violation: OnViolation::Refuse,
@@ -389,8 +391,10 @@ mod tests {
         c.output.rule = None;
         assert!(c.check().is_err());
         let mut c = sample();
-        c.output.rule = Some(AnalysisRule::List { min_identities: 0 });
-        assert!(c.check().is_err());
+        for min_identities in [0, 1] {
+            c.output.rule = Some(AnalysisRule::List { min_identities });
+            assert!(c.check().is_err());
+        }
         // A contract of an older ledger, with only a count its SQL computes, still reads (it
         // replays; the runner refuses it); one with both is nonsense.
         let mut c = sample();

@@ -331,6 +331,20 @@ pub fn run(
         Err(state) => return Err(refuse(&attesting, &token, id, &gov, &state)),
     };
 
+    // The query is planned and guarded before any key is asked for: SQL the engine refuses
+    // (a forbidden use of a declared column, a result whose individuals it cannot count, a
+    // function of anything but the data) gets no key.
+    let declared: Vec<_> = approved
+        .tables
+        .iter()
+        .map(|(name, input)| (name.clone(), input.schema.clone(), input.privacy.clone()))
+        .collect();
+    runtime.block_on(confide_cleanroom::runner::check(
+        &approved.contract.sql,
+        &declared,
+        &approved.contract.output,
+    ))?;
+
     let mut keys = Vec::new();
     let mut stored = Vec::new();
     let mut inputs = Vec::new();
@@ -362,6 +376,7 @@ pub fn run(
                 format: input.record.format,
                 schema: input.schema.clone(),
                 source,
+                privacy: input.privacy.clone(),
             })
         })
         .collect::<Result<Vec<_>, WorkloadError>>()?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use confide_gov::Governance;
 use confide_identity::PublicIdentity;
-use confide_model::{Contract, ContractId, ContractState, DatasetRecord, MemberId};
+use confide_model::{Contract, ContractId, ContractState, DatasetRecord, MemberId, Privacy};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::WorkloadError;
@@ -20,6 +20,8 @@ pub struct Input {
     pub record: DatasetRecord,
     /// Its columns.
     pub schema: SchemaRef,
+    /// Its owner's privacy declaration.
+    pub privacy: Privacy,
 }
 
 impl Input {
@@ -36,9 +38,21 @@ impl Input {
                 what: format!("its schema: {e}"),
             }
         })?;
+        // Default deny: a dataset whose owner declared nothing about its individuals (a record
+        // from before declarations) is read by no contract.
+        let privacy = record
+            .privacy
+            .clone()
+            .ok_or_else(|| WorkloadError::Dataset {
+                id: record.id.clone(),
+                what: "its owner declared no privacy (identity columns) when publishing it; no \
+                       contract reads it until the owner publishes it again with a declaration"
+                    .into(),
+            })?;
         Ok(Self {
             record: record.clone(),
             schema,
+            privacy,
         })
     }
 }
