@@ -482,7 +482,7 @@ async fn engine_counts(
     declared: &BTreeMap<String, Privacy>,
     sql: &str,
     rule: AnalysisRule,
-) -> BTreeMap<(Option<String>, Option<String>), Vec<(String, u64)>> {
+) -> Counts {
     let frame = ctx.sql(sql).await.unwrap();
     let guarded = guard(frame.logical_plan(), declared, rule).unwrap();
     let own = guarded.columns.len();
@@ -518,12 +518,13 @@ async fn engine_counts(
     out
 }
 
-type Sets = BTreeMap<(Option<String>, Option<String>), BTreeMap<String, BTreeSet<u8>>>;
+/// A result row's first two columns.
+type Key = (Option<String>, Option<String>);
+/// Per row, each count by what it counts.
+type Counts = BTreeMap<Key, Vec<(String, u64)>>;
+type Sets = BTreeMap<Key, BTreeMap<String, BTreeSet<u8>>>;
 
-fn counted(
-    sets: Sets,
-    of: &[&str],
-) -> BTreeMap<(Option<String>, Option<String>), Vec<(String, u64)>> {
+fn counted(sets: Sets, of: &[&str]) -> Counts {
     sets.into_iter()
         .map(|(k, by)| {
             let mut counts: Vec<(String, u64)> = of

@@ -162,7 +162,7 @@ pub(crate) struct PrivacyArgs {
 }
 
 impl PrivacyArgs {
-    fn declaration(&self) -> anyhow::Result<Privacy> {
+    fn declaration(&self) -> Privacy {
         let identity = self
             .identity
             .iter()
@@ -171,11 +171,11 @@ impl PrivacyArgs {
                 None => (i.clone(), i.to_lowercase()),
             })
             .collect();
-        Ok(Privacy {
+        Privacy {
             identity,
             join_only: self.join_only.clone(),
             aggregate_only: self.aggregate_only.clone(),
-        })
+        }
     }
 }
 
@@ -338,16 +338,28 @@ fn describe(file: &Path, format: Format) -> anyhow::Result<(Vec<(String, String)
     }
 }
 
-fn publish(
+/// A file to publish as a dataset: its path, the owner's name for it, its layout (default:
+/// from the file's name) and the owner's privacy declaration.
+pub(crate) struct Publication<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) name: &'a str,
+    pub(crate) format: Option<&'a str>,
+    pub(crate) privacy: Privacy,
+}
+
+pub(crate) fn publish(
     client: &Client,
     home: &Home,
     ledger_key: &confide_crypto::signing::VerifyingKey,
-    file: &Path,
-    name: &str,
-    format: Option<&str>,
-    privacy: Privacy,
+    publication: Publication<'_>,
     store: &Store,
 ) -> anyhow::Result<DatasetRecord> {
+    let Publication {
+        file,
+        name,
+        format,
+        privacy,
+    } = publication;
     let format = match format {
         Some(f) => {
             Format::from_name(f).with_context(|| format!("--format {f:?}: csv or parquet"))?
@@ -441,19 +453,6 @@ fn publish(
     Ok(record)
 }
 
-/// Publishes `file` (CSV or Parquet, by its name) as this member.
-pub(crate) fn publish_as(
-    client: &Client,
-    home: &Home,
-    ledger_key: &confide_crypto::signing::VerifyingKey,
-    file: &Path,
-    name: &str,
-    privacy: Privacy,
-    store: &Store,
-) -> anyhow::Result<DatasetRecord> {
-    publish(client, home, ledger_key, file, name, None, privacy, store)
-}
-
 pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
     let client = member_client(home, server)?;
     match cmd {
@@ -465,14 +464,17 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             store,
             json,
         } => {
+            let publication = Publication {
+                file: &file,
+                name: &name,
+                format: format.as_deref(),
+                privacy: privacy.declaration(),
+            };
             let r = publish(
                 &client,
                 home,
                 &crate::serve::pinned_ledger_key(home)?,
-                &file,
-                &name,
-                format.as_deref(),
-                privacy.declaration()?,
+                publication,
                 &store.open()?,
             )?;
             if json {

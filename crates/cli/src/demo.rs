@@ -110,15 +110,15 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
     let ledger_key = crate::ledger::read_key(&root.join("data/ledger/ledger.pub"))?;
     let mut datasets = Vec::new();
     for (i, (_, table)) in BANKS.iter().enumerate() {
-        let record = crate::cleanroom::publish_as(
-            &client,
-            &homes[i],
-            &ledger_key,
-            &paths[i],
-            &format!("{}-transactions", names[i]),
-            aml::privacy(),
-            &store,
-        )?;
+        let name = format!("{}-transactions", names[i]);
+        let publication = crate::cleanroom::Publication {
+            file: &paths[i],
+            name: &name,
+            format: None,
+            privacy: aml::privacy(),
+        };
+        let record =
+            crate::cleanroom::publish(&client, &homes[i], &ledger_key, publication, &store)?;
         let id = record.id;
         println!(
             "   {} published {id}: {} rows, encrypted; key deposited with the broker",
