@@ -22,12 +22,13 @@
 //! So the count the minimum applies to is the engine's: no column the SQL computes, no
 //! constant, no alias stands in for it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, ListBuilder, StringBuilder, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, UInt64Array, UInt64Builder,
 };
+use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue, plan_err};
@@ -35,9 +36,9 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{format_state_name, split_conjunction};
 use datafusion::logical_expr::{
-    Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, Distinct, Expr,
-    JoinType, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Union, Volatility, cast, col, lit,
+    Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, Distinct, EmitTo, Expr,
+    GroupsAccumulator, JoinType, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Union, Volatility, cast, col, lit,
 };
 
 use crate::CleanroomError;
@@ -450,6 +451,11 @@ impl Guard<'_> {
             LogicalPlan::Join(j) => self.join(plan, j),
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(input),
+            LogicalPlan::Union(_) if self.aggregation() => refuse(
+                "the aggregation rule reads each table once into the one aggregate: a UNION \
+                 could put the same rows into two groups ('everyone' and 'everyone but one'), \
+                 whose difference is one individual's",
+            ),
             LogicalPlan::Union(u) => self.union(u),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) if self.aggregation() => refuse(
                 "the aggregation rule reads the contract's tables only: a constant table \
@@ -544,7 +550,9 @@ impl Guard<'_> {
                 domain: domain.clone(),
                 set: false,
             });
-            exprs.push(cast(column_at(schema, i), DataType::Utf8).alias(&self.instances[n].name));
+            let hashed = ScalarUDF::new_from_impl(HashIdentity::new())
+                .call(vec![cast(column_at(schema, i), DataType::Utf8)]);
+            exprs.push(hashed.alias(&self.instances[n].name));
             ids.push(n);
         }
         let plan = LogicalPlan::Projection(
@@ -565,6 +573,15 @@ impl Guard<'_> {
             return refuse(format!(
                 "the engine cannot count the individuals behind a {} join (IN, EXISTS): write \
                  it as an inner or outer join",
+                j.join_type
+            ));
+        }
+        if self.aggregation() && j.join_type != JoinType::Inner {
+            // `badges LEFT JOIN hr ON … AND h.dept = 'exec' WHERE h.dept IS NULL`: HR's rows
+            // decide which badges count, while HR's side of every group holds no one.
+            return refuse(format!(
+                "the aggregation rule joins with inner joins only: in a {} join one table's rows \
+                 could choose the others' without any of its individuals counted",
                 j.join_type
             ));
         }
@@ -633,11 +650,15 @@ impl Guard<'_> {
             );
         }
         // Each side of an equality holds the other's values: what one may not do, nor may the
-        // other (`JOIN other o ON h.ssn = o.ssn2` then `SELECT o.ssn2`).
+        // other (`JOIN other o ON h.ssn = o.ssn2` then `SELECT o.ssn2`), nor any column already
+        // equated with either in an earlier join of the same tree.
         for (a, b) in equalities {
-            let (la, lb) = (lineage[a].raw.clone(), lineage[b].raw.clone());
-            lineage[a].raw.extend(lb);
-            lineage[b].raw.extend(la);
+            let equal: BTreeSet<Source> = lineage[a].raw.union(&lineage[b].raw).cloned().collect();
+            for l in &mut lineage {
+                if !l.raw.is_disjoint(&equal) {
+                    l.raw.extend(equal.iter().cloned());
+                }
+            }
         }
         let (left_own, right_own) = (
             j.left.schema().fields().len(),
@@ -687,6 +708,17 @@ impl Guard<'_> {
             self.check_use(&l.raw, Use::Aggregate, &format!("the aggregate {e}"))?;
             if self.aggregation() {
                 self.plain_aggregate(f, schema, &input.lineage)?;
+            } else if !matches!(
+                f.func.name().to_ascii_lowercase().as_str(),
+                "count" | "sum" | "avg" | "min" | "max"
+            ) {
+                // array_agg, string_agg, first_value…: one row that holds every row of its
+                // group, each individual's own, backed by the whole group's count.
+                return refuse(format!(
+                    "the list rule allows COUNT, SUM, AVG, MIN and MAX; not {}: it could gather \
+                     each individual's rows into one",
+                    f.func.name()
+                ));
             }
             let mut aggregated = l.aggregated;
             aggregated.extend(l.raw);
@@ -849,7 +881,7 @@ impl Guard<'_> {
                     let ty = if self.instances[from].set {
                         list_type()
                     } else {
-                        DataType::Utf8
+                        DataType::UInt64
                     };
                     cast(lit(ScalarValue::Null), ty)
                 };
@@ -879,12 +911,12 @@ fn node(plan: &LogicalPlan) -> String {
     text.split([':', ' ']).next().unwrap_or_default().to_owned()
 }
 
-/// Where in `schema` the column `e` is, if `e` is a column (renamed or cast at most).
+/// Where in `schema` the column `e` is, if `e` is a column (renamed at most; a cast compares
+/// coarser values than the column's, or fails on some).
 fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
     match e {
         Expr::Column(c) => schema.index_of_column(c).ok(),
         Expr::Alias(a) => column_index(&a.expr, schema),
-        Expr::Cast(c) => column_index(&c.expr, schema),
         _ => None,
     }
 }
@@ -896,37 +928,86 @@ fn column_at(schema: &DFSchema, i: usize) -> Expr {
 }
 
 fn list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+    DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, true)))
 }
 
 /// Refuses a hidden column of any type but the two the guard makes: a count never passes for
 /// want of reading it.
 fn identities_typed(array: &ArrayRef) -> DfResult<()> {
     match array.data_type() {
-        DataType::Utf8 => Ok(()),
-        DataType::List(f) if f.data_type() == &DataType::Utf8 => Ok(()),
+        DataType::UInt64 => Ok(()),
+        DataType::List(f) if f.data_type() == &DataType::UInt64 => Ok(()),
         other => plan_err!("an identity column of type {other}"),
     }
 }
 
 /// Calls `f` with every non-null identity in row `row` of `array` (a value or a set of them;
 /// see [`identities_typed`]).
-fn each_identity<'a>(array: &'a ArrayRef, row: usize, f: &mut impl FnMut(&'a str)) {
+fn each_identity(array: &ArrayRef, row: usize, f: &mut impl FnMut(u64)) {
     if array.is_null(row) {
         return;
     }
-    if let Some(values) = array.as_string_opt::<i32>() {
+    if let Some(values) = array.as_primitive_opt::<UInt64Type>() {
         f(values.value(row));
     } else if let Some(list) = array.as_list_opt::<i32>() {
         let offsets = list.value_offsets();
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-        if let Some(values) = list.values().as_string_opt::<i32>() {
+        if let Some(values) = list.values().as_primitive_opt::<UInt64Type>() {
             for v in start..end {
                 if values.is_valid(v) {
                     f(values.value(v));
                 }
             }
         }
+    }
+}
+
+/// `__confide_hash(text)`: an identity as the engine carries it, a 64-bit FNV-1a hash of its
+/// text (8 bytes a row, whatever the identity's length). Two identities that collide count
+/// once, so a count can come out lower than the truth (one more row suppressed, with odds
+/// near 10^-6 among ten million identities), never higher.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HashIdentity {
+    signature: Signature,
+}
+
+impl HashIdentity {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl ScalarUDFImpl for HashIdentity {
+    fn name(&self) -> &str {
+        "__confide_hash"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(text) = arrays.first().and_then(|a| a.as_string_opt::<i32>()) else {
+            return plan_err!("__confide_hash takes text");
+        };
+        let hashed: UInt64Array = text
+            .iter()
+            .map(|v| v.map(|v| fnv1a(v.as_bytes())))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(hashed)))
     }
 }
 
@@ -962,15 +1043,15 @@ impl ScalarUDFImpl for CountIdentities {
         for a in &arrays {
             identities_typed(a)?;
         }
-        let mut seen = HashSet::new();
+        let mut seen = Vec::new();
         let counts: UInt64Array = (0..args.number_rows)
             .map(|row| {
                 seen.clear();
                 for a in &arrays {
-                    each_identity(a, row, &mut |v| {
-                        seen.insert(v);
-                    });
+                    each_identity(a, row, &mut |v| seen.push(v));
                 }
+                seen.sort_unstable();
+                seen.dedup();
                 Some(seen.len() as u64)
             })
             .collect();
@@ -1006,7 +1087,7 @@ impl AggregateUDFImpl for IdentitiesOf {
     }
 
     fn accumulator(&self, _: AccumulatorArgs<'_>) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(IdentitySet::default()))
+        Ok(Box::new(IdentityGroups::default()))
     }
 
     fn state_fields(&self, args: StateFieldsArgs<'_>) -> DfResult<Vec<FieldRef>> {
@@ -1016,59 +1097,154 @@ impl AggregateUDFImpl for IdentitiesOf {
             true,
         ))])
     }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs<'_>) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _: AccumulatorArgs<'_>,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(IdentityGroups::default()))
+    }
 }
 
+/// The identities of each group, as they come; sorted and deduplicated whenever a group's list
+/// has doubled since, so a group holds about twice its distinct identities at most.
 #[derive(Debug, Default)]
-struct IdentitySet {
-    ids: HashSet<String>,
-    bytes: usize,
+struct IdentityGroups {
+    sets: Vec<Vec<u64>>,
+    /// Each group's length when it was last deduplicated.
+    clean: Vec<usize>,
 }
 
-impl IdentitySet {
-    fn add(&mut self, array: &ArrayRef) -> DfResult<()> {
+impl IdentityGroups {
+    fn add(
+        &mut self,
+        array: &ArrayRef,
+        groups: impl Iterator<Item = (usize, usize)>,
+        total: usize,
+    ) -> DfResult<()> {
         identities_typed(array)?;
-        for row in 0..array.len() {
-            each_identity(array, row, &mut |v| {
-                if !self.ids.contains(v) {
-                    self.bytes += v.len() + std::mem::size_of::<String>();
-                    self.ids.insert(v.to_owned());
-                }
-            });
+        if self.sets.len() < total {
+            self.sets.resize_with(total, Vec::new);
+            self.clean.resize(total, 0);
+        }
+        for (row, g) in groups {
+            let set = &mut self.sets[g];
+            each_identity(array, row, &mut |v| set.push(v));
+            if set.len() > 2 * self.clean[g] + 16 {
+                set.sort_unstable();
+                set.dedup();
+                self.clean[g] = set.len();
+            }
         }
         Ok(())
     }
 
-    fn as_list(&self) -> ScalarValue {
-        let mut sorted: Vec<&String> = self.ids.iter().collect();
-        sorted.sort();
-        let mut builder = ListBuilder::new(StringBuilder::new());
-        for v in sorted {
-            builder.values().append_value(v);
+    fn emit(sets: Vec<Vec<u64>>) -> ArrayRef {
+        let mut builder = ListBuilder::new(UInt64Builder::new());
+        for mut set in sets {
+            set.sort_unstable();
+            set.dedup();
+            builder.values().append_slice(&set);
+            builder.append(true);
         }
-        builder.append(true);
-        let list: ListArray = builder.finish();
-        ScalarValue::List(Arc::new(list))
+        Arc::new(builder.finish())
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> ArrayRef {
+        let sets = emit_to.take_needed(&mut self.sets);
+        let _ = emit_to.take_needed(&mut self.clean);
+        Self::emit(sets)
     }
 }
 
-impl Accumulator for IdentitySet {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.add(&values[0])
+impl GroupsAccumulator for IdentityGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        let rows = group_indices
+            .iter()
+            .enumerate()
+            .filter(|(row, _)| opt_filter.is_none_or(|f| f.is_valid(*row) && f.value(*row)))
+            .map(|(row, g)| (row, *g));
+        self.add(&values[0], rows, total_num_groups)
     }
 
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        self.add(&states[0])
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        Ok(self.take(emit_to))
     }
 
-    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        Ok(vec![self.as_list()])
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        Ok(vec![self.take(emit_to)])
     }
 
-    fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        Ok(self.as_list())
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        let rows = group_indices.iter().enumerate().map(|(row, g)| (row, *g));
+        self.add(&values[0], rows, total_num_groups)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
+        identities_typed(&values[0])?;
+        let sets = (0..values[0].len())
+            .map(|row| {
+                let mut set = Vec::new();
+                if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                    each_identity(&values[0], row, &mut |v| set.push(v));
+                }
+                set
+            })
+            .collect();
+        Ok(vec![Self::emit(sets)])
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.bytes
+        self.sets
+            .iter()
+            .map(|s| s.capacity() * 8 + std::mem::size_of::<Vec<u64>>())
+            .sum::<usize>()
+            + self.clean.capacity() * 8
+    }
+}
+
+/// The same, for an aggregate over all rows (one group).
+impl Accumulator for IdentityGroups {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let rows = (0..values[0].len()).map(|row| (row, 0));
+        self.add(&values[0], rows, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let rows = (0..states[0].len()).map(|row| (row, 0));
+        self.add(&states[0], rows, 1)
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        Ok(vec![Accumulator::evaluate(self)?])
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let sets = vec![self.sets.first().cloned().unwrap_or_default()];
+        let list = Self::emit(sets);
+        ScalarValue::try_from_array(&list, 0)
+    }
+
+    fn size(&self) -> usize {
+        GroupsAccumulator::size(self)
     }
 }

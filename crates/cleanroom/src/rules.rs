@@ -20,6 +20,8 @@ pub struct Released {
     pub rows: u64,
     /// How many rows were left out for having fewer individuals than the minimum.
     pub suppressed: u64,
+    /// What the engine counted behind each row (see [`Count`]).
+    pub counted: Vec<String>,
 }
 
 /// Checks that a result with `columns` may leave under `rules`: every column allowed.
@@ -109,5 +111,6 @@ pub fn apply(
         csv,
         rows,
         suppressed,
+        counted: counts.iter().map(|c| c.of.clone()).collect(),
     })
 }

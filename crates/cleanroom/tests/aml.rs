@@ -61,6 +61,7 @@ async fn the_pooled_query_finds_exactly_what_was_planted() {
         String::from_utf8_lossy(&out.csv)
     );
     assert_eq!(out.suppressed, 0);
+    assert_eq!(out.counted, ["account"]);
     let header = out.csv.split(|b| *b == b'\n').next().unwrap();
     assert_eq!(header, b"pattern,subject,n_accounts,total");
 }

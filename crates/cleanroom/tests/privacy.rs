@@ -157,17 +157,29 @@ async fn groups_under_the_minimum_are_suppressed_by_the_engines_count() {
                ORDER BY dept";
     let out = run(sql, AGGREGATION, &["dept", "n", "s"]).await.unwrap();
     assert_eq!(out.suppressed, 1);
+    assert_eq!(out.counted, ["hr.badge_id"]);
     assert_eq!(
         String::from_utf8(out.csv).unwrap(),
         "dept,n,s\nops,10,545000\n"
     );
-    // The outer join that would single out the one exec's salary inside a large group: the
-    // HR side of each door's group has one badge behind it, so the group is suppressed,
-    // though eleven badges swiped that door.
+    // The one exec's salary inside a large group, by an inner join: the HR side of each
+    // door's group has one badge behind it, so the group is suppressed, though eleven badges
+    // swiped that door.
     let sql = "SELECT b.door AS door, COUNT(*) AS n, SUM(h.salary) AS s FROM badges b \
-               LEFT JOIN hr h ON b.badge_id = h.badge_id AND h.dept = 'exec' GROUP BY b.door";
+               JOIN hr h ON b.badge_id = h.badge_id AND h.dept = 'exec' GROUP BY b.door";
     let out = run(sql, AGGREGATION, &["door", "n", "s"]).await.unwrap();
     assert_eq!((out.rows, out.suppressed), (0, 3));
+    // By an outer join, HR's rows would choose the badges with none of HR's counted
+    // (`WHERE h.dept IS NULL`: everyone but the exec): refused.
+    let sql = "SELECT b.door AS door, COUNT(*) AS n, SUM(b.minutes) AS s FROM badges b \
+               LEFT JOIN hr h ON b.badge_id = h.badge_id AND h.dept = 'exec' \
+               WHERE h.dept IS NULL GROUP BY b.door";
+    match run(sql, AGGREGATION, &["door", "n", "s"]).await {
+        Err(CleanroomError::NotAnalysable(reason)) => {
+            assert!(reason.contains("inner joins only"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
     // Joined on the identity, the same groups with every HR row behind them: released.
     let sql = "SELECT b.door AS door, COUNT(DISTINCT b.badge_id) AS n, SUM(h.salary) AS s \
                FROM badges b JOIN hr h ON b.badge_id = h.badge_id GROUP BY b.door ORDER BY door";
@@ -311,11 +323,28 @@ async fn a_declared_column_is_used_only_as_its_owner_allows_however_it_is_named(
             "SELECT h.dept AS dept, COUNT(*) AS n FROM hr h CROSS JOIN badges b GROUP BY h.dept",
             "must equate a column of each side",
         ),
-        // What a join-only column equals is join-only too.
+        // What a join-only column equals is join-only too, through any chain of joins.
         (
             "SELECT b.door AS door, COUNT(*) AS n FROM badges b JOIN hr h ON b.door = h.ssn \
              GROUP BY b.door",
             "hr.ssn in a GROUP BY",
+        ),
+        (
+            "SELECT c.door AS door, COUNT(*) AS n FROM badges c JOIN badges m ON c.door = m.door \
+             JOIN hr h ON m.door = h.ssn GROUP BY c.door",
+            "hr.ssn in a GROUP BY",
+        ),
+        // A cast compares coarser values than the owner allowed to join on.
+        (
+            "SELECT b.door AS door, COUNT(*) AS n FROM badges b \
+             JOIN hr h ON CAST(h.ssn AS VARCHAR(3)) = b.door GROUP BY b.door",
+            "hr.ssn in a filter",
+        ),
+        // Found by review: "everyone" and "everyone but one" as two groups of one result.
+        (
+            "SELECT g AS dept, SUM(salary) AS s FROM (SELECT 'all' AS g, salary FROM hr \
+             UNION ALL SELECT 'ops' AS g, salary FROM hr WHERE dept = 'ops') t GROUP BY g",
+            "UNION",
         ),
     ] {
         refused_because(check(sql, AGGREGATION).await, words, sql);
@@ -352,6 +381,12 @@ async fn a_declared_column_is_used_only_as_its_owner_allows_however_it_is_named(
         (
             "SELECT dept, array_agg(salary ORDER BY badge_id) AS pay FROM hr GROUP BY dept",
             "hr.salary in an aggregate function",
+        ),
+        // One row gathering each individual's rows, backed by the whole group's count.
+        (
+            "SELECT door, string_agg(concat(badge_id, ':', CAST(minutes AS VARCHAR)), ';') AS c \
+             FROM badges GROUP BY door",
+            "not string_agg",
         ),
         // Padding a row with unrelated individuals to meet the minimum.
         (
@@ -545,11 +580,28 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (ctx, declared) = context(&people, &visits);
 
-        // Aggregation: per table, through an outer join with a filter in its condition.
+        // Aggregation: per table, through a join with a filter in its condition.
         let sql = "SELECT p.dept AS dept, v.room AS room, COUNT(*) AS n FROM people p \
-                   LEFT JOIN visits v ON p.pid = v.vid AND v.minutes > 10 \
+                   JOIN visits v ON p.pid = v.vid AND v.minutes > 10 \
                    GROUP BY p.dept, v.room";
         let got = rt.block_on(engine_counts(&ctx, &declared, sql, AGGREGATION));
+        let mut sets = Sets::new();
+        for p in &people {
+            let dept = Some(format!("d{}", p.dept));
+            for v in visits.iter().filter(|v| p.pid.is_some() && v.vid == p.pid && v.minutes > 10) {
+                let by = sets.entry((dept.clone(), Some(format!("r{}", v.room)))).or_default();
+                by.entry("people.pid".into()).or_default().extend(p.pid);
+                by.entry("visits.vid".into()).or_default().extend(v.vid);
+            }
+        }
+        prop_assert_eq!(got, counted(sets, &["people.pid", "visits.vid"]));
+
+        // List: per domain, through an outer join (a person without a visit is backed by
+        // itself alone; one with a null identity by no one).
+        let sql = "SELECT p.dept AS dept, v.room AS room FROM people p \
+                   LEFT JOIN visits v ON p.pid = v.vid AND v.minutes > 10 \
+                   GROUP BY p.dept, v.room";
+        let got = rt.block_on(engine_counts(&ctx, &declared, sql, LIST));
         let mut sets = Sets::new();
         for p in &people {
             let dept = Some(format!("d{}", p.dept));
@@ -558,17 +610,17 @@ proptest! {
                 .filter(|v| p.pid.is_some() && v.vid == p.pid && v.minutes > 10)
                 .collect();
             if matches.is_empty() {
-                let by = sets.entry((dept.clone(), None)).or_default();
-                by.entry("people.pid".into()).or_default().extend(p.pid);
-                by.entry("visits.vid".into()).or_default();
+                let s = sets.entry((dept.clone(), None)).or_default();
+                s.entry("person".into()).or_default().extend(p.pid);
             }
             for v in matches {
-                let by = sets.entry((dept.clone(), Some(format!("r{}", v.room)))).or_default();
-                by.entry("people.pid".into()).or_default().extend(p.pid);
-                by.entry("visits.vid".into()).or_default().extend(v.vid);
+                let key = (dept.clone(), Some(format!("r{}", v.room)));
+                let s = sets.entry(key).or_default().entry("person".into()).or_default();
+                s.extend(p.pid);
+                s.extend(v.vid);
             }
         }
-        prop_assert_eq!(got, counted(sets, &["people.pid", "visits.vid"]));
+        prop_assert_eq!(got, counted(sets, &["person"]));
 
         // List: per domain, across both tables, through a union of a join and a scan, and an
         // aggregate over it.

@@ -664,6 +664,12 @@ pub enum Denial {
         /// The contract.
         contract: ContractId,
     },
+    /// The run's output was not held to the contract's analysis rule.
+    #[error("the run's output was not held to contract {contract}'s analysis rule")]
+    RuleNotTheContracts {
+        /// The contract.
+        contract: ContractId,
+    },
     /// The run read a dataset whose key the broker never released to this workload.
     #[error("the key of dataset {dataset} was never released to this workload")]
     KeyNotReleased {
@@ -685,6 +691,7 @@ impl Denial {
             Self::InputsNotTheContracts { .. } => "inputs-not-the-contracts",
             Self::DigestNotRegistered { .. } => "digest-not-registered",
             Self::RecipientsNotTheContracts { .. } => "recipients-not-the-contracts",
+            Self::RuleNotTheContracts { .. } => "rule-not-the-contracts",
             Self::KeyNotReleased { .. } => "key-not-released",
         }
     }
@@ -789,6 +796,11 @@ impl Governance {
         }
         if output.recipients != record.contract.recipients {
             return Err(Denial::RecipientsNotTheContracts {
+                contract: contract.clone(),
+            });
+        }
+        if output.rule.is_none() || output.rule != record.contract.output.rule {
+            return Err(Denial::RuleNotTheContracts {
                 contract: contract.clone(),
             });
         }

@@ -307,7 +307,7 @@ fn terms(tables: Value, sql: &str, to: &Member) -> Value {
     json!({"tables": tables, "sql": sql,
            "measurements": [{"kind": "sim", "value": "00".repeat(48)}],
            "recipients": [to.fp()],
-           "output": {"columns": ["n"], "min_group": {"column": "n", "min": 1},
+           "output": {"columns": ["n"], "rule": {"aggregation": {"min_identities": 2}},
                       "max_rows": 10, "on_violation": "refuse"}})
 }
 
@@ -564,6 +564,8 @@ fn releases_and_runs_are_decided_by_the_ledger() {
             rows: 1,
             suppressed: 0,
             recipients,
+            rule: Some(confide_model::AnalysisRule::Aggregation { min_identities: 2 }),
+            counted: vec!["a.customer".into()],
         },
     };
     let good = || released(vec![input("b-data"), input("a-data")], vec![ma.clone()]);
@@ -574,8 +576,30 @@ fn releases_and_runs_are_decided_by_the_ledger() {
         refusal: confide_model::Refusal::TooManyRows { rows: 2, max: 1 },
     };
     type Record<'a> = (&'a ContractId, RunOutcome, &'a dyn Fn(&str) -> bool);
+    // A run held to another rule than the contract's, or to none.
+    let other_rule = |rule| {
+        let mut outcome = good();
+        if let RunOutcome::Released { output, .. } = &mut outcome {
+            output.rule = rule;
+        }
+        outcome
+    };
     let cases: Vec<(Record<'_>, Option<&str>)> = vec![
         ((&both_id, good(), &all_keys), None),
+        (
+            (
+                &both_id,
+                other_rule(Some(confide_model::AnalysisRule::List {
+                    min_identities: 2,
+                })),
+                &all_keys,
+            ),
+            Some("RuleNotTheContracts"),
+        ),
+        (
+            (&both_id, other_rule(None), &all_keys),
+            Some("RuleNotTheContracts"),
+        ),
         ((&both_id, refused.clone(), &all_keys), None),
         // A workload that was released no key of this contract (it ran another) reports
         // nothing of it, not even a refusal.

@@ -37,6 +37,13 @@ pub struct RunOutput {
     pub suppressed: u64,
     /// The members it is encrypted to.
     pub recipients: Vec<MemberId>,
+    /// The analysis rule the engine enforced (the contract's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::contract::AnalysisRule>,
+    /// What the engine counted behind each row: `table.column` per table (aggregation rule)
+    /// or the identity domains (list rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted: Vec<String>,
 }
 
 /// How a run ended.
@@ -342,6 +349,8 @@ mod tests {
                     rows: 3,
                     suppressed: 1,
                     recipients: vec!["22".repeat(32).parse().unwrap()],
+                    rule: Some(crate::AnalysisRule::List { min_identities: 3 }),
+                    counted: vec!["account".into()],
                 },
             },
         }
@@ -384,6 +393,8 @@ mod tests {
             rows: 1,
             suppressed: 0,
             recipients: vec![],
+            rule: None,
+            counted: vec![],
         });
         assert!(mixed.signed_report().is_err());
         let mut silent = json.clone();

@@ -413,6 +413,8 @@ pub fn run(
                 rows: released.rows,
                 suppressed: released.suppressed,
                 recipients: contract.recipients.clone(),
+                rule: contract.output.rule,
+                counted: released.counted,
             },
         },
     )?;
