@@ -12,9 +12,9 @@
 //! 2. refuses what it cannot follow (window functions, subqueries inside expressions, semi and
 //!    anti joins, recursive queries, `GROUPING SETS`), with the reason;
 //! 3. rewrites the plan so that every row carries, beside its own columns, the identities
-//!    behind it: one hidden column per scan of an identity column, the value itself before
-//!    any aggregate and the set of distinct values after one ([`IdentitiesOf`]), carried
-//!    through every node above;
+//!    behind it: one hidden column per scan of an identity column, the identity (a 64-bit hash
+//!    of its text, [`HashIdentity`]) before any aggregate and the set of distinct identities
+//!    after one ([`IdentitiesOf`]), carried through every node above;
 //! 4. ends the plan with one count per identity column (aggregation rule) or per domain (list
 //!    rule), which [`crate::rules`] checks against the contract's minimum before anything
 //!    leaves, and drops.
@@ -1134,7 +1134,7 @@ impl IdentityGroups {
         for (row, g) in groups {
             let set = &mut self.sets[g];
             each_identity(array, row, &mut |v| set.push(v));
-            if set.len() > 2 * self.clean[g] + 16 {
+            if set.len() > 2 * self.clean[g] + 2 {
                 set.sort_unstable();
                 set.dedup();
                 self.clean[g] = set.len();
