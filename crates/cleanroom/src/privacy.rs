@@ -122,27 +122,26 @@ pub fn guard(
     let mut exprs: Vec<Expr> = (0..own).map(|i| column_at(&schema, i)).collect();
     let mut counts = Vec::new();
     let count = ScalarUDF::new_from_impl(CountIdentities::new());
-    let mut groups: BTreeMap<String, Vec<Expr>> = BTreeMap::new();
+    // What each count counts, and the hidden columns it counts over: each table's scan apart
+    // (aggregation rule), or every scan of one domain together (list rule).
+    let mut groups: Vec<(String, Vec<Expr>)> = Vec::new();
     for &i in &carried.ids {
         let instance = &guard.instances[i];
+        let hidden = col(instance.name.as_str());
         match rule {
-            AnalysisRule::Aggregation { .. } => {
-                groups.insert(
-                    format!("{}.{}#{i}", instance.table, instance.column),
-                    vec![col(instance.name.as_str())],
-                );
+            AnalysisRule::Aggregation { .. } => groups.push((
+                format!("{}.{}", instance.table, instance.column),
+                vec![hidden],
+            )),
+            AnalysisRule::List { .. } => {
+                match groups.iter_mut().find(|(d, _)| *d == instance.domain) {
+                    Some((_, args)) => args.push(hidden),
+                    None => groups.push((instance.domain.clone(), vec![hidden])),
+                }
             }
-            AnalysisRule::List { .. } => groups
-                .entry(instance.domain.clone())
-                .or_default()
-                .push(col(instance.name.as_str())),
         }
     }
     for (n, (of, args)) in groups.into_iter().enumerate() {
-        let of = match of.split_once('#') {
-            Some((of, _)) => of.to_owned(),
-            None => of,
-        };
         exprs.push(count.call(args).alias(format!("{HIDDEN}n{n}")));
         counts.push(Count { of });
     }
