@@ -727,26 +727,47 @@ impl Guard<'_> {
                 bare: BTreeSet::new(),
             });
         }
-        let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
         let mut aggr_expr = a.aggr_expr.clone();
-        let mut ids = Vec::new();
-        for &i in &input.ids {
-            let n = self.instance(Instance {
-                set: true,
-                ..self.instances[i].clone()
-            });
-            aggr_expr.push(
-                union
-                    .call(vec![self.hidden(i)])
-                    .alias(&self.instances[n].name),
-            );
-            ids.push(n);
-        }
+        let (sets, ids) = self.gather(&input.ids);
+        aggr_expr.extend(sets);
         let plan = LogicalPlan::Aggregate(
             Aggregate::try_new(Arc::new(input.plan), a.group_expr.clone(), aggr_expr)
                 .map_err(internal)?,
         );
         Ok(Carried { plan, lineage, ids })
+    }
+
+    /// The aggregates that gather the identities of each group's rows from the hidden columns
+    /// `ids`, and the instances they make: under the aggregation rule one set per instance,
+    /// each counted on its own; under the list rule, which counts a domain's identities
+    /// together, one set per domain (a self-join of a union of three banks carries twelve
+    /// hidden account columns, gathered into one set rather than twelve).
+    fn gather(&mut self, ids: &[usize]) -> (Vec<Expr>, Vec<usize>) {
+        let mut together: Vec<(usize, Vec<Expr>)> = Vec::new();
+        for &i in ids {
+            let shared = (!self.aggregation())
+                .then(|| {
+                    together
+                        .iter_mut()
+                        .find(|(first, _)| self.instances[*first].domain == self.instances[i].domain)
+                })
+                .flatten();
+            match shared {
+                Some((_, args)) => args.push(self.hidden(i)),
+                None => together.push((i, vec![self.hidden(i)])),
+            }
+        }
+        let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
+        together
+            .into_iter()
+            .map(|(first, args)| {
+                let n = self.instance(Instance {
+                    set: true,
+                    ..self.instances[first].clone()
+                });
+                (union.call(args).alias(&self.instances[n].name), n)
+            })
+            .unzip()
     }
 
     /// Under the aggregation rule: COUNT, SUM or AVG (DISTINCT or not) of plain columns or of
@@ -815,21 +836,7 @@ impl Guard<'_> {
         let group: Vec<Expr> = (0..schema.fields().len())
             .map(|i| column_at(&carried_schema, i))
             .collect();
-        let union = AggregateUDF::new_from_impl(IdentitiesOf::new());
-        let mut aggr = Vec::new();
-        let mut ids = Vec::new();
-        for &i in &input.ids {
-            let n = self.instance(Instance {
-                set: true,
-                ..self.instances[i].clone()
-            });
-            aggr.push(
-                union
-                    .call(vec![self.hidden(i)])
-                    .alias(&self.instances[n].name),
-            );
-            ids.push(n);
-        }
+        let (aggr, ids) = self.gather(&input.ids);
         let plan = LogicalPlan::Aggregate(
             Aggregate::try_new(Arc::new(input.plan), group, aggr).map_err(internal)?,
         );
@@ -844,8 +851,10 @@ impl Guard<'_> {
         Ok(Carried { plan, lineage, ids })
     }
 
-    /// `UNION [ALL]`: each input carries every input's hidden columns, its own filled, the
-    /// others empty, so a row keeps the identities of the input it came from.
+    /// `UNION [ALL]` (list rule only): a row keeps the identities of the input it came from.
+    /// The list rule counts a domain's identities together, so the inputs share hidden
+    /// columns: one per domain and kind (value or set) for as many as the input with the most
+    /// carries, each input's own filled in order, the rest empty.
     fn union(&mut self, u: &Union) -> Result<Carried, CleanroomError> {
         let inputs = u
             .inputs
@@ -853,18 +862,36 @@ impl Guard<'_> {
             .map(|i| self.carry(i))
             .collect::<Result<Vec<_>, _>>()?;
         let own = u.schema.fields().len();
-        let mut outputs = Vec::new();
+        // The slots, as (domain, set, instance made for it); and for each input, the slot each
+        // of its instances fills.
+        let mut slots: Vec<(String, bool, usize)> = Vec::new();
+        let mut fills: Vec<Vec<(usize, usize)>> = Vec::new();
         for carried in &inputs {
+            let mut filled = Vec::new();
             for &i in &carried.ids {
-                let n = self.instance(self.instances[i].clone());
-                outputs.push((i, n));
+                let (domain, set) = (self.instances[i].domain.clone(), self.instances[i].set);
+                let free = (0..slots.len()).find(|&k| {
+                    slots[k].0 == domain
+                        && slots[k].1 == set
+                        && !filled.iter().any(|&(_, f)| f == k)
+                });
+                let k = match free {
+                    Some(k) => k,
+                    None => {
+                        let n = self.instance(self.instances[i].clone());
+                        slots.push((domain, set, n));
+                        slots.len() - 1
+                    }
+                };
+                filled.push((i, k));
             }
+            fills.push(filled);
         }
         let mut lineage = vec![Lineage::default(); own];
         // A column is plain when it is plain in every input.
         let mut plain = vec![true; own];
         let mut plans = Vec::new();
-        for carried in inputs {
+        for (carried, filled) in inputs.into_iter().zip(fills) {
             for ((l, from), plain) in lineage.iter_mut().zip(&carried.lineage).zip(&mut plain) {
                 l.absorb(from);
                 l.bare.extend(from.bare.iter().cloned());
@@ -872,19 +899,13 @@ impl Guard<'_> {
             }
             let schema = carried.plan.schema().clone();
             let mut exprs: Vec<Expr> = (0..own).map(|i| column_at(&schema, i)).collect();
-            for &(from, to) in &outputs {
-                let to_name = self.instances[to].name.clone();
-                let e = if carried.ids.contains(&from) {
-                    self.hidden(from)
-                } else {
-                    let ty = if self.instances[from].set {
-                        list_type()
-                    } else {
-                        DataType::UInt64
-                    };
-                    cast(lit(ScalarValue::Null), ty)
+            for (k, (_, set, to)) in slots.iter().enumerate() {
+                let e = match filled.iter().find(|&&(_, f)| f == k) {
+                    Some(&(from, _)) => self.hidden(from),
+                    None if *set => cast(lit(ScalarValue::Null), list_type()),
+                    None => cast(lit(ScalarValue::Null), DataType::UInt64),
                 };
-                exprs.push(e.alias(to_name));
+                exprs.push(e.alias(self.instances[*to].name.as_str()));
             }
             plans.push(Arc::new(LogicalPlan::Projection(
                 Projection::try_new(exprs, Arc::new(carried.plan)).map_err(internal)?,
@@ -899,7 +920,7 @@ impl Guard<'_> {
         Ok(Carried {
             plan,
             lineage,
-            ids: outputs.into_iter().map(|(_, to)| to).collect(),
+            ids: slots.into_iter().map(|(_, _, to)| to).collect(),
         })
     }
 }
@@ -1058,7 +1079,8 @@ impl ScalarUDFImpl for CountIdentities {
     }
 }
 
-/// `__confide_ids(id)`: the set of distinct identities over a group's rows (values or sets).
+/// `__confide_ids(ids…)`: the set of distinct identities over a group's rows, from every
+/// hidden column given (values or sets).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct IdentitiesOf {
     signature: Signature,
@@ -1067,7 +1089,7 @@ struct IdentitiesOf {
 impl IdentitiesOf {
     fn new() -> Self {
         Self {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
@@ -1121,18 +1143,22 @@ struct IdentityGroups {
 impl IdentityGroups {
     fn add(
         &mut self,
-        array: &ArrayRef,
+        arrays: &[ArrayRef],
         groups: impl Iterator<Item = (usize, usize)>,
         total: usize,
     ) -> DfResult<()> {
-        identities_typed(array)?;
+        for array in arrays {
+            identities_typed(array)?;
+        }
         if self.sets.len() < total {
             self.sets.resize_with(total, Vec::new);
             self.clean.resize(total, 0);
         }
         for (row, g) in groups {
             let set = &mut self.sets[g];
-            each_identity(array, row, &mut |v| set.push(v));
+            for array in arrays {
+                each_identity(array, row, &mut |v| set.push(v));
+            }
             if set.len() > 2 * self.clean[g] + 2 {
                 set.sort_unstable();
                 set.dedup();
@@ -1173,7 +1199,7 @@ impl GroupsAccumulator for IdentityGroups {
             .enumerate()
             .filter(|(row, _)| opt_filter.is_none_or(|f| f.is_valid(*row) && f.value(*row)))
             .map(|(row, g)| (row, *g));
-        self.add(&values[0], rows, total_num_groups)
+        self.add(values, rows, total_num_groups)
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
@@ -1191,7 +1217,7 @@ impl GroupsAccumulator for IdentityGroups {
         total_num_groups: usize,
     ) -> DfResult<()> {
         let rows = group_indices.iter().enumerate().map(|(row, g)| (row, *g));
-        self.add(&values[0], rows, total_num_groups)
+        self.add(values, rows, total_num_groups)
     }
 
     fn convert_to_state(
@@ -1199,12 +1225,17 @@ impl GroupsAccumulator for IdentityGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> DfResult<Vec<ArrayRef>> {
-        identities_typed(&values[0])?;
-        let sets = (0..values[0].len())
+        for array in values {
+            identities_typed(array)?;
+        }
+        let rows = values.first().map_or(0, |a| a.len());
+        let sets = (0..rows)
             .map(|row| {
                 let mut set = Vec::new();
                 if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
-                    each_identity(&values[0], row, &mut |v| set.push(v));
+                    for array in values {
+                        each_identity(array, row, &mut |v| set.push(v));
+                    }
                 }
                 set
             })
@@ -1225,12 +1256,12 @@ impl GroupsAccumulator for IdentityGroups {
 impl Accumulator for IdentityGroups {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let rows = (0..values[0].len()).map(|row| (row, 0));
-        self.add(&values[0], rows, 1)
+        self.add(values, rows, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         let rows = (0..states[0].len()).map(|row| (row, 0));
-        self.add(&states[0], rows, 1)
+        self.add(states, rows, 1)
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
