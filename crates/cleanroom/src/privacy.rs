@@ -85,6 +85,14 @@ pub fn guard(
             f.name()
         ));
     }
+    let rewritten;
+    let plan = match rule {
+        AnalysisRule::List { .. } => {
+            rewritten = distinct_as_groups(plan)?;
+            &rewritten
+        }
+        AnalysisRule::Aggregation { .. } => plan,
+    };
     if matches!(rule, AnalysisRule::Aggregation { .. }) {
         aggregate_on_top(plan)?;
         let mut aggregates = 0;
@@ -153,6 +161,22 @@ pub fn guard(
         columns: (0..own).map(|i| schema.field(i).name().clone()).collect(),
         counts,
     })
+}
+
+/// `plan` with each aggregate whose DISTINCT aggregates all take one argument
+/// (`COUNT(DISTINCT a.to_account)`, beside sums, minima and maxima) rewritten, as DataFusion's
+/// optimizer would, into two: one grouped by the distinct argument too, then one over its
+/// groups. The engine's identity sets added to an aggregate would stop the optimizer's
+/// rewrite, leaving a distinct set per group of every row's value, far larger than the
+/// rewritten plan's (the AML query at ten million rows ran out of memory). The rewritten plan
+/// is what the guard then reads, under the list rule only: the aggregation rule allows one
+/// aggregate, whose distinct count keeps its own set.
+fn distinct_as_groups(plan: &LogicalPlan) -> Result<LogicalPlan, CleanroomError> {
+    use datafusion::optimizer::single_distinct_to_groupby::SingleDistinctToGroupBy;
+    use datafusion::optimizer::{Optimizer, OptimizerContext};
+    Optimizer::with_rules(vec![Arc::new(SingleDistinctToGroupBy::new())])
+        .optimize(plan.clone(), &OptimizerContext::new(), |_, _| {})
+        .map_err(internal)
 }
 
 /// A refusal of the query, at proposal and in the TEE alike.
