@@ -88,6 +88,7 @@ pub const RULE: AnalysisRule = AnalysisRule::List { min_identities: 3 };
 /// distinct accounts as the engine counts them; at most 1,000 rows.
 pub fn output_rules() -> OutputRules {
     OutputRules {
+        noise: None,
         columns: vec![
             "pattern".into(),
             "subject".into(),

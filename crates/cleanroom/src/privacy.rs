@@ -771,9 +771,9 @@ impl Guard<'_> {
         for &i in ids {
             let shared = (!self.aggregation())
                 .then(|| {
-                    together
-                        .iter_mut()
-                        .find(|(first, _)| self.instances[*first].domain == self.instances[i].domain)
+                    together.iter_mut().find(|(first, _)| {
+                        self.instances[*first].domain == self.instances[i].domain
+                    })
                 })
                 .flatten();
             match shared {

@@ -9,6 +9,7 @@ use confide_cleanroom::{AnalysisRule, CleanroomError, OnViolation, OutputRules, 
 
 fn rules() -> OutputRules {
     OutputRules {
+        noise: None,
         columns: vec!["region".into(), "n".into(), "v".into()],
         rule: Some(AnalysisRule::List { min_identities: 2 }),
         min_group: None,

@@ -24,6 +24,7 @@ const LIST: AnalysisRule = AnalysisRule::List { min_identities: 3 };
 
 fn rules(rule: AnalysisRule, columns: &[&str]) -> OutputRules {
     OutputRules {
+        noise: None,
         columns: columns.iter().map(|c| (*c).to_owned()).collect(),
         rule: Some(rule),
         min_group: None,
@@ -61,6 +62,8 @@ fn building() -> Vec<(String, SchemaRef, Privacy)> {
             "hr".into(),
             hr,
             Privacy {
+                bounds: Default::default(),
+                budget: None,
                 identity: identity("badge_id"),
                 join_only: vec!["ssn".into()],
                 aggregate_only: vec!["salary".into()],

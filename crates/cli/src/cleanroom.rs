@@ -172,6 +172,8 @@ impl PrivacyArgs {
             })
             .collect();
         Privacy {
+            bounds: Default::default(),
+            budget: None,
             identity,
             join_only: self.join_only.clone(),
             aggregate_only: self.aggregate_only.clone(),
@@ -548,6 +550,7 @@ pub(crate) fn build_contract(
             .map(|r| recipient(r))
             .collect::<anyhow::Result<_>>()?,
         output: OutputRules {
+            noise: None,
             columns,
             rule: Some(rule),
             min_group: None,

@@ -559,6 +559,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     let released = |inputs: Vec<RunInput>, recipients: Vec<MemberId>| RunOutcome::Released {
         inputs,
         output: RunOutput {
+            epsilon: None,
             digest: "11".repeat(32),
             location: "results/r.cfd".into(),
             rows: 1,

@@ -199,6 +199,9 @@ pub struct OutputRules {
     /// A count the SQL computes: read from older ledgers, never trusted (see [`MinGroup`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_group: Option<MinGroup>,
+    /// The noise each run adds, and the ε it spends (aggregation rule only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<crate::Noise>,
     /// The most rows the result may have.
     pub max_rows: u64,
     /// What to do with rows under the minimum group size.
@@ -300,6 +303,17 @@ impl Contract {
                 );
             }
         }
+        if let Some(noise) = &self.output.noise {
+            noise.check()?;
+            if !matches!(self.output.rule, Some(AnalysisRule::Aggregation { .. })) {
+                return bad(
+                    "output.noise",
+                    "noise is added to aggregates: only under the aggregation rule (a list rule \
+                     releases rows as they are)"
+                        .into(),
+                );
+            }
+        }
         if self.output.max_rows == 0 {
             return bad("output.max_rows", "max_rows is 0".into());
         }
@@ -349,6 +363,7 @@ mod tests {
             measurements: vec![Measurement::new(TeeKind::Sim, vec![0; 48]).unwrap()],
             recipients: vec!["0f".repeat(32).parse().unwrap()],
             output: OutputRules {
+                noise: None,
                 columns: vec!["n".into()],
                 rule: Some(AnalysisRule::Aggregation { min_identities: 2 }),
                 min_group: None,

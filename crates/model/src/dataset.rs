@@ -69,6 +69,14 @@ pub struct Privacy {
     /// joined on or let out as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aggregate_only: Vec<String>,
+    /// The bounds numeric columns are clamped to before a noised SUM or AVG; a column without
+    /// them is not summed under noise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bounds: BTreeMap<String, crate::Bounds>,
+    /// The ε the runs over the dataset may spend per period. A dataset with a budget is read
+    /// only by contracts that add noise; only its owner's consent changes the budget later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::Budget>,
 }
 
 impl Privacy {
@@ -97,6 +105,20 @@ impl Privacy {
                      are exclusive)"
                 ));
             }
+        }
+        if let Some(column) = self.bounds.keys().find(|c| !names.contains(c.as_str())) {
+            return bad(format!(
+                "column {column:?} has bounds but is not a column of the dataset"
+            ));
+        }
+        if let Some((column, b)) = self.bounds.iter().find(|(_, b)| b.lo >= b.hi) {
+            return bad(format!(
+                "column {column:?}: bounds {}..{} are empty",
+                b.lo, b.hi
+            ));
+        }
+        if let Some(budget) = &self.budget {
+            budget.check()?;
         }
         for (column, domain) in &self.identity {
             let ok = !domain.is_empty()

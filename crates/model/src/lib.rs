@@ -11,6 +11,7 @@ pub mod attestation;
 pub mod broker;
 pub mod contract;
 pub mod dataset;
+pub mod dp;
 pub mod gov;
 pub mod ids;
 pub mod kbs;
@@ -26,6 +27,7 @@ pub use broker::{
 };
 pub use contract::{AnalysisRule, Contract, Measurement, MinGroup, OnViolation, OutputRules};
 pub use dataset::{Column, DatasetRecord, Format, Privacy};
+pub use dp::{Bounds, Budget, Epsilon, Noise};
 pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Member,
     MemberList, Proposal, ProposalList, ProposalState, Submitted,

@@ -44,6 +44,9 @@ pub struct RunOutput {
     /// or the identity domains (list rule).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counted: Vec<String>,
+    /// The ε the run spent adding noise (the contract's), charged to every dataset it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<crate::Epsilon>,
 }
 
 /// How a run ended.
@@ -344,6 +347,7 @@ mod tests {
                     digest: "00".repeat(32),
                 }],
                 output: RunOutput {
+                    epsilon: None,
                     digest: "11".repeat(32),
                     location: "results/x.cfd".into(),
                     rows: 3,
@@ -388,6 +392,7 @@ mod tests {
         // Fields of the other kind, or no word on simulation: not a record.
         let mut mixed = record.clone();
         mixed.output = Some(RunOutput {
+            epsilon: None,
             digest: "00".repeat(32),
             location: "results/x.cfd".into(),
             rows: 1,

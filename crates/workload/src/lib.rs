@@ -408,6 +408,7 @@ pub fn run(
         model::RunOutcome::Released {
             inputs,
             output: RunOutput {
+                epsilon: None,
                 digest: output_digest,
                 location,
                 rows: released.rows,
