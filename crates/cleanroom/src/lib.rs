@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aml;
+pub mod noise;
 mod plaintext;
 pub mod privacy;
 pub mod rules;
