@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aml;
+mod dp;
 pub mod noise;
 mod plaintext;
 pub mod privacy;

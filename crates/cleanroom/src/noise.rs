@@ -39,6 +39,7 @@ impl SystemUniform {
     fn next_u64(&mut self) -> u64 {
         if self.at + 8 > self.pool.len() {
             // The generator failing is not a state to run on: no noise, no result.
+            #[allow(clippy::panic)]
             if random::fill(&mut self.pool).is_err() {
                 panic!("the system random generator is unavailable");
             }

@@ -44,9 +44,10 @@ use datafusion::logical_expr::{
 use crate::CleanroomError;
 use confide_model::contract::AnalysisRule;
 use confide_model::dataset::Privacy;
+use confide_model::{Bounds, Noise};
 
 /// The prefix of every column the guard adds; a query whose own columns use it is refused.
-const HIDDEN: &str = "__confide_";
+pub(crate) const HIDDEN: &str = "__confide_";
 
 /// A count the rewritten plan appends to each row, and what it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +74,11 @@ pub fn guard(
     plan: &LogicalPlan,
     declared: &BTreeMap<String, Privacy>,
     rule: AnalysisRule,
+    noise: Option<Noise>,
 ) -> Result<Guarded, CleanroomError> {
+    if noise.is_some() && !matches!(rule, AnalysisRule::Aggregation { .. }) {
+        return refuse("noise is added to aggregates, under the aggregation rule only");
+    }
     if let Some(f) = plan
         .schema()
         .fields()
@@ -114,6 +119,7 @@ pub fn guard(
     let mut guard = Guard {
         declared,
         rule,
+        noise,
         instances: Vec::new(),
     };
     let carried = guard.carry(plan)?;
@@ -184,7 +190,7 @@ fn refuse<T>(reason: impl Into<String>) -> Result<T, CleanroomError> {
     Err(CleanroomError::NotAnalysable(reason.into()))
 }
 
-fn internal(e: datafusion::error::DataFusionError) -> CleanroomError {
+pub(crate) fn internal(e: datafusion::error::DataFusionError) -> CleanroomError {
     CleanroomError::Query(format!("guarding the contract's query: {e}"))
 }
 
@@ -280,6 +286,8 @@ impl Use {
 struct Guard<'a> {
     declared: &'a BTreeMap<String, Privacy>,
     rule: AnalysisRule,
+    /// The contract's noise, added at the aggregate ([`crate::dp`]).
+    noise: Option<Noise>,
     instances: Vec<Instance>,
 }
 
@@ -751,8 +759,12 @@ impl Guard<'_> {
                 bare: BTreeSet::new(),
             });
         }
-        let mut aggr_expr = a.aggr_expr.clone();
         let (sets, ids) = self.gather(&input.ids);
+        if let Some(noise) = self.noise {
+            let plan = self.noised(a, input, sets, noise)?;
+            return Ok(Carried { plan, lineage, ids });
+        }
+        let mut aggr_expr = a.aggr_expr.clone();
         aggr_expr.extend(sets);
         let plan = LogicalPlan::Aggregate(
             Aggregate::try_new(Arc::new(input.plan), a.group_expr.clone(), aggr_expr)
@@ -792,6 +804,89 @@ impl Guard<'_> {
                 (union.call(args).alias(&self.instances[n].name), n)
             })
             .unzip()
+    }
+
+    /// The aggregate `a` over `input` with the contract's noise ([`crate::dp`]): contributions
+    /// bounded per identity, sums clamped to their columns' declared bounds, noise added.
+    fn noised(
+        &self,
+        a: &Aggregate,
+        input: Carried,
+        sets: Vec<Expr>,
+        noise: Noise,
+    ) -> Result<LogicalPlan, CleanroomError> {
+        if input.ids.is_empty() {
+            return refuse(
+                "noise protects individuals: this aggregate reads no identity column, so the \
+                 engine cannot bound what one individual contributes",
+            );
+        }
+        let schema = a.input.schema();
+        let mut values = Vec::new();
+        for e in &a.aggr_expr {
+            let mut inner = e;
+            while let Expr::Alias(x) = inner {
+                inner = &x.expr;
+            }
+            let Expr::AggregateFunction(f) = inner else {
+                return refuse(format!("the aggregate {e} is not an aggregate function"));
+            };
+            let bounds = if f.func.name().eq_ignore_ascii_case("count") {
+                None
+            } else {
+                Some(self.bounds_of(f, schema, &input.lineage)?)
+            };
+            values.push(crate::dp::Value {
+                function: f.clone(),
+                bounds,
+            });
+        }
+        let hidden: Vec<Expr> = input.ids.iter().map(|&i| self.hidden(i)).collect();
+        let bounded =
+            crate::dp::bound_contributions(input.plan, &hidden, noise.max_rows_per_identity)?;
+        crate::dp::aggregate(bounded, a, values, sets, noise)
+    }
+
+    /// The bounds of the column a noised SUM or AVG reads, as its owners declared them (the
+    /// widest, if it is one of several tables' columns).
+    fn bounds_of(
+        &self,
+        f: &AggregateFunction,
+        schema: &DFSchema,
+        lineage: &[Lineage],
+    ) -> Result<Bounds, CleanroomError> {
+        let mut bounds: Option<Bounds> = None;
+        for arg in &f.params.args {
+            let l = self.lineage_of(arg, schema, lineage)?;
+            for s in &l.bare {
+                let Some(b) = self
+                    .declared
+                    .get(&s.table)
+                    .and_then(|p| p.bounds.get(&s.column))
+                else {
+                    return refuse(format!(
+                        "{}({}.{}) under noise: the owner declared no bounds for {}.{}, so one \
+                         row could move the result by any amount",
+                        f.func.name(),
+                        s.table,
+                        s.column,
+                        s.table,
+                        s.column
+                    ));
+                };
+                bounds = Some(match bounds {
+                    None => *b,
+                    Some(o) => Bounds {
+                        lo: o.lo.min(b.lo),
+                        hi: o.hi.max(b.hi),
+                    },
+                });
+            }
+        }
+        bounds.map_or_else(
+            || refuse(format!("{} under noise reads no column", f.func.name())),
+            Ok,
+        )
     }
 
     /// Under the aggregation rule: COUNT, SUM or AVG (DISTINCT or not) of plain columns or of
@@ -966,7 +1061,7 @@ fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
 }
 
 /// The `i`th column of `schema`, as a column reference.
-fn column_at(schema: &DFSchema, i: usize) -> Expr {
+pub(crate) fn column_at(schema: &DFSchema, i: usize) -> Expr {
     let (qualifier, field) = schema.qualified_field(i);
     Expr::Column(Column::from((qualifier, field)))
 }

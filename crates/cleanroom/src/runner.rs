@@ -172,7 +172,7 @@ async fn plan(
         .await
         .map_err(|e| CleanroomError::Query(format!("the contract's SQL: {e}")))?;
     deterministic(frame.logical_plan())?;
-    let guarded = privacy::guard(frame.logical_plan(), declared, rule)?;
+    let guarded = privacy::guard(frame.logical_plan(), declared, rule, rules.noise)?;
     rules::check_columns(rules, &guarded.columns)?;
     let frame = DataFrame::new(ctx.state(), guarded.plan.clone());
     Ok((frame, guarded))

@@ -24,12 +24,12 @@ const LIST: AnalysisRule = AnalysisRule::List { min_identities: 3 };
 
 fn rules(rule: AnalysisRule, columns: &[&str]) -> OutputRules {
     OutputRules {
-        noise: None,
         columns: columns.iter().map(|c| (*c).to_owned()).collect(),
         rule: Some(rule),
         min_group: None,
         max_rows: 10_000,
         on_violation: OnViolation::Suppress,
+        noise: None,
     }
 }
 
@@ -62,11 +62,10 @@ fn building() -> Vec<(String, SchemaRef, Privacy)> {
             "hr".into(),
             hr,
             Privacy {
-                bounds: Default::default(),
-                budget: None,
                 identity: identity("badge_id"),
                 join_only: vec!["ssn".into()],
                 aggregate_only: vec!["salary".into()],
+                ..Privacy::default()
             },
         ),
     ]
@@ -522,7 +521,7 @@ async fn engine_counts(
     rule: AnalysisRule,
 ) -> Counts {
     let frame = ctx.sql(sql).await.unwrap();
-    let guarded = guard(frame.logical_plan(), declared, rule).unwrap();
+    let guarded = guard(frame.logical_plan(), declared, rule, None).unwrap();
     let own = guarded.columns.len();
     let batches = DataFrame::new(ctx.state(), guarded.plan)
         .collect()

@@ -1,0 +1,251 @@
+//! Differential privacy on the aggregation rule's one aggregate, as the guard
+//! ([`crate::privacy`]) rewrites it when the contract adds noise ([`Noise`]):
+//!
+//! 1. **contributions bounded**: of the aggregate's input, at most `max_rows_per_identity`
+//!    rows of each individual of each identity column are kept (rows without one are about no
+//!    one of it), so one individual moves a count by at most that many rows;
+//! 2. **values clamped**: a SUM or AVG reads its column clamped to the bounds the column's
+//!    owner declared, so one row moves a sum by at most the larger bound;
+//! 3. **noise added at the aggregate**, before any HAVING, projection or ORDER BY above it can
+//!    read the value: discrete Laplace noise ([`crate::noise`]) of scale sensitivity / ε on
+//!    each COUNT and SUM, and on an AVG's sum and count apart (divided after). The run's ε is
+//!    split evenly among the noised values of a row; each value's vector over the groups has
+//!    L1 sensitivity `max_rows_per_identity` (× bound), so the run as a whole is ε-DP for the
+//!    values, by composition.
+//!
+//! What the noise does not cover: which groups appear. A group is released when the engine's
+//! exact count of its individuals meets the contract's minimum, as without noise; that
+//! threshold is deterministic, so a group's presence is not protected by ε.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Float64Array};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result as DfResult, plan_err};
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{
+    Aggregate, ColumnarValue, Expr, ExprFunctionExt, Filter, LogicalPlan, Projection,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, Window, cast, col, lit,
+    when,
+};
+
+use crate::CleanroomError;
+use crate::noise::{SystemUniform, laplace_for};
+use crate::privacy::{HIDDEN, column_at, internal};
+use confide_model::{Bounds, Noise};
+
+/// One aggregate of the rule's aggregate, and the bounds of the column it sums (SUM and AVG).
+pub(crate) struct Value {
+    pub function: AggregateFunction,
+    pub bounds: Option<Bounds>,
+}
+
+/// `plan` keeping at most `k` rows of each identity in each of the hidden columns `ids`.
+pub(crate) fn bound_contributions(
+    mut plan: LogicalPlan,
+    ids: &[Expr],
+    k: u32,
+) -> Result<LogicalPlan, CleanroomError> {
+    let rank = format!("{HIDDEN}rank");
+    for id in ids {
+        let width = plan.schema().fields().len();
+        let numbered = row_number()
+            .partition_by(vec![id.clone()])
+            .build()
+            .map_err(internal)?
+            .alias(&rank);
+        let window =
+            LogicalPlan::Window(Window::try_new(vec![numbered], Arc::new(plan)).map_err(internal)?);
+        let kept = col(rank.as_str())
+            .lt_eq(lit(u64::from(k)))
+            .or(id.clone().is_null());
+        let filtered =
+            LogicalPlan::Filter(Filter::try_new(kept, Arc::new(window)).map_err(internal)?);
+        let schema = filtered.schema().clone();
+        let own = (0..width).map(|i| column_at(&schema, i)).collect();
+        plan = LogicalPlan::Projection(
+            Projection::try_new(own, Arc::new(filtered)).map_err(internal)?,
+        );
+    }
+    Ok(plan)
+}
+
+/// The aggregate `original` over `input` (bounded), its values noised: an aggregate of the
+/// clamped values (and the hidden identity sets `sets`), then a projection that adds noise to
+/// each and gives it its original name and type, the sets after.
+pub(crate) fn aggregate(
+    input: LogicalPlan,
+    original: &Aggregate,
+    values: Vec<Value>,
+    sets: Vec<Expr>,
+    noise: Noise,
+) -> Result<LogicalPlan, CleanroomError> {
+    let noised: u64 = values
+        .iter()
+        .map(|v| if is(&v.function, "avg") { 2 } else { 1 })
+        .sum();
+    let epsilon = (noise.epsilon.micros() / noised.max(1)).max(1);
+    let rows = u64::from(noise.max_rows_per_identity);
+    let mut aggr = Vec::new();
+    // For each value: the noise over the aggregate's hidden columns, by name.
+    let mut noisy = Vec::new();
+    for (j, v) in values.iter().enumerate() {
+        let name = format!("{HIDDEN}v{j}");
+        let clamped = |f: &AggregateFunction, b: Bounds| {
+            let mut f = f.clone();
+            f.params.args = f.params.args.iter().map(|a| clamp(a, b)).collect();
+            f
+        };
+        if is(&v.function, "count") {
+            aggr.push(Expr::AggregateFunction(v.function.clone()).alias(&name));
+            noisy.push(Noisy::value(rows, epsilon).call(vec![as_f64(&name)]));
+            continue;
+        }
+        let Some(b) = v.bounds else {
+            return Err(CleanroomError::Query(format!(
+                "{} has no bounds",
+                v.function.func.name()
+            )));
+        };
+        let mut sum = clamped(&v.function, b);
+        sum.func = sum_udaf();
+        aggr.push(Expr::AggregateFunction(sum).alias(&name));
+        let per_row = rows.saturating_mul(b.sensitivity());
+        if is(&v.function, "avg") {
+            let count_name = format!("{HIDDEN}c{j}");
+            let mut count = v.function.clone();
+            count.func = count_udaf();
+            aggr.push(Expr::AggregateFunction(count).alias(&count_name));
+            noisy.push(
+                Noisy::ratio(per_row, rows, epsilon).call(vec![as_f64(&name), as_f64(&count_name)]),
+            );
+        } else {
+            noisy.push(Noisy::value(per_row, epsilon).call(vec![as_f64(&name)]));
+        }
+    }
+    let hidden_values = aggr.len();
+    aggr.extend(sets);
+    let groups = original.group_expr.len();
+    let plan = LogicalPlan::Aggregate(
+        Aggregate::try_new(Arc::new(input), original.group_expr.clone(), aggr).map_err(internal)?,
+    );
+    let schema = plan.schema().clone();
+    let mut exprs: Vec<Expr> = (0..groups).map(|i| column_at(&schema, i)).collect();
+    for (j, e) in noisy.into_iter().enumerate() {
+        let field = original.schema.field(groups + j);
+        exprs.push(cast(e, field.data_type().clone()).alias(field.name()));
+    }
+    exprs.extend((groups + hidden_values..schema.fields().len()).map(|i| column_at(&schema, i)));
+    Ok(LogicalPlan::Projection(
+        Projection::try_new(exprs, Arc::new(plan)).map_err(internal)?,
+    ))
+}
+
+fn is(f: &AggregateFunction, name: &str) -> bool {
+    f.func.name().eq_ignore_ascii_case(name)
+}
+
+fn as_f64(name: &str) -> Expr {
+    cast(col(name), DataType::Float64)
+}
+
+/// `arg` as a double, clamped to `b`.
+fn clamp(arg: &Expr, b: Bounds) -> Expr {
+    let x = cast(arg.clone(), DataType::Float64);
+    let (lo, hi) = (lit(b.lo as f64), lit(b.hi as f64));
+    when(x.clone().lt(lo.clone()), lo)
+        .when(x.clone().gt(hi.clone()), hi)
+        .otherwise(x)
+        .unwrap_or_else(|_| arg.clone())
+}
+
+/// `__confide_noise(value)` or `__confide_noise(sum, count)`: the value rounded to an integer
+/// with discrete Laplace noise added, or the ratio of the two noised (the count at least 1).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Noisy {
+    signature: Signature,
+    /// What one individual moves the (first) value by.
+    sensitivity: u64,
+    /// What one individual moves the count by, for a ratio.
+    count_sensitivity: Option<u64>,
+    /// The ε each noised value spends, in millionths.
+    epsilon: u64,
+}
+
+impl Noisy {
+    fn value(sensitivity: u64, epsilon: u64) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(vec![DataType::Float64], Volatility::Volatile),
+            sensitivity,
+            count_sensitivity: None,
+            epsilon,
+        })
+    }
+
+    fn ratio(sensitivity: u64, count_sensitivity: u64, epsilon: u64) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(
+                vec![DataType::Float64, DataType::Float64],
+                Volatility::Volatile,
+            ),
+            sensitivity,
+            count_sensitivity: Some(count_sensitivity),
+            epsilon,
+        })
+    }
+}
+
+/// `value` rounded to an integer, noised as one: the noise is an integer, so the result's low
+/// bits say nothing of the true value.
+fn noised(rng: &mut SystemUniform, value: f64, sensitivity: u64, epsilon: u64) -> f64 {
+    let whole = value.round() as i64;
+    whole.saturating_add(laplace_for(rng, sensitivity, epsilon)) as f64
+}
+
+impl ScalarUDFImpl for Noisy {
+    fn name(&self) -> &str {
+        "__confide_noise"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(values) = arrays
+            .first()
+            .and_then(|a| a.as_primitive_opt::<Float64Type>())
+        else {
+            return plan_err!("__confide_noise takes doubles");
+        };
+        let counts = arrays
+            .get(1)
+            .and_then(|a| a.as_primitive_opt::<Float64Type>());
+        let mut rng = SystemUniform::new();
+        let out: Float64Array = (0..values.len())
+            .map(|row| {
+                if values.is_null(row) {
+                    return None;
+                }
+                let v = noised(&mut rng, values.value(row), self.sensitivity, self.epsilon);
+                match (counts, self.count_sensitivity) {
+                    (Some(c), Some(cs)) if c.is_valid(row) => {
+                        let n = noised(&mut rng, c.value(row), cs, self.epsilon);
+                        Some(v / n.max(1.0))
+                    }
+                    (Some(_), _) => None,
+                    (None, _) => Some(v),
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
