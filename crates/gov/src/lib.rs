@@ -34,8 +34,8 @@ use confide_crypto::signing::SigningKey;
 use confide_identity::PublicIdentity;
 pub use confide_model::gov::{Proposal, ProposalState};
 use confide_model::{
-    Action, ContractId, ContractRecord, ContractState, DatasetId, DatasetRecord, GovBody,
-    Measurement, MemberId,
+    Action, Budget, ContractId, ContractRecord, ContractState, DatasetId, DatasetRecord, Epsilon,
+    GovBody, LeaseEvent, Measurement, MemberId,
 };
 use confide_policy::Policy;
 use serde_json::{Value, json};
@@ -76,6 +76,9 @@ pub enum GovError {
     /// The request does not fit the current state.
     #[error("refused: {0}")]
     Refused(String),
+    /// An audit event the rules refuse to record (a key release past a privacy budget).
+    #[error("{0}")]
+    Denied(Denial),
     /// A constitution (proposed, or the one in force on this request) did not decide within
     /// its time limit; the request is refused so that it holds neither the ledger nor a replay.
     #[error("{0}: the request is refused, so that no proposal can hold the ledger")]
@@ -211,6 +214,9 @@ pub struct Governance {
     proposals: BTreeMap<String, Proposal>,
     /// Nonces of governance requests spent, accepted or refused.
     nonces: SpentNonces,
+    /// The ε spent on each dataset in each period (its number since the epoch), from the key
+    /// releases the ledger records for contracts that add noise.
+    spent: BTreeMap<(DatasetId, i64), Epsilon>,
 }
 
 /// What accepted actions change: members, rules, reference values, datasets and contracts.
@@ -223,6 +229,8 @@ struct Registry {
     measurements: BTreeSet<Measurement>,
     datasets: BTreeMap<DatasetId, DatasetRecord>,
     contracts: BTreeMap<ContractId, ContractRecord>,
+    /// Budgets set after registration (`set_budget`), over the registered ones.
+    budgets: BTreeMap<DatasetId, Budget>,
     /// How long the constitution may take to decide: [`confide_policy::TIME_LIMIT`] for new
     /// requests, none when replaying requests that were decided within it.
     limit: Option<std::time::Duration>,
@@ -249,10 +257,12 @@ impl Governance {
                 measurements: BTreeSet::new(),
                 datasets: BTreeMap::new(),
                 contracts: BTreeMap::new(),
+                budgets: BTreeMap::new(),
                 limit: Some(confide_policy::TIME_LIMIT),
             },
             proposals: BTreeMap::new(),
             nonces: SpentNonces::new(),
+            spent: BTreeMap::new(),
         })
     }
 
@@ -420,8 +430,71 @@ impl Governance {
             Ok(true)
         } else {
             self.replay_refused(entry)?;
+            self.charge(entry, false)?;
             Ok(false)
         }
+    }
+
+    /// Charges the budget of the dataset whose key a `kms.release` event (`entry`) released
+    /// for a contract that adds noise: the contract's ε, in the period of the event's time.
+    /// With `enforce` (a release about to be appended), a charge past the budget is refused
+    /// and changes nothing; replaying the ledger, every recorded release is charged. Any other
+    /// event is left alone.
+    pub fn charge(&mut self, entry: &[u8], enforce: bool) -> Result<(), GovError> {
+        let Ok(Some(LeaseEvent::Release {
+            key,
+            contract: Some(contract),
+            at,
+            ..
+        })) = <LeaseEvent as confide_model::Event>::of_entry(entry)
+        else {
+            return Ok(());
+        };
+        let Some(charge) = self.charge_of(&key, &contract, at) else {
+            return Ok(());
+        };
+        let spent = self.spent.get(&charge.slot).copied().unwrap_or_default();
+        let total = spent
+            .checked_add(charge.epsilon)
+            .unwrap_or(Epsilon::from_micros(u64::MAX));
+        if enforce && total > charge.budget.epsilon {
+            return Err(GovError::Denied(Denial::BudgetSpent {
+                dataset: charge.slot.0,
+                spent,
+                asked: charge.epsilon,
+                budget: charge.budget,
+            }));
+        }
+        self.spent.insert(charge.slot, total);
+        Ok(())
+    }
+
+    /// What releasing key `key` for contract `contract` at time `at` charges, if anything.
+    fn charge_of(&self, key: &str, contract: &ContractId, at: i64) -> Option<Charge> {
+        let record = self.registry.contracts.get(contract)?;
+        let noise = record.contract.output.noise?;
+        let dataset = record
+            .datasets
+            .iter()
+            .find(|d| self.registry.datasets.get(*d).is_some_and(|r| r.key == key))?;
+        let budget = self.registry.budget_of(dataset)?;
+        Some(Charge {
+            slot: (dataset.clone(), budget.period_of(at)),
+            epsilon: noise.epsilon,
+            budget,
+        })
+    }
+
+    /// The ε spent on dataset `d` in the period that holds time `at`, and its budget, if it
+    /// has one.
+    pub fn budget(&self, d: &DatasetId, at: i64) -> Option<(Epsilon, Budget)> {
+        let budget = self.registry.budget_of(d)?;
+        let spent = self
+            .spent
+            .get(&(d.clone(), budget.period_of(at)))
+            .copied()
+            .unwrap_or_default();
+        Some((spent, budget))
     }
 
     /// Spends the nonce of a refusal the ledger recorded (`entry`, an audit event; any other
@@ -670,6 +743,33 @@ pub enum Denial {
         /// The contract.
         contract: ContractId,
     },
+    /// Releasing the key would spend more than the dataset's privacy budget for the period.
+    #[error(
+        "dataset {dataset} has spent ε {spent} of its budget of ε {} per {} days: a run of ε \
+         {asked} would pass it (its owner may raise it, by a decision of its own)",
+        .budget.epsilon, .budget.period_days
+    )]
+    BudgetSpent {
+        /// The dataset.
+        dataset: DatasetId,
+        /// What its period has spent.
+        spent: Epsilon,
+        /// What the run would spend.
+        asked: Epsilon,
+        /// Its budget.
+        budget: Budget,
+    },
+    /// A contract that adds no noise reads a dataset with a privacy budget.
+    #[error(
+        "dataset {dataset} has a privacy budget: contract {contract} adds no noise, so it \
+         spends from no budget and runs over it not at all"
+    )]
+    NoNoise {
+        /// The contract.
+        contract: ContractId,
+        /// The dataset.
+        dataset: DatasetId,
+    },
     /// The run read a dataset whose key the broker never released to this workload.
     #[error("the key of dataset {dataset} was never released to this workload")]
     KeyNotReleased {
@@ -693,6 +793,8 @@ impl Denial {
             Self::RecipientsNotTheContracts { .. } => "recipients-not-the-contracts",
             Self::RuleNotTheContracts { .. } => "rule-not-the-contracts",
             Self::KeyNotReleased { .. } => "key-not-released",
+            Self::BudgetSpent { .. } => "privacy-budget-spent",
+            Self::NoNoise { .. } => "budget-without-noise",
         }
     }
 }
@@ -739,7 +841,33 @@ impl Governance {
                 dataset: dataset.id.clone(),
             });
         }
+        if self.registry.budget_of(&dataset.id).is_some() && record.contract.output.noise.is_none()
+        {
+            return Err(Denial::NoNoise {
+                contract: contract.clone(),
+                dataset: dataset.id.clone(),
+            });
+        }
         Ok(record)
+    }
+
+    /// May key `key` be released for contract `contract` at time `at` without passing its
+    /// dataset's budget? What [`Self::charge`] will enforce when the release is appended, asked
+    /// before, so that a refusal is audited as a denial.
+    pub fn may_spend(&self, key: &str, contract: &ContractId, at: i64) -> Result<(), Denial> {
+        let Some(charge) = self.charge_of(key, contract, at) else {
+            return Ok(());
+        };
+        let spent = self.spent.get(&charge.slot).copied().unwrap_or_default();
+        match spent.checked_add(charge.epsilon) {
+            Some(total) if total <= charge.budget.epsilon => Ok(()),
+            _ => Err(Denial::BudgetSpent {
+                dataset: charge.slot.0,
+                spent,
+                asked: charge.epsilon,
+                budget: charge.budget,
+            }),
+        }
     }
 
     /// May a run of `contract` by a workload whose token carries `presented` measurements, which
@@ -799,7 +927,10 @@ impl Governance {
                 contract: contract.clone(),
             });
         }
-        if output.rule.is_none() || output.rule != record.contract.output.rule {
+        if output.rule.is_none()
+            || output.rule != record.contract.output.rule
+            || output.epsilon != record.contract.output.noise.map(|n| n.epsilon)
+        {
             return Err(Denial::RuleNotTheContracts {
                 contract: contract.clone(),
             });
@@ -838,6 +969,14 @@ impl Governance {
     }
 }
 
+/// What one key release spends: ε of a dataset's budget in a period.
+struct Charge {
+    /// The dataset, and the period's number.
+    slot: (DatasetId, i64),
+    epsilon: Epsilon,
+    budget: Budget,
+}
+
 /// Where the consent of the members whose data a proposal touches stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Consent {
@@ -866,6 +1005,8 @@ impl Registry {
                 Action::RegisterDataset(record) => {
                     needed.insert(record.owner.clone());
                 }
+                // Every owner whose budget a proposal sets: unanimous, however many.
+                Action::SetBudget { dataset, .. } => needed.extend(owner_of(dataset)),
                 // A removed owner's data goes to no one, so its consent is not asked (it could
                 // not vote).
                 Action::SetPolicy { .. } | Action::AddMeasurement(_) => needed.extend(
@@ -970,8 +1111,35 @@ impl Registry {
                     return Err(refused(format!("no approved contract {id}")));
                 }
             }
+            Action::SetBudget { dataset, .. } => {
+                if !self.datasets.contains_key(dataset) {
+                    return Err(refused(format!("no dataset {dataset}")));
+                }
+            }
+        }
+        if let Action::ApproveContract(approval) = a
+            && approval.contract.output.noise.is_none()
+            && let Some(d) = approval
+                .datasets
+                .iter()
+                .find(|d| self.budget_of(d).is_some())
+        {
+            return Err(refused(format!(
+                "dataset {d} has a privacy budget: a contract over it must add noise \
+                 (output.noise), which spends from it"
+            )));
         }
         Ok(())
+    }
+
+    /// The budget of dataset `d`: the one last set, or the one it was registered with.
+    fn budget_of(&self, d: &DatasetId) -> Option<Budget> {
+        self.budgets.get(d).copied().or_else(|| {
+            self.datasets
+                .get(d)
+                .and_then(|r| r.privacy.as_ref())
+                .and_then(|p| p.budget)
+        })
     }
 
     /// Checks and applies `actions` in order; on error the state is left part-way, so call it
@@ -1035,6 +1203,9 @@ impl Registry {
                 if let Some(c) = self.contracts.get_mut(id) {
                     c.state = ContractState::Revoked;
                 }
+            }
+            Action::SetBudget { dataset, budget } => {
+                self.budgets.insert(dataset.clone(), *budget);
             }
         }
         Ok(())

@@ -789,3 +789,125 @@ fn removing_an_owner_stops_every_contract_over_its_data() {
     let replayed = k.replayed();
     assert_eq!(replayed.contracts(), k.gov.contracts());
 }
+
+/// A dataset with a privacy budget: runs of a contract that adds noise spend from it at each
+/// key release, the release past it is refused, a restart (a replay of the ledger) finds the
+/// same ε spent, a contract without noise is refused over it, and only its owner's decision
+/// raises it.
+#[test]
+fn a_privacy_budget_is_spent_by_releases_and_raised_only_by_its_owner() {
+    use confide_gov::Denial;
+
+    let (a, b) = (Member::new("hospital-a"), Member::new("hospital-b"));
+    let mut k = founded(&a);
+    let add_b = k.propose(&a, json!([{"action": "add_member", "member": b.doc()}]), 1);
+    k.vote(&a, &add_b, true, 2).unwrap();
+    let mut record = dataset("a-data", &a);
+    record["schema"] = json!([{"name": "patient", "type": "Utf8"}]);
+    record["privacy"] = json!({"identity": {"patient": "person"},
+                               "budget": {"epsilon": "1", "period_days": 30}});
+    let p = k.propose(&a, json!([record]), 3);
+    k.vote(&a, &p, true, 4).unwrap();
+
+    // A contract over it that adds no noise is refused, whoever approves it.
+    let plain = contract(&["a-data"], &a);
+    let refused = k.submit(a.sign(json!({"type": "propose", "actions": [plain]}), 5));
+    assert!(
+        matches!(&refused, Err(GovError::Refused(why)) if why.contains("must add noise")),
+        "{refused:?}"
+    );
+
+    let mut noisy = contract(&["a-data"], &a);
+    noisy["contract"]["output"]["noise"] = json!({"epsilon": "0.4", "max_rows_per_identity": 1});
+    let id = hex::encode(confide_crypto::digest::sha256(
+        confide_crypto::jcs::canonical_json(&noisy["contract"]).as_bytes(),
+    ));
+    noisy["id"] = json!(id);
+    let p = k.propose(&a, json!([noisy]), 7);
+    assert_eq!(
+        k.vote(&a, &p, true, 8).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    let contract_id: ContractId = id.parse().unwrap();
+
+    // Each release is an audit entry; the ledger keeps those the budget allowed.
+    let release = |at: i64, n: u8| {
+        json!({"type": "kms.release", "key": "dataset-a-data", "version": 1,
+               "lease": format!("l{n}"), "token": "t", "runtime_key": "r", "at": at,
+               "expires": at + 60, "contract": contract_id})
+        .to_string()
+        .into_bytes()
+    };
+    let mut ledger: Vec<Vec<u8>> = Vec::new();
+    for n in 0..2 {
+        assert_eq!(k.gov.may_spend("dataset-a-data", &contract_id, NOW), Ok(()));
+        k.gov.charge(&release(NOW, n), true).unwrap();
+        ledger.push(release(NOW, n));
+    }
+    // 0.8 of 1 spent: a third run of 0.4 would pass the budget, asked or appended.
+    let (spent, _) = k.gov.budget(&"a-data".parse().unwrap(), NOW).unwrap();
+    assert_eq!(spent.to_string(), "0.8");
+    assert!(matches!(
+        k.gov.may_spend("dataset-a-data", &contract_id, NOW),
+        Err(Denial::BudgetSpent { .. })
+    ));
+    assert!(matches!(
+        k.gov.charge(&release(NOW, 2), true),
+        Err(GovError::Denied(Denial::BudgetSpent { .. }))
+    ));
+    // Refused, it changed nothing.
+    assert_eq!(
+        k.gov
+            .budget(&"a-data".parse().unwrap(), NOW)
+            .unwrap()
+            .0
+            .to_string(),
+        "0.8"
+    );
+    // The next period has its own budget.
+    assert_eq!(
+        k.gov
+            .may_spend("dataset-a-data", &contract_id, NOW + 30 * 86_400),
+        Ok(())
+    );
+
+    // A restart: the governance requests and the audit entries replayed give the same ε spent.
+    let mut replayed = k.replayed();
+    for (seq, entry) in ledger.iter().enumerate() {
+        replayed
+            .replay_entry((k.log.len() + seq) as u64, entry)
+            .unwrap();
+    }
+    assert_eq!(
+        replayed
+            .budget(&"a-data".parse().unwrap(), NOW)
+            .unwrap()
+            .0
+            .to_string(),
+        "0.8"
+    );
+    assert!(
+        replayed
+            .may_spend("dataset-a-data", &contract_id, NOW)
+            .is_err()
+    );
+
+    // Raising it is its owner's decision: b's vote does not do it, a's does.
+    let raise = json!([{"action": "set_budget", "dataset": "a-data",
+                        "budget": {"epsilon": "2", "period_days": 30}}]);
+    let p = k.propose(&b, raise, 9);
+    assert_ne!(
+        k.vote(&b, &p, true, 10).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert!(
+        k.gov
+            .may_spend("dataset-a-data", &contract_id, NOW)
+            .is_err()
+    );
+    assert_eq!(
+        k.vote(&a, &p, true, 11).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    assert_eq!(k.gov.may_spend("dataset-a-data", &contract_id, NOW), Ok(()));
+}

@@ -98,6 +98,13 @@ pub enum Action {
         /// The contract's id.
         id: ContractId,
     },
+    /// Sets a dataset's privacy budget (raised or lowered), with its owner's consent.
+    SetBudget {
+        /// The dataset.
+        dataset: crate::DatasetId,
+        /// Its budget from now on.
+        budget: crate::Budget,
+    },
 }
 
 /// The `approve_contract` action: the terms, their id and the datasets they read.
@@ -136,6 +143,7 @@ impl Action {
             Self::RegisterDataset(_) => "register_dataset",
             Self::ApproveContract(_) => "approve_contract",
             Self::RevokeContract { .. } => "revoke_contract",
+            Self::SetBudget { .. } => "set_budget",
         }
     }
 
@@ -161,6 +169,7 @@ impl Action {
             Self::SetConstitution { .. } | Self::SetPolicy { .. } => Ok(()),
             Self::AddMeasurement(_) | Self::RemoveMeasurement(_) => Ok(()),
             Self::RegisterDataset(record) => record.check(),
+            Self::SetBudget { budget, .. } => budget.check(),
             Self::ApproveContract(approval) => {
                 approval.contract.check()?;
                 let digest = approval.contract.id();

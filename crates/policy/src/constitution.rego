@@ -2,8 +2,8 @@
 # rejected, or still open.
 #
 # - Anything that grants access to a member's data (registering their dataset, approving a
-#   contract over it) needs that member's approval; any one owner of a contract's data can
-#   revoke it.
+#   contract over it, setting its privacy budget) needs that member's approval; any one owner
+#   of a contract's data can revoke it.
 # - Everything else (membership, the constitution, policies, trusted measurements) needs a
 #   majority of the members.
 #
@@ -23,7 +23,7 @@ yes := {m | some m, v in input.ballots; v == true; m in members}
 
 no := {m | some m, v in input.ballots; v == false; m in members}
 
-data_actions := {"approve_contract", "register_dataset", "revoke_contract"}
+data_actions := {"approve_contract", "register_dataset", "revoke_contract", "set_budget"}
 
 owners contains owner if {
 	some a in input.proposal.actions
@@ -35,6 +35,14 @@ owners contains owner if {
 owners contains a.owner if {
 	some a in input.proposal.actions
 	a.action == "register_dataset"
+}
+
+# A dataset's privacy budget is its owner's alone to set: every owner whose budget a proposal
+# sets must approve it.
+owners contains owner if {
+	some a in input.proposal.actions
+	a.action == "set_budget"
+	owner := input.datasets[a.dataset].owner
 }
 
 revocation if {

@@ -339,6 +339,20 @@ async fn release(
             }
         },
     };
+    // A release for a contract that adds noise spends from the dataset's privacy budget: one
+    // that would pass it is denied here, and again by the ledger writer, which charges it.
+    if let Some(id) = &req.contract {
+        let spend = s
+            .gov
+            .read()
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .may_spend(&name, id, now());
+        if let Err(denial) = spend {
+            let refusal = Refusal::from(denial);
+            audit(&s, &json!({"type": "kms.deny", "key": name, "contract": id, "token": token_digest, "rule": refusal.rule, "reason": refusal.detail, "at": now()})).await?;
+            return Err(refusal.problem("The dataset's privacy budget does not allow this release"));
+        }
+    }
     // A removed member's key goes to no one (whatever its policy, with or without a contract).
     if let Some(owner) = &owner
         && let Err(problem) = crate::auth::held_by_a_member(&s, owner, &format!("key {name}"))

@@ -140,6 +140,11 @@ impl From<confide_gov::GovError> for Problem {
                 "policy-too-slow",
                 "A constitution did not decide within its time limit",
             ),
+            G::Denied(d) => (
+                StatusCode::FORBIDDEN,
+                d.rule(),
+                "Denied by the consortium's rules",
+            ),
             _ => (
                 StatusCode::CONFLICT,
                 "refused",

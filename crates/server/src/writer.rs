@@ -114,13 +114,16 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
                     .and_then(|request| gov.apply(request, seq));
                 (cose, checked)
             }
-            Entry::Audit(event) => (
-                event,
-                Ok(Applied {
+            // A key release for a contract that adds noise spends from its dataset's budget,
+            // checked and charged here, one entry after another: two releases at once cannot
+            // both take the budget's last ε.
+            Entry::Audit(event) => {
+                let charged = gov.charge(event.entry(), true).map(|()| Applied {
                     proposal: None,
                     state: None,
-                }),
-            ),
+                });
+                (event, charged)
+            }
         };
         match checked {
             Ok(applied) => {
