@@ -16,9 +16,9 @@ use confide_crypto::hpke::HpkeSecretKey;
 use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
 use confide_model::{
-    Action, Approval, BrokerBody, Column, ContractId, DatasetId, DatasetList, DatasetRecord,
-    GovBody, KekAnswer, KeyAnswer, MemberId, Proposal, ProposalList, ProposalState, RunId,
-    Submitted,
+    Action, Approval, Bounds, BrokerBody, Budget, Column, ContractId, DatasetId, DatasetList,
+    DatasetRecord, Epsilon, GovBody, KekAnswer, KeyAnswer, MemberId, Noise, Proposal, ProposalList,
+    ProposalState, RunId, Submitted,
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -90,6 +90,15 @@ pub(crate) enum DatasetCommand {
     },
     /// List the registered datasets.
     List,
+    /// Show a dataset's privacy budget (the ε spent and left in this period), or, with
+    /// EPSILON/DAYS, propose to set it: its owner's decision alone.
+    Budget {
+        /// The dataset's id.
+        dataset: DatasetId,
+        /// Its new budget, EPSILON/DAYS (`2/30`).
+        #[arg(value_name = "EPSILON/DAYS")]
+        budget: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +122,8 @@ pub(crate) enum ContractCommand {
         columns: Vec<String>,
         #[command(flatten)]
         rule: RuleArgs,
+        #[command(flatten)]
+        noise: NoiseArgs,
         /// The most rows the result may have.
         #[arg(long, default_value_t = 1000)]
         max_rows: u64,
@@ -159,10 +170,18 @@ pub(crate) struct PrivacyArgs {
     /// Columns that may only be aggregated (COUNT, SUM, AVG), comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     aggregate_only: Vec<String>,
+    /// The bounds a numeric column is clamped to before a noised SUM or AVG (repeat):
+    /// COLUMN=LO..HI with integers, e.g. `temperature=-20..60`.
+    #[arg(long = "bounds", value_name = "COLUMN=LO..HI")]
+    bounds: Vec<String>,
+    /// The dataset's privacy budget: the ε its runs may spend per period, EPSILON/DAYS (`1/30`:
+    /// ε 1 every 30 days). A dataset with a budget is read only by contracts that add noise.
+    #[arg(long, value_name = "EPSILON/DAYS")]
+    budget: Option<String>,
 }
 
 impl PrivacyArgs {
-    fn declaration(&self) -> Privacy {
+    fn declaration(&self) -> anyhow::Result<Privacy> {
         let identity = self
             .identity
             .iter()
@@ -171,13 +190,30 @@ impl PrivacyArgs {
                 None => (i.clone(), i.to_lowercase()),
             })
             .collect();
-        Privacy {
-            bounds: Default::default(),
-            budget: None,
+        let bounds = self
+            .bounds
+            .iter()
+            .map(|b| {
+                let (column, range) = b
+                    .split_once('=')
+                    .with_context(|| format!("--bounds {b:?} is not COLUMN=LO..HI"))?;
+                let range = Bounds::parse(range).with_context(|| format!("--bounds {b:?}"))?;
+                Ok((column.to_owned(), range))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let budget = self
+            .budget
+            .as_deref()
+            .map(Budget::parse)
+            .transpose()
+            .context("--budget")?;
+        Ok(Privacy {
             identity,
             join_only: self.join_only.clone(),
             aggregate_only: self.aggregate_only.clone(),
-        }
+            bounds,
+            budget,
+        })
     }
 }
 
@@ -204,6 +240,31 @@ impl RuleArgs {
             // clap requires one of the two.
             (None, None) => AnalysisRule::Aggregation { min_identities: 0 },
         }
+    }
+}
+
+/// The noise a contract's runs add (aggregation rule only).
+#[derive(Debug, clap::Args)]
+pub(crate) struct NoiseArgs {
+    /// Add differential-privacy noise to every COUNT, SUM and AVG: each run spends EPSILON of
+    /// the budget of every dataset it reads.
+    #[arg(long = "noise", value_name = "EPSILON")]
+    epsilon: Option<String>,
+    /// With --noise: the most rows of one individual the aggregate reads (the noise is
+    /// calibrated to what that many rows can move).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "epsilon")]
+    max_rows_per_identity: u32,
+}
+
+impl NoiseArgs {
+    pub(crate) fn noise(&self) -> anyhow::Result<Option<Noise>> {
+        let Some(epsilon) = &self.epsilon else {
+            return Ok(None);
+        };
+        Ok(Some(Noise {
+            epsilon: Epsilon::parse(epsilon).context("--noise")?,
+            max_rows_per_identity: self.max_rows_per_identity,
+        }))
     }
 }
 
@@ -470,7 +531,7 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
                 file: &file,
                 name: &name,
                 format: format.as_deref(),
-                privacy: privacy.declaration(),
+                privacy: privacy.declaration()?,
             };
             let r = publish(
                 &client,
@@ -487,6 +548,33 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
                      key broker, released only for approved contracts",
                     r.id, r.rows, r.size, r.digest
                 );
+            }
+        }
+        DatasetCommand::Budget {
+            dataset,
+            budget: Some(budget),
+        } => {
+            let budget = Budget::parse(&budget).context("the budget")?;
+            let (id, state) =
+                propose_and_vote(&client, home, vec![Action::SetBudget { dataset, budget }])?;
+            println!("budget proposal {id}: {state} (its owner's vote decides it)");
+        }
+        DatasetCommand::Budget {
+            dataset,
+            budget: None,
+        } => {
+            let gov = crate::serve::verified_governance(&client, home)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match gov.budget(&dataset, now) {
+                Some((spent, budget)) => println!(
+                    "dataset {dataset}: ε {spent} spent of {} this period of {} days; ε {} left",
+                    budget.epsilon,
+                    budget.period_days,
+                    Epsilon::from_micros(budget.epsilon.micros().saturating_sub(spent.micros()))
+                ),
+                None => println!("dataset {dataset} has no privacy budget"),
             }
         }
         DatasetCommand::List => {
@@ -518,6 +606,7 @@ pub(crate) fn build_contract(
     recipients: &[String],
     columns: Vec<String>,
     rule: AnalysisRule,
+    noise: Option<Noise>,
     max_rows: u64,
     refuse: bool,
 ) -> anyhow::Result<Contract> {
@@ -550,10 +639,10 @@ pub(crate) fn build_contract(
             .map(|r| recipient(r))
             .collect::<anyhow::Result<_>>()?,
         output: OutputRules {
-            noise: None,
             columns,
             rule: Some(rule),
             min_group: None,
+            noise,
             max_rows,
             on_violation: if refuse {
                 OnViolation::Refuse
@@ -696,6 +785,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             recipients,
             columns,
             rule,
+            noise,
             max_rows,
             refuse,
         } => {
@@ -708,6 +798,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
                 &recipients,
                 columns,
                 rule.rule(),
+                noise.noise()?,
                 max_rows,
                 refuse,
             )?;

@@ -140,6 +140,7 @@ pub(crate) fn aml(args: &AmlArgs) -> anyhow::Result<()> {
         std::slice::from_ref(&analyst_fp),
         rules.columns.clone(),
         aml::RULE,
+        None,
         rules.max_rows,
         false,
     )?;

@@ -12,80 +12,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use confide_cleanroom::aml::{self, Scale};
 use serde_json::Value;
 
-struct Cli<'a> {
-    dir: &'a Path,
-    url: String,
-    /// The server's standard error, shown when a command fails unexpectedly.
-    server_log: PathBuf,
-}
-
-impl Cli<'_> {
-    /// Runs `confide` as member `who`; (success, stdout, stderr).
-    fn run(&self, who: &str, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_confide"))
-            .env("CONFIDE_STORE", self.dir.join("blobs"))
-            .env(
-                "CONFIDE_LEDGER_KEY",
-                self.dir.join("data/ledger/ledger.pub"),
-            )
-            .args([
-                "--home",
-                self.dir.join(who).to_str().unwrap(),
-                "--server",
-                &self.url,
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        outcome(&out)
-    }
-
-    fn ok(&self, who: &str, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(who, args);
-        assert!(ok, "confide {args:?} as {who}: {err}{}", self.server_says());
-        out
-    }
-
-    fn refused(&self, who: &str, args: &[&str], why: &str) {
-        let (ok, out, err) = self.run(who, args);
-        assert!(!ok, "confide {args:?} as {who} succeeded: {out}");
-        assert!(
-            err.contains(why),
-            "confide {args:?}: expected {why:?} in: {err}{}",
-            self.server_says()
-        );
-    }
-
-    fn server_says(&self) -> String {
-        let log = std::fs::read_to_string(&self.server_log).unwrap_or_default();
-        format!("\nthe server's standard error:\n{log}")
-    }
-}
-
 fn count(url: &str, kind: &str) -> usize {
     ledger_events(url)
         .iter()
         .filter(|e| e["type"] == kind)
         .count()
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
-fn second_word_after(text: &str, marker: &str) -> String {
-    text.split(marker)
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
-        .to_owned()
 }
 
 #[test]

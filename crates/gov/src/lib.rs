@@ -745,7 +745,7 @@ pub enum Denial {
     },
     /// Releasing the key would spend more than the dataset's privacy budget for the period.
     #[error(
-        "dataset {dataset} has spent ε {spent} of its budget of ε {} per {} days: a run of ε \
+        "dataset {dataset} has spent ε {spent} of its privacy budget of ε {} per {} days: a run of ε \
          {asked} would pass it (its owner may raise it, by a decision of its own)",
         .budget.epsilon, .budget.period_days
     )]

@@ -415,7 +415,16 @@ async fn release(
         expires: Some(lease.expires),
         contract: lease.contract.clone(),
     };
-    let audit_seq = audit(&s, &event).await?;
+    let audit_seq = match audit(&s, &event).await {
+        Ok(seq) => seq,
+        // Another release took the budget's last ε between the check above and this one's
+        // turn at the ledger: denied, and recorded as such.
+        Err(problem) if problem.kind == "privacy-budget-spent" => {
+            audit(&s, &json!({"type": "kms.deny", "key": name, "contract": req.contract, "token": token_digest, "rule": problem.kind, "reason": problem.detail, "at": now})).await?;
+            return Err(problem);
+        }
+        Err(problem) => return Err(problem),
+    };
     let answer = Released {
         key: name,
         version,

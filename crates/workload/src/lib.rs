@@ -345,6 +345,19 @@ pub fn run(
         &approved.contract.output,
     ))?;
 
+    // A run that would pass a dataset's privacy budget, as the verified ledger counts it, asks
+    // for no key (the broker, which charges the budget, refuses it as well).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for input in approved.tables.values() {
+        if let Err(denial) = gov.may_spend(&input.record.key, id, now) {
+            return Err(WorkloadError::NotRunnable {
+                reason: denial.to_string(),
+            });
+        }
+    }
+
     let mut keys = Vec::new();
     let mut stored = Vec::new();
     let mut inputs = Vec::new();
@@ -408,7 +421,7 @@ pub fn run(
         model::RunOutcome::Released {
             inputs,
             output: RunOutput {
-                epsilon: None,
+                epsilon: contract.output.noise.map(|n| n.epsilon),
                 digest: output_digest,
                 location,
                 rows: released.rows,

@@ -247,3 +247,66 @@ pub(crate) fn outcome(out: &std::process::Output) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The `confide` binary run as the members whose homes are under `dir`, against `url`.
+pub(crate) struct Cli<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) url: String,
+    /// The server's standard error, shown when a command fails unexpectedly.
+    pub(crate) server_log: std::path::PathBuf,
+}
+
+impl Cli<'_> {
+    /// Runs `confide` as member `who`; (success, stdout, stderr).
+    pub(crate) fn run(&self, who: &str, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .env("CONFIDE_STORE", self.dir.join("blobs"))
+            .env(
+                "CONFIDE_LEDGER_KEY",
+                self.dir.join("data/ledger/ledger.pub"),
+            )
+            .args([
+                "--home",
+                self.dir.join(who).to_str().unwrap(),
+                "--server",
+                &self.url,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        outcome(&out)
+    }
+
+    pub(crate) fn ok(&self, who: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(who, args);
+        assert!(ok, "confide {args:?} as {who}: {err}{}", self.server_says());
+        out
+    }
+
+    pub(crate) fn refused(&self, who: &str, args: &[&str], why: &str) {
+        let (ok, out, err) = self.run(who, args);
+        assert!(!ok, "confide {args:?} as {who} succeeded: {out}");
+        assert!(
+            err.contains(why),
+            "confide {args:?}: expected {why:?} in: {err}{}",
+            self.server_says()
+        );
+    }
+
+    pub(crate) fn server_says(&self) -> String {
+        let log = std::fs::read_to_string(&self.server_log).unwrap_or_default();
+        format!("\nthe server's standard error:\n{log}")
+    }
+}
+
+pub(crate) fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+pub(crate) fn second_word_after(text: &str, marker: &str) -> String {
+    text.split(marker)
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
+        .to_owned()
+}
