@@ -130,23 +130,6 @@ impl Default for Scale {
 /// structuring customer) — what the query must report.
 pub type Finding = (String, String);
 
-/// SplitMix64: a small deterministic generator; nothing here is secret.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn account(bank: char, customer: u32) -> String {
     format!("{bank}{customer:06}")
 }
@@ -191,7 +174,7 @@ pub fn generate(
     scale: Scale,
     outs: &mut [&mut dyn Write; 3],
 ) -> std::io::Result<BTreeSet<Finding>> {
-    let mut rng = Rng(scale.seed);
+    let mut rng = crate::SplitMix(scale.seed);
     let mut tx = 0u64;
     let mut planted = BTreeSet::new();
     for out in outs.iter_mut() {

@@ -101,7 +101,7 @@ pub(crate) fn aggregate(
         };
         if is(&v.function, "count") {
             aggr.push(Expr::AggregateFunction(v.function.clone()).alias(&name));
-            noisy.push(Noisy::value(rows, epsilon).call(vec![as_f64(&name)]));
+            noisy.push(Noisy::count(rows, epsilon).call(vec![as_f64(&name)]));
             continue;
         }
         let Some(b) = v.bounds else {
@@ -173,6 +173,8 @@ struct Noisy {
     count_sensitivity: Option<u64>,
     /// The ε each noised value spends, in millionths.
     epsilon: u64,
+    /// A count: a noised value under 0 is released as 0 (which spends no more ε).
+    count: bool,
 }
 
 impl Noisy {
@@ -182,6 +184,17 @@ impl Noisy {
             sensitivity,
             count_sensitivity: None,
             epsilon,
+            count: false,
+        })
+    }
+
+    fn count(sensitivity: u64, epsilon: u64) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(vec![DataType::Float64], Volatility::Volatile),
+            sensitivity,
+            count_sensitivity: None,
+            epsilon,
+            count: true,
         })
     }
 
@@ -194,6 +207,7 @@ impl Noisy {
             sensitivity,
             count_sensitivity: Some(count_sensitivity),
             epsilon,
+            count: false,
         })
     }
 }
@@ -242,6 +256,7 @@ impl ScalarUDFImpl for Noisy {
                         Some(v / n.max(1.0))
                     }
                     (Some(_), _) => None,
+                    (None, _) if self.count => Some(v.max(0.0)),
                     (None, _) => Some(v),
                 }
             })

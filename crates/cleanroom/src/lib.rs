@@ -10,6 +10,7 @@
 
 pub mod aml;
 mod dp;
+pub mod iot;
 pub mod noise;
 mod plaintext;
 pub mod privacy;
@@ -24,6 +25,24 @@ pub use confide_model::dataset::Privacy;
 pub use rules::Released;
 pub use runner::{Format, Table};
 pub use store::BlobStore;
+
+/// SplitMix64: a small deterministic generator for synthetic data and seeded statistics;
+/// never for noise or keys.
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
 
 /// Why a clean-room step refused.
 #[derive(Debug, thiserror::Error)]

@@ -115,6 +115,10 @@ enum DemoCommand {
     /// Three banks find money laundering across their pooled transactions in a clean room,
     /// without showing each other a row.
     Aml(demo::AmlArgs),
+    /// The smart building: occupancy per floor, department and hour from badge swipes and HR's
+    /// register, under the aggregation rule and differential privacy with a budget, and energy
+    /// per occupant from the room sensors and cameras.
+    Iot(demo::IotArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Kbs(args)) => kbs::bench(&args, &cli.server),
             Command::Bench(BenchCommand::Cleanroom(args)) => cleanroom_bench::bench(&args),
             Command::Demo(DemoCommand::Aml(args)) => demo::aml(&args),
+            Command::Demo(DemoCommand::Iot(args)) => demo::iot(&args),
             Command::Dataset(cmd) => cleanroom::dataset(cmd, &home, &cli.server),
             Command::Contract(cmd) => cleanroom::contract(cmd, &home, &cli.server),
             Command::Run(args) => cleanroom::run(args, &cli.server),

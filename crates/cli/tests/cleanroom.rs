@@ -358,6 +358,29 @@ fn the_demo_finds_what_it_planted() {
 /// The benchmark's two sides must both find the planted patterns (it refuses to report a figure
 /// otherwise), and it reports every round and the median ratio, for CSV and for Parquet.
 #[test]
+fn the_iot_demo_releases_noised_occupancy_and_stops_at_the_budget() {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args(["demo", "iot", "--employees", "800"])
+        .output()
+        .unwrap();
+    let (ok, text, err) = outcome(&out);
+    assert!(ok, "{text}{err}");
+    // The executives' groups are under five badges: suppressed by the engine's count.
+    assert!(text.contains("executive groups were suppressed"), "{text}");
+    assert!(!text.contains("; 0 executive groups"), "{text}");
+    assert!(
+        text.contains("swipes: ε 1 of 2 spent, hr: ε 1 of 2 spent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused before any key was released"),
+        "{text}"
+    );
+    assert!(text.contains("privacy budget of ε 2 per 1 days"), "{text}");
+    assert!(text.contains("ledger verified"), "{text}");
+}
+
+#[test]
 fn the_benchmark_runs_both_sides_to_the_same_findings() {
     for format in ["csv", "parquet"] {
         let out = Command::new(env!("CARGO_BIN_EXE_confide"))
