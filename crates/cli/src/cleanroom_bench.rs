@@ -1,22 +1,31 @@
-//! `confide bench cleanroom`: the AML query over generated transactions, run confidentially
-//! (each bank's file encrypted in the confide format, decrypted while DataFusion streams it,
-//! output rules applied) against plain DataFusion on the plaintext files, in one run, with the
-//! peak memory of each. The files are CSV, or Parquet with `--format parquet`.
+//! `confide bench cleanroom`: a clean-room contract over generated data, run confidentially
+//! (each file encrypted in the confide format, decrypted while DataFusion streams it, the
+//! engine's privacy guard and output rules applied) against plain DataFusion on the plaintext
+//! files, in one run, with the peak memory of each. Two scenarios: the AML query over three
+//! banks' transactions (`--scenario aml`), and the smart building's occupancy over badge swipes
+//! and HR's register, with differential privacy (`--scenario occupancy`), whose noise is then
+//! also timed on its own. The files are CSV, or Parquet with `--format parquet`.
 
 use std::io::{BufWriter, Write as _};
 use std::time::Instant;
 
 use anyhow::Context;
 use confide_cleanroom::aml::{self, BANKS, Scale};
-use confide_cleanroom::{Format, Table, runner};
+use confide_cleanroom::{Format, OutputRules, Privacy, Table, iot, runner};
 use confide_crypto::hpke::HpkeSecretKey;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CleanroomBenchArgs {
-    /// Transactions in all (split across the three banks).
+    /// aml (three banks' transactions) or occupancy (badge swipes and HR, with noise).
+    #[arg(long, default_value = "aml", value_parser = ["aml", "occupancy"])]
+    scenario: String,
+    /// AML: transactions in all (split across the three banks).
     #[arg(long, default_value_t = 10_000_000)]
     transactions: u64,
+    /// Occupancy: badge swipes in all (about; whole days of 20,000 employees).
+    #[arg(long, default_value_t = 10_000_000)]
+    swipes: u64,
     /// Rounds, each timing both (the medians are reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -72,12 +81,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let per_bank = args.transactions / 3;
+/// What a scenario runs: its tables (name, plaintext CSV, declaration), its SQL and rules.
+struct Scenario {
+    title: &'static str,
+    tables: Vec<(&'static str, std::path::PathBuf, Privacy)>,
+    sql: &'static str,
+    rules: OutputRules,
+    target: f64,
+}
+
+fn aml_scenario(dir: &std::path::Path, transactions: u64) -> anyhow::Result<Scenario> {
+    let per_bank = transactions / 3;
     let plain: Vec<_> = BANKS
         .iter()
-        .map(|(_, t)| dir.path().join(format!("{t}.csv")))
+        .map(|(_, t)| dir.join(format!("{t}.csv")))
         .collect();
     let t = Instant::now();
     let planted = {
@@ -108,27 +125,90 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         planted.len(),
         t.elapsed().as_secs_f64()
     );
-    let columns = runner::infer_csv_schema(std::fs::File::open(&plain[0])?, 10_000)?;
-    let schema = runner::schema_from(&columns)?;
-    let format = Format::from_name(&args.format).context("--format: csv or parquet")?;
-    let plain = match format {
-        Format::Csv => plain,
-        Format::Parquet => {
-            let t = Instant::now();
-            let converted = plain
-                .iter()
-                .map(|csv| to_parquet(csv, &schema))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            println!(
-                "converted to {:.0} MiB of Parquet in {:.1} s",
-                mib(&converted),
-                t.elapsed().as_secs_f64()
-            );
-            converted
-        }
-    };
+    Ok(Scenario {
+        title: "the AML query (3 tables, joins and aggregates, list rule)",
+        tables: BANKS
+            .iter()
+            .zip(plain)
+            .map(|((_, t), p)| (*t, p, aml::privacy()))
+            .collect(),
+        sql: aml::SQL,
+        rules: aml::output_rules(),
+        target: 1.15,
+    })
+}
 
-    // Each bank's file encrypted to its own dataset key and put in a blob store (a local
+fn occupancy_scenario(dir: &std::path::Path, swipes: u64) -> anyhow::Result<Scenario> {
+    // About 3.6 swipes an employee a day (away one day in ten, two to six swipes).
+    let employees = 20_000u32;
+    let days = u32::try_from(swipes.div_ceil(u64::from(employees) * 36 / 10))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let (swipes_csv, hr_csv) = (dir.join("swipes.csv"), dir.join("hr.csv"));
+    let t = Instant::now();
+    {
+        let mut sw = BufWriter::with_capacity(1 << 20, std::fs::File::create(&swipes_csv)?);
+        let mut hr = BufWriter::with_capacity(1 << 20, std::fs::File::create(&hr_csv)?);
+        iot::generate(
+            iot::Scale {
+                employees,
+                days,
+                rooms_per_floor: 0,
+                ..iot::Scale::default()
+            },
+            iot::Outputs {
+                sensors: &mut std::io::sink(),
+                swipes: &mut sw,
+                cctv: &mut std::io::sink(),
+                hr: &mut hr,
+            },
+        )?;
+        sw.flush()?;
+        hr.flush()?;
+    }
+    let rows = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&swipes_csv)?))
+        .count()
+        .saturating_sub(1);
+    println!(
+        "generated {rows} badge swipes of {employees} employees over {days} days ({:.0} MiB of CSV) \
+         in {:.1} s",
+        mib(&[swipes_csv.clone(), hr_csv.clone()]),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Scenario {
+        title: "the occupancy query (swipes ⋈ HR, aggregation rule, noise)",
+        tables: vec![
+            ("swipes", swipes_csv, iot::swipes_privacy()),
+            ("hr", hr_csv, iot::hr_privacy()),
+        ],
+        sql: iot::OCCUPANCY_SQL,
+        rules: iot::occupancy_rules(days),
+        target: 1.2,
+    })
+}
+
+pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let scenario = match args.scenario.as_str() {
+        "occupancy" => occupancy_scenario(dir.path(), args.swipes)?,
+        _ => aml_scenario(dir.path(), args.transactions)?,
+    };
+    let format = Format::from_name(&args.format).context("--format: csv or parquet")?;
+    let mut schemas = Vec::new();
+    let mut plain = Vec::new();
+    for (_, csv, _) in &scenario.tables {
+        let columns = runner::infer_csv_schema(std::fs::File::open(csv)?, 10_000)?;
+        let schema = runner::schema_from(&columns)?;
+        plain.push(match format {
+            Format::Csv => csv.clone(),
+            Format::Parquet => to_parquet(csv, &schema)?,
+        });
+        schemas.push(schema);
+    }
+    if format == Format::Parquet {
+        println!("converted to {:.0} MiB of Parquet", mib(&plain));
+    }
+    // Each table's file encrypted to its own dataset key and put in a blob store (a local
     // directory), as `dataset publish` does; read back, in the timed part, as `confide run`
     // reads it (the digest checked once, then decrypted chunk by chunk at each scan).
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,7 +223,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         &[],
     )?;
     let mut sealed_tables = Vec::new();
-    for (i, (_, name)) in BANKS.iter().enumerate() {
+    for (i, (name, _, _)) in scenario.tables.iter().enumerate() {
         let key = HpkeSecretKey::generate()?;
         let sealed = dir.path().join(format!("{name}.cfd"));
         confide_crypto::envelope::encrypt(
@@ -169,27 +249,30 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         sealed_tables
             .iter()
             .zip(verified)
-            .map(|((name, _, _, key), ciphertext)| {
-                anyhow::Ok(Table {
-                    name: (*name).to_owned(),
-                    format,
-                    schema: schema.clone(),
-                    source: ciphertext.open(key)?,
-                    privacy: aml::privacy(),
-                })
-            })
+            .zip(scenario.tables.iter().zip(&schemas))
+            .map(
+                |(((name, _, _, key), ciphertext), ((_, _, privacy), schema))| {
+                    anyhow::Ok(Table {
+                        name: (*name).to_owned(),
+                        format,
+                        schema: schema.clone(),
+                        source: ciphertext.open(key)?,
+                        privacy: privacy.clone(),
+                    })
+                },
+            )
             .collect::<Result<Vec<_>, _>>()
     };
 
-    let rules = aml::output_rules();
+    let rules = &scenario.rules;
     let plain_run = || {
         runtime.block_on(async {
             let ctx = SessionContext::new();
-            for (i, (_, name)) in BANKS.iter().enumerate() {
+            for (i, (name, _, _)) in scenario.tables.iter().enumerate() {
                 let path = plain[i].to_str().unwrap_or_default();
                 match format {
                     Format::Csv => {
-                        let options = CsvReadOptions::new().schema(&schema).has_header(true);
+                        let options = CsvReadOptions::new().schema(&schemas[i]).has_header(true);
                         ctx.register_csv(*name, path, options).await?;
                     }
                     Format::Parquet => {
@@ -198,14 +281,15 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            let batches = ctx.sql(aml::SQL).await?.collect().await?;
+            let batches = ctx.sql(scenario.sql).await?.collect().await?;
             anyhow::Ok(batches.iter().map(|b| b.num_rows()).sum::<usize>())
         })
     };
-    let confidential_run = || {
+    // The rows released and suppressed: together, the plain query's rows.
+    let confidential_run = |rules: &OutputRules| {
         runtime.block_on(async {
-            let released = runner::run(aml::SQL, tables().await?, &rules).await?;
-            anyhow::Ok(released.rows as usize)
+            let released = runner::run(scenario.sql, tables().await?, rules).await?;
+            anyhow::Ok((released.rows + released.suppressed) as usize)
         })
     };
     // Each round times both, in alternating order, and its ratio pairs measurements taken
@@ -221,7 +305,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
             reset_peak();
             let (t, cpu) = (Instant::now(), cpu_seconds());
             let rows = if confidential {
-                confidential_run()?
+                confidential_run(rules)?
             } else {
                 plain_run()?
             };
@@ -233,21 +317,22 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                 (&mut plain_mem, "plain DataFusion")
             };
             *mem = mem.max(peak_mib());
-            if rows != planted.len() {
-                anyhow::bail!(
-                    "round {round}: {side} found {rows} rows; {} were planted",
-                    planted.len()
-                );
-            }
-            anyhow::Ok((seconds, cpu))
+            anyhow::Ok((seconds, cpu, rows, side))
         };
-        let ((p, p_cpu), (c, c_cpu)) = if round % 2 == 0 {
+        let ((p, p_cpu, p_rows, _), (c, c_cpu, c_rows, side)) = if round % 2 == 0 {
             let p = timed(false)?;
             (p, timed(true)?)
         } else {
             let c = timed(true)?;
             (timed(false)?, c)
         };
+        if p_rows != c_rows {
+            anyhow::bail!(
+                "round {}: {side} released and suppressed {c_rows} rows; plain DataFusion gave \
+                 {p_rows}",
+                round + 1
+            );
+        }
         println!(
             "{:>5}   {p:>8.2} s {p_cpu:>6.1} s   {c:>8.2} s {c_cpu:>6.1} s   {:>8.3} x {:>8.3} x",
             round + 1,
@@ -259,7 +344,7 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         plain_s.push(p);
         conf_s.push(c);
     }
-    println!("the AML query (3 tables, joins and aggregates), median of {rounds} rounds:");
+    println!("{}, median of {rounds} rounds:", scenario.title);
     println!(
         "  plain DataFusion on plaintext {:<9} {:>8.2} s   peak RSS {plain_mem:>7.0} MiB",
         format.as_str(),
@@ -270,13 +355,40 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
         median(conf_s)
     );
     println!(
-        "  confidential / plain, round by round    {:>8.3} x   (target: at most 1.15 x)",
-        median(ratios)
+        "  confidential / plain, round by round    {:>8.3} x   (target: at most {} x)",
+        median(ratios),
+        scenario.target
     );
     println!(
         "  the same in CPU time (all threads)      {:>8.3} x",
         median(cpu_ratios)
     );
+    // The noise on its own: the same confidential run with and without it, round by round.
+    if rules.noise.is_some() {
+        let quiet = OutputRules {
+            noise: None,
+            ..rules.clone()
+        };
+        let mut dp = Vec::new();
+        for round in 0..rounds {
+            let time = |r: &OutputRules| {
+                let t = Instant::now();
+                confidential_run(r).map(|_| t.elapsed().as_secs_f64())
+            };
+            let (with, without) = if round % 2 == 0 {
+                let w = time(rules)?;
+                (w, time(&quiet)?)
+            } else {
+                let q = time(&quiet)?;
+                (time(rules)?, q)
+            };
+            dp.push(with / without);
+        }
+        println!(
+            "  the DP step on its own (bounding, clamping, noise): with / without noise {:>8.3} x",
+            median(dp)
+        );
+    }
     Ok(())
 }
 
