@@ -17,19 +17,18 @@
 //! exact count of its individuals meets the contract's minimum, as without noise; that
 //! threshold is deterministic, so a group's presence is not protected by ε.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Float64Array};
+use datafusion::arrow::datatypes::{DataType, Float64Type, UInt64Type};
 use datafusion::common::{Result as DfResult, plan_err};
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
-use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, ExprFunctionExt, Filter, LogicalPlan, Projection,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, Window, cast, col, lit,
-    when,
+    Aggregate, ColumnarValue, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast, col, lit, when,
 };
 
 use crate::CleanroomError;
@@ -43,34 +42,92 @@ pub(crate) struct Value {
     pub bounds: Option<Bounds>,
 }
 
-/// `plan` keeping at most `k` rows of each identity in each of the hidden columns `ids`.
+/// `plan` keeping at most `k` rows of each identity in each of the hidden columns `ids`: a
+/// filter per column that counts each identity's rows as they stream past and lets the first
+/// `k` through (which `k` is arbitrary; the bound is what the noise is calibrated to). A
+/// window numbering each identity's rows would do the same after sorting every row.
 pub(crate) fn bound_contributions(
     mut plan: LogicalPlan,
     ids: &[Expr],
     k: u32,
 ) -> Result<LogicalPlan, CleanroomError> {
-    let rank = format!("{HIDDEN}rank");
     for id in ids {
-        let width = plan.schema().fields().len();
-        let numbered = row_number()
-            .partition_by(vec![id.clone()])
-            .build()
-            .map_err(internal)?
-            .alias(&rank);
-        let window =
-            LogicalPlan::Window(Window::try_new(vec![numbered], Arc::new(plan)).map_err(internal)?);
-        let kept = col(rank.as_str())
-            .lt_eq(lit(u64::from(k)))
-            .or(id.clone().is_null());
-        let filtered =
-            LogicalPlan::Filter(Filter::try_new(kept, Arc::new(window)).map_err(internal)?);
-        let schema = filtered.schema().clone();
-        let own = (0..width).map(|i| column_at(&schema, i)).collect();
-        plan = LogicalPlan::Projection(
-            Projection::try_new(own, Arc::new(filtered)).map_err(internal)?,
-        );
+        let kept = ScalarUDF::new_from_impl(Bounded::new(k)).call(vec![id.clone()]);
+        plan = LogicalPlan::Filter(Filter::try_new(kept, Arc::new(plan)).map_err(internal)?);
     }
     Ok(plan)
+}
+
+/// `__confide_bound(id)`: true for the first `k` rows of each identity seen in this run (and
+/// for rows without one), false after. Its count is the run's own: a new instance each run.
+#[derive(Debug)]
+struct Bounded {
+    signature: Signature,
+    k: u32,
+    /// Rows seen of each identity.
+    seen: Mutex<HashMap<u64, u32>>,
+    /// This instance, as no other is (for the planner's equality).
+    instance: [u8; 16],
+}
+
+impl Bounded {
+    fn new(k: u32) -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::UInt64], Volatility::Volatile),
+            k,
+            seen: Mutex::new(HashMap::new()),
+            instance: confide_crypto::random::array().unwrap_or_default(),
+        }
+    }
+}
+
+impl PartialEq for Bounded {
+    fn eq(&self, other: &Self) -> bool {
+        self.instance == other.instance
+    }
+}
+
+impl Eq for Bounded {}
+
+impl std::hash::Hash for Bounded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.instance.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        "__confide_bound"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(ids) = arrays.first().and_then(|a| a.as_primitive_opt::<UInt64Type>()) else {
+            return plan_err!("__confide_bound takes identities");
+        };
+        let Ok(mut seen) = self.seen.lock() else {
+            return plan_err!("__confide_bound: a run failed while counting");
+        };
+        let kept: BooleanArray = (0..ids.len())
+            .map(|row| {
+                if ids.is_null(row) {
+                    return Some(true);
+                }
+                let n = seen.entry(ids.value(row)).or_insert(0);
+                *n = n.saturating_add(1);
+                Some(*n <= self.k)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(kept)))
+    }
 }
 
 /// The aggregate `original` over `input` (bounded), its values noised: an aggregate of the
