@@ -27,8 +27,8 @@ use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast, col, lit, when,
+    Aggregate, ColumnarValue, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility, cast, col, lit, when,
 };
 
 use crate::CleanroomError;
@@ -110,7 +110,10 @@ impl ScalarUDFImpl for Bounded {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(ids) = arrays.first().and_then(|a| a.as_primitive_opt::<UInt64Type>()) else {
+        let Some(ids) = arrays
+            .first()
+            .and_then(|a| a.as_primitive_opt::<UInt64Type>())
+        else {
             return plan_err!("__confide_bound takes identities");
         };
         let Ok(mut seen) = self.seen.lock() else {
@@ -132,12 +135,14 @@ impl ScalarUDFImpl for Bounded {
 
 /// The aggregate `original` over `input` (bounded), its values noised: an aggregate of the
 /// clamped values (and the hidden identity sets `sets`), then a projection that adds noise to
-/// each and gives it its original name and type, the sets after.
+/// each and gives it its original name and type, the sets after, and last the exact values of
+/// the aggregates `exact` names (index, hidden name), which the engine counts with.
 pub(crate) fn aggregate(
     input: LogicalPlan,
     original: &Aggregate,
     values: Vec<Value>,
     sets: Vec<Expr>,
+    exact: &[(usize, String)],
     noise: Noise,
 ) -> Result<LogicalPlan, CleanroomError> {
     let noised: u64 = values
@@ -196,6 +201,11 @@ pub(crate) fn aggregate(
         exprs.push(cast(e, field.data_type().clone()).alias(field.name()));
     }
     exprs.extend((groups + hidden_values..schema.fields().len()).map(|i| column_at(&schema, i)));
+    // The exact counts the engine reads as its own (never released): the aggregate's, before
+    // the noise.
+    for (j, name) in exact {
+        exprs.push(col(format!("{HIDDEN}v{j}")).alias(name));
+    }
     Ok(LogicalPlan::Projection(
         Projection::try_new(exprs, Arc::new(plan)).map_err(internal)?,
     ))

@@ -121,6 +121,7 @@ pub fn guard(
         rule,
         noise,
         instances: Vec::new(),
+        equal: Vec::new(),
     };
     let carried = guard.carry(plan)?;
     for (i, lineage) in carried.lineage.iter().enumerate() {
@@ -248,6 +249,9 @@ struct Instance {
     domain: String,
     /// Whether the hidden column holds sets (after an aggregate) rather than single values.
     set: bool,
+    /// Whether it holds the count itself (`Int64`, after the aggregate that computed it as its
+    /// own `COUNT(DISTINCT column)`) rather than identities.
+    counted: bool,
 }
 
 /// A node rewritten: its own columns first, then the hidden columns of `ids`.
@@ -289,6 +293,8 @@ struct Guard<'a> {
     /// The contract's noise, added at the aggregate ([`crate::dp`]).
     noise: Option<Noise>,
     instances: Vec<Instance>,
+    /// Pairs of instances an inner join equated: the same identity on every row.
+    equal: Vec<(usize, usize)>,
 }
 
 impl Guard<'_> {
@@ -580,6 +586,7 @@ impl Guard<'_> {
                 column: column.clone(),
                 domain: domain.clone(),
                 set: false,
+                counted: false,
             });
             let hashed = ScalarUDF::new_from_impl(HashIdentity::new())
                 .call(vec![cast(column_at(schema, i), DataType::Utf8)]);
@@ -683,11 +690,22 @@ impl Guard<'_> {
         // Each side of an equality holds the other's values: what one may not do, nor may the
         // other (`JOIN other o ON h.ssn = o.ssn2` then `SELECT o.ssn2`), nor any column already
         // equated with either in an earlier join of the same tree.
-        for (a, b) in equalities {
+        for &(a, b) in &equalities {
             let equal: BTreeSet<Source> = lineage[a].raw.union(&lineage[b].raw).cloned().collect();
             for l in &mut lineage {
                 if !l.raw.is_disjoint(&equal) {
                     l.raw.extend(equal.iter().cloned());
+                }
+            }
+        }
+        if j.join_type == JoinType::Inner {
+            for &(a, b) in &equalities {
+                let (l, r) = if a < left_width { (a, b) } else { (b, a) };
+                if let (Some(i), Some(k)) = (
+                    self.instance_of(&left.ids, &lineage[l].bare),
+                    self.instance_of(&right.ids, &lineage[r].bare),
+                ) {
+                    self.equal.push((i, k));
                 }
             }
         }
@@ -759,9 +777,26 @@ impl Guard<'_> {
                 bare: BTreeSet::new(),
             });
         }
-        let (sets, ids) = self.gather(&input.ids);
+        // The instances whose count the aggregate computes itself, exactly: no set for them.
+        let counted = self.counted_by(a, &input)?;
+        let rest: Vec<usize> = input
+            .ids
+            .iter()
+            .copied()
+            .filter(|i| !counted.iter().any(|(c, _)| c == i))
+            .collect();
+        let (sets, mut ids) = self.gather(&rest);
+        let mut exact = Vec::new();
+        for &(i, j) in &counted {
+            let n = self.instance(Instance {
+                counted: true,
+                ..self.instances[i].clone()
+            });
+            exact.push((j, self.instances[n].name.clone()));
+            ids.push(n);
+        }
         if let Some(noise) = self.noise {
-            let plan = self.noised(a, input, sets, noise)?;
+            let plan = self.noised(a, input, sets, &exact, noise)?;
             return Ok(Carried { plan, lineage, ids });
         }
         let mut aggr_expr = a.aggr_expr.clone();
@@ -770,7 +805,87 @@ impl Guard<'_> {
             Aggregate::try_new(Arc::new(input.plan), a.group_expr.clone(), aggr_expr)
                 .map_err(internal)?,
         );
+        if exact.is_empty() {
+            return Ok(Carried { plan, lineage, ids });
+        }
+        let schema = plan.schema().clone();
+        let groups = a.group_expr.len();
+        let mut exprs: Vec<Expr> = (0..schema.fields().len())
+            .map(|i| column_at(&schema, i))
+            .collect();
+        for (j, name) in exact {
+            exprs.push(column_at(&schema, groups + j).alias(name));
+        }
+        let plan =
+            LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan)).map_err(internal)?);
         Ok(Carried { plan, lineage, ids })
+    }
+
+    /// Under the aggregation rule, the instances the aggregate `a` counts itself: a
+    /// `COUNT(DISTINCT column)` of an instance's own column counts exactly its identities in
+    /// each group (nulls left out, as here), and so does it for each instance an inner join
+    /// equated with that one. Each, with the index of its aggregate.
+    fn counted_by(
+        &self,
+        a: &Aggregate,
+        input: &Carried,
+    ) -> Result<Vec<(usize, usize)>, CleanroomError> {
+        let mut counted: Vec<(usize, usize)> = Vec::new();
+        if !self.aggregation() {
+            return Ok(counted);
+        }
+        for (j, e) in a.aggr_expr.iter().enumerate() {
+            let mut inner = e;
+            while let Expr::Alias(x) = inner {
+                inner = &x.expr;
+            }
+            let Expr::AggregateFunction(f) = inner else {
+                continue;
+            };
+            let [arg] = &f.params.args[..] else {
+                continue;
+            };
+            if !f.func.name().eq_ignore_ascii_case("count")
+                || !f.params.distinct
+                || f.params.filter.is_some()
+            {
+                continue;
+            }
+            let l = self.lineage_of(arg, a.input.schema(), &input.lineage)?;
+            let Some(i) = self.instance_of(&input.ids, &l.bare) else {
+                continue;
+            };
+            let same = self
+                .equal
+                .iter()
+                .filter_map(|&(x, y)| match (x == i, y == i) {
+                    (true, _) => Some(y),
+                    (_, true) => Some(x),
+                    _ => None,
+                })
+                .chain([i]);
+            for k in same.collect::<Vec<_>>() {
+                if input.ids.contains(&k) && !counted.iter().any(|(c, _)| *c == k) {
+                    counted.push((k, j));
+                }
+            }
+        }
+        Ok(counted)
+    }
+
+    /// The one value instance among `ids` that carries the source column `bare` names, if it
+    /// names exactly one and exactly one instance carries it (a table scanned twice carries
+    /// the same column in two instances: neither is told apart).
+    fn instance_of(&self, ids: &[usize], bare: &BTreeSet<Source>) -> Option<usize> {
+        let [source] = &bare.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let mut found = ids.iter().copied().filter(|&i| {
+            let inst = &self.instances[i];
+            !inst.set && !inst.counted && inst.table == source.table && inst.column == source.column
+        });
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
     }
 
     /// The aggregates that gather the identities of each group's rows from the hidden columns
@@ -813,6 +928,7 @@ impl Guard<'_> {
         a: &Aggregate,
         input: Carried,
         sets: Vec<Expr>,
+        exact: &[(usize, String)],
         noise: Noise,
     ) -> Result<LogicalPlan, CleanroomError> {
         if input.ids.is_empty() {
@@ -844,7 +960,7 @@ impl Guard<'_> {
         let hidden: Vec<Expr> = input.ids.iter().map(|&i| self.hidden(i)).collect();
         let bounded =
             crate::dp::bound_contributions(input.plan, &hidden, noise.max_rows_per_identity)?;
-        crate::dp::aggregate(bounded, a, values, sets, noise)
+        crate::dp::aggregate(bounded, a, values, sets, exact, noise)
     }
 
     /// The bounds of the column a noised SUM or AVG reads, as its owners declared them (the
@@ -1179,6 +1295,16 @@ impl ScalarUDFImpl for CountIdentities {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // A count the aggregate computed itself (see `Guard::counted_by`).
+        if let [count] = &arrays[..]
+            && let Some(n) = count.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+        {
+            let counts: UInt64Array = n
+                .iter()
+                .map(|v| Some(v.map_or(0, |v| v.unsigned_abs())))
+                .collect();
+            return Ok(ColumnarValue::Array(Arc::new(counts)));
+        }
         for a in &arrays {
             identities_typed(a)?;
         }

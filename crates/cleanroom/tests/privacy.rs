@@ -596,6 +596,11 @@ proptest! {
                 by.entry("visits.vid".into()).or_default().extend(v.vid);
             }
         }
+        prop_assert_eq!(&got, &counted(sets.clone(), &["people.pid", "visits.vid"]));
+        // The same groups counted by the SQL's own COUNT(DISTINCT p.pid), which the engine
+        // then reads as its count for people.pid and, equated by the join, for visits.vid.
+        let distinct = sql.replace("COUNT(*) AS n", "COUNT(DISTINCT p.pid) AS n");
+        let got = rt.block_on(engine_counts(&ctx, &declared, &distinct, AGGREGATION));
         prop_assert_eq!(got, counted(sets, &["people.pid", "visits.vid"]));
 
         // List: per domain, through an outer join (a person without a visit is backed by
