@@ -957,7 +957,16 @@ impl Guard<'_> {
                 bounds,
             });
         }
-        let hidden: Vec<Expr> = input.ids.iter().map(|&i| self.hidden(i)).collect();
+        // One bound per individual: an instance an inner join equated with one already bounded
+        // holds the same identity on every row.
+        let mut bounded: Vec<usize> = Vec::new();
+        for &i in &input.ids {
+            let same = |&k: &usize| self.equal.contains(&(i, k)) || self.equal.contains(&(k, i));
+            if !bounded.iter().any(same) {
+                bounded.push(i);
+            }
+        }
+        let hidden: Vec<Expr> = bounded.iter().map(|&i| self.hidden(i)).collect();
         let bounded =
             crate::dp::bound_contributions(input.plan, &hidden, noise.max_rows_per_identity)?;
         crate::dp::aggregate(bounded, a, values, sets, exact, noise)
