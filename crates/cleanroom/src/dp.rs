@@ -29,7 +29,7 @@ use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, ColumnarValue, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, cast, col, lit, when,
+    ScalarUDFImpl, Signature, Volatility, cast, lit, when,
 };
 
 use crate::CleanroomError;
@@ -173,19 +173,21 @@ pub(crate) fn aggregate(
         .sum();
     let epsilon = (noise.epsilon.micros() / noised.max(1)).max(1);
     let rows = u64::from(noise.max_rows_per_identity);
+    let groups = original.group_expr.len();
     let mut aggr = Vec::new();
-    // For each value: the noise over the aggregate's hidden columns, by name.
-    let mut noisy = Vec::new();
+    // For each value, how to noise it, given the aggregate's column of each of its parts. A
+    // count is the SQL's own aggregate as it was, unrenamed, so that the optimizer still turns
+    // a COUNT(DISTINCT) into two groupings as it does without noise; sums are clamped, named
+    // apart.
+    let mut noisy: Vec<(ScalarUDF, Vec<usize>)> = Vec::new();
+    let at = |aggr: &mut Vec<Expr>, e: Expr| {
+        aggr.push(e);
+        groups + aggr.len() - 1
+    };
     for (j, v) in values.iter().enumerate() {
-        let name = format!("{HIDDEN}v{j}");
-        let clamped = |f: &AggregateFunction, b: Bounds| {
-            let mut f = f.clone();
-            f.params.args = f.params.args.iter().map(|a| clamp(a, b)).collect();
-            f
-        };
         if is(&v.function, "count") {
-            aggr.push(Expr::AggregateFunction(v.function.clone()).alias(&name));
-            noisy.push(Noisy::count(rows, epsilon).call(vec![as_f64(&name)]));
+            let i = at(&mut aggr, Expr::AggregateFunction(v.function.clone()));
+            noisy.push((Noisy::count(rows, epsilon), vec![i]));
             continue;
         }
         let Some(b) = v.bounds else {
@@ -194,39 +196,44 @@ pub(crate) fn aggregate(
                 v.function.func.name()
             )));
         };
-        let mut sum = clamped(&v.function, b);
+        let mut sum = v.function.clone();
+        sum.params.args = sum.params.args.iter().map(|a| clamp(a, b)).collect();
         sum.func = sum_udaf();
-        aggr.push(Expr::AggregateFunction(sum).alias(&name));
+        let i = at(
+            &mut aggr,
+            Expr::AggregateFunction(sum).alias(format!("{HIDDEN}v{j}")),
+        );
         let per_row = rows.saturating_mul(b.sensitivity());
         if is(&v.function, "avg") {
-            let count_name = format!("{HIDDEN}c{j}");
             let mut count = v.function.clone();
             count.func = count_udaf();
-            aggr.push(Expr::AggregateFunction(count).alias(&count_name));
-            noisy.push(
-                Noisy::ratio(per_row, rows, epsilon).call(vec![as_f64(&name), as_f64(&count_name)]),
+            let n = at(
+                &mut aggr,
+                Expr::AggregateFunction(count).alias(format!("{HIDDEN}c{j}")),
             );
+            noisy.push((Noisy::ratio(per_row, rows, epsilon), vec![i, n]));
         } else {
-            noisy.push(Noisy::value(per_row, epsilon).call(vec![as_f64(&name)]));
+            noisy.push((Noisy::value(per_row, epsilon), vec![i]));
         }
     }
     let hidden_values = aggr.len();
     aggr.extend(sets);
-    let groups = original.group_expr.len();
     let plan = LogicalPlan::Aggregate(
         Aggregate::try_new(Arc::new(input), original.group_expr.clone(), aggr).map_err(internal)?,
     );
     let schema = plan.schema().clone();
+    let as_f64 = |i: usize| cast(column_at(&schema, i), DataType::Float64);
     let mut exprs: Vec<Expr> = (0..groups).map(|i| column_at(&schema, i)).collect();
-    for (j, e) in noisy.into_iter().enumerate() {
+    for (j, (udf, parts)) in noisy.iter().enumerate() {
         let field = original.schema.field(groups + j);
+        let e = udf.call(parts.iter().map(|&i| as_f64(i)).collect());
         exprs.push(cast(e, field.data_type().clone()).alias(field.name()));
     }
     exprs.extend((groups + hidden_values..schema.fields().len()).map(|i| column_at(&schema, i)));
     // The exact counts the engine reads as its own (never released): the aggregate's, before
     // the noise.
     for (j, name) in exact {
-        exprs.push(col(format!("{HIDDEN}v{j}")).alias(name));
+        exprs.push(column_at(&schema, noisy[*j].1[0]).alias(name));
     }
     Ok(LogicalPlan::Projection(
         Projection::try_new(exprs, Arc::new(plan)).map_err(internal)?,
@@ -235,10 +242,6 @@ pub(crate) fn aggregate(
 
 fn is(f: &AggregateFunction, name: &str) -> bool {
     f.func.name().eq_ignore_ascii_case(name)
-}
-
-fn as_f64(name: &str) -> Expr {
-    cast(col(name), DataType::Float64)
 }
 
 /// `arg` as a double, clamped to `b`.
