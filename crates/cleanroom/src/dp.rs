@@ -29,11 +29,11 @@ use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, ColumnarValue, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, cast, lit, when,
+    ScalarUDFImpl, Signature, Volatility, cast, col, lit, when,
 };
 
 use crate::CleanroomError;
-use crate::noise::{SystemUniform, laplace_for};
+use crate::noise::{MAX_SENSITIVITY, SystemUniform, laplace_for};
 use crate::privacy::{HIDDEN, column_at, internal};
 use confide_model::{Bounds, Noise};
 
@@ -52,9 +52,27 @@ pub(crate) fn bound_contributions(
     ids: &[Expr],
     k: u32,
 ) -> Result<LogicalPlan, CleanroomError> {
+    // The count is a column of a projection, then filtered on: a filter calling it would be
+    // pushed by the optimizer through the join below to one side's scan, bounding rows before
+    // the join multiplies them; a volatile projection is not moved.
+    let keep = format!("{HIDDEN}keep");
     for id in ids {
-        let kept = ScalarUDF::new_from_impl(Bounded::new(k)).call(vec![id.clone()]);
-        plan = LogicalPlan::Filter(Filter::try_new(kept, Arc::new(plan)).map_err(internal)?);
+        let width = plan.schema().fields().len();
+        let schema = plan.schema().clone();
+        let mut exprs: Vec<Expr> = (0..width).map(|i| column_at(&schema, i)).collect();
+        exprs.push(
+            ScalarUDF::new_from_impl(Bounded::new(k))
+                .call(vec![id.clone()])
+                .alias(&keep),
+        );
+        let counted =
+            LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(plan)).map_err(internal)?);
+        let kept = LogicalPlan::Filter(
+            Filter::try_new(col(keep.as_str()), Arc::new(counted)).map_err(internal)?,
+        );
+        let schema = kept.schema().clone();
+        let own = (0..width).map(|i| column_at(&schema, i)).collect();
+        plan = LogicalPlan::Projection(Projection::try_new(own, Arc::new(kept)).map_err(internal)?);
     }
     Ok(plan)
 }
@@ -197,13 +215,28 @@ pub(crate) fn aggregate(
             )));
         };
         let mut sum = v.function.clone();
-        sum.params.args = sum.params.args.iter().map(|a| clamp(a, b)).collect();
+        sum.params.args = sum
+            .params
+            .args
+            .iter()
+            .map(|a| clamp(a, b))
+            .collect::<Result<_, _>>()?;
         sum.func = sum_udaf();
         let i = at(
             &mut aggr,
             Expr::AggregateFunction(sum).alias(format!("{HIDDEN}v{j}")),
         );
-        let per_row = rows.saturating_mul(b.sensitivity());
+        let per_row = rows
+            .checked_mul(b.sensitivity())
+            .filter(|s| *s <= MAX_SENSITIVITY)
+            .ok_or_else(|| {
+                CleanroomError::NotAnalysable(format!(
+                    "{} rows of one individual times a bound of {} is more than noise can be \
+                     calibrated to (2^43): lower max_rows_per_identity or the bounds",
+                    rows,
+                    b.sensitivity()
+                ))
+            })?;
         if is(&v.function, "avg") {
             let mut count = v.function.clone();
             count.func = count_udaf();
@@ -244,14 +277,18 @@ fn is(f: &AggregateFunction, name: &str) -> bool {
     f.func.name().eq_ignore_ascii_case(name)
 }
 
-/// `arg` as a double, clamped to `b`.
-fn clamp(arg: &Expr, b: Bounds) -> Expr {
+/// `arg` as a double, clamped to `b`: a value within the bounds as it is, one under them at
+/// the lower bound, anything else (over them, or NaN, which compares with nothing) at the upper.
+fn clamp(arg: &Expr, b: Bounds) -> Result<Expr, CleanroomError> {
     let x = cast(arg.clone(), DataType::Float64);
     let (lo, hi) = (lit(b.lo as f64), lit(b.hi as f64));
-    when(x.clone().lt(lo.clone()), lo)
-        .when(x.clone().gt(hi.clone()), hi)
-        .otherwise(x)
-        .unwrap_or_else(|_| arg.clone())
+    when(
+        x.clone().gt_eq(lo.clone()).and(x.clone().lt_eq(hi.clone())),
+        x.clone(),
+    )
+    .when(x.lt(lo.clone()), lo)
+    .otherwise(hi)
+    .map_err(internal)
 }
 
 /// `__confide_noise(value)` or `__confide_noise(sum, count)`: the value rounded to an integer
@@ -336,20 +373,21 @@ impl ScalarUDFImpl for Noisy {
             .get(1)
             .and_then(|a| a.as_primitive_opt::<Float64Type>());
         let mut rng = SystemUniform::new();
+        // A sum of no value (every row NULL) is noised as 0: released as NULL, it would say
+        // whether anyone in the group had a value.
+        let at = |a: &datafusion::arrow::array::Float64Array, row: usize| {
+            if a.is_valid(row) { a.value(row) } else { 0.0 }
+        };
         let out: Float64Array = (0..values.len())
             .map(|row| {
-                if values.is_null(row) {
-                    return None;
-                }
-                let v = noised(&mut rng, values.value(row), self.sensitivity, self.epsilon);
+                let v = noised(&mut rng, at(values, row), self.sensitivity, self.epsilon);
                 match (counts, self.count_sensitivity) {
-                    (Some(c), Some(cs)) if c.is_valid(row) => {
-                        let n = noised(&mut rng, c.value(row), cs, self.epsilon);
+                    (Some(c), Some(cs)) => {
+                        let n = noised(&mut rng, at(c, row), cs, self.epsilon);
                         Some(v / n.max(1.0))
                     }
-                    (Some(_), _) => None,
-                    (None, _) if self.count => Some(v.max(0.0)),
-                    (None, _) => Some(v),
+                    (_, _) if self.count => Some(v.max(0.0)),
+                    (_, _) => Some(v),
                 }
             })
             .collect();

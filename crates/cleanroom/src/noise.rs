@@ -105,11 +105,8 @@ fn bernoulli_exp(rng: &mut impl Uniform, n: u64, d: u64) -> bool {
 fn bernoulli_exp_below_one(rng: &mut impl Uniform, n: u64, d: u64) -> bool {
     let mut k: u64 = 1;
     loop {
-        let Some(dk) = d.checked_mul(k) else {
-            // γ / k below 2^-64: the next trial fails for certain.
-            return k % 2 == 1;
-        };
-        if !bernoulli(rng, n, dk) {
+        // Odds γ / k = (n / d) · (1 / k), as two trials: no product to overflow.
+        if !(bernoulli(rng, n, d) && bernoulli(rng, 1, k)) {
             return k % 2 == 1;
         }
         k += 1;
@@ -141,13 +138,16 @@ pub fn discrete_laplace(rng: &mut impl Uniform, s: u64, t: u64) -> i64 {
 
 /// The noise for a value one individual moves by at most `sensitivity`, in a run that spends
 /// `epsilon_micros` millionths of ε on it: discrete Laplace of scale `sensitivity / ε`.
+/// `sensitivity` is at most [`MAX_SENSITIVITY`] (the plan refuses more), so the scale's
+/// numerator cannot overflow.
 pub fn laplace_for(rng: &mut impl Uniform, sensitivity: u64, epsilon_micros: u64) -> i64 {
-    discrete_laplace(
-        rng,
-        epsilon_micros,
-        sensitivity.saturating_mul(1_000_000).max(1),
-    )
+    let t = sensitivity.min(MAX_SENSITIVITY) * 1_000_000;
+    discrete_laplace(rng, epsilon_micros, t.max(1))
 }
+
+/// The largest sensitivity noise is calibrated to (rows × bound): 2^43, with room for the
+/// millionths of ε in 64 bits.
+pub const MAX_SENSITIVITY: u64 = 1 << 43;
 
 #[cfg(test)]
 mod tests {

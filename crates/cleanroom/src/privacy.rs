@@ -650,11 +650,15 @@ impl Guard<'_> {
             pairs.chain(from_filter.collect::<Vec<_>>()).collect();
         for (l, r) in candidates {
             let sides = (column_index(l, schema), column_index(r, schema));
+            // Of one type only: the planner casts one side of `text = integer`, and a cast
+            // compares coarser values ('7', '07' and '007' all equal 7), so one individual
+            // could stand for several.
             let joined = match sides {
                 (Some(a), Some(b))
                     if (a < left_width) != (b < left_width)
                         && !lineage[a].bare.is_empty()
-                        && !lineage[b].bare.is_empty() =>
+                        && !lineage[b].bare.is_empty()
+                        && schema.field(a).data_type() == schema.field(b).data_type() =>
                 {
                     equalities.push((a, b));
                     true
@@ -965,6 +969,21 @@ impl Guard<'_> {
             if !bounded.iter().any(same) {
                 bounded.push(i);
             }
+        }
+        // Two scans of individuals that no join equates (a self-join on a department, a
+        // transfer's two accounts) would each bound one person's rows apart: twice the rows
+        // the noise is calibrated to, or more.
+        if bounded.len() > 1 {
+            return refuse(format!(
+                "noise bounds each individual's rows, but this aggregate reads {} identity \
+                 columns that no join equates ({}): one person could contribute through each",
+                bounded.len(),
+                bounded
+                    .iter()
+                    .map(|&i| format!("{}.{}", self.instances[i].table, self.instances[i].column))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let hidden: Vec<Expr> = bounded.iter().map(|&i| self.hidden(i)).collect();
         let bounded =

@@ -59,14 +59,46 @@ fn building(people: usize) -> (SessionContext, BTreeMap<String, Privacy>) {
         Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
     )
     .unwrap();
-    let declared = [(
-        "readings".to_owned(),
-        Privacy {
-            identity: [("badge".into(), "badge".into())].into(),
-            bounds: [("minutes".into(), Bounds { lo: 0, hi: 60 })].into(),
-            ..Privacy::default()
-        },
-    )]
+    // Another member's table: the heavy badge a thousand times, five others once, and the
+    // badges again as integers.
+    let probe = Arc::new(Schema::new(vec![
+        Field::new("badge", DataType::Utf8, true),
+        Field::new("number", DataType::Int64, true),
+    ]));
+    let mut badges: Vec<String> = vec!["heavy".to_owned(); 1000];
+    badges.extend((0..5).map(|p| format!("b{p}")));
+    let numbers: Vec<i64> = (0..badges.len() as i64).collect();
+    let batch = RecordBatch::try_new(
+        probe.clone(),
+        vec![
+            Arc::new(StringArray::from(badges)),
+            Arc::new(Int64Array::from(numbers)),
+        ],
+    )
+    .unwrap();
+    ctx.register_table(
+        "probe",
+        Arc::new(MemTable::try_new(probe, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
+    let identity = || [("badge".to_owned(), "badge".to_owned())].into();
+    let declared = [
+        (
+            "readings".to_owned(),
+            Privacy {
+                identity: identity(),
+                bounds: [("minutes".into(), Bounds { lo: 0, hi: 60 })].into(),
+                ..Privacy::default()
+            },
+        ),
+        (
+            "probe".to_owned(),
+            Privacy {
+                identity: identity(),
+                ..Privacy::default()
+            },
+        ),
+    ]
     .into();
     (ctx, declared)
 }
@@ -234,4 +266,52 @@ async fn noise_comes_before_having_and_what_it_cannot_bound_is_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_join_cannot_multiply_what_one_individual_contributes() {
+    let (ctx, declared) = building(5);
+    // The heavy badge: a thousand readings joined to a thousand probe rows, a million rows of
+    // one person. Bounded above the join (not pushed to a scan below it), the aggregate reads
+    // two of them; the five others, two of their three readings each.
+    let sql = "SELECT r.floor, COUNT(*) AS n, SUM(r.minutes) AS total FROM readings r \
+               JOIN probe p ON r.badge = p.badge GROUP BY r.floor";
+    let rows = run(&ctx, &declared, sql, noise("100", 2)).await.unwrap();
+    let n = 5.0 * 2.0 + 2.0;
+    assert!(
+        (rows[0][1] - n).abs() <= 1.0,
+        "count {} (bounded: {n})",
+        rows[0][1]
+    );
+    assert!(
+        rows[0][2] <= 5.0 * 2.0 * 20.0 + 2.0 * 60.0 + 48.0,
+        "sum {}",
+        rows[0][2]
+    );
+
+    let refused = |sql: &'static str, why: &'static str| {
+        let (ctx, declared) = (ctx.clone(), declared.clone());
+        async move {
+            match run(&ctx, &declared, sql, noise("1", 1)).await {
+                Err(CleanroomError::NotAnalysable(reason)) => {
+                    assert!(reason.contains(why), "{sql}: {reason}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    };
+    // Two scans of individuals no join equates: each would bound a person's rows apart.
+    refused(
+        "SELECT a.room, COUNT(*) AS n FROM readings a JOIN readings b ON a.room = b.room \
+         GROUP BY a.room",
+        "no join equates",
+    )
+    .await;
+    // A join of text with integers is a cast ('7', '07', '007' all equal 7): not a join.
+    refused(
+        "SELECT r.room, COUNT(*) AS n FROM readings r JOIN probe p ON r.room = p.number \
+         GROUP BY r.room",
+        "must equate a column of each side",
+    )
+    .await;
 }

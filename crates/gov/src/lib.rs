@@ -1111,9 +1111,20 @@ impl Registry {
                     return Err(refused(format!("no approved contract {id}")));
                 }
             }
-            Action::SetBudget { dataset, .. } => {
+            Action::SetBudget { dataset, budget } => {
                 if !self.datasets.contains_key(dataset) {
                     return Err(refused(format!("no dataset {dataset}")));
+                }
+                // What was spent is kept per period of the budget's length: a new length would
+                // start every dataset afresh.
+                if let Some(old) = self.budget_of(dataset)
+                    && old.period_days != budget.period_days
+                {
+                    return Err(refused(format!(
+                        "dataset {dataset}'s budget is per {} days: its ε may change, its period \
+                         may not (what was spent is counted per period)",
+                        old.period_days
+                    )));
                 }
             }
         }

@@ -910,4 +910,13 @@ fn a_privacy_budget_is_spent_by_releases_and_raised_only_by_its_owner() {
         Some(ProposalState::Accepted)
     );
     assert_eq!(k.gov.may_spend("dataset-a-data", &contract_id, NOW), Ok(()));
+    // Its period may not change: what was spent is counted per period of its length, and a
+    // new length would start afresh.
+    let longer = json!([{"action": "set_budget", "dataset": "a-data",
+                         "budget": {"epsilon": "2", "period_days": 60}}]);
+    let refused = k.submit(a.sign(json!({"type": "propose", "actions": longer}), 12));
+    assert!(
+        matches!(&refused, Err(GovError::Refused(why)) if why.contains("its period")),
+        "{refused:?}"
+    );
 }

@@ -111,9 +111,13 @@ impl Privacy {
                 "column {column:?} has bounds but is not a column of the dataset"
             ));
         }
-        if let Some((column, b)) = self.bounds.iter().find(|(_, b)| b.lo >= b.hi) {
+        if let Some((column, b)) = self
+            .bounds
+            .iter()
+            .find(|(_, b)| b.lo >= b.hi || b.sensitivity() > crate::dp::MAX_BOUND)
+        {
             return bad(format!(
-                "column {column:?}: bounds {}..{} are empty",
+                "column {column:?}: bounds {}..{} are empty or beyond ±2^40",
                 b.lo, b.hi
             ));
         }

@@ -13,6 +13,8 @@ use crate::ModelError;
 /// The largest ε a contract or a budget may state: beyond it, noise protects no one.
 const MAX_EPSILON: u64 = 100 * MICROS;
 const MICROS: u64 = 1_000_000;
+/// The largest bound a column may declare, in magnitude.
+pub const MAX_BOUND: u64 = 1 << 40;
 
 /// A privacy loss ε, in millionths. On the wire a decimal string (`"0.5"`), at most six
 /// digits after the point.
@@ -187,7 +189,7 @@ impl Bounds {
             lo: lo.trim().parse().map_err(|_| bad())?,
             hi: hi.trim().parse().map_err(|_| bad())?,
         };
-        if b.lo >= b.hi || b.sensitivity() > 1 << 40 {
+        if b.lo >= b.hi || b.sensitivity() > MAX_BOUND {
             return Err(bad());
         }
         Ok(b)
