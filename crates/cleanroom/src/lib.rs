@@ -10,6 +10,7 @@
 
 pub mod aml;
 mod dp;
+pub mod history;
 pub mod iot;
 pub mod noise;
 mod plaintext;

@@ -57,7 +57,9 @@ pub struct Count {
 }
 
 /// A contract's query with the engine's counts appended: the result's own columns come first,
-/// then one `UInt64` column per [`Count`].
+/// then one `UInt64` column per [`Count`], then, for a result the difference checks hold
+/// ([`Guarded::sets`]), the set of identities each count counted, one `List<UInt64>` column
+/// per count.
 #[derive(Debug)]
 pub struct Guarded {
     /// The rewritten plan.
@@ -66,6 +68,9 @@ pub struct Guarded {
     pub columns: Vec<String>,
     /// The counts after them, in order.
     pub counts: Vec<Count>,
+    /// Whether the sets follow the counts: an exact aggregate (the aggregation rule without
+    /// noise), which the difference checks hold ([`crate::history`]).
+    pub sets: bool,
 }
 
 /// Checks `plan` against the tables' declarations (table name in the SQL → declaration) and
@@ -116,10 +121,15 @@ pub fn guard(
             );
         }
     }
+    // An exact aggregate's groups are checked against earlier results, which needs the
+    // identities behind each, not only their number; a noised one's are not (the budget
+    // bounds what any set of results reveals, as Ads Data Hub's noise mode drops them).
+    let sets = matches!(rule, AnalysisRule::Aggregation { .. }) && noise.is_none();
     let mut guard = Guard {
         declared,
         rule,
         noise,
+        sets,
         instances: Vec::new(),
         equal: Vec::new(),
     };
@@ -156,10 +166,16 @@ pub fn guard(
             }
         }
     }
+    let mut identities = Vec::new();
     for (n, (of, args)) in groups.into_iter().enumerate() {
+        if sets && let Some(first) = args.first() {
+            // Under the aggregation rule a count counts one hidden column.
+            identities.push(first.clone().alias(format!("{HIDDEN}s{n}")));
+        }
         exprs.push(count.call(args).alias(format!("{HIDDEN}n{n}")));
         counts.push(Count { of });
     }
+    exprs.extend(identities);
     let plan = LogicalPlan::Projection(
         Projection::try_new(exprs, Arc::new(carried.plan)).map_err(internal)?,
     );
@@ -167,6 +183,7 @@ pub fn guard(
         plan,
         columns: (0..own).map(|i| schema.field(i).name().clone()).collect(),
         counts,
+        sets,
     })
 }
 
@@ -292,6 +309,8 @@ struct Guard<'a> {
     rule: AnalysisRule,
     /// The contract's noise, added at the aggregate ([`crate::dp`]).
     noise: Option<Noise>,
+    /// Whether the result's identity sets are kept for the difference checks ([`Guarded::sets`]).
+    sets: bool,
     instances: Vec<Instance>,
     /// Pairs of instances an inner join equated: the same identity on every row.
     equal: Vec<(usize, usize)>,
@@ -828,14 +847,15 @@ impl Guard<'_> {
     /// Under the aggregation rule, the instances the aggregate `a` counts itself: a
     /// `COUNT(DISTINCT column)` of an instance's own column counts exactly its identities in
     /// each group (nulls left out, as here), and so does it for each instance an inner join
-    /// equated with that one. Each, with the index of its aggregate.
+    /// equated with that one. Each, with the index of its aggregate. None when the sets are
+    /// kept for the difference checks: a count is not a set.
     fn counted_by(
         &self,
         a: &Aggregate,
         input: &Carried,
     ) -> Result<Vec<(usize, usize)>, CleanroomError> {
         let mut counted: Vec<(usize, usize)> = Vec::new();
-        if !self.aggregation() {
+        if !self.aggregation() || self.sets {
             return Ok(counted);
         }
         for (j, e) in a.aggr_expr.iter().enumerate() {
@@ -1226,7 +1246,7 @@ fn identities_typed(array: &ArrayRef) -> DfResult<()> {
 
 /// Calls `f` with every non-null identity in row `row` of `array` (a value or a set of them;
 /// see [`identities_typed`]).
-fn each_identity(array: &ArrayRef, row: usize, f: &mut impl FnMut(u64)) {
+pub(crate) fn each_identity(array: &ArrayRef, row: usize, f: &mut impl FnMut(u64)) {
     if array.is_null(row) {
         return;
     }

@@ -1,12 +1,15 @@
 //! The output rules, enforced on the query's result inside the TEE before anything leaves:
 //! only allowed columns, at most `max_rows` rows, and every row backed by at least the
-//! contract's minimum of distinct individuals, as the engine counted them ([`crate::privacy`]) —
-//! rows under it are suppressed or the whole result refused, as the contract says.
+//! contract's minimum of distinct individuals, as the engine counted them ([`crate::privacy`]),
+//! and, for an exact aggregate, no closer than that minimum to a group released before
+//! ([`crate::history`]) — rows that fail are suppressed or the whole result refused, as the
+//! contract says.
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::filter_record_batch;
 
 use crate::CleanroomError;
+use crate::history::{Difference, Earlier};
 use crate::privacy::Count;
 use confide_model::Refusal;
 use confide_model::contract::{AnalysisRule, OnViolation, OutputRules};
@@ -22,6 +25,16 @@ pub struct Released {
     pub suppressed: u64,
     /// What the engine counted behind each row (see [`Count`]).
     pub counted: Vec<String>,
+    /// The difference-check history each table whose individuals were counted leaves (table
+    /// name → history), for an exact aggregate; empty otherwise.
+    pub histories: std::collections::BTreeMap<String, crate::history::History>,
+}
+
+/// The difference checks of one result: for each engine count, the sets released before from
+/// its column, and the new sets this result releases.
+pub(crate) struct Differences<'a> {
+    pub(crate) earlier: Vec<Earlier<'a>>,
+    pub(crate) new: Vec<Vec<Vec<u64>>>,
 }
 
 /// Checks that a result with `columns` may leave under `rules`: every column allowed.
@@ -40,13 +53,15 @@ fn refused<T>(refusal: Refusal) -> Result<T, CleanroomError> {
 }
 
 /// Applies `rules` to the result `batches`: their first columns are the result's own
-/// (`columns`), then one engine count per entry of `counts`, which never leave.
-pub fn apply(
+/// (`columns`), then one engine count per entry of `counts`, then, with `differences`, the
+/// identity set behind each count, checked against the earlier ones; none of these leave.
+pub(crate) fn apply(
     rules: &OutputRules,
     rule: AnalysisRule,
     columns: &[String],
     counts: &[Count],
     batches: &[RecordBatch],
+    mut differences: Option<&mut Differences<'_>>,
 ) -> Result<Released, CleanroomError> {
     check_columns(rules, columns)?;
     let min = rule.min_identities();
@@ -78,6 +93,9 @@ pub fn apply(
                 });
             }
             suppressed += under;
+        }
+        if let Some(d) = differences.as_deref_mut() {
+            suppressed += differ(rules, min, columns.len(), counts, batch, &mut keep, d)?;
         }
         let own = batch
             .project(&own)
@@ -112,5 +130,63 @@ pub fn apply(
         rows,
         suppressed,
         counted: counts.iter().map(|c| c.of.clone()).collect(),
+        histories: Default::default(),
     })
+}
+
+/// Suppresses the kept rows of `batch` whose identity set for some count is closer than `min`
+/// to a set released before (or refuses, as the contract says), and adds the sets of the rows
+/// still kept to `d.new` (an earlier set again is not added twice). The rows it suppressed.
+fn differ(
+    rules: &OutputRules,
+    min: u64,
+    own: usize,
+    counts: &[Count],
+    batch: &RecordBatch,
+    keep: &mut [bool],
+    d: &mut Differences<'_>,
+) -> Result<u64, CleanroomError> {
+    let mut new: Vec<Vec<Vec<u64>>> = vec![Vec::new(); counts.len()];
+    let mut under = vec![0u64; counts.len()];
+    for (row, keep) in keep.iter_mut().enumerate().filter(|(_, k)| **k) {
+        let mut fresh = Vec::with_capacity(counts.len());
+        for (k, earlier) in d.earlier.iter().enumerate() {
+            let mut set = Vec::new();
+            crate::privacy::each_identity(batch.column(own + counts.len() + k), row, &mut |v| {
+                set.push(v)
+            });
+            set.sort_unstable();
+            set.dedup();
+            if set.is_empty() {
+                continue;
+            }
+            match earlier.compare(&set, min) {
+                Difference::TooClose => {
+                    under[k] += 1;
+                    *keep = false;
+                    break;
+                }
+                Difference::Same => {}
+                Difference::Far => fresh.push((k, set)),
+            }
+        }
+        if *keep {
+            for (k, set) in fresh {
+                new[k].push(set);
+            }
+        }
+    }
+    if let Some(k) = under.iter().position(|n| *n > 0)
+        && rules.on_violation == OnViolation::Refuse
+    {
+        return refused(Refusal::TooCloseToEarlier {
+            rows: under[k],
+            min,
+            column: counts[k].of.clone(),
+        });
+    }
+    for (all, sets) in d.new.iter_mut().zip(new) {
+        all.extend(sets);
+    }
+    Ok(under.iter().sum())
 }

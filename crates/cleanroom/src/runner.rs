@@ -22,6 +22,8 @@ use datafusion::prelude::{
 use crate::privacy::{self, Guarded};
 use crate::rules::{self, Released};
 use crate::{CleanroomError, plaintext};
+use crate::history::{Earlier, History};
+use crate::rules::Differences;
 use confide_model::contract::{AnalysisRule, OutputRules};
 use confide_model::dataset::Privacy;
 
@@ -36,10 +38,13 @@ pub struct Table {
     pub format: Format,
     /// Its columns (CSV; a Parquet file carries its own).
     pub schema: SchemaRef,
-    /// Its plaintext, readable at any position: each read decrypts the chunks it covers.
-    pub source: Arc<dyn ReadAt>,
+    /// Its plaintext, one source per version read (each a whole file of the format, header
+    /// and all), readable at any position: each read decrypts the chunks it covers.
+    pub sources: Vec<Arc<dyn ReadAt>>,
     /// Its owner's privacy declaration.
     pub privacy: Privacy,
+    /// The groups released from it before, for the difference checks ([`crate::history`]).
+    pub history: History,
 }
 
 impl std::fmt::Debug for Table {
@@ -106,16 +111,20 @@ pub fn describe_parquet(
 /// in-memory object store (see [`crate::plaintext`]).
 async fn register(ctx: &SessionContext, tables: &[Table]) -> Result<(), CleanroomError> {
     let mut store = plaintext::Tables::default();
-    let urls: Vec<String> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, table)| {
-            store.insert(
-                &format!("{i}.{}", table.format.as_str()),
-                table.source.clone(),
-            )
-        })
-        .collect();
+    // Each table is a folder of its versions' files, which DataFusion lists and reads as one.
+    let mut urls = Vec::new();
+    for (i, table) in tables.iter().enumerate() {
+        if table.sources.is_empty() {
+            return Err(CleanroomError::Dataset(format!(
+                "table {}: no version of its dataset is read",
+                table.name
+            )));
+        }
+        for (v, source) in table.sources.iter().enumerate() {
+            store.insert(&format!("{i}/{v:06}.{}", table.format.as_str()), source.clone());
+        }
+        urls.push(format!("{}{i}/", plaintext::URL));
+    }
     let url = url::Url::parse(plaintext::URL).map_err(|e| CleanroomError::Query(e.to_string()))?;
     ctx.register_object_store(&url, Arc::new(store));
     for (table, url) in tables.iter().zip(urls) {
@@ -255,11 +264,41 @@ pub async fn run(
         .collect()
         .await
         .map_err(|e| CleanroomError::Query(format!("running the contract's SQL: {e}")))?;
-    rules::apply(
+    // Each count's table and column (`table.column`: a table's name has no dot).
+    let counted: Vec<(&Table, &str)> = guarded
+        .counts
+        .iter()
+        .map(|c| {
+            c.of.split_once('.')
+                .and_then(|(t, column)| tables.iter().find(|x| x.name == t).map(|t| (t, column)))
+                .ok_or_else(|| CleanroomError::Query(format!("the engine counted {:?}", c.of)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut differences = guarded.sets.then(|| Differences {
+        earlier: counted
+            .iter()
+            .map(|(t, column)| Earlier::new(t.history.sets(column)))
+            .collect(),
+        new: vec![Vec::new(); counted.len()],
+    });
+    let mut released = rules::apply(
         rules,
         rule_of(rules)?,
         &guarded.columns,
         &guarded.counts,
         &batches,
-    )
+        differences.as_mut(),
+    )?;
+    if let Some(d) = differences {
+        for ((table, column), sets) in counted.iter().zip(d.new) {
+            let history = released
+                .histories
+                .entry(table.name.clone())
+                .or_insert_with(|| table.history.clone());
+            for set in sets {
+                history.add(column, set);
+            }
+        }
+    }
+    Ok(released)
 }

@@ -17,8 +17,8 @@ use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
 use confide_model::{
     Action, Approval, Bounds, BrokerBody, Budget, Column, ContractId, DatasetId, DatasetList,
-    DatasetRecord, Epsilon, GovBody, KekAnswer, KeyAnswer, MemberId, Noise, Proposal, ProposalList,
-    ProposalState, RunId, Submitted,
+    DatasetRecord, DatasetVersion, Epsilon, GovBody, KekAnswer, KeyAnswer, MemberId, Noise, Proposal, ProposalList,
+    ProposalState, RunId, Submitted, Versions,
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -88,6 +88,21 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Append a batch of rows to a dataset of this member's, as its next version: the file is
+    /// encrypted to the dataset's key, uploaded, and registered on the ledger.
+    Append {
+        /// The dataset's id.
+        dataset: DatasetId,
+        /// The batch: the dataset's columns, in its format.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a dataset's versions, as the verified ledger holds them.
+    Versions {
+        /// The dataset's id.
+        dataset: DatasetId,
+    },
     /// List the registered datasets.
     List,
     /// Show a dataset's privacy budget (the ε spent and left in this period), or, with
@@ -130,6 +145,10 @@ pub(crate) enum ContractCommand {
         /// Refuse a result with rows under the minimum group (default: suppress them).
         #[arg(long)]
         refuse: bool,
+        /// Which versions of each dataset it reads: all, latest, or FROM..UNTIL (Unix
+        /// seconds, the times the ledger accepted them).
+        #[arg(long, default_value = "all")]
+        versions: String,
     },
     /// Approve a proposed contract, as an owner of one of its datasets.
     Approve {
@@ -507,6 +526,7 @@ pub(crate) fn publish(
         location,
         key,
         privacy: Some(privacy),
+        public_key: Some(hex::encode(dataset_key.public_key().as_bytes())),
     };
     record.check().context("the dataset's record")?;
     let (_, state) = propose_and_vote(client, home, vec![Action::RegisterDataset(record.clone())])?;
@@ -514,6 +534,90 @@ pub(crate) fn publish(
         bail!("the dataset's registration is {state}, not accepted");
     }
     Ok(record)
+}
+
+/// Appends `file` to dataset `dataset` (this member's) as its next version: checked to have
+/// the dataset's columns, encrypted to the dataset's key (its public half, as the verified
+/// ledger records it), uploaded, and registered with the owner's vote. The version, as the
+/// ledger then holds it.
+pub(crate) fn append(
+    client: &Client,
+    home: &Home,
+    dataset: &DatasetId,
+    file: &Path,
+    store: &Store,
+) -> anyhow::Result<DatasetVersion> {
+    let gov = crate::serve::verified_governance(client, home)?;
+    let record = gov
+        .datasets()
+        .get(dataset)
+        .with_context(|| format!("no dataset {dataset} on the ledger"))?;
+    if record.owner != fingerprint(home)? {
+        bail!("dataset {dataset} is not this member's: only its owner appends to it");
+    }
+    let public_key = record
+        .public_key
+        .as_deref()
+        .and_then(|k| hex::decode(k).ok())
+        .and_then(|k| confide_crypto::hpke::HpkePublicKey::from_bytes(&k).ok())
+        .with_context(|| {
+            format!(
+                "dataset {dataset} was registered without its key's public half: publish it \
+                 again to append to it"
+            )
+        })?;
+    // The batch has the dataset's columns, by name and in order (a Parquet file by type as
+    // well; a CSV file is read with the dataset's types).
+    let (columns, rows) = describe(file, record.format)?;
+    let same = columns.len() == record.schema.len()
+        && columns.iter().zip(&record.schema).all(|((name, ty), c)| {
+            *name == c.name && (record.format == Format::Csv || *ty == c.ty)
+        });
+    if !same {
+        let names = |c: Vec<&str>| c.join(",");
+        bail!(
+            "{} has the columns {}; dataset {dataset} has {}",
+            file.display(),
+            names(columns.iter().map(|(n, _)| n.as_str()).collect()),
+            names(record.schema.iter().map(|c| c.name.as_str()).collect())
+        );
+    }
+    let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+    {
+        let mut input = BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
+        );
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        confide_crypto::envelope::encrypt(&[public_key], &mut input, &mut out)?;
+        out.flush()?;
+    }
+    let digest = digest_file(tmp.path())?;
+    let location = format!("datasets/{dataset}/{digest}.cfd");
+    let size = tmp.as_file().metadata()?.len();
+    store
+        .runtime
+        .block_on(store.blobs.put_reader(&location, &mut tmp.reopen()?))?;
+    let version = confide_model::Version {
+        rows,
+        size,
+        digest,
+        location,
+    };
+    let action = Action::AppendDataset {
+        dataset: dataset.clone(),
+        version: version.clone(),
+    };
+    let (_, state) = propose_and_vote(client, home, vec![action])?;
+    if state != "accepted" {
+        bail!("the new version of {dataset} is {state}, not accepted");
+    }
+    let gov = crate::serve::verified_governance(client, home)?;
+    gov.versions(dataset)
+        .iter()
+        .find(|v| v.version == version)
+        .cloned()
+        .context("the ledger does not hold the version it accepted")
 }
 
 pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow::Result<()> {
@@ -576,6 +680,25 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
                 ),
                 None => println!("dataset {dataset} has no privacy budget"),
             }
+        }
+        DatasetCommand::Append {
+            dataset,
+            file,
+            store,
+        } => {
+            let v = append(&client, home, &dataset, &file, &store.open()?)?;
+            println!(
+                "appended version {} of {dataset}: {} rows, {} bytes encrypted, digest {}",
+                v.number, v.version.rows, v.version.size, v.version.digest
+            );
+        }
+        DatasetCommand::Versions { dataset } => {
+            let gov = crate::serve::verified_governance(&client, home)?;
+            let versions = gov.versions(&dataset);
+            if versions.is_empty() {
+                bail!("no dataset {dataset} on the ledger");
+            }
+            println!("{}", serde_json::to_string_pretty(versions)?);
         }
         DatasetCommand::List => {
             // The datasets as this member's replay of the verified ledger registers them.
@@ -650,6 +773,7 @@ pub(crate) fn build_contract(
                 OnViolation::Suppress
             },
         },
+        versions: Versions::All,
     };
     contract.check()?;
     Ok(contract)
@@ -788,10 +912,11 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
             noise,
             max_rows,
             refuse,
+            versions,
         } => {
             let sql = std::fs::read_to_string(&sql)
                 .with_context(|| format!("reading {}", sql.display()))?;
-            let c = build_contract(
+            let mut c = build_contract(
                 &tables,
                 sql,
                 &measurements,
@@ -802,6 +927,7 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
                 max_rows,
                 refuse,
             )?;
+            c.versions = Versions::parse(&versions).context("--versions")?;
             let (id, state) = propose_contract(&client, home, &c)?;
             println!(
                 "contract {id} proposed ({state}); every owner of {} must approve it",

@@ -256,8 +256,9 @@ pub(crate) fn bench(args: &CleanroomBenchArgs) -> anyhow::Result<()> {
                         name: (*name).to_owned(),
                         format,
                         schema: schema.clone(),
-                        source: ciphertext.open(key)?,
+                        sources: vec![ciphertext.open(key)?],
                         privacy: privacy.clone(),
+                        history: Default::default(),
                     })
                 },
             )

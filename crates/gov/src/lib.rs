@@ -34,8 +34,8 @@ use confide_crypto::signing::SigningKey;
 use confide_identity::PublicIdentity;
 pub use confide_model::gov::{Proposal, ProposalState};
 use confide_model::{
-    Action, Budget, ContractId, ContractRecord, ContractState, DatasetId, DatasetRecord, Epsilon,
-    GovBody, LeaseEvent, Measurement, MemberId,
+    Action, Budget, ContractId, ContractRecord, ContractState, DatasetId, DatasetRecord,
+    DatasetVersion, Epsilon, GovBody, HistoryStep, LeaseEvent, Measurement, MemberId, RunRecord,
 };
 use confide_policy::Policy;
 use serde_json::{Value, json};
@@ -217,6 +217,8 @@ pub struct Governance {
     /// The ε spent on each dataset in each period (its number since the epoch), from the key
     /// releases the ledger records for contracts that add noise.
     spent: BTreeMap<(DatasetId, i64), Epsilon>,
+    /// The latest difference-check history of each dataset, from the run records.
+    history: BTreeMap<DatasetId, HistoryStep>,
 }
 
 /// What accepted actions change: members, rules, reference values, datasets and contracts.
@@ -231,6 +233,8 @@ struct Registry {
     contracts: BTreeMap<ContractId, ContractRecord>,
     /// Budgets set after registration (`set_budget`), over the registered ones.
     budgets: BTreeMap<DatasetId, Budget>,
+    /// Each dataset's versions, the registration first.
+    versions: BTreeMap<DatasetId, Vec<DatasetVersion>>,
     /// How long the constitution may take to decide: [`confide_policy::TIME_LIMIT`] for new
     /// requests, none when replaying requests that were decided within it.
     limit: Option<std::time::Duration>,
@@ -258,11 +262,13 @@ impl Governance {
                 datasets: BTreeMap::new(),
                 contracts: BTreeMap::new(),
                 budgets: BTreeMap::new(),
+                versions: BTreeMap::new(),
                 limit: Some(confide_policy::TIME_LIMIT),
             },
             proposals: BTreeMap::new(),
             nonces: SpentNonces::new(),
             spent: BTreeMap::new(),
+            history: BTreeMap::new(),
         })
     }
 
@@ -367,7 +373,7 @@ impl Governance {
                 if actions.is_empty() {
                     return Err(malformed("a proposal needs a non-empty list of actions"));
                 }
-                self.registry.clone().apply_actions(actions)?;
+                self.registry.clone().apply_actions(actions, 0)?;
             }
             GovBody::Ballot { proposal: id, .. } => {
                 let p = self
@@ -430,9 +436,57 @@ impl Governance {
             Ok(true)
         } else {
             self.replay_refused(entry)?;
-            self.charge(entry, false)?;
+            self.account(entry, false)?;
             Ok(false)
         }
+    }
+
+    /// Accounts for an audit event (`entry`) that is about to be appended (`enforce`) or is
+    /// replayed: a key release charges its dataset's budget ([`Self::charge`]), a run record
+    /// moves its datasets' difference-check histories on ([`Self::advance_history`]). With
+    /// `enforce`, an event that breaks either is refused and changes nothing.
+    pub fn account(&mut self, entry: &[u8], enforce: bool) -> Result<(), GovError> {
+        self.charge(entry, enforce)?;
+        self.advance_history(entry, enforce)
+    }
+
+    /// Moves on the difference-check history of each dataset a `cleanroom.run` record
+    /// (`entry`) wrote one for. With `enforce`, a run that started from another history than
+    /// the latest (two runs at once, each checked against the same earlier results, or a
+    /// history rolled back) is refused and changes nothing; replaying the ledger, each record
+    /// moves it on. Any other event is left alone.
+    pub fn advance_history(&mut self, entry: &[u8], enforce: bool) -> Result<(), GovError> {
+        let Ok(Some(RunRecord {
+            output: Some(output),
+            ..
+        })) = <RunRecord as confide_model::Event>::of_entry(entry)
+        else {
+            return Ok(());
+        };
+        if enforce && let Some(step) = output.history.iter().find(|s| !self.follows(s)) {
+            return Err(GovError::Denied(Denial::HistoryNotLatest {
+                dataset: step.dataset.clone(),
+            }));
+        }
+        for step in output.history {
+            self.history.insert(step.dataset.clone(), step);
+        }
+        Ok(())
+    }
+
+    /// Whether `step` starts from its dataset's latest history.
+    fn follows(&self, step: &HistoryStep) -> bool {
+        self.history.get(&step.dataset).map(|h| &h.to) == step.from.as_ref()
+    }
+
+    /// The latest difference-check history of dataset `d`, if a run wrote one.
+    pub fn history(&self, d: &DatasetId) -> Option<&HistoryStep> {
+        self.history.get(d)
+    }
+
+    /// The versions of dataset `d`, the registration first (none if it is not registered).
+    pub fn versions(&self, d: &DatasetId) -> &[DatasetVersion] {
+        self.registry.versions.get(d).map_or(&[], Vec::as_slice)
     }
 
     /// Charges the budget of the dataset whose key a `kms.release` event (`entry`) released
@@ -543,14 +597,17 @@ impl Governance {
                     state: None,
                 }
             }
-            GovBody::Propose { actions } => self.decide(Proposal {
+            GovBody::Propose { actions } => self.decide(
+                Proposal {
                 id,
                 proposer: request.signer.clone(),
                 actions,
                 ballots: BTreeMap::new(),
-                state: ProposalState::Open,
-                seq,
-            })?,
+                    state: ProposalState::Open,
+                    seq,
+                },
+                request.ts,
+            )?,
             GovBody::Ballot { proposal, vote } => {
                 let mut proposal = self
                     .proposals
@@ -558,7 +615,7 @@ impl Governance {
                     .cloned()
                     .ok_or_else(|| refused(format!("no proposal {proposal}")))?;
                 proposal.ballots.insert(request.signer.clone(), vote);
-                self.decide(proposal)?
+                self.decide(proposal, request.ts)?
             }
         };
         // A request older than this one by twice the allowed skew can no longer pass the time
@@ -570,8 +627,9 @@ impl Governance {
     /// Asks the constitution about `proposal` (new, or with a new ballot), applies its actions
     /// if accepted, and keeps it with its state. A constitution that fails to evaluate decides
     /// nothing (the proposal stays open); one that runs past its time limit refuses the
-    /// request, and nothing changes.
-    fn decide(&mut self, mut proposal: Proposal) -> Result<Applied, GovError> {
+    /// request, and nothing changes. Actions applied are dated `at` (the deciding request's
+    /// time).
+    fn decide(&mut self, mut proposal: Proposal, at: i64) -> Result<Applied, GovError> {
         let input = json!({
             "proposal": {"id": proposal.id, "proposer": proposal.proposer, "actions": proposal.actions},
             "ballots": proposal.ballots,
@@ -610,7 +668,7 @@ impl Governance {
             // applied all together or, if one no longer fits, not at all and the proposal
             // fails.
             let mut next = self.registry.clone();
-            match next.apply_actions(&proposal.actions) {
+            match next.apply_actions(&proposal.actions, at) {
                 Ok(()) => {
                     self.registry = next;
                     ProposalState::Accepted
@@ -725,9 +783,24 @@ pub enum Denial {
         /// What the contract reads.
         named: Vec<DatasetId>,
     },
-    /// The run read a dataset whose digest is not the registered one.
-    #[error("the run's digest of dataset {dataset} is not the one registered on the ledger")]
+    /// The run read a dataset whose digest is not one of its versions' on the ledger, or one
+    /// twice.
+    #[error(
+        "the run's digests of dataset {dataset} are not those of its versions on the ledger, \
+         each once"
+    )]
     DigestNotRegistered {
+        /// The dataset.
+        dataset: DatasetId,
+    },
+    /// The run checked its result against another difference-check history than its
+    /// dataset's latest, or against none of a dataset its contract does not read.
+    #[error(
+        "the run's difference check of dataset {dataset} did not start from the latest history \
+         on the ledger (another run recorded first, or the history is not this contract's to \
+         write): nothing of it is recorded; run it again"
+    )]
+    HistoryNotLatest {
         /// The dataset.
         dataset: DatasetId,
     },
@@ -790,6 +863,7 @@ impl Denial {
             Self::MeasurementNotAllowed { .. } => "measurement-not-allowed",
             Self::InputsNotTheContracts { .. } => "inputs-not-the-contracts",
             Self::DigestNotRegistered { .. } => "digest-not-registered",
+            Self::HistoryNotLatest { .. } => "history-not-latest",
             Self::RecipientsNotTheContracts { .. } => "recipients-not-the-contracts",
             Self::RuleNotTheContracts { .. } => "rule-not-the-contracts",
             Self::KeyNotReleased { .. } => "key-not-released",
@@ -907,6 +981,7 @@ impl Governance {
         let contract = &record.id;
         let mut read: Vec<DatasetId> = inputs.iter().map(|i| i.dataset.clone()).collect();
         read.sort_unstable();
+        read.dedup();
         if read != record.datasets {
             return Err(Denial::InputsNotTheContracts {
                 contract: contract.clone(),
@@ -914,13 +989,26 @@ impl Governance {
                 named: record.datasets.clone(),
             });
         }
+        let mut digests = BTreeSet::new();
         for input in inputs {
-            let registered = self.registry.datasets.get(&input.dataset);
-            if registered.map(|d| d.digest.as_str()) != Some(input.digest.as_str()) {
+            let registered = self
+                .versions(&input.dataset)
+                .iter()
+                .any(|v| v.version.digest == input.digest);
+            if !registered || !digests.insert(&input.digest) {
                 return Err(Denial::DigestNotRegistered {
                     dataset: input.dataset.clone(),
                 });
             }
+        }
+        if let Some(step) = output
+            .history
+            .iter()
+            .find(|s| !record.datasets.contains(&s.dataset) || !self.follows(s))
+        {
+            return Err(Denial::HistoryNotLatest {
+                dataset: step.dataset.clone(),
+            });
         }
         if output.recipients != record.contract.recipients {
             return Err(Denial::RecipientsNotTheContracts {
@@ -1007,6 +1095,7 @@ impl Registry {
                 }
                 // Every owner whose budget a proposal sets: unanimous, however many.
                 Action::SetBudget { dataset, .. } => needed.extend(owner_of(dataset)),
+                Action::AppendDataset { dataset, .. } => needed.extend(owner_of(dataset)),
                 // A removed owner's data goes to no one, so its consent is not asked (it could
                 // not vote).
                 Action::SetPolicy { .. } | Action::AddMeasurement(_) => needed.extend(
@@ -1077,6 +1166,32 @@ impl Registry {
                 }
                 // One key, one dataset (the key broker finds a contract's dataset by its key)
                 // holds already: a dataset's key is named for it (`DatasetRecord::check`).
+            }
+            Action::AppendDataset { dataset, version } => {
+                let Some(record) = self.datasets.get(dataset) else {
+                    return Err(refused(format!("no dataset {dataset}")));
+                };
+                if !self.members.contains_key(&record.owner) {
+                    return Err(refused(format!(
+                        "dataset {dataset}'s owner {} is no longer a member",
+                        record.owner
+                    )));
+                }
+                if record.public_key.is_none() {
+                    return Err(refused(format!(
+                        "dataset {dataset} was registered without its key's public half, so no \
+                         batch can be encrypted to its key: publish it again to append to it"
+                    )));
+                }
+                let versions = self.versions.get(dataset).map_or(&[][..], Vec::as_slice);
+                if let Some(v) = versions.iter().find(|v| {
+                    v.version.digest == version.digest || v.version.location == version.location
+                }) {
+                    return Err(refused(format!(
+                        "dataset {dataset}'s version {} has this digest or location already",
+                        v.number
+                    )));
+                }
             }
             Action::ApproveContract(approval) => {
                 if self.contracts.contains_key(&approval.id) {
@@ -1155,15 +1270,15 @@ impl Registry {
 
     /// Checks and applies `actions` in order; on error the state is left part-way, so call it
     /// on a copy.
-    fn apply_actions(&mut self, actions: &[Action]) -> Result<(), GovError> {
+    fn apply_actions(&mut self, actions: &[Action], at: i64) -> Result<(), GovError> {
         for a in actions {
             self.check_action(a)?;
-            self.apply_action(a)?;
+            self.apply_action(a, at)?;
         }
         Ok(())
     }
 
-    fn apply_action(&mut self, a: &Action) -> Result<(), GovError> {
+    fn apply_action(&mut self, a: &Action, at: i64) -> Result<(), GovError> {
         match a {
             Action::AddMember { member } => {
                 self.members.insert(MemberId::of(member), member.clone());
@@ -1203,6 +1318,28 @@ impl Registry {
             }
             Action::RegisterDataset(record) => {
                 self.datasets.insert(record.id.clone(), record.clone());
+                let first = confide_model::Version {
+                    rows: record.rows,
+                    size: record.size,
+                    digest: record.digest.clone(),
+                    location: record.location.clone(),
+                };
+                self.versions.insert(
+                    record.id.clone(),
+                    vec![DatasetVersion {
+                        number: 1,
+                        at,
+                        version: first,
+                    }],
+                );
+            }
+            Action::AppendDataset { dataset, version } => {
+                let versions = self.versions.entry(dataset.clone()).or_default();
+                versions.push(DatasetVersion {
+                    number: versions.len() as u64 + 1,
+                    at,
+                    version: version.clone(),
+                });
             }
             Action::ApproveContract(approval) => {
                 self.contracts.insert(

@@ -208,6 +208,14 @@ pub struct OutputRules {
     pub on_violation: OnViolation,
 }
 
+impl OutputRules {
+    /// Whether the result is an exact aggregate: the aggregation rule without noise, whose
+    /// groups the difference checks hold against the groups released before.
+    pub fn exact_aggregate(&self) -> bool {
+        matches!(self.rule, Some(AnalysisRule::Aggregation { .. })) && self.noise.is_none()
+    }
+}
+
 /// A contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +230,92 @@ pub struct Contract {
     pub recipients: Vec<MemberId>,
     /// The output rules.
     pub output: OutputRules,
+    /// Which versions of each dataset the tables read (all of them unless the terms say).
+    #[serde(default, skip_serializing_if = "Versions::is_all")]
+    pub versions: Versions,
+}
+
+/// Which versions of a growing dataset a contract reads ([`crate::dataset::DatasetVersion`]):
+/// every one, the latest at the run, or those the ledger accepted in a time window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Versions {
+    /// Every version: the dataset as it stands at the run.
+    #[default]
+    All,
+    /// The latest version only (a day's batch, say).
+    Latest,
+    /// The versions accepted from `from` (inclusive) to `until` (exclusive), Unix seconds.
+    Window {
+        /// The window's start.
+        from: i64,
+        /// Its end.
+        until: i64,
+    },
+}
+
+impl Versions {
+    /// Whether every version is read (the default, left out of the terms' JSON).
+    pub fn is_all(&self) -> bool {
+        *self == Self::All
+    }
+
+    /// The versions of `versions` (in the ledger's order) this selection reads.
+    pub fn select<'a>(
+        &self,
+        versions: &'a [crate::dataset::DatasetVersion],
+    ) -> Vec<&'a crate::dataset::DatasetVersion> {
+        match *self {
+            Self::All => versions.iter().collect(),
+            Self::Latest => versions.last().into_iter().collect(),
+            Self::Window { from, until } => versions
+                .iter()
+                .filter(|v| from <= v.at && v.at < until)
+                .collect(),
+        }
+    }
+
+    /// `all`, `latest`, or `FROM..UNTIL` in Unix seconds.
+    pub fn parse(text: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::Malformed {
+            field: "versions",
+            detail: format!("{text:?} is not all, latest or FROM..UNTIL (Unix seconds)"),
+        };
+        let versions = match text {
+            "all" => Self::All,
+            "latest" => Self::Latest,
+            _ => {
+                let (from, until) = text.split_once("..").ok_or_else(bad)?;
+                Self::Window {
+                    from: from.trim().parse().map_err(|_| bad())?,
+                    until: until.trim().parse().map_err(|_| bad())?,
+                }
+            }
+        };
+        versions.check()?;
+        Ok(versions)
+    }
+
+    /// A window ends after it starts.
+    pub fn check(&self) -> Result<(), ModelError> {
+        match self {
+            Self::Window { from, until } if from >= until => Err(ModelError::Malformed {
+                field: "versions",
+                detail: format!("the window {from}..{until} ends before it starts"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::Latest => f.write_str("latest"),
+            Self::Window { from, until } => write!(f, "{from}..{until}"),
+        }
+    }
 }
 
 impl Contract {
@@ -271,6 +365,7 @@ impl Contract {
                 "a contract names at least one recipient".into(),
             );
         }
+        self.versions.check()?;
         if self.output.columns.is_empty() {
             return bad("output.columns", "the output rules allow no column".into());
         }

@@ -169,6 +169,68 @@ pub struct DatasetRecord {
     /// existed; such a dataset is read by no contract until its owner declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<Privacy>,
+    /// The public half of the dataset's key (HPKE, hex): what its owner encrypts the batches
+    /// it appends to, and the workload the dataset's difference-check history. Absent in
+    /// records written before versions existed; nothing is appended to such a dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// One batch of a dataset's rows after the first, as its owner appended it: a ciphertext under
+/// the dataset's key, with the dataset's columns and declaration (the `append_dataset`
+/// action's version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// Its rows.
+    pub rows: u64,
+    /// The size of its ciphertext in bytes.
+    pub size: u64,
+    /// SHA-256 of its ciphertext, hex.
+    pub digest: String,
+    /// Where its ciphertext is, relative to the blob store.
+    pub location: String,
+}
+
+impl Version {
+    /// Checks every field on its own; the error names the field.
+    pub fn check(&self) -> Result<(), ModelError> {
+        crate::check_digest("digest", &self.digest)?;
+        check_location(&self.location)
+    }
+}
+
+/// A version of a dataset as the ledger holds it: its number (the registration is 1, each
+/// append the next) and when it was accepted (Unix seconds, the time of the request that
+/// decided it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetVersion {
+    /// Its number, from 1.
+    pub number: u64,
+    /// When the ledger accepted it.
+    pub at: i64,
+    /// Its ciphertext.
+    #[serde(flatten)]
+    pub version: Version,
+}
+
+/// A path inside the blob store: relative, no `.` or `..`, no backslash or control character.
+fn check_location(location: &str) -> Result<(), ModelError> {
+    let relative = !location.is_empty()
+        && !location.starts_with('/')
+        && !location.chars().any(|c| c == '\\' || c.is_control())
+        && !location
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if relative {
+        Ok(())
+    } else {
+        Err(ModelError::Malformed {
+            field: "location",
+            detail: "not a relative path inside the blob store".into(),
+        })
+    }
 }
 
 impl DatasetRecord {
@@ -197,15 +259,14 @@ impl DatasetRecord {
             privacy.check(&self.schema)?;
         }
         crate::check_digest("digest", &self.digest)?;
-        let relative = !self.location.is_empty()
-            && !self.location.starts_with('/')
-            && !self.location.chars().any(|c| c == '\\' || c.is_control())
-            && !self
-                .location
-                .split('/')
-                .any(|p| p.is_empty() || p == "." || p == "..");
-        if !relative {
-            return bad("location", "not a relative path inside the blob store");
+        check_location(&self.location)?;
+        if let Some(key) = &self.public_key
+            && hex::decode(key)
+                .ok()
+                .and_then(|k| confide_crypto::hpke::HpkePublicKey::from_bytes(&k).ok())
+                .is_none()
+        {
+            return bad("public_key", "not an HPKE public key in hex");
         }
         // The key's name is the dataset's (`dataset-ID`): the id is bound to the one key its
         // owner deposited, so no member can take the id of another's dataset under a key of
@@ -244,6 +305,7 @@ mod tests {
             location: "datasets/payments-0123456789ab.cfd".into(),
             key: "dataset-payments-0123456789ab".into(),
             privacy: Some(Privacy::default()),
+            public_key: None,
         }
     }
 
@@ -284,7 +346,8 @@ mod tests {
     #[test]
     fn each_field_is_checked_and_named() {
         type Spoil = fn(&mut DatasetRecord);
-        let cases: [(&str, Spoil); 13] = [
+        let cases: [(&str, Spoil); 14] = [
+            ("public_key", |r| r.public_key = Some("ab".repeat(31))),
             ("privacy", |r| {
                 r.privacy = Some(Privacy {
                     identity: [("customer".into(), "person".into())].into(),

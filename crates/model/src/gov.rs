@@ -98,6 +98,14 @@ pub enum Action {
         /// The contract's id.
         id: ContractId,
     },
+    /// Appends a version to a dataset, with its owner's consent: a batch of rows under the
+    /// dataset's key, its columns and its declaration.
+    AppendDataset {
+        /// The dataset.
+        dataset: crate::DatasetId,
+        /// The batch.
+        version: crate::dataset::Version,
+    },
     /// Sets a dataset's privacy budget (raised or lowered), with its owner's consent.
     SetBudget {
         /// The dataset.
@@ -144,6 +152,7 @@ impl Action {
             Self::ApproveContract(_) => "approve_contract",
             Self::RevokeContract { .. } => "revoke_contract",
             Self::SetBudget { .. } => "set_budget",
+            Self::AppendDataset { .. } => "append_dataset",
         }
     }
 
@@ -170,6 +179,7 @@ impl Action {
             Self::AddMeasurement(_) | Self::RemoveMeasurement(_) => Ok(()),
             Self::RegisterDataset(record) => record.check(),
             Self::SetBudget { budget, .. } => budget.check(),
+            Self::AppendDataset { version, .. } => version.check(),
             Self::ApproveContract(approval) => {
                 approval.contract.check()?;
                 let digest = approval.contract.id();

@@ -25,8 +25,10 @@ pub use broker::{
     LeaseList, LeaseView, ReleaseRequest, Released, RenewRequest, Renewed, ResourceAnswer,
     ResourceInfo, Stamp,
 };
-pub use contract::{AnalysisRule, Contract, Measurement, MinGroup, OnViolation, OutputRules};
-pub use dataset::{Column, DatasetRecord, Format, Privacy};
+pub use contract::{
+    AnalysisRule, Contract, Measurement, MinGroup, OnViolation, OutputRules, Versions,
+};
+pub use dataset::{Column, DatasetRecord, DatasetVersion, Format, Privacy, Version};
 pub use dp::{Bounds, Budget, Epsilon, Noise};
 pub use gov::{
     Action, Approval, ContractList, ContractRecord, ContractState, DatasetList, GovBody, Member,
@@ -35,7 +37,8 @@ pub use gov::{
 pub use ids::{ContractId, DatasetId, MemberId, RunId};
 pub use log::{Consistency, EntryPage, LatestCheckpoint, ListedEntry};
 pub use run::{
-    Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded, RunReport,
+    HistoryStep, Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded,
+    RunReport,
     SignedRunReport,
 };
 pub use runtime::RuntimeKeys;

@@ -47,6 +47,30 @@ pub struct RunOutput {
     /// The ε the run spent adding noise (the contract's), charged to every dataset it read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epsilon: Option<crate::Epsilon>,
+    /// The difference-check histories the run read and wrote, one per dataset whose
+    /// individuals its groups counted (exact results only: a noised one is covered by the
+    /// budget instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryStep>,
+}
+
+/// One dataset's difference-check history moved on by a run: the sets of individuals behind
+/// every group released from the dataset so far, encrypted to the dataset's key, stored at
+/// `location`. Each run starts from the history the last one left (`from`), so the ledger
+/// holds one chain of them per dataset, and a run that started from an older one is not
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryStep {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// SHA-256 of the history the run started from, hex; none for the dataset's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// SHA-256 of the history it left, hex.
+    pub to: String,
+    /// Where that is stored, relative to the blob store.
+    pub location: String,
 }
 
 /// How a run ended.
@@ -108,6 +132,21 @@ pub enum Refusal {
         /// The minimum.
         min: u64,
         /// The count column.
+        column: String,
+    },
+    /// Rows differ from a group released earlier by fewer individuals than the minimum, and
+    /// the contract says to refuse.
+    #[error(
+        "{rows} row(s) differ from a group released earlier by fewer than {min} distinct \
+         individuals in {column:?} (a difference check); the contract says to refuse such a \
+         result"
+    )]
+    TooCloseToEarlier {
+        /// How many rows.
+        rows: u64,
+        /// The minimum.
+        min: u64,
+        /// The identity column.
         column: String,
     },
     /// The result has more rows than the contract allows.

@@ -1,9 +1,9 @@
 # confide's default constitution: decides, after each ballot, whether a proposal is accepted,
 # rejected, or still open.
 #
-# - Anything that grants access to a member's data (registering their dataset, approving a
-#   contract over it, setting its privacy budget) needs that member's approval; any one owner
-#   of a contract's data can revoke it.
+# - Anything that grants access to a member's data (registering their dataset, appending to it,
+#   approving a contract over it, setting its privacy budget) needs that member's approval; any
+#   one owner of a contract's data can revoke it.
 # - Everything else (membership, the constitution, policies, trusted measurements) needs a
 #   majority of the members.
 #
@@ -23,7 +23,7 @@ yes := {m | some m, v in input.ballots; v == true; m in members}
 
 no := {m | some m, v in input.ballots; v == false; m in members}
 
-data_actions := {"approve_contract", "register_dataset", "revoke_contract", "set_budget"}
+data_actions := {"append_dataset", "approve_contract", "register_dataset", "revoke_contract", "set_budget"}
 
 owners contains owner if {
 	some a in input.proposal.actions
@@ -42,6 +42,13 @@ owners contains a.owner if {
 owners contains owner if {
 	some a in input.proposal.actions
 	a.action == "set_budget"
+	owner := input.datasets[a.dataset].owner
+}
+
+# A version appended to a dataset is its owner's alone to add.
+owners contains owner if {
+	some a in input.proposal.actions
+	a.action == "append_dataset"
 	owner := input.datasets[a.dataset].owner
 }
 

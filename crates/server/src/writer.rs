@@ -115,10 +115,11 @@ fn commit(ledger: &RwLock<Ledger>, gov: &RwLock<Governance>, jobs: Vec<Job>) {
                 (cose, checked)
             }
             // A key release for a contract that adds noise spends from its dataset's budget,
-            // checked and charged here, one entry after another: two releases at once cannot
-            // both take the budget's last ε.
+            // and a run record moves its datasets' difference-check histories on, checked here
+            // one entry after another: two releases at once cannot both take the budget's last
+            // ε, nor two runs both be checked against the same earlier results.
             Entry::Audit(event) => {
-                let charged = gov.charge(event.entry(), true).map(|()| Applied {
+                let charged = gov.account(event.entry(), true).map(|()| Applied {
                     proposal: None,
                     state: None,
                 });

@@ -18,9 +18,11 @@
 
 #![forbid(unsafe_code)]
 
+mod history;
 pub mod terms;
 
 use base64::Engine as _;
+use confide_cleanroom::history::History;
 use confide_cleanroom::{BlobStore, CleanroomError, Table};
 use confide_client::Client;
 use confide_client::ledger::{LedgerViewError, VerifiedLedger};
@@ -358,41 +360,74 @@ pub fn run(
         }
     }
 
+    // The versions each table reads, as the contract selects them from the ledger's.
+    let mut versions = Vec::new();
+    for input in approved.tables.values() {
+        let selected = approved
+            .contract
+            .versions
+            .select(gov.versions(&input.record.id));
+        if selected.is_empty() {
+            return Err(WorkloadError::NotRunnable {
+                reason: format!(
+                    "dataset {} has no version the contract reads (versions: {})",
+                    input.record.id, approved.contract.versions
+                ),
+            });
+        }
+        versions.push(selected);
+    }
+
     let mut keys = Vec::new();
     let mut stored = Vec::new();
     let mut inputs = Vec::new();
-    for record in approved.tables.values().map(|input| &input.record) {
+    for (input, selected) in approved.tables.values().zip(&versions) {
+        let record = &input.record;
         keys.push(attesting.release(&token, &record.key, id)?);
-        stored.push((record.location.as_str(), record.digest.as_str()));
-        inputs.push(RunInput {
-            dataset: record.id.clone(),
-            digest: record.digest.clone(),
-        });
+        for v in selected {
+            stored.push((v.version.location.as_str(), v.version.digest.as_str()));
+            inputs.push(RunInput {
+                dataset: record.id.clone(),
+                digest: v.version.digest.clone(),
+            });
+        }
     }
     // Every ciphertext checked against its registered digest (all at once), then each table
-    // reads its own, under the key released for it.
-    let verified = runtime.block_on(blobs.verified_all(&stored))?;
-    let tables = approved
-        .tables
-        .iter()
-        .zip(keys.iter().zip(verified))
-        .map(|((name, input), (key, ciphertext))| {
-            let source = ciphertext.open(key).map_err(|e| WorkloadError::Dataset {
-                id: input.record.id.clone(),
-                what: format!(
-                    "table {name}: its ciphertext does not open under the key the broker \
-                     released ({e})"
-                ),
-            })?;
-            Ok(Table {
-                name: name.clone(),
-                format: input.record.format,
-                schema: input.schema.clone(),
-                source,
-                privacy: input.privacy.clone(),
+    // reads its own versions, under the key released for it.
+    let mut verified = runtime.block_on(blobs.verified_all(&stored))?.into_iter();
+    // An exact aggregate is checked against the groups released before from each dataset: its
+    // history, as the ledger's last run left it.
+    let differenced = approved.contract.output.exact_aggregate();
+    let mut tables = Vec::new();
+    for (((name, input), key), selected) in approved.tables.iter().zip(&keys).zip(&versions) {
+        let dataset = &input.record.id;
+        let sources = selected
+            .iter()
+            .zip(verified.by_ref())
+            .map(|(v, ciphertext)| {
+                ciphertext.open(key).map_err(|e| WorkloadError::Dataset {
+                    id: dataset.clone(),
+                    what: format!(
+                        "table {name}, version {}: its ciphertext does not open under the key \
+                         the broker released ({e})",
+                        v.number
+                    ),
+                })
             })
-        })
-        .collect::<Result<Vec<_>, WorkloadError>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let history = match gov.history(dataset).filter(|_| differenced) {
+            Some(step) => history::read(blobs, runtime, step, key)?,
+            None => History::default(),
+        };
+        tables.push(Table {
+            name: name.clone(),
+            format: input.record.format,
+            schema: input.schema.clone(),
+            sources,
+            privacy: input.privacy.clone(),
+            history,
+        });
+    }
 
     let contract = &approved.contract;
     let released = match runtime.block_on(confide_cleanroom::runner::run(
@@ -410,12 +445,25 @@ pub fn run(
         }
     };
 
-    // The result, encrypted to each recipient's key as the ledger holds it.
-    let keys: Vec<HpkePublicKey> = approved.recipients.iter().map(|r| *r.hpke_key()).collect();
-    let ciphertext = confide_crypto::envelope::encrypt_bytes(&keys, &released.csv)?;
+    // Each dataset's history moved on, stored before the run is recorded (a history no record
+    // names is never read).
+    let mut steps = Vec::new();
+    for ((table, input), key) in approved.tables.iter().zip(&keys) {
+        let Some(history) = released.histories.get(table) else {
+            continue;
+        };
+        let dataset = &input.record.id;
+        steps.push(history::write(blobs, runtime, dataset, gov.history(dataset), history, key)?);
+    }
+
+    // The result, encrypted to each recipient's key as the ledger holds it, and stored once
+    // the run is recorded: a run the ledger refuses (one that checked its groups against a
+    // history another run has moved on since) leaves nothing a recipient can read.
+    let recipients: Vec<HpkePublicKey> =
+        approved.recipients.iter().map(|r| *r.hpke_key()).collect();
+    let ciphertext = confide_crypto::envelope::encrypt_bytes(&recipients, &released.csv)?;
     let output_digest = hex::encode(confide_crypto::digest::sha256(&ciphertext));
     let location = format!("results/{output_digest}.cfd");
-    runtime.block_on(blobs.put(&location, ciphertext))?;
     let r = attesting.report(
         id,
         model::RunOutcome::Released {
@@ -423,15 +471,17 @@ pub fn run(
             output: RunOutput {
                 epsilon: contract.output.noise.map(|n| n.epsilon),
                 digest: output_digest,
-                location,
+                location: location.clone(),
                 rows: released.rows,
                 suppressed: released.suppressed,
                 recipients: contract.recipients.clone(),
                 rule: contract.output.rule,
                 counted: released.counted,
+                history: steps,
             },
         },
     )?;
+    runtime.block_on(blobs.put(&location, ciphertext))?;
     Ok(RunOutcome {
         run: r.run,
         rows: released.rows,
