@@ -254,6 +254,9 @@ mod tests {
         // Another column's sets are not this one's.
         let other = Earlier::new(h.sets("customer"));
         assert_eq!(other.compare(&all[1..], 5), Difference::Far);
-        assert_eq!(Earlier::new(h.sets("none")).compare(&all, 5), Difference::Far);
+        assert_eq!(
+            Earlier::new(h.sets("none")).compare(&all, 5),
+            Difference::Far
+        );
     }
 }

@@ -53,9 +53,21 @@ fn refused<T>(refusal: Refusal) -> Result<T, CleanroomError> {
 }
 
 /// Applies `rules` to the result `batches`: their first columns are the result's own
-/// (`columns`), then one engine count per entry of `counts`, then, with `differences`, the
-/// identity set behind each count, checked against the earlier ones; none of these leave.
-pub(crate) fn apply(
+/// (`columns`), then one engine count per entry of `counts`, which never leave. No difference
+/// checks (see [`crate::runner::run`], which makes them).
+pub fn apply(
+    rules: &OutputRules,
+    rule: AnalysisRule,
+    columns: &[String],
+    counts: &[Count],
+    batches: &[RecordBatch],
+) -> Result<Released, CleanroomError> {
+    checked(rules, rule, columns, counts, batches, None)
+}
+
+/// The same, and with `differences`, the identity set behind each count (after the counts) is
+/// checked against the earlier ones.
+pub(crate) fn checked(
     rules: &OutputRules,
     rule: AnalysisRule,
     columns: &[String],

@@ -19,11 +19,11 @@ use datafusion::prelude::{
     CsvReadOptions, DataFrame, ParquetReadOptions, SessionConfig, SessionContext,
 };
 
+use crate::history::{Earlier, History};
 use crate::privacy::{self, Guarded};
+use crate::rules::Differences;
 use crate::rules::{self, Released};
 use crate::{CleanroomError, plaintext};
-use crate::history::{Earlier, History};
-use crate::rules::Differences;
 use confide_model::contract::{AnalysisRule, OutputRules};
 use confide_model::dataset::Privacy;
 
@@ -121,7 +121,10 @@ async fn register(ctx: &SessionContext, tables: &[Table]) -> Result<(), Cleanroo
             )));
         }
         for (v, source) in table.sources.iter().enumerate() {
-            store.insert(&format!("{i}/{v:06}.{}", table.format.as_str()), source.clone());
+            store.insert(
+                &format!("{i}/{v:06}.{}", table.format.as_str()),
+                source.clone(),
+            );
         }
         urls.push(format!("{}{i}/", plaintext::URL));
     }
@@ -264,16 +267,23 @@ pub async fn run(
         .collect()
         .await
         .map_err(|e| CleanroomError::Query(format!("running the contract's SQL: {e}")))?;
-    // Each count's table and column (`table.column`: a table's name has no dot).
-    let counted: Vec<(&Table, &str)> = guarded
-        .counts
-        .iter()
-        .map(|c| {
-            c.of.split_once('.')
-                .and_then(|(t, column)| tables.iter().find(|x| x.name == t).map(|t| (t, column)))
-                .ok_or_else(|| CleanroomError::Query(format!("the engine counted {:?}", c.of)))
-        })
-        .collect::<Result<_, _>>()?;
+    // Under an exact aggregate, each count is of one table's column (`table.column`: a
+    // table's name has no dot), checked against that table's history.
+    let counted: Vec<(&Table, &str)> = if guarded.sets {
+        guarded
+            .counts
+            .iter()
+            .map(|c| {
+                c.of.split_once('.')
+                    .and_then(|(t, column)| {
+                        tables.iter().find(|x| x.name == t).map(|t| (t, column))
+                    })
+                    .ok_or_else(|| CleanroomError::Query(format!("the engine counted {:?}", c.of)))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let mut differences = guarded.sets.then(|| Differences {
         earlier: counted
             .iter()
@@ -281,7 +291,7 @@ pub async fn run(
             .collect(),
         new: vec![Vec::new(); counted.len()],
     });
-    let mut released = rules::apply(
+    let mut released = rules::checked(
         rules,
         rule_of(rules)?,
         &guarded.columns,

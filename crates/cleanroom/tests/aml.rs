@@ -25,8 +25,9 @@ fn tables(files: &[Vec<u8>; 3]) -> Vec<Table> {
             name: (*name).to_owned(),
             format: Format::Csv,
             schema: schema.clone(),
-            source: Arc::new(bytes.clone()),
+            sources: vec![Arc::new(bytes.clone())],
             privacy: aml::privacy(),
+            history: Default::default(),
         })
         .collect()
 }
@@ -258,8 +259,9 @@ async fn parquet_tables_give_the_same_findings() {
             name: t.name.clone(),
             format: Format::Parquet,
             schema: t.schema.clone(),
-            source,
+            sources: vec![source],
             privacy: aml::privacy(),
+            history: Default::default(),
         };
         in_memory.push(table(Arc::new(out)));
         encrypted.push(table(verified.open(&key).unwrap()));
@@ -292,7 +294,9 @@ async fn encrypted_tables_give_the_same_findings_and_a_changed_chunk_fails_the_q
     let encrypted = |sealed: &[Vec<u8>]| {
         let mut tables = tables(&files);
         for (table, file) in tables.iter_mut().zip(sealed) {
-            table.source = Arc::new(confide_crypto::envelope::open_at(&key, file.clone()).unwrap());
+            table.sources = vec![Arc::new(
+                confide_crypto::envelope::open_at(&key, file.clone()).unwrap(),
+            )];
         }
         tables
     };

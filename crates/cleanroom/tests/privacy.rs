@@ -94,8 +94,9 @@ fn tables() -> Vec<Table> {
             name,
             format: Format::Csv,
             schema,
-            source: Arc::new(csv.into_bytes()),
+            sources: vec![Arc::new(csv.into_bytes())],
             privacy,
+            history: Default::default(),
         })
         .collect()
 }

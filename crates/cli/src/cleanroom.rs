@@ -17,8 +17,8 @@ use confide_crypto::signing::VerifyingKey;
 use confide_identity::Home;
 use confide_model::{
     Action, Approval, Bounds, BrokerBody, Budget, Column, ContractId, DatasetId, DatasetList,
-    DatasetRecord, DatasetVersion, Epsilon, GovBody, KekAnswer, KeyAnswer, MemberId, Noise, Proposal, ProposalList,
-    ProposalState, RunId, Submitted, Versions,
+    DatasetRecord, DatasetVersion, Epsilon, GovBody, KekAnswer, KeyAnswer, MemberId, Noise,
+    Proposal, ProposalList, ProposalState, RunId, Submitted, Versions,
 };
 use confide_workload::{Launch, RunOutcome, Tee};
 use datafusion::arrow::datatypes::SchemaRef;

@@ -599,10 +599,10 @@ impl Governance {
             }
             GovBody::Propose { actions } => self.decide(
                 Proposal {
-                id,
-                proposer: request.signer.clone(),
-                actions,
-                ballots: BTreeMap::new(),
+                    id,
+                    proposer: request.signer.clone(),
+                    actions,
+                    ballots: BTreeMap::new(),
                     state: ProposalState::Open,
                     seq,
                 },
@@ -995,7 +995,7 @@ impl Governance {
                 .versions(&input.dataset)
                 .iter()
                 .any(|v| v.version.digest == input.digest);
-            if !registered || !digests.insert(&input.digest) {
+            if !registered || !digests.insert((&input.dataset, &input.digest)) {
                 return Err(Denial::DigestNotRegistered {
                     dataset: input.dataset.clone(),
                 });

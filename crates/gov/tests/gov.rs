@@ -559,6 +559,7 @@ fn releases_and_runs_are_decided_by_the_ledger() {
     let released = |inputs: Vec<RunInput>, recipients: Vec<MemberId>| RunOutcome::Released {
         inputs,
         output: RunOutput {
+            history: Vec::new(),
             epsilon: None,
             digest: "11".repeat(32),
             location: "results/r.cfd".into(),
@@ -630,7 +631,8 @@ fn releases_and_runs_are_decided_by_the_ledger() {
                 ),
                 &all_keys,
             ),
-            Some("InputsNotTheContracts"),
+            // One version read twice.
+            Some("DigestNotRegistered"),
         ),
         (
             (
@@ -919,4 +921,150 @@ fn a_privacy_budget_is_spent_by_releases_and_raised_only_by_its_owner() {
         matches!(&refused, Err(GovError::Refused(why)) if why.contains("its period")),
         "{refused:?}"
     );
+}
+
+/// A dataset grows by versions only its owner adds; a run may read any of them, each once;
+/// and the runs of its exact aggregates chain its difference-check history on the ledger: a
+/// run checked against another history than the latest (two at once, or one rolled back) is
+/// not recorded, and a restart finds the same latest history and versions.
+#[test]
+fn a_dataset_grows_by_its_owners_versions_and_runs_chain_its_history() {
+    use confide_gov::Denial;
+    use confide_model::{Measurement, RunOutcome};
+
+    let (a, b, c) = (Member::new("a"), Member::new("b"), Member::new("c"));
+    let mut k = anything_goes(&a, &b, &c);
+    let key = confide_crypto::hpke::HpkeSecretKey::generate().unwrap();
+    let mut record = dataset("a-data", &a);
+    record["public_key"] = json!(hex::encode(key.public_key().as_bytes()));
+    let p = k.propose(&a, json!([record, dataset("old-data", &a)]), 3);
+    k.vote(&a, &p, true, 4).unwrap();
+    let a_data: confide_model::DatasetId = "a-data".parse().unwrap();
+    assert_eq!(k.gov.versions(&a_data).len(), 1);
+
+    let version = |n: u8| {
+        json!({"rows": 5, "size": 100, "digest": format!("{n:02x}").repeat(32),
+               "location": format!("datasets/a-data/{n}.cfd")})
+    };
+    let append =
+        |d: &str, n: u8| json!([{"action": "append_dataset", "dataset": d, "version": version(n)}]);
+    // Another member's proposal waits for the owner, whatever the constitution says.
+    let p = k.propose(&b, append("a-data", 1), 5);
+    assert_eq!(k.gov.versions(&a_data).len(), 1);
+    assert_eq!(
+        k.vote(&a, &p, true, 6).unwrap(),
+        Some(ProposalState::Accepted)
+    );
+    let versions = k.gov.versions(&a_data).to_vec();
+    assert_eq!(
+        versions.iter().map(|v| v.number).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(versions[1].at, NOW);
+    assert_eq!(versions[1].version.digest, "01".repeat(32));
+    // The same batch again, a dataset registered without its key's public half, or no dataset:
+    // refused when proposed.
+    for (actions, why) in [
+        (append("a-data", 1), "already"),
+        (append("old-data", 2), "public half"),
+        (append("no-data", 2), "no dataset"),
+    ] {
+        let refused = k.submit(a.sign(json!({"type": "propose", "actions": actions}), 7));
+        assert!(
+            matches!(&refused, Err(GovError::Refused(w)) if w.contains(why)),
+            "{why}: {refused:?}"
+        );
+    }
+
+    // A contract over it, and runs that read its versions.
+    let approve = contract(&["a-data"], &a);
+    let id: ContractId = approve["id"].as_str().unwrap().parse().unwrap();
+    let p = k.propose(&a, json!([approve]), 8);
+    k.vote(&a, &p, true, 9).unwrap();
+    let sim = Measurement::parse("sim", &"00".repeat(48)).unwrap();
+    let read = |digests: &[String], history: Value| {
+        let inputs: Vec<Value> = digests
+            .iter()
+            .map(|d| json!({"dataset": "a-data", "digest": d}))
+            .collect();
+        json!({"released": {"inputs": inputs, "output": {
+            "digest": "11".repeat(32), "location": "results/r.cfd", "rows": 1, "suppressed": 0,
+            "recipients": [a.fp()], "rule": {"aggregation": {"min_identities": 2}},
+            "history": history}}})
+    };
+    let outcome = |v: Value| serde_json::from_value::<RunOutcome>(v).unwrap();
+    let all: Vec<String> = versions.iter().map(|v| v.version.digest.clone()).collect();
+    let step = |from: Option<&str>, to: &str| {
+        let mut s = json!({"dataset": "a-data", "to": to.repeat(32),
+                           "location": format!("history/a-data/{to}.cfd")});
+        if let Some(from) = from {
+            s["from"] = json!(from.repeat(32));
+        }
+        s
+    };
+    let record_ok = |gov: &Governance, o: Value| {
+        gov.may_record(&id, std::slice::from_ref(&sim), &outcome(o), |_: &str| true)
+            .map(|_| ())
+    };
+    assert_eq!(record_ok(&k.gov, read(&all, json!([]))), Ok(()));
+    assert_eq!(record_ok(&k.gov, read(&all[1..], json!([]))), Ok(()));
+    for bad in [vec![all[0].clone(), all[0].clone()], vec!["ee".repeat(32)]] {
+        assert!(matches!(
+            record_ok(&k.gov, read(&bad, json!([]))),
+            Err(Denial::DigestNotRegistered { .. })
+        ));
+    }
+
+    // The history's chain: the first from none, each next from the last.
+    let entry = |history: Value| {
+        let mut r = json!({"type": "cleanroom.run", "run": "ab".repeat(16), "contract": id,
+            "token": "00".repeat(32), "simulated": true, "at": NOW, "nonce": "00",
+            "signed_by": "x", "signature": "x"});
+        let Value::Object(o) = read(&all, history)["released"].take() else {
+            unreachable!()
+        };
+        r["inputs"] = o["inputs"].clone();
+        r["output"] = o["output"].clone();
+        r.to_string().into_bytes()
+    };
+    let first = entry(json!([step(None, "a1")]));
+    assert_eq!(
+        record_ok(&k.gov, read(&all, json!([step(None, "a1")]))),
+        Ok(())
+    );
+    k.gov.account(&first, true).unwrap();
+    assert_eq!(k.gov.history(&a_data).unwrap().to, "a1".repeat(32));
+    // A second run that started from none (run at the same time as the first), or from a
+    // history that never was: refused, asked or appended, and nothing moves.
+    for stale in [step(None, "b2"), step(Some("ff"), "b2")] {
+        assert!(matches!(
+            record_ok(&k.gov, read(&all, json!([stale.clone()]))),
+            Err(Denial::HistoryNotLatest { .. })
+        ));
+        assert!(matches!(
+            k.gov.account(&entry(json!([stale])), true),
+            Err(GovError::Denied(Denial::HistoryNotLatest { .. }))
+        ));
+    }
+    assert_eq!(k.gov.history(&a_data).unwrap().to, "a1".repeat(32));
+    // A history of a dataset the contract does not read is not its run's to write.
+    let mut foreign = step(None, "c3");
+    foreign["dataset"] = json!("old-data");
+    assert!(matches!(
+        record_ok(&k.gov, read(&all, json!([foreign]))),
+        Err(Denial::HistoryNotLatest { .. })
+    ));
+    let second = entry(json!([step(Some("a1"), "a2")]));
+    k.gov.account(&second, true).unwrap();
+    assert_eq!(k.gov.history(&a_data).unwrap().to, "a2".repeat(32));
+
+    // A restart finds the same versions and the same latest history.
+    let mut replayed = k.replayed();
+    for (seq, e) in [first, second].iter().enumerate() {
+        replayed
+            .replay_entry((k.log.len() + seq) as u64, e)
+            .unwrap();
+    }
+    assert_eq!(replayed.versions(&a_data), &versions[..]);
+    assert_eq!(replayed.history(&a_data), k.gov.history(&a_data));
 }

@@ -453,6 +453,7 @@ mod tests {
 
     pub(crate) fn sample() -> Contract {
         Contract {
+            versions: Versions::All,
             tables: [("bank_a".to_owned(), "ds-a".parse().unwrap())].into(),
             sql: "SELECT 1 AS n".into(),
             measurements: vec![Measurement::new(TeeKind::Sim, vec![0; 48]).unwrap()],
@@ -466,6 +467,51 @@ mod tests {
                 on_violation: OnViolation::Refuse,
             },
         }
+    }
+
+    #[test]
+    fn versions_select_all_the_latest_or_a_window_and_parse_as_written() {
+        use crate::dataset::{DatasetVersion, Version};
+        let versions: Vec<DatasetVersion> = [100, 200, 300]
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| DatasetVersion {
+                number: i as u64 + 1,
+                at,
+                version: Version {
+                    rows: 1,
+                    size: 1,
+                    digest: format!("{i:02}").repeat(32),
+                    location: format!("v{i}"),
+                },
+            })
+            .collect();
+        let numbers =
+            |v: Versions| -> Vec<u64> { v.select(&versions).iter().map(|v| v.number).collect() };
+        assert_eq!(numbers(Versions::All), [1, 2, 3]);
+        assert_eq!(numbers(Versions::Latest), [3]);
+        assert_eq!(numbers(Versions::parse("200..300").unwrap()), [2]);
+        assert_eq!(numbers(Versions::parse("0..201").unwrap()), [1, 2]);
+        assert!(numbers(Versions::parse("301..400").unwrap()).is_empty());
+        assert!(Versions::Latest.select(&[]).is_empty());
+        for text in ["all", "latest", "200..300"] {
+            assert_eq!(Versions::parse(text).unwrap().to_string(), text);
+        }
+        for bad in ["", "newest", "300..200", "5..5", "a..b", "1..", "..2"] {
+            assert!(Versions::parse(bad).is_err(), "{bad}");
+        }
+        // The default is left out of the terms, so a contract's id is what it was before
+        // versions existed; another selection is in them.
+        let mut c = sample();
+        assert!(!serde_json::to_string(&c).unwrap().contains("versions"));
+        let before = c.id();
+        c.versions = Versions::Latest;
+        assert!(
+            serde_json::to_string(&c)
+                .unwrap()
+                .contains(r#""versions":"latest""#)
+        );
+        assert_ne!(c.id(), before);
     }
 
     #[test]

@@ -38,8 +38,7 @@ pub use ids::{ContractId, DatasetId, MemberId, RunId};
 pub use log::{Consistency, EntryPage, LatestCheckpoint, ListedEntry};
 pub use run::{
     HistoryStep, Refusal, RunInput, RunOutcome, RunOutput, RunRecord, RunRecordKind, RunRecorded,
-    RunReport,
-    SignedRunReport,
+    RunReport, SignedRunReport,
 };
 pub use runtime::RuntimeKeys;
 

@@ -386,6 +386,7 @@ mod tests {
                     digest: "00".repeat(32),
                 }],
                 output: RunOutput {
+                    history: Vec::new(),
                     epsilon: None,
                     digest: "11".repeat(32),
                     location: "results/x.cfd".into(),
@@ -431,6 +432,7 @@ mod tests {
         // Fields of the other kind, or no word on simulation: not a record.
         let mut mixed = record.clone();
         mixed.output = Some(RunOutput {
+            history: Vec::new(),
             epsilon: None,
             digest: "00".repeat(32),
             location: "results/x.cfd".into(),

@@ -453,7 +453,14 @@ pub fn run(
             continue;
         };
         let dataset = &input.record.id;
-        steps.push(history::write(blobs, runtime, dataset, gov.history(dataset), history, key)?);
+        steps.push(history::write(
+            blobs,
+            runtime,
+            dataset,
+            gov.history(dataset),
+            history,
+            key,
+        )?);
     }
 
     // The result, encrypted to each recipient's key as the ledger holds it, and stored once
