@@ -145,10 +145,10 @@ pub(crate) enum ContractCommand {
         /// Refuse a result with rows under the minimum group (default: suppress them).
         #[arg(long)]
         refuse: bool,
-        /// Which versions of each dataset it reads: all, latest, or FROM..UNTIL (Unix
-        /// seconds, the times the ledger accepted them).
-        #[arg(long, default_value = "all")]
-        versions: String,
+        /// Which versions of its dataset a table reads: TABLE=all (the default), TABLE=latest,
+        /// or TABLE=FROM..UNTIL (Unix seconds, the times the ledger accepted them) (repeat).
+        #[arg(long = "versions", value_name = "TABLE=VERSIONS")]
+        versions: Vec<String>,
     },
     /// Approve a proposed contract, as an owner of one of its datasets.
     Approve {
@@ -773,7 +773,7 @@ pub(crate) fn build_contract(
                 OnViolation::Suppress
             },
         },
-        versions: Versions::All,
+        versions: Default::default(),
     };
     contract.check()?;
     Ok(contract)
@@ -927,7 +927,15 @@ pub(crate) fn contract(cmd: ContractCommand, home: &Home, server: &str) -> anyho
                 max_rows,
                 refuse,
             )?;
-            c.versions = Versions::parse(&versions).context("--versions")?;
+            for v in &versions {
+                let (table, chosen) = v
+                    .split_once('=')
+                    .with_context(|| format!("--versions {v:?} is not TABLE=VERSIONS"))?;
+                let chosen =
+                    Versions::parse(chosen).with_context(|| format!("--versions {v:?}"))?;
+                c.versions.insert(table.to_owned(), chosen);
+            }
+            c.check().context("--versions")?;
             let (id, state) = propose_contract(&client, home, &c)?;
             println!(
                 "contract {id} proposed ({state}); every owner of {} must approve it",

@@ -106,7 +106,7 @@ fn differences_of_one_are_suppressed_across_contracts_and_versions() {
                 "--aggregation",
                 "5",
                 "--versions",
-                versions,
+                &format!("staff={versions}"),
             ],
         );
         let id = second_word_after(&out, "contract ");

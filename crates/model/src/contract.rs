@@ -208,6 +208,13 @@ pub struct OutputRules {
     pub on_violation: OnViolation,
 }
 
+impl Contract {
+    /// Which versions of its dataset table `table` reads.
+    pub fn versions_of(&self, table: &str) -> Versions {
+        self.versions.get(table).copied().unwrap_or_default()
+    }
+}
+
 impl OutputRules {
     /// Whether the result is an exact aggregate: the aggregation rule without noise, whose
     /// groups the difference checks hold against the groups released before.
@@ -230,9 +237,10 @@ pub struct Contract {
     pub recipients: Vec<MemberId>,
     /// The output rules.
     pub output: OutputRules,
-    /// Which versions of each dataset the tables read (all of them unless the terms say).
-    #[serde(default, skip_serializing_if = "Versions::is_all")]
-    pub versions: Versions,
+    /// Which versions of its dataset a table reads, by table name (all of them for a table
+    /// not named).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, Versions>,
 }
 
 /// Which versions of a growing dataset a contract reads ([`crate::dataset::DatasetVersion`]):
@@ -255,11 +263,6 @@ pub enum Versions {
 }
 
 impl Versions {
-    /// Whether every version is read (the default, left out of the terms' JSON).
-    pub fn is_all(&self) -> bool {
-        *self == Self::All
-    }
-
     /// The versions of `versions` (in the ledger's order) this selection reads.
     pub fn select<'a>(
         &self,
@@ -365,7 +368,15 @@ impl Contract {
                 "a contract names at least one recipient".into(),
             );
         }
-        self.versions.check()?;
+        for (table, versions) in &self.versions {
+            if !self.tables.contains_key(table) {
+                return bad(
+                    "versions",
+                    format!("{table:?} is not a table of the contract"),
+                );
+            }
+            versions.check()?;
+        }
         if self.output.columns.is_empty() {
             return bad("output.columns", "the output rules allow no column".into());
         }
@@ -453,7 +464,7 @@ mod tests {
 
     pub(crate) fn sample() -> Contract {
         Contract {
-            versions: Versions::All,
+            versions: BTreeMap::new(),
             tables: [("bank_a".to_owned(), "ds-a".parse().unwrap())].into(),
             sql: "SELECT 1 AS n".into(),
             measurements: vec![Measurement::new(TeeKind::Sim, vec![0; 48]).unwrap()],
@@ -505,13 +516,18 @@ mod tests {
         let mut c = sample();
         assert!(!serde_json::to_string(&c).unwrap().contains("versions"));
         let before = c.id();
-        c.versions = Versions::Latest;
+        c.versions.insert("bank_a".into(), Versions::Latest);
         assert!(
             serde_json::to_string(&c)
                 .unwrap()
-                .contains(r#""versions":"latest""#)
+                .contains(r#""versions":{"bank_a":"latest"}"#)
         );
         assert_ne!(c.id(), before);
+        assert_eq!(c.versions_of("bank_a"), Versions::Latest);
+        c.check().unwrap();
+        // Only a table of the contract has versions chosen.
+        c.versions.insert("bank_b".into(), Versions::Latest);
+        assert!(c.check().is_err());
     }
 
     #[test]

@@ -362,16 +362,15 @@ pub fn run(
 
     // The versions each table reads, as the contract selects them from the ledger's.
     let mut versions = Vec::new();
-    for input in approved.tables.values() {
-        let selected = approved
-            .contract
-            .versions
-            .select(gov.versions(&input.record.id));
+    for (table, input) in &approved.tables {
+        let chosen = approved.contract.versions_of(table);
+        let selected = chosen.select(gov.versions(&input.record.id));
         if selected.is_empty() {
             return Err(WorkloadError::NotRunnable {
                 reason: format!(
-                    "dataset {} has no version the contract reads (versions: {})",
-                    input.record.id, approved.contract.versions
+                    "dataset {} (table {table}) has no version the contract reads (versions: \
+                     {chosen})",
+                    input.record.id
                 ),
             });
         }
