@@ -103,10 +103,21 @@ pub fn swipes_privacy() -> Privacy {
     }
 }
 
-/// What HR declares: badges are individuals, the department only grouped by; the same budget.
+/// What HR declares: badges are individuals. No budget: the register's one attribute, the
+/// department, is only ever counted in groups of five badges or more, each held by the
+/// difference checks against the groups released before; and a contract that joins it to the
+/// swipes is held to the swipes' budget.
 pub fn hr_privacy() -> Privacy {
-    swipes_privacy()
+    Privacy {
+        identity: [("badge_id".to_owned(), "badge".to_owned())].into(),
+        ..Privacy::default()
+    }
 }
+
+/// Headcount per department, from HR's register alone: an exact aggregate.
+pub const HEADCOUNT_SQL: &str = "\
+SELECT department, COUNT(*) AS staff FROM hr GROUP BY department ORDER BY department
+";
 
 /// What the facility team and the vendor declare: rows about no one, and the bounds of what
 /// may be summed.

@@ -537,17 +537,21 @@ pub(crate) fn publish(
 }
 
 /// Appends `file` to dataset `dataset` (this member's) as its next version: checked to have
-/// the dataset's columns, encrypted to the dataset's key (its public half, as the verified
-/// ledger records it), uploaded, and registered with the owner's vote. The version, as the
-/// ledger then holds it.
+/// the dataset's columns, encrypted to the dataset's key (its public half, as the ledger
+/// verified under `ledger_key` records it), uploaded, and registered with the owner's vote.
+/// The version, as the ledger then holds it.
 pub(crate) fn append(
     client: &Client,
     home: &Home,
+    ledger_key: &VerifyingKey,
     dataset: &DatasetId,
     file: &Path,
     store: &Store,
 ) -> anyhow::Result<DatasetVersion> {
-    let gov = crate::serve::verified_governance(client, home)?;
+    let governance = || -> anyhow::Result<confide_gov::Governance> {
+        Ok(crate::serve::verified_ledger(client, home, ledger_key)?.governance()?)
+    };
+    let gov = governance()?;
     let record = gov
         .datasets()
         .get(dataset)
@@ -612,8 +616,8 @@ pub(crate) fn append(
     if state != "accepted" {
         bail!("the new version of {dataset} is {state}, not accepted");
     }
-    let gov = crate::serve::verified_governance(client, home)?;
-    gov.versions(dataset)
+    governance()?
+        .versions(dataset)
         .iter()
         .find(|v| v.version == version)
         .cloned()
@@ -686,7 +690,8 @@ pub(crate) fn dataset(cmd: DatasetCommand, home: &Home, server: &str) -> anyhow:
             file,
             store,
         } => {
-            let v = append(&client, home, &dataset, &file, &store.open()?)?;
+            let key = crate::serve::pinned_ledger_key(home)?;
+            let v = append(&client, home, &key, &dataset, &file, &store.open()?)?;
             println!(
                 "appended version {} of {dataset}: {} rows, {} bytes encrypted, digest {}",
                 v.number, v.version.rows, v.version.size, v.version.digest

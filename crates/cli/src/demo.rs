@@ -336,11 +336,14 @@ fn rows(csv: &[u8]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `confide demo iot`: the smart building. The facility team, the security contractor, the
-/// video analytics vendor and HR publish their data; occupancy per floor, department and hour
-/// runs under the aggregation rule (five badges at least) with differential privacy, energy and
-/// motion from the sensors and cameras; the facility team reads the results, next to the truth
-/// computed in plain; the budget stops the runs that would average the noise away.
+/// `confide demo iot`: the smart building, over two days. The facility team, the security
+/// contractor, the video analytics vendor and HR publish their first day's data; occupancy per
+/// floor, department and hour runs under the aggregation rule (five badges at least) with
+/// differential privacy over the latest day's swipes and all of HR's register, energy and
+/// motion from the sensors and cameras, and an exact headcount per department from HR; each
+/// appends its second day (HR its one new hire) and the contracts run again; the headcount's
+/// department that grew by one badge is suppressed (its difference would tell the new hire's
+/// department); the budget stops the run that would average the noise away.
 pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     use confide_cleanroom::iot;
 
@@ -353,6 +356,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     );
     let scale = iot::Scale {
         employees: args.employees.max(20),
+        days: 2,
         ..iot::Scale::default()
     };
     let path = |t: &str| root.join(format!("{t}.csv"));
@@ -376,6 +380,17 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         }
         rows
     };
+    // Each day's batch of the sensors, swipes and cameras; HR's register without its newest
+    // hire (badge B00000, in department 0), who joins on the second day.
+    for t in ["sensors", "swipes", "cctv"] {
+        split_days(&path(t), scale.days, |day| path(&format!("{t}-{day}")))?;
+    }
+    let register = std::fs::read_to_string(path("hr"))?;
+    let (newest, register): (Vec<&str>, Vec<&str>) =
+        register.lines().partition(|l| l.starts_with("B00000,"));
+    let header = register.first().copied().unwrap_or_default();
+    std::fs::write(path("hr-0"), register.join("\n") + "\n")?;
+    std::fs::write(path("hr-1"), format!("{header}\n{}\n", newest.join("\n")))?;
     step(&format!(
         "the building's data over {} days: {sensor_rows} sensor readings ({} floors, {} rooms \
          each), the badge swipes of {} employees, CCTV motion per floor and minute, HR's register",
@@ -390,7 +405,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     ]
     .into_iter()
     .map(|(who, table, privacy)| {
-        let record = consortium.publish(who, &path(table), table, privacy)?;
+        let record = consortium.publish(who, &path(&format!("{table}-0")), table, privacy)?;
         let budget = record
             .privacy
             .as_ref()
@@ -398,7 +413,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
             .map(|b| format!("; budget ε {} a day", b.epsilon))
             .unwrap_or_default();
         println!(
-            "   {} published {table} as {}: {} rows{budget}",
+            "   {} published {table} (day 0) as {}: {} rows{budget}",
             names[who], record.id, record.rows
         );
         Ok((table, record.id))
@@ -406,13 +421,14 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
     let table = |t: &str| format!("{t}={}", published[t]);
 
-    // The contracts, each approved by the owners of its data.
+    // The contracts, each approved by the owners of its data. The day's batch of the swipes,
+    // sensors and cameras (the latest version); all of HR's register.
     let facility = homes[0].load_public()?.fingerprint().to_hex();
     let propose = |tables: &[&str], sql: &str, rules: confide_model::OutputRules| {
-        let tables: Vec<String> = tables.iter().map(|t| table(t)).collect();
+        let names: Vec<String> = tables.iter().map(|t| table(t)).collect();
         let rule = rules.rule.context("a demo contract has a rule")?;
-        let contract = build_contract(
-            &tables,
+        let mut contract = build_contract(
+            &names,
             sql.to_owned(),
             &[sim_measurement()],
             std::slice::from_ref(&facility),
@@ -422,13 +438,18 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
             rules.max_rows,
             false,
         )?;
+        for t in tables.iter().filter(|t| **t != "hr") {
+            contract
+                .versions
+                .insert((*t).to_owned(), confide_model::Versions::Latest);
+        }
         let (id, state) = propose_contract(client, &homes[0], &contract)?;
         anyhow::Ok((id, state))
     };
     let occupancy = propose(
         &["swipes", "hr"],
         iot::OCCUPANCY_SQL,
-        iot::occupancy_rules(scale.days),
+        iot::occupancy_rules(1),
     )?;
     let energy = propose(
         &["sensors"],
@@ -440,29 +461,35 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         iot::MOTION_SQL,
         iot::building_rules(&["floor", "day", "hour", "motion"]),
     )?;
+    let headcount = propose(
+        &["hr"],
+        iot::HEADCOUNT_SQL,
+        iot::building_rules(&["department", "staff"]),
+    )?;
     // The facility team's own data: its proposal is its approval.
-    for ((id, state), owners) in [(&occupancy, &[1, 3][..]), (&energy, &[]), (&motion, &[2])] {
+    for ((id, state), owners) in [
+        (&occupancy, &[1, 3][..]),
+        (&energy, &[]),
+        (&motion, &[2]),
+        (&headcount, &[3]),
+    ] {
         if state != "accepted" {
             for &who in owners {
                 approve_contract(client, &homes[who], id)?;
             }
         }
     }
-    let (occupancy, energy, motion) = (occupancy.0, energy.0, motion.0);
-    let noise = iot::noise(scale.days);
+    let (occupancy, energy, motion, headcount) = (occupancy.0, energy.0, motion.0, headcount.0);
+    let noise = iot::noise(1);
     step(&format!(
-        "the facility team proposed three contracts, each approved by the owners of its data:\n   \
-         occupancy {occupancy} (swipes ⋈ HR; aggregation rule, at least 5 distinct badges a \
-         group; noise ε {} a run, at most {} swipes of a badge read)\n   energy {energy} \
-         (sensors)\n   motion {motion} (cameras)",
+        "the facility team proposed four contracts, each approved by the owners of its data:\n   \
+         occupancy {occupancy} (the day's swipes ⋈ HR; aggregation rule, at least 5 distinct \
+         badges a group; noise ε {} a run, at most {} swipes of a badge read)\n   energy \
+         {energy} (the day's sensors)\n   motion {motion} (the day's cameras)\n   headcount \
+         {headcount} (HR; exact, at least 5 badges a group, held by the difference checks)",
         noise.epsilon, noise.max_rows_per_identity
     ));
 
-    let runs = [&occupancy, &energy, &motion].map(|id| consortium.run(id).map(|out| (id, out)));
-    let [Ok((_, occ)), Ok((_, en)), Ok((_, mo))] = &runs else {
-        let failed = runs.into_iter().filter_map(Result::err).next();
-        return Err(failed.unwrap_or_else(|| anyhow::anyhow!("a run failed")));
-    };
     let fetch = |run: &confide_model::RunId| {
         fetch_result(
             client,
@@ -473,39 +500,166 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         )
         .map(|(csv, _)| rows(&csv))
     };
-    let (occupied, energy_rows, motion_rows) = (fetch(&occ.run)?, fetch(&en.run)?, fetch(&mo.run)?);
-
-    // The truth, in plain, for the demo only: no party could compute it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let truth: Vec<Vec<String>> = runtime.block_on(async {
-        let ctx = datafusion::prelude::SessionContext::new();
-        for t in ["swipes", "hr"] {
-            ctx.register_csv(
-                t,
-                path(t).to_str().unwrap_or_default(),
-                datafusion::prelude::CsvReadOptions::new(),
-            )
-            .await?;
-        }
-        let batches = ctx.sql(iot::OCCUPANCY_SQL).await?.collect().await?;
-        let mut csv = Vec::new();
-        {
-            let mut w = datafusion::arrow::csv::Writer::new(&mut csv);
-            for b in &batches {
-                w.write(b)?;
+    let mut headcounts = Vec::new();
+    let mut audit_seq = 0;
+    for day in 0..scale.days {
+        if day > 0 {
+            for (who, t) in [(0, "sensors"), (1, "swipes"), (2, "cctv"), (3, "hr")] {
+                let v = crate::cleanroom::append(
+                    client,
+                    &homes[who],
+                    &consortium.ledger_key,
+                    &published[t],
+                    &path(&format!("{t}-{day}")),
+                    &consortium.store,
+                )?;
+                println!(
+                    "   {} appended {t} version {} ({} rows)",
+                    names[who], v.number, v.version.rows
+                );
             }
         }
-        anyhow::Ok(rows(&csv))
-    })?;
+        let runs = [&occupancy, &energy, &motion, &headcount].map(|id| consortium.run(id));
+        let [Ok(occ), Ok(en), Ok(mo), Ok(hc)] = &runs else {
+            let failed = runs.into_iter().filter_map(Result::err).next();
+            return Err(failed.unwrap_or_else(|| anyhow::anyhow!("a run failed")));
+        };
+        audit_seq = occ.audit_seq;
+        let (occupied, energy_rows, motion_rows) =
+            (fetch(&occ.run)?, fetch(&en.run)?, fetch(&mo.run)?);
+        // The truth, in plain, for the demo only: no party could compute it.
+        // (HR's register as it stood: without the new hire on the first day, whole after.)
+        let register = if day == 0 { path("hr-0") } else { path("hr") };
+        let truth =
+            runtime.block_on(plain_occupancy(&path(&format!("swipes-{day}")), &register))?;
+        show_occupancy(day, &occupied, &truth, occ.suppressed, args.verbose);
+        show_energy(day, &occupied, &energy_rows, &motion_rows, args.verbose);
+        headcounts.push((fetch(&hc.run)?, hc.suppressed));
+    }
+
+    // The headcount, exact, each day. On the second, the department with the new hire is one
+    // badge away from the first day's group: suppressed.
+    step("headcount per department (exact), each day:");
+    for (day, (rows, suppressed)) in headcounts.iter().enumerate() {
+        let shown: Vec<String> = rows.iter().map(|r| r.join(" ")).collect();
+        println!(
+            "   day {day}: {} — {suppressed} group(s) suppressed",
+            shown.join(", ")
+        );
+    }
+    let first: BTreeSet<&String> = headcounts[0].0.iter().map(|r| &r[0]).collect();
+    let second: BTreeSet<&String> = headcounts[1].0.iter().map(|r| &r[0]).collect();
+    let gone: Vec<&&String> = first.difference(&second).collect();
+    match gone.as_slice() {
+        [department] => println!(
+            "   a differencing attempt: day 1's {department} group would differ from day 0's by \
+             one badge, the new hire's; the difference checks suppressed it"
+        ),
+        _ => {
+            bail!("the headcount's difference check did not suppress exactly the new hire's group")
+        }
+    }
+
+    // The budget: each day's ε 2, ε 1 a run. Two runs spent it; a third, which would let the
+    // facility team average the noise away, is refused before any key.
+    let gov = crate::serve::verified_ledger(client, &homes[0], &consortium.ledger_key)
+        .and_then(|l| Ok(l.governance()?))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let spent = gov
+        .budget(&published["swipes"], now)
+        .map(|(s, b)| format!("swipes: ε {s} of {} spent", b.epsilon))
+        .unwrap_or_default();
+    match consortium.run(&occupancy) {
+        Err(e) => println!(
+            "\n   privacy budget after the two days' runs: {spent}; a third run, to average the \
+             noise away, was refused before any key was released:\n   {e:#}"
+        ),
+        Ok(_) => bail!("a run past the budget was not refused"),
+    }
+    consortium.audit(audit_seq, args.verbose)?;
+    step(
+        "the building's occupancy and energy were computed without any party seeing another's data",
+    );
+    Ok(())
+}
+
+/// Writes the rows of the CSV file `file` of each day (its `day` column) to `to(day)`, each
+/// with the header.
+fn split_days(
+    file: &std::path::Path,
+    days: u32,
+    to: impl Fn(u32) -> std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let at = header
+        .split(',')
+        .position(|c| c == "day")
+        .with_context(|| format!("{} has no day column", file.display()))?;
+    let mut out: Vec<String> = (0..days).map(|_| format!("{header}\n")).collect();
+    for line in lines {
+        let day: usize = line
+            .split(',')
+            .nth(at)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        if let Some(o) = out.get_mut(day) {
+            o.push_str(line);
+            o.push('\n');
+        }
+    }
+    for (day, text) in (0..days).zip(out) {
+        std::fs::write(to(day), text)?;
+    }
+    Ok(())
+}
+
+/// The occupancy contract's SQL in plain DataFusion over the day's swipes and HR's register.
+async fn plain_occupancy(
+    swipes: &std::path::Path,
+    hr: &std::path::Path,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+    let ctx = SessionContext::new();
+    for (t, p) in [("swipes", swipes), ("hr", hr)] {
+        let p = p.to_str().context("the demo's directory is not UTF-8")?;
+        ctx.register_csv(t, p, CsvReadOptions::new()).await?;
+    }
+    let batches = ctx
+        .sql(confide_cleanroom::iot::OCCUPANCY_SQL)
+        .await?
+        .collect()
+        .await?;
+    let mut csv = Vec::new();
+    {
+        let mut w = datafusion::arrow::csv::Writer::new(&mut csv);
+        for b in &batches {
+            w.write(b)?;
+        }
+    }
+    Ok(rows(&csv))
+}
+
+/// Occupancy per floor, department and hour as released (noised), next to the truth.
+fn show_occupancy(
+    day: u32,
+    occupied: &[Vec<String>],
+    truth: &[Vec<String>],
+    suppressed: u64,
+    verbose: bool,
+) {
     let key = |r: &[String]| r.get(..4).map(<[String]>::to_vec).unwrap_or_default();
     let released: std::collections::BTreeMap<Vec<String>, &Vec<String>> =
         occupied.iter().map(|r| (key(r), r)).collect();
     step(&format!(
-        "occupancy per floor, department and hour, as released (noised) next to the truth in \
-         plain — {} group(s) suppressed for fewer than 5 badges:",
-        occ.suppressed
+        "day {day}: occupancy per floor, department and hour, as released (noised) next to the \
+         truth in plain — {suppressed} group(s) suppressed for fewer than 5 badges:"
     ));
     println!(
         "   {:>3} {:>5} {:<12} {:>4}   {:>9} {:>6}",
@@ -513,14 +667,14 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     );
     let mut shown = 0;
     let mut hidden_exec = 0;
-    for t in &truth {
-        let [floor, department, day, hour, occupants] = &t[..] else {
+    for t in truth {
+        let [floor, department, d, hour, occupants] = &t[..] else {
             continue;
         };
         match released.get(&key(t)) {
-            Some(r) if args.verbose || (hour == "10" && day == "0") => {
+            Some(r) if verbose || hour == "10" => {
                 println!(
-                    "   {day:>3} {floor:>5} {department:<12} {hour:>4}   {:>9} {occupants:>6}",
+                    "   {d:>3} {floor:>5} {department:<12} {hour:>4}   {:>9} {occupants:>6}",
                     r[4]
                 );
                 shown += 1;
@@ -537,39 +691,49 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         "   ({shown} of {} released groups shown{}; {hidden_exec} executive groups were \
          suppressed: the executives are few)",
         occupied.len(),
-        if args.verbose {
+        if verbose {
             ""
         } else {
-            ": day 0, 10:00; --verbose for all"
+            ": 10:00; --verbose for all"
         }
     );
+}
 
-    // Energy per occupant: the released energy over the released (noised) occupants of each
-    // floor and hour — post-processing, which spends no ε.
+/// Energy per occupant: the released energy over the released (noised) occupants of each
+/// floor and hour — post-processing, which spends no ε.
+fn show_energy(
+    day: u32,
+    occupied: &[Vec<String>],
+    energy_rows: &[Vec<String>],
+    motion_rows: &[Vec<String>],
+    verbose: bool,
+) {
     let mut occupants: std::collections::BTreeMap<(String, String, String), f64> =
         std::collections::BTreeMap::new();
-    for r in &occupied {
+    for r in occupied {
         let n: f64 = r[4].parse().unwrap_or(0.0);
         *occupants
             .entry((r[2].clone(), r[3].clone(), r[0].clone()))
             .or_default() += n;
     }
-    step("energy per occupant, day 0, by floor and hour (released energy ÷ released occupants):");
-    for r in energy_rows.iter().filter(|r| r[1] == "0") {
-        let [floor, day, hour, wh, co2] = &r[..] else {
+    step(&format!(
+        "day {day}: energy per occupant by floor and hour (released energy ÷ released occupants):"
+    ));
+    for r in energy_rows {
+        let [floor, d, hour, wh, co2] = &r[..] else {
             continue;
         };
         let h: u32 = hour.parse().unwrap_or(0);
-        if !(8..=17).contains(&h) || (!args.verbose && !h.is_multiple_of(3)) {
+        if !(8..=17).contains(&h) || (!verbose && !h.is_multiple_of(3)) {
             continue;
         }
         let n = occupants
-            .get(&(day.clone(), hour.clone(), floor.clone()))
+            .get(&(d.clone(), hour.clone(), floor.clone()))
             .copied()
             .unwrap_or(0.0);
         let motion = motion_rows
             .iter()
-            .find(|m| m[0] == *floor && m[1] == *day && m[2] == *hour)
+            .find(|m| m[0] == *floor && m[1] == *d && m[2] == *hour)
             .map_or("-", |m| m[3].as_str());
         println!(
             "   floor {floor} {hour:>2}:00   {wh:>7} Wh   {n:>5.0} occupants   {:>12}   CO2 {:>4.0} ppm   motion {motion}",
@@ -581,42 +745,4 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
             co2.parse::<f64>().unwrap_or(0.0)
         );
     }
-
-    // The budget: each day's ε 2, ε 1 a run. A second run spends the rest; a third, which
-    // would let the facility team average the noise away, is refused before any key.
-    let governance = || {
-        crate::serve::verified_ledger(client, &homes[0], &consortium.ledger_key)
-            .and_then(|l| Ok(l.governance()?))
-    };
-    let gov = governance()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let left = |gov: &confide_gov::Governance| {
-        ["swipes", "hr"]
-            .iter()
-            .filter_map(|t| {
-                gov.budget(&published[t], now)
-                    .map(|(s, b)| format!("{t}: ε {s} of {} spent", b.epsilon))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    step(&format!("privacy budgets after one run: {}", left(&gov)));
-    consortium.run(&occupancy)?;
-    let again = consortium.run(&occupancy);
-    let gov = governance()?;
-    match &again {
-        Err(e) => println!(
-            "   a second run spent the rest ({}); a third, to average the noise away, was \
-             refused before any key was released:\n   {e:#}",
-            left(&gov)
-        ),
-        Ok(_) => bail!("a run past the budget was not refused"),
-    }
-    consortium.audit(occ.audit_seq, args.verbose)?;
-    step(
-        "the building's occupancy and energy were computed without any party seeing another's data",
-    );
-    Ok(())
 }

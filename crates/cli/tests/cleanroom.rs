@@ -358,7 +358,7 @@ fn the_demo_finds_what_it_planted() {
 /// The benchmark's two sides must both find the planted patterns (it refuses to report a figure
 /// otherwise), and it reports every round and the median ratio, for CSV and for Parquet.
 #[test]
-fn the_iot_demo_releases_noised_occupancy_and_stops_at_the_budget() {
+fn the_iot_demo_runs_each_day_suppresses_a_difference_and_stops_at_the_budget() {
     let out = Command::new(env!("CARGO_BIN_EXE_confide"))
         .args(["demo", "iot", "--employees", "800"])
         .output()
@@ -368,10 +368,18 @@ fn the_iot_demo_releases_noised_occupancy_and_stops_at_the_budget() {
     // The executives' groups are under five badges: suppressed by the engine's count.
     assert!(text.contains("executive groups were suppressed"), "{text}");
     assert!(!text.contains("; 0 executive groups"), "{text}");
+    // Each publisher appends its second day; the day's contracts read it.
+    for t in ["sensors", "swipes", "cctv", "hr"] {
+        assert!(text.contains(&format!("appended {t} version 2")), "{text}");
+    }
+    assert!(text.contains("== day 1: occupancy"), "{text}");
+    // HR's new hire: the headcount of its department, one badge from the day before, is
+    // suppressed by the difference checks.
     assert!(
-        text.contains("swipes: ε 1 of 2 spent, hr: ε 1 of 2 spent"),
+        text.contains("one badge, the new hire's; the difference checks suppressed it"),
         "{text}"
     );
+    assert!(text.contains("swipes: ε 2 of 2 spent"), "{text}");
     assert!(
         text.contains("refused before any key was released"),
         "{text}"
