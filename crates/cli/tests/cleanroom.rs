@@ -260,7 +260,7 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
             &real["output"],
             "never released to this workload",
         ),
-        (&other_inputs, &real["output"], "not the one registered"),
+        (&other_inputs, &real["output"], "not those of its versions"),
         (
             &real["inputs"].as_array().unwrap()[..1].into(),
             &real["output"],
