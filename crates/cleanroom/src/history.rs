@@ -25,7 +25,7 @@ use crate::CleanroomError;
 /// The first bytes of a history's plaintext.
 const MAGIC: &[u8] = b"confide/history/v1\n";
 
-/// The identity sets released from one dataset, by identity column.
+/// The identity sets released from one dataset, by the domain of the individuals (`badge`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     columns: BTreeMap<String, Vec<Vec<u64>>>,
@@ -43,9 +43,9 @@ pub(crate) enum Difference {
 }
 
 impl History {
-    /// The sets released from column `column`.
-    pub fn sets(&self, column: &str) -> &[Vec<u64>] {
-        self.columns.get(column).map_or(&[], Vec::as_slice)
+    /// The sets of individuals of domain `domain` released.
+    pub fn sets(&self, domain: &str) -> &[Vec<u64>] {
+        self.columns.get(domain).map_or(&[], Vec::as_slice)
     }
 
     /// How many sets the history holds, over all columns.
@@ -58,9 +58,9 @@ impl History {
         self.len() == 0
     }
 
-    /// Adds `set` (sorted, each identity once) as released from `column`.
-    pub(crate) fn add(&mut self, column: &str, set: Vec<u64>) {
-        self.columns.entry(column.to_owned()).or_default().push(set);
+    /// Adds `set` (sorted, each identity once) as released of domain `domain`.
+    pub(crate) fn add(&mut self, domain: &str, set: Vec<u64>) {
+        self.columns.entry(domain.to_owned()).or_default().push(set);
     }
 
     /// The history as bytes: the magic line, then for each column its name and its sets, each
@@ -145,26 +145,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The earlier sets of one column, indexed by identity, to compare a group's set against
-/// without comparing it with every earlier set.
-pub(crate) struct Earlier<'a> {
-    sets: &'a [Vec<u64>],
+/// The sets of one domain released before (from every table that names individuals of it,
+/// and the rows of this result already let out), indexed by identity, to compare a group's set
+/// against without comparing it with every earlier set.
+#[derive(Default)]
+pub(crate) struct Earlier {
+    sets: Vec<Vec<u64>>,
     /// Each identity → the earlier sets it is in.
     holding: HashMap<u64, Vec<u32>>,
 }
 
-impl<'a> Earlier<'a> {
-    pub(crate) fn new(sets: &'a [Vec<u64>]) -> Self {
-        let mut holding: HashMap<u64, Vec<u32>> = HashMap::new();
-        for (i, set) in sets.iter().enumerate() {
-            for id in set {
-                holding
-                    .entry(*id)
-                    .or_default()
-                    .push(u32::try_from(i).unwrap_or(u32::MAX));
-            }
+impl Earlier {
+    pub(crate) fn new<'a>(sets: impl IntoIterator<Item = &'a Vec<u64>>) -> Self {
+        let mut earlier = Self::default();
+        for set in sets {
+            earlier.add(set.clone());
         }
-        Self { sets, holding }
+        earlier
+    }
+
+    /// Adds `set` as released.
+    pub(crate) fn add(&mut self, set: Vec<u64>) {
+        let i = u32::try_from(self.sets.len()).unwrap_or(u32::MAX);
+        for id in &set {
+            self.holding.entry(*id).or_default().push(i);
+        }
+        self.sets.push(set);
     }
 
     /// How `set` (sorted, each identity once) stands against the earlier sets. Only an
@@ -231,7 +237,7 @@ mod tests {
     #[test]
     fn a_set_one_individual_away_from_an_earlier_one_is_too_close() {
         let h = history();
-        let earlier = Earlier::new(h.sets("badge_id"));
+        let mut earlier = Earlier::new(h.sets("badge_id"));
         let all: Vec<u64> = (0..10).collect();
         assert_eq!(earlier.compare(&all, 5), Difference::Same);
         // Everyone but one, everyone and one more, one swapped for another: differences of
@@ -251,7 +257,10 @@ mod tests {
         assert_eq!(earlier.compare(&ten, 11), Difference::TooClose);
         let disjoint: Vec<u64> = (300..310).collect();
         assert_eq!(earlier.compare(&disjoint, 5), Difference::Far);
-        // Another column's sets are not this one's.
+        // A set added (a row of the same result let out) is compared with as well.
+        earlier.add((300..310).collect());
+        assert_eq!(earlier.compare(&disjoint[1..], 5), Difference::TooClose);
+        // Another domain's sets are not this one's.
         let other = Earlier::new(h.sets("customer"));
         assert_eq!(other.compare(&all[1..], 5), Difference::Far);
         assert_eq!(

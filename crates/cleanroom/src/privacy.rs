@@ -54,12 +54,17 @@ pub(crate) const HIDDEN: &str = "__confide_";
 pub struct Count {
     /// What is counted: `table.column` (aggregation rule) or the domain (list rule).
     pub of: String,
+    /// The domain of the individuals counted.
+    pub domain: String,
+    /// How many columns of identity sets the difference checks read for it, after the counts
+    /// (none when the result is not checked).
+    pub sets: usize,
 }
 
 /// A contract's query with the engine's counts appended: the result's own columns come first,
 /// then one `UInt64` column per [`Count`], then, for a result the difference checks hold
-/// ([`Guarded::sets`]), the set of identities each count counted, one `List<UInt64>` column
-/// per count.
+/// ([`Guarded::sets`]), the identities each count counted ([`Count::sets`] columns each, in
+/// the counts' order).
 #[derive(Debug)]
 pub struct Guarded {
     /// The rewritten plan.
@@ -68,8 +73,8 @@ pub struct Guarded {
     pub columns: Vec<String>,
     /// The counts after them, in order.
     pub counts: Vec<Count>,
-    /// Whether the sets follow the counts: an exact aggregate (the aggregation rule without
-    /// noise), which the difference checks hold ([`crate::history`]).
+    /// Whether the sets follow the counts: a result the difference checks hold
+    /// ([`crate::history`]).
     pub sets: bool,
 }
 
@@ -121,10 +126,16 @@ pub fn guard(
             );
         }
     }
-    // An exact aggregate's groups are checked against earlier results, which needs the
-    // identities behind each, not only their number; a noised one's are not (the budget
-    // bounds what any set of results reveals, as Ads Data Hub's noise mode drops them).
-    let sets = matches!(rule, AnalysisRule::Aggregation { .. }) && noise.is_none();
+    // A result's rows are checked against earlier results, which needs the identities behind
+    // each, not only their number; unless it is noised and every table that names
+    // individuals has a budget, which bounds what any set of results reveals (as Ads Data
+    // Hub's noise mode drops its checks). Noise over a table without a budget bounds nothing
+    // across runs.
+    let budgeted = declared
+        .values()
+        .filter(|p| !p.identity.is_empty())
+        .all(|p| p.budget.is_some());
+    let sets = noise.is_none() || !budgeted;
     let mut guard = Guard {
         declared,
         rule,
@@ -149,31 +160,38 @@ pub fn guard(
     let count = ScalarUDF::new_from_impl(CountIdentities::new());
     // What each count counts, and the hidden columns it counts over: each table's scan apart
     // (aggregation rule), or every scan of one domain together (list rule).
-    let mut groups: Vec<(String, Vec<Expr>)> = Vec::new();
+    let mut groups: Vec<(String, String, Vec<Expr>)> = Vec::new();
     for &i in &carried.ids {
         let instance = &guard.instances[i];
         let hidden = col(instance.name.as_str());
+        let domain = instance.domain.clone();
         match rule {
             AnalysisRule::Aggregation { .. } => groups.push((
                 format!("{}.{}", instance.table, instance.column),
+                domain,
                 vec![hidden],
             )),
-            AnalysisRule::List { .. } => {
-                match groups.iter_mut().find(|(d, _)| *d == instance.domain) {
-                    Some((_, args)) => args.push(hidden),
-                    None => groups.push((instance.domain.clone(), vec![hidden])),
-                }
-            }
+            AnalysisRule::List { .. } => match groups.iter_mut().find(|(d, _, _)| *d == domain) {
+                Some((_, _, args)) => args.push(hidden),
+                None => groups.push((domain.clone(), domain, vec![hidden])),
+            },
         }
     }
     let mut identities = Vec::new();
-    for (n, (of, args)) in groups.into_iter().enumerate() {
-        if sets && let Some(first) = args.first() {
-            // Under the aggregation rule a count counts one hidden column.
-            identities.push(first.clone().alias(format!("{HIDDEN}s{n}")));
+    for (n, (of, domain, args)) in groups.into_iter().enumerate() {
+        let mut columns = 0;
+        if sets {
+            for (j, a) in args.iter().enumerate() {
+                identities.push(a.clone().alias(format!("{HIDDEN}s{n}_{j}")));
+                columns += 1;
+            }
         }
         exprs.push(count.call(args).alias(format!("{HIDDEN}n{n}")));
-        counts.push(Count { of });
+        counts.push(Count {
+            of,
+            domain,
+            sets: columns,
+        });
     }
     exprs.extend(identities);
     let plan = LogicalPlan::Projection(

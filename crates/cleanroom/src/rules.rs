@@ -30,11 +30,12 @@ pub struct Released {
     pub histories: std::collections::BTreeMap<String, crate::history::History>,
 }
 
-/// The difference checks of one result: for each engine count, the sets released before from
-/// its column, and the new sets this result releases.
-pub(crate) struct Differences<'a> {
-    pub(crate) earlier: Vec<Earlier<'a>>,
-    pub(crate) new: Vec<Vec<Vec<u64>>>,
+/// The difference checks of one result: for each domain counted, the sets released before
+/// (and by this result's rows already let out), and the new sets this result releases.
+#[derive(Default)]
+pub(crate) struct Differences {
+    pub(crate) earlier: std::collections::BTreeMap<String, Earlier>,
+    pub(crate) new: std::collections::BTreeMap<String, Vec<Vec<u64>>>,
 }
 
 /// Checks that a result with `columns` may leave under `rules`: every column allowed.
@@ -73,7 +74,7 @@ pub(crate) fn checked(
     columns: &[String],
     counts: &[Count],
     batches: &[RecordBatch],
-    mut differences: Option<&mut Differences<'_>>,
+    mut differences: Option<&mut Differences>,
 ) -> Result<Released, CleanroomError> {
     check_columns(rules, columns)?;
     let min = rule.min_identities();
@@ -147,8 +148,9 @@ pub(crate) fn checked(
 }
 
 /// Suppresses the kept rows of `batch` whose identity set for some count is closer than `min`
-/// to a set released before (or refuses, as the contract says), and adds the sets of the rows
-/// still kept to `d.new` (an earlier set again is not added twice). The rows it suppressed.
+/// to a set released before, or to one of an earlier row of this result (or refuses, as the
+/// contract says), and adds the sets of the rows still kept to `d` (an earlier set again is
+/// not added twice). The rows it suppressed.
 fn differ(
     rules: &OutputRules,
     min: u64,
@@ -156,22 +158,32 @@ fn differ(
     counts: &[Count],
     batch: &RecordBatch,
     keep: &mut [bool],
-    d: &mut Differences<'_>,
+    d: &mut Differences,
 ) -> Result<u64, CleanroomError> {
-    let mut new: Vec<Vec<Vec<u64>>> = vec![Vec::new(); counts.len()];
+    // Where each count's identity columns start.
+    let mut first = own + counts.len();
+    let columns: Vec<std::ops::Range<usize>> = counts
+        .iter()
+        .map(|c| {
+            let range = first..first + c.sets;
+            first += c.sets;
+            range
+        })
+        .collect();
     let mut under = vec![0u64; counts.len()];
     for (row, keep) in keep.iter_mut().enumerate().filter(|(_, k)| **k) {
         let mut fresh = Vec::with_capacity(counts.len());
-        for (k, earlier) in d.earlier.iter().enumerate() {
+        for (k, count) in counts.iter().enumerate() {
             let mut set = Vec::new();
-            crate::privacy::each_identity(batch.column(own + counts.len() + k), row, &mut |v| {
-                set.push(v)
-            });
+            for c in columns[k].clone() {
+                crate::privacy::each_identity(batch.column(c), row, &mut |v| set.push(v));
+            }
             set.sort_unstable();
             set.dedup();
             if set.is_empty() {
                 continue;
             }
+            let earlier = d.earlier.entry(count.domain.clone()).or_default();
             match earlier.compare(&set, min) {
                 Difference::TooClose => {
                     under[k] += 1;
@@ -179,12 +191,16 @@ fn differ(
                     break;
                 }
                 Difference::Same => {}
-                Difference::Far => fresh.push((k, set)),
+                Difference::Far => fresh.push((count.domain.clone(), set)),
             }
         }
         if *keep {
-            for (k, set) in fresh {
-                new[k].push(set);
+            for (domain, set) in fresh {
+                d.earlier
+                    .entry(domain.clone())
+                    .or_default()
+                    .add(set.clone());
+                d.new.entry(domain).or_default().push(set);
             }
         }
     }
@@ -196,9 +212,6 @@ fn differ(
             min,
             column: counts[k].of.clone(),
         });
-    }
-    for (all, sets) in d.new.iter_mut().zip(new) {
-        all.extend(sets);
     }
     Ok(under.iter().sum())
 }

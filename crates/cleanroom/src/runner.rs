@@ -149,6 +149,13 @@ async fn register(ctx: &SessionContext, tables: &[Table]) -> Result<(), Cleanroo
     Ok(())
 }
 
+/// The tables that name individuals of `domain`.
+fn holding<'a>(tables: &'a [Table], domain: &'a str) -> impl Iterator<Item = &'a Table> + 'a {
+    tables
+        .iter()
+        .filter(move |t| t.privacy.identity.values().any(|d| d == domain))
+}
+
 /// A query only: no statement that creates or reads other tables (`CREATE EXTERNAL TABLE` over
 /// a local file), writes (`COPY ... TO`, `INSERT`) or changes the session (`SET`).
 fn query_only() -> SQLOptions {
@@ -267,29 +274,17 @@ pub async fn run(
         .collect()
         .await
         .map_err(|e| CleanroomError::Query(format!("running the contract's SQL: {e}")))?;
-    // Under an exact aggregate, each count is of one table's column (`table.column`: a
-    // table's name has no dot), checked against that table's history.
-    let counted: Vec<(&Table, &str)> = if guarded.sets {
-        guarded
-            .counts
-            .iter()
-            .map(|c| {
-                c.of.split_once('.')
-                    .and_then(|(t, column)| {
-                        tables.iter().find(|x| x.name == t).map(|t| (t, column))
-                    })
-                    .ok_or_else(|| CleanroomError::Query(format!("the engine counted {:?}", c.of)))
-            })
-            .collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
-    let mut differences = guarded.sets.then(|| Differences {
-        earlier: counted
-            .iter()
-            .map(|(t, column)| Earlier::new(t.history.sets(column)))
-            .collect(),
-        new: vec![Vec::new(); counted.len()],
+    // Each domain counted is checked against the history of every table that names
+    // individuals of it (however a union or a join mixed them), and what the result lets out
+    // is added to each.
+    let mut differences = guarded.sets.then(|| {
+        let mut d = Differences::default();
+        for c in &guarded.counts {
+            d.earlier.entry(c.domain.clone()).or_insert_with(|| {
+                Earlier::new(holding(&tables, &c.domain).flat_map(|t| t.history.sets(&c.domain)))
+            });
+        }
+        d
     });
     let mut released = rules::checked(
         rules,
@@ -300,13 +295,21 @@ pub async fn run(
         differences.as_mut(),
     )?;
     if let Some(d) = differences {
-        for ((table, column), sets) in counted.iter().zip(d.new) {
-            let history = released
-                .histories
-                .entry(table.name.clone())
-                .or_insert_with(|| table.history.clone());
-            for set in sets {
-                history.add(column, set);
+        for c in &guarded.counts {
+            for table in holding(&tables, &c.domain) {
+                released
+                    .histories
+                    .entry(table.name.clone())
+                    .or_insert_with(|| table.history.clone());
+            }
+        }
+        for (domain, sets) in d.new {
+            for table in holding(&tables, &domain) {
+                if let Some(history) = released.histories.get_mut(&table.name) {
+                    for set in &sets {
+                        history.add(&domain, set.clone());
+                    }
+                }
             }
         }
     }

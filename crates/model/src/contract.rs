@@ -215,14 +215,6 @@ impl Contract {
     }
 }
 
-impl OutputRules {
-    /// Whether the result is an exact aggregate: the aggregation rule without noise, whose
-    /// groups the difference checks hold against the groups released before.
-    pub fn exact_aggregate(&self) -> bool {
-        matches!(self.rule, Some(AnalysisRule::Aggregation { .. })) && self.noise.is_none()
-    }
-}
-
 /// A contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
