@@ -9,8 +9,10 @@
 //! refused, as the contract says), whichever contract released the earlier one. The same set
 //! again (a contract run twice over the same data) is no difference.
 //!
-//! A history is kept per dataset, encrypted to the dataset's key (only the workload, which is
-//! given that key, and the owner, who knows its own individuals, can read it); each run that
+//! A history is kept per dataset, encrypted under the dataset's history key, which the key
+//! broker made and releases only to attested workloads of approved contracts (not to the owner:
+//! the sets of a join's groups say which of its individuals matched another party's rows); each
+//! run that
 //! moves it on records the digest it started from and the one it left on the ledger
 //! ([`confide_model::HistoryStep`]), so a history rolled back or deleted stops the runs
 //! rather than their checks.

@@ -502,6 +502,14 @@ pub(crate) fn publish(
         policy: Some(confide_kms::DATASET_RELEASE_POLICY.into()),
     };
     client.post_as::<KeyAnswer>(&format!("/keys/{key}/import"), &signed(home, &body)?)?;
+    // The key of its difference-check history, made by the broker and released only to the
+    // workloads of approved contracts: the owner holds it by name, never its bytes.
+    let history_key = id.history_key_name();
+    let body = BrokerBody::Create {
+        name: history_key.clone(),
+        policy: Some(confide_kms::DATASET_RELEASE_POLICY.into()),
+    };
+    client.post_as::<KeyAnswer>("/keys", &signed(home, &body)?)?;
 
     let size = tmp.as_file().metadata()?.len();
     let mut upload = crate::progress::Progress::new(
@@ -527,6 +535,7 @@ pub(crate) fn publish(
         key,
         privacy: Some(privacy),
         public_key: Some(hex::encode(dataset_key.public_key().as_bytes())),
+        history_key: Some(history_key),
     };
     record.check().context("the dataset's record")?;
     let (_, state) = propose_and_vote(client, home, vec![Action::RegisterDataset(record.clone())])?;

@@ -219,7 +219,8 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
     let run: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(run["simulated"], true);
     let run_id = run["run"].as_str().unwrap().to_owned();
-    assert_eq!(count(&s.url, "kms.release"), releases + 3);
+    // Each bank's dataset key, and the key of its difference-check history.
+    assert_eq!(count(&s.url, "kms.release"), releases + 6);
     assert_eq!(count(&s.url, "cleanroom.run"), 1);
     let result = d.join("result.csv");
     let (ok, _, err) = cli.run(
@@ -247,7 +248,34 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
     // Denied: run records the broker's releases do not bear out. A workload that attested but
     // was given no key reports the real run's inputs; one that reports other inputs or other
     // recipients; each refused with its reason and on the ledger, no run recorded.
-    let real = get_json(&format!("{}/cleanroom/runs/{run_id}", s.url));
+    let mut real = get_json(&format!("{}/cleanroom/runs/{run_id}", s.url));
+    // (A copy of the run's history steps would start from a history the run has moved on:
+    // refused for that first. Without them, each of the other checks answers.)
+    let steps = real["output"]
+        .as_object_mut()
+        .unwrap()
+        .remove("history")
+        .unwrap();
+    assert_eq!(steps.as_array().unwrap().len(), 3, "one history per bank");
+    let mut again = real["output"].clone();
+    again["history"] = steps;
+    let copier = Workload::new();
+    let (status, r) = post_json(
+        &format!("{}/cleanroom/runs", s.url),
+        &copier.report(
+            &copier.token(&s.url),
+            &id,
+            serde_json::json!({"released": {"inputs": real["inputs"], "output": again}}),
+        ),
+    );
+    assert_eq!(status, 403, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not start from the latest history"),
+        "{r}"
+    );
     let stranger = Workload::new();
     let stranger_token = stranger.token(&s.url);
     let mut other_inputs = real["inputs"].clone();
@@ -276,7 +304,7 @@ fn publish_propose_approve_run_fetch_audit_and_every_denial() {
         assert_eq!(status, 403, "{r}");
         assert!(r["detail"].as_str().unwrap().contains(why), "{r}");
     }
-    assert_eq!(count(&s.url, "cleanroom.deny"), 4);
+    assert_eq!(count(&s.url, "cleanroom.deny"), 5);
     assert_eq!(count(&s.url, "cleanroom.run"), 1);
 
     // Denied: a member who is not a recipient.

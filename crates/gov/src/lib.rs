@@ -219,6 +219,9 @@ pub struct Governance {
     spent: BTreeMap<(DatasetId, i64), Epsilon>,
     /// The latest difference-check history of each dataset, from the run records.
     history: BTreeMap<DatasetId, HistoryStep>,
+    /// The datasets whose histories the ledger forks: two recorded runs started from one
+    /// history (a server that appended what its writer should have refused).
+    forked: BTreeSet<DatasetId>,
 }
 
 /// What accepted actions change: members, rules, reference values, datasets and contracts.
@@ -269,6 +272,7 @@ impl Governance {
             nonces: SpentNonces::new(),
             spent: BTreeMap::new(),
             history: BTreeMap::new(),
+            forked: BTreeSet::new(),
         })
     }
 
@@ -454,7 +458,8 @@ impl Governance {
     /// (`entry`) wrote one for. With `enforce`, a run that started from another history than
     /// the latest (two runs at once, each checked against the same earlier results, or a
     /// history rolled back) is refused and changes nothing; replaying the ledger, each record
-    /// moves it on. Any other event is left alone.
+    /// moves it on, and one that does not follow marks its dataset's history forked
+    /// ([`Self::history_forked`]). Any other event is left alone.
     pub fn advance_history(&mut self, entry: &[u8], enforce: bool) -> Result<(), GovError> {
         let Ok(Some(RunRecord {
             output: Some(output),
@@ -469,9 +474,19 @@ impl Governance {
             }));
         }
         for step in output.history {
+            if !self.follows(&step) {
+                self.forked.insert(step.dataset.clone());
+            }
             self.history.insert(step.dataset.clone(), step);
         }
         Ok(())
+    }
+
+    /// Whether the ledger records two runs that started from one history of dataset `d`: the
+    /// difference checks of one of them did not see the other's groups, so no run that checks
+    /// `d` goes on (the ledger shows which server appended both).
+    pub fn history_forked(&self, d: &DatasetId) -> bool {
+        self.forked.contains(d)
     }
 
     /// Whether `step` starts from its dataset's latest history.
@@ -903,7 +918,7 @@ impl Governance {
             .datasets
             .iter()
             .filter_map(|d| self.registry.datasets.get(d))
-            .find(|d| d.key == key)
+            .find(|d| d.key == key || d.history_key.as_deref() == Some(key))
             .ok_or_else(|| Denial::KeyNotInContract {
                 contract: contract.clone(),
                 key: key.to_owned(),

@@ -1060,11 +1060,23 @@ fn a_dataset_grows_by_its_owners_versions_and_runs_chain_its_history() {
 
     // A restart finds the same versions and the same latest history.
     let mut replayed = k.replayed();
-    for (seq, e) in [first, second].iter().enumerate() {
+    for (seq, e) in [&first, &second].iter().enumerate() {
         replayed
             .replay_entry((k.log.len() + seq) as u64, e)
             .unwrap();
     }
     assert_eq!(replayed.versions(&a_data), &versions[..]);
     assert_eq!(replayed.history(&a_data), k.gov.history(&a_data));
+    assert!(!replayed.history_forked(&a_data));
+    // A ledger whose server appended a second run from the first history (what its writer
+    // refuses) shows it on replay: the history is forked, and the workload runs no check
+    // over it.
+    let mut forked = k.replayed();
+    for (seq, e) in [&first, &entry(json!([step(None, "b2")]))]
+        .iter()
+        .enumerate()
+    {
+        forked.replay_entry((k.log.len() + seq) as u64, e).unwrap();
+    }
+    assert!(forked.history_forked(&a_data));
 }

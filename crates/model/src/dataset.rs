@@ -174,6 +174,13 @@ pub struct DatasetRecord {
     /// records written before versions existed; nothing is appended to such a dataset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// The name of the key its difference-check history is encrypted under
+    /// ([`crate::DatasetId::history_key_name`]): one the key broker made and releases only to
+    /// attested workloads, so that not even the owner reads which of its individuals stood
+    /// behind the groups of other parties' joins. Absent in records written before; exact
+    /// contracts do not run over such a dataset if it names individuals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_key: Option<String>,
 }
 
 /// One batch of a dataset's rows after the first, as its owner appended it: a ciphertext under
@@ -268,6 +275,17 @@ impl DatasetRecord {
         {
             return bad("public_key", "not an HPKE public key in hex");
         }
+        if let Some(key) = &self.history_key
+            && *key != self.id.history_key_name()
+        {
+            return bad(
+                "history_key",
+                &format!(
+                    "a dataset's history key is named for the dataset: {}",
+                    self.id.history_key_name()
+                ),
+            );
+        }
         // The key's name is the dataset's (`dataset-ID`): the id is bound to the one key its
         // owner deposited, so no member can take the id of another's dataset under a key of
         // her own, and a key name, made from a ciphertext digest only the owner knows until it
@@ -306,6 +324,7 @@ mod tests {
             key: "dataset-payments-0123456789ab".into(),
             privacy: Some(Privacy::default()),
             public_key: None,
+            history_key: None,
         }
     }
 
@@ -346,8 +365,11 @@ mod tests {
     #[test]
     fn each_field_is_checked_and_named() {
         type Spoil = fn(&mut DatasetRecord);
-        let cases: [(&str, Spoil); 14] = [
+        let cases: [(&str, Spoil); 15] = [
             ("public_key", |r| r.public_key = Some("ab".repeat(31))),
+            ("history_key", |r| {
+                r.history_key = Some("dataset-payments-0123456789ab".into())
+            }),
             ("privacy", |r| {
                 r.privacy = Some(Privacy {
                     identity: [("customer".into(), "person".into())].into(),

@@ -200,6 +200,12 @@ impl DatasetId {
     pub fn key_name(&self) -> String {
         format!("dataset-{}", self.0)
     }
+
+    /// The name of the key its difference-check history is kept under at the key broker: made
+    /// by the broker, released only to the workloads of approved contracts, never to a member.
+    pub fn history_key_name(&self) -> String {
+        format!("history-{}", self.0)
+    }
 }
 
 #[cfg(test)]

@@ -248,7 +248,13 @@ async fn propose(
 /// member can claim another's dataset (whose key the other imported) as her own, nor register
 /// one before its owner has deposited the key.
 fn dataset_key_is_owners(s: &AppState, record: &DatasetRecord) -> Result<(), Problem> {
-    let key = &record.key;
+    for key in std::iter::once(&record.key).chain(&record.history_key) {
+        key_is_owners(s, key, record)?;
+    }
+    Ok(())
+}
+
+fn key_is_owners(s: &AppState, key: &str, record: &DatasetRecord) -> Result<(), Problem> {
     let holder = s.kms.info(key).map(|k| k.owner).ok();
     if holder.as_ref() == Some(&record.owner) {
         return Ok(());

@@ -1,5 +1,6 @@
 //! Each dataset's difference-check history ([`confide_cleanroom::history`]) as the workload
-//! keeps it: encrypted to the dataset's key, in the blob store under its digest, and found
+//! keeps it: encrypted under the dataset's history key (which no member holds), in the blob
+//! store under its digest, and found
 //! only through the latest run record of the verified ledger that names it.
 
 use confide_cleanroom::BlobStore;
@@ -9,7 +10,7 @@ use confide_model::{DatasetId, HistoryStep};
 
 use crate::WorkloadError;
 
-/// The history the ledger's latest step for a dataset left, read with the dataset's key. A
+/// The history the ledger's latest step for a dataset left, read with its history key. A
 /// history missing, changed or not opening stops the run: no exact result is released
 /// unchecked.
 pub(crate) fn read(
@@ -32,12 +33,12 @@ pub(crate) fn read(
     let mut plaintext = Vec::new();
     confide_crypto::envelope::Decryptor::new(key, &ciphertext[..])
         .and_then(|d| d.decrypt_to(&mut plaintext))
-        .map_err(|e| failed(format!("does not open under the dataset's key: {e}")))?;
+        .map_err(|e| failed(format!("does not open under its history key: {e}")))?;
     History::from_bytes(&plaintext).map_err(|e| failed(e.to_string()))
 }
 
-/// Stores `history`, encrypted to dataset `dataset`'s key, and returns the step that moves the
-/// dataset's history on from `latest` (the ledger's, which the run started from).
+/// Stores `history`, encrypted to dataset `dataset`'s history key, and returns the step that
+/// moves the dataset's history on from `latest` (the ledger's, which the run started from).
 pub(crate) fn write(
     blobs: &BlobStore,
     runtime: &tokio::runtime::Runtime,

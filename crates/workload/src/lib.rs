@@ -360,6 +360,23 @@ pub fn run(
         }
     }
 
+    // A dataset whose history the ledger forks (two runs recorded from one history, which its
+    // writer refuses) is checked against no history one could trust.
+    if let Some(input) = approved
+        .tables
+        .values()
+        .find(|i| gov.history_forked(&i.record.id))
+    {
+        return Err(WorkloadError::NotRunnable {
+            reason: format!(
+                "the ledger records two runs that started from one difference-check history of \
+                 dataset {}: the server appended what it should have refused, and no run that \
+                 checks the dataset goes on",
+                input.record.id
+            ),
+        });
+    }
+
     // The versions each table reads, as the contract selects them from the ledger's.
     let mut versions = Vec::new();
     for (table, input) in &approved.tables {
@@ -378,11 +395,29 @@ pub fn run(
     }
 
     let mut keys = Vec::new();
+    let mut history_keys = Vec::new();
     let mut stored = Vec::new();
     let mut inputs = Vec::new();
     for (input, selected) in approved.tables.values().zip(&versions) {
         let record = &input.record;
         keys.push(attesting.release(&token, &record.key, id)?);
+        // A dataset that names individuals keeps its difference-check history under a key of
+        // its own, which no member holds.
+        history_keys.push(if input.privacy.identity.is_empty() {
+            None
+        } else {
+            let name = record
+                .history_key
+                .as_deref()
+                .ok_or_else(|| WorkloadError::Dataset {
+                    id: record.id.clone(),
+                    what: "it names individuals but was published without a history key, so its \
+                       difference checks have nowhere private to keep what was released: its \
+                       owner publishes it again"
+                        .into(),
+                })?;
+            Some(attesting.release(&token, name, id)?)
+        });
         for v in selected {
             stored.push((v.version.location.as_str(), v.version.digest.as_str()));
             inputs.push(RunInput {
@@ -398,7 +433,13 @@ pub fn run(
     // checks the result against it unless the result needs no checks (noised, and every table
     // that names individuals has a budget), and then leaves it as it is.
     let mut tables = Vec::new();
-    for (((name, input), key), selected) in approved.tables.iter().zip(&keys).zip(&versions) {
+    for ((((name, input), key), selected), history_key) in approved
+        .tables
+        .iter()
+        .zip(&keys)
+        .zip(&versions)
+        .zip(&history_keys)
+    {
         let dataset = &input.record.id;
         let sources = selected
             .iter()
@@ -414,9 +455,9 @@ pub fn run(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let history = match gov.history(dataset) {
-            Some(step) => history::read(blobs, runtime, step, key)?,
-            None => History::default(),
+        let history = match (gov.history(dataset), history_key) {
+            (Some(step), Some(key)) => history::read(blobs, runtime, step, key)?,
+            _ => History::default(),
         };
         tables.push(Table {
             name: name.clone(),
@@ -447,8 +488,8 @@ pub fn run(
     // Each dataset's history moved on, stored before the run is recorded (a history no record
     // names is never read).
     let mut steps = Vec::new();
-    for ((table, input), key) in approved.tables.iter().zip(&keys) {
-        let Some(history) = released.histories.get(table) else {
+    for ((table, input), key) in approved.tables.iter().zip(&history_keys) {
+        let (Some(history), Some(key)) = (released.histories.get(table), key) else {
             continue;
         };
         let dataset = &input.record.id;
@@ -465,6 +506,7 @@ pub fn run(
     // The result, encrypted to each recipient's key as the ledger holds it, and stored once
     // the run is recorded: a run the ledger refuses (one that checked its groups against a
     // history another run has moved on since) leaves nothing a recipient can read.
+    let written = steps;
     let recipients: Vec<HpkePublicKey> =
         approved.recipients.iter().map(|r| *r.hpke_key()).collect();
     let ciphertext = confide_crypto::envelope::encrypt_bytes(&recipients, &released.csv)?;
@@ -483,10 +525,25 @@ pub fn run(
                 recipients: contract.recipients.clone(),
                 rule: contract.output.rule,
                 counted: released.counted,
-                history: steps,
+                history: written.clone(),
             },
         },
     )?;
+    // The result is stored only once the run is on the ledger as this workload verifies it,
+    // with no fork of the histories it moved on: a server that answered "recorded" without
+    // appending, or appended two runs from one history, gets nothing a recipient can read.
+    let after = VerifiedLedger::fetch(client, &launch.ledger_key)?;
+    after.run(&r.run)?;
+    let gov = after.governance()?;
+    if let Some(step) = written.iter().find(|s| gov.history_forked(&s.dataset)) {
+        return Err(WorkloadError::NotRunnable {
+            reason: format!(
+                "the ledger records another run from the difference-check history run {} \
+                 started from (dataset {}): its result is not stored",
+                r.run, step.dataset
+            ),
+        });
+    }
     runtime.block_on(blobs.put(&location, ciphertext))?;
     Ok(RunOutcome {
         run: r.run,
