@@ -1350,6 +1350,10 @@ impl Registry {
             }
             Action::AppendDataset { dataset, version } => {
                 let versions = self.versions.entry(dataset.clone()).or_default();
+                // Dated no earlier than the version before: the request's time is its
+                // signer's, within the allowed skew, and a window must not see a later
+                // version before an earlier one.
+                let at = versions.last().map_or(at, |v| v.at.max(at));
                 versions.push(DatasetVersion {
                     number: versions.len() as u64 + 1,
                     at,
