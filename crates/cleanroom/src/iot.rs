@@ -103,21 +103,39 @@ pub fn swipes_privacy() -> Privacy {
     }
 }
 
-/// What HR declares: badges are individuals. No budget: the register's one attribute, the
-/// department, is only ever counted in groups of five badges or more, each held by the
-/// difference checks against the groups released before; and a contract that joins it to the
-/// swipes is held to the swipes' budget.
+/// What HR declares: badges are individuals, the department only grouped by; the same budget.
 pub fn hr_privacy() -> Privacy {
+    swipes_privacy()
+}
+
+/// What the security contractor declares of its visitor log: visitors are individuals; no
+/// budget, so only exact contracts read it, each held by the difference checks.
+pub fn visitors_privacy() -> Privacy {
     Privacy {
-        identity: [("badge_id".to_owned(), "badge".to_owned())].into(),
+        identity: [("visitor_id".to_owned(), "visitor".to_owned())].into(),
         ..Privacy::default()
     }
 }
 
-/// Headcount per department, from HR's register alone: an exact aggregate.
-pub const HEADCOUNT_SQL: &str = "\
-SELECT department, COUNT(*) AS staff FROM hr GROUP BY department ORDER BY department
+/// Visitors per host department, from the security contractor's visitor log: an exact
+/// aggregate.
+pub const VISITORS_SQL: &str = "\
+SELECT department, COUNT(DISTINCT visitor_id) AS visitors FROM visitors GROUP BY department \
+ORDER BY department
 ";
+
+/// The visitor log of day `day`: `per_department` visitors to each department but the first,
+/// which has `first` (`visitor_id,department`, with its header).
+pub fn visitors(day: u32, first: u32, per_department: u32) -> String {
+    let mut csv = String::from("visitor_id,department\n");
+    for (d, (department, _)) in DEPARTMENTS.iter().enumerate() {
+        let n = if d == 0 { first } else { per_department };
+        for v in 0..n {
+            csv.push_str(&format!("V{day}-{d}-{v:03},{department}\n"));
+        }
+    }
+    csv
+}
 
 /// What the facility team and the vendor declare: rows about no one, and the bounds of what
 /// may be summed.

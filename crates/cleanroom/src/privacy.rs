@@ -126,16 +126,23 @@ pub fn guard(
             );
         }
     }
+    // Noise spends from budgets: over a table that names individuals and has none, it would
+    // bound nothing across runs.
+    if noise.is_some()
+        && let Some((table, _)) = declared
+            .iter()
+            .find(|(_, p)| !p.identity.is_empty() && p.budget.is_none())
+    {
+        return refuse(format!(
+            "table {table} names individuals and its owner set no privacy budget: noise over it \
+             would bound nothing across runs (the contract adds no noise, and its results are \
+             held by the difference checks, or the owner sets a budget)"
+        ));
+    }
     // A result's rows are checked against earlier results, which needs the identities behind
-    // each, not only their number; unless it is noised and every table that names
-    // individuals has a budget, which bounds what any set of results reveals (as Ads Data
-    // Hub's noise mode drops its checks). Noise over a table without a budget bounds nothing
-    // across runs.
-    let budgeted = declared
-        .values()
-        .filter(|p| !p.identity.is_empty())
-        .all(|p| p.budget.is_some());
-    let sets = noise.is_none() || !budgeted;
+    // each, not only their number; a noised one's are not: the budgets bound what any set of
+    // results reveals (as Ads Data Hub's noise mode drops its checks).
+    let sets = noise.is_none();
     let mut guard = Guard {
         declared,
         rule,

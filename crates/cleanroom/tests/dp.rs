@@ -82,12 +82,18 @@ fn building(people: usize) -> (SessionContext, BTreeMap<String, Privacy>) {
     )
     .unwrap();
     let identity = || [("badge".to_owned(), "badge".to_owned())].into();
+    // Noise needs a budget on every table that names individuals.
+    let budget = Some(confide_model::Budget {
+        epsilon: Epsilon::parse("10").unwrap(),
+        period_days: 1,
+    });
     let declared = [
         (
             "readings".to_owned(),
             Privacy {
                 identity: identity(),
                 bounds: [("minutes".into(), Bounds { lo: 0, hi: 60 })].into(),
+                budget,
                 ..Privacy::default()
             },
         ),
@@ -95,6 +101,7 @@ fn building(people: usize) -> (SessionContext, BTreeMap<String, Privacy>) {
             "probe".to_owned(),
             Privacy {
                 identity: identity(),
+                budget,
                 ..Privacy::default()
             },
         ),

@@ -339,11 +339,11 @@ fn rows(csv: &[u8]) -> Vec<Vec<String>> {
 /// `confide demo iot`: the smart building, over two days. The facility team, the security
 /// contractor, the video analytics vendor and HR publish their first day's data; occupancy per
 /// floor, department and hour runs under the aggregation rule (five badges at least) with
-/// differential privacy over the latest day's swipes and all of HR's register, energy and
-/// motion from the sensors and cameras, and an exact headcount per department from HR; each
-/// appends its second day (HR its one new hire) and the contracts run again; the headcount's
-/// department that grew by one badge is suppressed (its difference would tell the new hire's
-/// department); the budget stops the run that would average the noise away.
+/// differential privacy over the latest day's swipes and HR's register, energy and motion from
+/// the sensors and cameras, and an exact count of visitors per host department from the
+/// security contractor's visitor log; each appends its second day and the contracts run again;
+/// the visitors' group that grew by one is suppressed (its difference would tell that visit);
+/// the budget stops the run that would average the noise away.
 pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     use confide_cleanroom::iot;
 
@@ -380,20 +380,19 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         }
         rows
     };
-    // Each day's batch of the sensors, swipes and cameras; HR's register without its newest
-    // hire (badge B00000, in department 0), who joins on the second day.
+    // Each day's batch of the sensors, swipes and cameras, and of the security contractor's
+    // visitor log (on the second day, one visitor for the first department, six for each of
+    // the others); HR's register, whole.
     for t in ["sensors", "swipes", "cctv"] {
         split_days(&path(t), scale.days, |day| path(&format!("{t}-{day}")))?;
     }
-    let register = std::fs::read_to_string(path("hr"))?;
-    let (newest, register): (Vec<&str>, Vec<&str>) =
-        register.lines().partition(|l| l.starts_with("B00000,"));
-    let header = register.first().copied().unwrap_or_default();
-    std::fs::write(path("hr-0"), register.join("\n") + "\n")?;
-    std::fs::write(path("hr-1"), format!("{header}\n{}\n", newest.join("\n")))?;
+    std::fs::copy(path("hr"), path("hr-0"))?;
+    std::fs::write(path("visitors-0"), iot::visitors(0, 10, 8))?;
+    std::fs::write(path("visitors-1"), iot::visitors(1, 1, 6))?;
     step(&format!(
         "the building's data over {} days: {sensor_rows} sensor readings ({} floors, {} rooms \
-         each), the badge swipes of {} employees, CCTV motion per floor and minute, HR's register",
+         each), the badge swipes of {} employees, CCTV motion per floor and minute, HR's \
+         register, the visitor log",
         scale.days, scale.floors, scale.rooms_per_floor, scale.employees
     ));
 
@@ -402,6 +401,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         (1, "swipes", iot::swipes_privacy()),
         (2, "cctv", iot::cctv_privacy()),
         (3, "hr", iot::hr_privacy()),
+        (1, "visitors", iot::visitors_privacy()),
     ]
     .into_iter()
     .map(|(who, table, privacy)| {
@@ -422,7 +422,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     let table = |t: &str| format!("{t}={}", published[t]);
 
     // The contracts, each approved by the owners of its data. The day's batch of the swipes,
-    // sensors and cameras (the latest version); all of HR's register.
+    // sensors and cameras (the latest version); all of HR's register and of the visitor log.
     let facility = homes[0].load_public()?.fingerprint().to_hex();
     let propose = |tables: &[&str], sql: &str, rules: confide_model::OutputRules| {
         let names: Vec<String> = tables.iter().map(|t| table(t)).collect();
@@ -438,7 +438,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
             rules.max_rows,
             false,
         )?;
-        for t in tables.iter().filter(|t| **t != "hr") {
+        for t in tables.iter().filter(|t| !matches!(**t, "hr" | "visitors")) {
             contract
                 .versions
                 .insert((*t).to_owned(), confide_model::Versions::Latest);
@@ -462,16 +462,16 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         iot::building_rules(&["floor", "day", "hour", "motion"]),
     )?;
     let headcount = propose(
-        &["hr"],
-        iot::HEADCOUNT_SQL,
-        iot::building_rules(&["department", "staff"]),
+        &["visitors"],
+        iot::VISITORS_SQL,
+        iot::building_rules(&["department", "visitors"]),
     )?;
     // The facility team's own data: its proposal is its approval.
     for ((id, state), owners) in [
         (&occupancy, &[1, 3][..]),
         (&energy, &[]),
         (&motion, &[2]),
-        (&headcount, &[3]),
+        (&headcount, &[1]),
     ] {
         if state != "accepted" {
             for &who in owners {
@@ -485,8 +485,9 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         "the facility team proposed four contracts, each approved by the owners of its data:\n   \
          occupancy {occupancy} (the day's swipes ⋈ HR; aggregation rule, at least 5 distinct \
          badges a group; noise ε {} a run, at most {} swipes of a badge read)\n   energy \
-         {energy} (the day's sensors)\n   motion {motion} (the day's cameras)\n   headcount \
-         {headcount} (HR; exact, at least 5 badges a group, held by the difference checks)",
+         {energy} (the day's sensors)\n   motion {motion} (the day's cameras)\n   visitors \
+         {headcount} (the visitor log, every day's; exact, at least 5 visitors a group, held by \
+         the difference checks)",
         noise.epsilon, noise.max_rows_per_identity
     ));
 
@@ -507,7 +508,7 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     let mut audit_seq = 0;
     for day in 0..scale.days {
         if day > 0 {
-            for (who, t) in [(0, "sensors"), (1, "swipes"), (2, "cctv"), (3, "hr")] {
+            for (who, t) in [(0, "sensors"), (1, "swipes"), (2, "cctv"), (1, "visitors")] {
                 let v = crate::cleanroom::append(
                     client,
                     &homes[who],
@@ -531,18 +532,18 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
         let (occupied, energy_rows, motion_rows) =
             (fetch(&occ.run)?, fetch(&en.run)?, fetch(&mo.run)?);
         // The truth, in plain, for the demo only: no party could compute it.
-        // (HR's register as it stood: without the new hire on the first day, whole after.)
-        let register = if day == 0 { path("hr-0") } else { path("hr") };
-        let truth =
-            runtime.block_on(plain_occupancy(&path(&format!("swipes-{day}")), &register))?;
+        let truth = runtime.block_on(plain_occupancy(
+            &path(&format!("swipes-{day}")),
+            &path("hr"),
+        ))?;
         show_occupancy(day, &occupied, &truth, occ.suppressed, args.verbose);
         show_energy(day, &occupied, &energy_rows, &motion_rows, args.verbose);
         headcounts.push((fetch(&hc.run)?, hc.suppressed));
     }
 
-    // The headcount, exact, each day. On the second, the department with the new hire is one
-    // badge away from the first day's group: suppressed.
-    step("headcount per department (exact), each day:");
+    // The visitors, exact, each day. On the second, the first department has one visitor more:
+    // one away from the first day's group, suppressed.
+    step("visitors per host department (exact, all days' visits so far), each day:");
     for (day, (rows, suppressed)) in headcounts.iter().enumerate() {
         let shown: Vec<String> = rows.iter().map(|r| r.join(" ")).collect();
         println!(
@@ -556,11 +557,9 @@ pub(crate) fn iot(args: &IotArgs) -> anyhow::Result<()> {
     match gone.as_slice() {
         [department] => println!(
             "   a differencing attempt: day 1's {department} group would differ from day 0's by \
-             one badge, the new hire's; the difference checks suppressed it"
+             one visitor, whose visit it would tell; the difference checks suppressed it"
         ),
-        _ => {
-            bail!("the headcount's difference check did not suppress exactly the new hire's group")
-        }
+        _ => bail!("the visitors' difference check did not suppress exactly the one group"),
     }
 
     // The budget: each day's ε 2, ε 1 a run. Two runs spent it; a third, which would let the

@@ -397,14 +397,14 @@ fn the_iot_demo_runs_each_day_suppresses_a_difference_and_stops_at_the_budget() 
     assert!(text.contains("executive groups were suppressed"), "{text}");
     assert!(!text.contains("; 0 executive groups"), "{text}");
     // Each publisher appends its second day; the day's contracts read it.
-    for t in ["sensors", "swipes", "cctv", "hr"] {
+    for t in ["sensors", "swipes", "cctv", "visitors"] {
         assert!(text.contains(&format!("appended {t} version 2")), "{text}");
     }
     assert!(text.contains("== day 1: occupancy"), "{text}");
-    // HR's new hire: the headcount of its department, one badge from the day before, is
+    // One visitor more for one department: its group, one visitor from the day before, is
     // suppressed by the difference checks.
     assert!(
-        text.contains("one badge, the new hire's; the difference checks suppressed it"),
+        text.contains("by one visitor, whose visit it would tell; the difference checks"),
         "{text}"
     );
     assert!(text.contains("swipes: ε 2 of 2 spent"), "{text}");

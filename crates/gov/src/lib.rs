@@ -1270,6 +1270,26 @@ impl Registry {
                  (output.noise), which spends from it"
             )));
         }
+        // Noise spends from budgets: over a dataset that names individuals and has none, it
+        // would bound nothing across runs, and its results are not held by the difference
+        // checks either.
+        if let Action::ApproveContract(approval) = a
+            && approval.contract.output.noise.is_some()
+            && let Some(d) = approval.datasets.iter().find(|d| {
+                self.budget_of(d).is_none()
+                    && self
+                        .datasets
+                        .get(*d)
+                        .and_then(|r| r.privacy.as_ref())
+                        .is_some_and(|p| !p.identity.is_empty())
+            })
+        {
+            return Err(refused(format!(
+                "dataset {d} names individuals and has no privacy budget: noise over it would \
+                 bound nothing across runs (its owner sets a budget, or the contract adds no \
+                 noise and its results are held by the difference checks)"
+            )));
+        }
         Ok(())
     }
 
