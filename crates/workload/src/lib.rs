@@ -430,8 +430,8 @@ pub fn run(
     // reads its own versions, under the key released for it.
     let mut verified = runtime.block_on(blobs.verified_all(&stored))?.into_iter();
     // Each dataset's difference-check history, as the ledger's last run left it: the engine
-    // checks the result against it unless the result needs no checks (noised, and every table
-    // that names individuals has a budget), and then leaves it as it is.
+    // checks an exact result against it (a noised one, over tables with budgets, it leaves as
+    // it is).
     let mut tables = Vec::new();
     for ((((name, input), key), selected), history_key) in approved
         .tables
